@@ -1,0 +1,129 @@
+# nodeagent: the one build entry.
+#   make            build everything into build/ (or build/asan with SANITIZE=1)
+#   make check      install missing packages, build, run unit and system tests
+#   make run        install missing packages, build, start the local stack
+#   make stop       stop what `make run` started
+#   make bench      run the benchmarks, writing docs/benchmarks.md
+#   make fuzz       build and briefly run the libFuzzer targets
+#   make install    install binaries, sample config and systemd units (PREFIX, DESTDIR)
+
+PREFIX ?= /usr/local
+DESTDIR ?=
+SANITIZE ?= 0
+PYTHON ?= /usr/bin/python3
+
+PKGS := rdkafka libprotobuf-c libuv sqlite3 inih jansson libmicrohttpd libcurl libcrypto
+
+ifeq ($(SANITIZE),1)
+BUILD := build/asan
+SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+else
+BUILD := build/release
+SAN_FLAGS :=
+endif
+GEN := build/gen
+
+# pkg-config runs lazily, so `make check` can install the packages first.
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS = $(shell pkg-config --libs $(PKGS))
+
+CC ?= cc
+CFLAGS ?= -O2 -g
+CFLAGS += -std=gnu11 -Wall -Wextra -Werror -Wno-missing-field-initializers \
+	-Wshadow -Wstrict-prototypes -Wformat=2 -fno-strict-aliasing -D_GNU_SOURCE $(SAN_FLAGS)
+CPPFLAGS += -I. -I$(GEN) $(PKG_CFLAGS)
+LDFLAGS += $(SAN_FLAGS)
+LDLIBS += $(PKG_LIBS) -lpthread -lm
+
+PROTO_C := $(GEN)/nodeagent.pb-c.c
+PROTO_H := $(GEN)/nodeagent.pb-c.h
+
+# Every module's sources; each module's main() lives in the tool or agent/main.c.
+LIB_SRCS := $(wildcard common/*.c) $(filter-out agent/main.c,$(wildcard agent/*.c)) \
+	$(wildcard hypervisor/*.c) $(wildcard storage/qcow2/*.c) $(wildcard net/ovs/*.c) \
+	$(wildcard scheduler-client/*.c)
+LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/gen/nodeagent.pb-c.o
+LIB := $(BUILD)/libnodeagent.a
+
+NODECTL_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(wildcard tools/nodectl/*.c))
+DEVBUS_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(wildcard tools/devbus/*.c))
+
+BINS := $(BUILD)/nodeagent $(BUILD)/nodectl $(BUILD)/nodeagent-devbus
+
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(UNIT_SRCS:%.c=$(BUILD)/%)
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+
+.PHONY: all deps check check-unit check-system run stop bench fuzz install clean format
+all: $(BINS) $(UNIT_BINS)
+
+deps:
+	@deploy/deps.sh
+
+$(PROTO_C) $(PROTO_H): proto/nodeagent.proto
+	@mkdir -p $(GEN)
+	protoc-c --c_out=$(GEN) -Iproto proto/nodeagent.proto
+
+$(BUILD)/gen/nodeagent.pb-c.o: $(PROTO_C)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(filter-out -Werror -Wshadow -Wstrict-prototypes,$(CFLAGS)) -c -o $@ $<
+
+# Every object may include the generated header.
+$(BUILD)/%.o: %.c $(PROTO_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+$(LIB): $(LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/nodeagent: $(BUILD)/agent/main.o $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/nodectl: $(NODECTL_OBJS) $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/nodeagent-devbus: $(DEVBUS_OBJS) $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
+-include $(shell find build -name '*.d' 2>/dev/null)
+
+check: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory check-unit
+	@if [ "$(SANITIZE)" != 1 ]; then $(MAKE) --no-print-directory check-system; fi
+
+check-unit: $(UNIT_BINS)
+	@tests/run-unit.sh $(UNIT_BINS)
+
+check-system: $(BINS)
+	NODEAGENT_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -v -p no:cacheprovider tests/system
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	@deploy/run.sh start $(abspath $(BUILD))
+
+stop:
+	@deploy/run.sh stop
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@bench/run.sh $(abspath $(BUILD))
+
+fuzz: deps
+	@tests/fuzz/run.sh
+
+install: $(BINS)
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)/etc/nodeagent $(DESTDIR)/lib/systemd/system
+	install -m 0755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 deploy/nodeagent.conf.sample $(DESTDIR)/etc/nodeagent/nodeagent.conf.sample
+	install -m 0644 deploy/systemd/nodeagent.service $(DESTDIR)/lib/systemd/system/
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build

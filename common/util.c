@@ -1,0 +1,142 @@
+#include "common/common.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+void *
+na_xmalloc(size_t size)
+{
+    void *p = malloc(size ? size : 1);
+    if (!p)
+        abort();
+    return p;
+}
+
+void *
+na_xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (!p)
+        abort();
+    return p;
+}
+
+void *
+na_xrealloc(void *p, size_t size)
+{
+    p = realloc(p, size ? size : 1);
+    if (!p)
+        abort();
+    return p;
+}
+
+char *
+na_xstrdup(const char *s)
+{
+    char *p = strdup(s ? s : "");
+    if (!p)
+        abort();
+    return p;
+}
+
+char *
+na_xstrndup(const char *s, size_t len)
+{
+    char *p = strndup(s, len);
+    if (!p)
+        abort();
+    return p;
+}
+
+char *
+na_xasprintf(const char *fmt, ...)
+{
+    char *p = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    if (vasprintf(&p, fmt, ap) < 0)
+        abort();
+    va_end(ap);
+    return p;
+}
+
+bool
+na_uuid_is_valid(const char *s)
+{
+    if (!s || strlen(s) != 36)
+        return false;
+    for (int i = 0; i < 36; i++) {
+        char c = s[i];
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (c != '-')
+                return false;
+        } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
+            return false;
+        }
+    }
+    return true;
+}
+
+void
+na_uuid_generate(char out[37])
+{
+    uint8_t b[16];
+    size_t got = 0;
+    while (got < sizeof(b)) {
+        ssize_t n = getrandom(b + got, sizeof(b) - got, 0);
+        if (n < 0 && errno != EINTR)
+            abort();
+        if (n > 0)
+            got += (size_t)n;
+    }
+    b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
+    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
+    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+             b[14], b[15]);
+}
+
+int64_t
+na_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+uint64_t
+na_mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void
+na_failpoint(const char *name)
+{
+    const char *spec = getenv("NODEAGENT_FAILPOINTS");
+    if (!spec || !*spec)
+        return;
+    size_t name_len = strlen(name);
+    for (const char *p = spec; *p;) {
+        const char *end = strchr(p, ',');
+        size_t item_len = end ? (size_t)(end - p) : strlen(p);
+        if (item_len > name_len && strncmp(p, name, name_len) == 0 && p[name_len] == '=') {
+            const char *action = p + name_len + 1;
+            size_t action_len = item_len - name_len - 1;
+            na_log(NA_LOG_WARN, NULL, "failpoint hit", "failpoint=%s action=%.*s", name,
+                   (int)action_len, action);
+            if (action_len == 4 && strncmp(action, "kill", 4) == 0)
+                raise(SIGKILL);
+            if (action_len == 4 && strncmp(action, "exit", 4) == 0)
+                _exit(3);
+        }
+        p += item_len;
+        if (*p == ',')
+            p++;
+    }
+}
