@@ -127,8 +127,10 @@ int64_t na_now_ms(void);
 /* Monotonic clock in nanoseconds. */
 uint64_t na_mono_ns(void);
 
-/* --- signing -------------------------------------------------------------------------- */
+/* --- digests and signing -------------------------------------------------------------------------- */
 
+/* Lowercase hex SHA-256 of data; out holds 65 bytes. */
+void na_sha256_hex(const uint8_t *data, size_t size, char out[65]);
 /* Kafka header carrying the envelope signature when bus.hmac_key_file is set. */
 #define NA_HMAC_HEADER "nodeagent-hmac"
 /* Lowercase hex HMAC-SHA256 of data; out holds 65 bytes. */

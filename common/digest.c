@@ -31,3 +31,14 @@ na_hmac_sha256_verify(const uint8_t *key, size_t key_size, const uint8_t *data, 
         diff |= (unsigned char)(want[i] ^ hex[i]);
     return diff == 0;
 }
+
+void
+na_sha256_hex(const uint8_t *data, size_t size, char out[65])
+{
+    unsigned char md[32];
+    unsigned int md_size = 0;
+    if (!EVP_Digest(data, size, md, &md_size, EVP_sha256(), NULL) || md_size != sizeof(md))
+        abort();
+    for (size_t i = 0; i < sizeof(md); i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+}

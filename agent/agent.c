@@ -1,0 +1,280 @@
+/* The agent's life: start every part in order, run the loop, and stop gracefully.
+ *
+ * Start: state store (migrated), dispatcher, admin API, bus; then unfinished intents run
+ * again and undelivered events go out.  SIGTERM/SIGINT: stop taking requests, park what
+ * has not started (it stays recorded), let running operations finish for at most
+ * agent.shutdown_timeout seconds, flush the bus, exit 0.  SIGHUP reopens the log file.
+ */
+#include "agent/agent.h"
+#include "agent/admin.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define HOUSEKEEPING_MS (60 * 1000)
+#define INTENT_RETENTION_MS (7LL * 24 * 3600 * 1000)
+#define SHUTDOWN_POLL_MS 100
+#define FLUSH_MS 5000
+
+static int
+mkdir_p(const char *path, mode_t mode, struct na_error **err)
+{
+    cleanup_free char *p = na_xstrdup(path);
+    for (char *s = p + 1;; s++) {
+        if (*s != '/' && *s != '\0')
+            continue;
+        char saved = *s;
+        *s = '\0';
+        if (mkdir(p, mode) < 0 && errno != EEXIST)
+            return na_error_set(err, NA_CODE_INTERNAL, errno, "create directory `%s`", p);
+        *s = saved;
+        if (!saved)
+            return 0;
+    }
+}
+
+bool
+agent_healthy(struct agent *a, char *bus_detail, size_t bus_size, char *db_detail, size_t db_size,
+              bool *bus_ok, bool *db_ok)
+{
+    struct agent_bus_stats st = {0};
+    if (a->bus)
+        agent_bus_get_stats(a->bus, &st);
+    *bus_ok = a->bus && st.up;
+    snprintf(bus_detail, bus_size, "%s (bootstrap %s)",
+             *bus_ok ? "a broker is up" : "no broker reachable", a->cfg->bootstrap_servers);
+
+    cleanup_error struct na_error *err = NULL;
+    *db_ok = agent_store_ping(a->store, &err) == 0;
+    snprintf(db_detail, db_size, "%s", *db_ok ? "state store answers" : err->msg);
+    return *bus_ok && *db_ok;
+}
+
+void
+agent_gauges(struct agent *a, struct agent_gauges *g)
+{
+    struct agent_bus_stats st = {.consumer_lag = -1};
+    if (a->bus)
+        agent_bus_get_stats(a->bus, &st);
+    char d1[256], d2[256];
+    bool ok1, ok2;
+    *g = (struct agent_gauges){
+        .uptime_s = (double)(na_mono_ns() - a->started_ns) / 1e9,
+        .queued = agent_dispatch_queued(a->dispatch),
+        .running = agent_dispatch_running(a->dispatch),
+        .outbox = agent_store_outbox_count(a->store),
+        .bus_lag = st.consumer_lag,
+        .bus_up = st.up,
+        .healthy = agent_healthy(a, d1, sizeof(d1), d2, sizeof(d2), &ok1, &ok2),
+        .bus_received = st.received,
+        .bus_delivered = st.delivered,
+        .bus_delivery_failed = st.delivery_failed,
+    };
+}
+
+void
+agent_backpressure(struct agent *a)
+{
+    if (!a->bus || a->stopping)
+        return;
+    size_t queued = agent_dispatch_queued(a->dispatch);
+    if (!a->bus_paused && queued >= a->cfg->max_queued) {
+        a->bus_paused = true;
+        agent_bus_pause(a->bus, true);
+    } else if (a->bus_paused && queued <= a->cfg->max_queued / 2) {
+        a->bus_paused = false;
+        agent_bus_pause(a->bus, false);
+    }
+}
+
+void
+agent_die(struct agent *a, const struct na_error *err)
+{
+    (void)a;
+    na_log(NA_LOG_ERROR, NULL,
+           "state store write failed; exiting without acknowledging the request, which the "
+           "bus will deliver again",
+           "error=\"%s\"", err ? err->msg : "unknown");
+    _exit(1);
+}
+
+static void
+on_health(void *ctx, bool up)
+{
+    (void)ctx;
+    (void)up; /* read on demand by /healthz; logged by the bus */
+}
+
+static void
+close_handle(uv_handle_t *h)
+{
+    if (h->loop && !uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+/* Running operations are done (or we gave up waiting): close everything. */
+static void
+finish_shutdown(struct agent *a)
+{
+    uv_timer_stop(&a->shutdown_timer);
+    close_handle((uv_handle_t *)&a->shutdown_timer);
+    close_handle((uv_handle_t *)&a->housekeeping);
+    close_handle((uv_handle_t *)&a->sig_term);
+    close_handle((uv_handle_t *)&a->sig_int);
+    close_handle((uv_handle_t *)&a->sig_hup);
+    agent_outbox_pump(a);
+    agent_bus_close(a->bus, FLUSH_MS);
+    a->bus = NULL;
+    agent_outbox_close(a);
+    close_handle((uv_handle_t *)&a->outbox_timer);
+    agent_admin_close(a->admin);
+    a->admin = NULL;
+    na_log(NA_LOG_INFO, NULL, "agent stopped", "outbox=%lld",
+           (long long)agent_store_outbox_count(a->store));
+}
+
+static void
+on_shutdown_tick(uv_timer_t *t)
+{
+    struct agent *a = t->data;
+    size_t running = agent_dispatch_running(a->dispatch);
+    if (running == 0) {
+        finish_shutdown(a);
+        return;
+    }
+    if (uv_now(a->loop) >= a->shutdown_deadline_ms) {
+        /* Their intents stay "running" and run again at the next start. */
+        na_log(NA_LOG_WARN, NULL,
+               "shutdown timeout: operations still running are left "
+               "recorded for the next start",
+               "running=%zu", running);
+        _exit(0);
+    }
+}
+
+static void
+begin_shutdown(struct agent *a, const char *why)
+{
+    if (a->stopping)
+        return;
+    a->stopping = true;
+    size_t running = agent_dispatch_running(a->dispatch);
+    na_log(NA_LOG_INFO, NULL, "shutting down", "reason=%s running=%zu queued=%zu", why, running,
+           agent_dispatch_queued(a->dispatch));
+    agent_park_queued(a);
+    if (running == 0) {
+        finish_shutdown(a);
+        return;
+    }
+    a->shutdown_deadline_ms = uv_now(a->loop) + (uint64_t)a->cfg->shutdown_timeout_s * 1000;
+    uv_timer_start(&a->shutdown_timer, on_shutdown_tick, SHUTDOWN_POLL_MS, SHUTDOWN_POLL_MS);
+}
+
+static void
+on_signal(uv_signal_t *h, int signum)
+{
+    struct agent *a = h->data;
+    if (signum == SIGHUP) {
+        cleanup_error struct na_error *err = NULL;
+        if (na_log_open(a->cfg->log_file, &err) < 0)
+            na_log(NA_LOG_ERROR, NULL, "reopening the log failed", "error=\"%s\"", err->msg);
+        else
+            na_log(NA_LOG_INFO, NULL, "log reopened", NULL);
+        return;
+    }
+    begin_shutdown(a, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+static void
+on_housekeeping(uv_timer_t *t)
+{
+    struct agent *a = t->data;
+    cleanup_error struct na_error *err = NULL;
+    int n = agent_store_intent_prune(a->store, na_now_ms() - INTENT_RETENTION_MS, &err);
+    if (n < 0)
+        na_log(NA_LOG_WARN, NULL, "pruning old intents failed", "error=\"%s\"", err->msg);
+    else if (n > 0)
+        na_log(NA_LOG_INFO, NULL, "pruned finished intents", "count=%d", n);
+}
+
+static void
+signal_watch(struct agent *a, uv_signal_t *h, int signum)
+{
+    uv_signal_init(a->loop, h);
+    h->data = a;
+    uv_signal_start(h, on_signal, signum);
+}
+
+static int
+agent_start(struct agent *a, struct na_error **err)
+{
+    const struct agent_config *cfg = a->cfg;
+    int ret = mkdir_p(cfg->state_dir, 0750, err);
+    if (ret < 0)
+        return ret;
+    cleanup_free char *db = na_xasprintf("%s/state.db", cfg->state_dir);
+    if ((ret = agent_store_open(db, &a->store, err)) < 0)
+        return ret;
+
+    a->dispatch = agent_dispatch_new(a->loop);
+    agent_outbox_init(a);
+    uv_timer_init(a->loop, &a->housekeeping);
+    a->housekeeping.data = a;
+    uv_timer_init(a->loop, &a->shutdown_timer);
+    a->shutdown_timer.data = a;
+    signal_watch(a, &a->sig_term, SIGTERM);
+    signal_watch(a, &a->sig_int, SIGINT);
+    signal_watch(a, &a->sig_hup, SIGHUP);
+
+    if ((ret = agent_admin_open(a, &a->admin, err)) < 0)
+        return ret;
+    struct agent_bus_callbacks cb = {
+        .ctx = a,
+        .on_request = agent_intake,
+        .on_delivery = agent_outbox_on_delivery,
+        .on_health = on_health,
+    };
+    if ((ret = agent_bus_open(a->loop, cfg, &cb, &a->bus, err)) < 0)
+        return ret;
+    if ((ret = agent_replay_open_intents(a, err)) < 0)
+        return ret;
+    agent_outbox_pump(a);
+    uv_timer_start(&a->housekeeping, on_housekeeping, HOUSEKEEPING_MS, HOUSEKEEPING_MS);
+    return 0;
+}
+
+int
+agent_run(const struct agent_config *cfg)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct agent a = {
+        .cfg = cfg,
+        .loop = &loop,
+        .started_ns = na_mono_ns(),
+        .topic_events = agent_topic_events(cfg),
+    };
+
+    cleanup_error struct na_error *err = NULL;
+    if (agent_start(&a, &err) < 0) {
+        na_log(NA_LOG_ERROR, NULL, "agent failed to start", "error=\"%s\"", err->msg);
+        a.exit_status = 1;
+        a.stopping = true;
+        finish_shutdown(&a);
+    } else {
+        na_log(NA_LOG_INFO, NULL, "agent started",
+               "node_id=%s version=%s state_dir=%s admin_socket=%s workers=%u", cfg->node_id,
+               AGENT_VERSION, cfg->state_dir, cfg->admin_socket, cfg->workers);
+    }
+
+    uv_run(&loop, UV_RUN_DEFAULT);
+
+    agent_dispatch_free(a.dispatch);
+    agent_store_close(a.store);
+    free(a.topic_events);
+    if (uv_loop_close(&loop) != 0)
+        na_log(NA_LOG_WARN, NULL, "event loop closed with handles still open", NULL);
+    return a.exit_status;
+}

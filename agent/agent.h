@@ -1,0 +1,127 @@
+/* The agent: the state the main loop owns, and the paths a request takes through it.
+ *
+ *   bus ──► intake.c ──► (intent recorded, ACCEPTED event, offset acked)
+ *                │
+ *                ▼
+ *           execute.c ──► dispatch (per-instance lane) ──► worker: handlers.c
+ *                                                            │
+ *           outbox.c ◄── terminal event recorded ◄───────────┘
+ *                │
+ *                ▼
+ *               bus
+ *
+ * Only the main loop touches struct agent.  Worker threads see the agent_op they run
+ * and nothing else.
+ */
+#ifndef NODEAGENT_AGENT_AGENT_H
+#define NODEAGENT_AGENT_AGENT_H
+
+#include "agent/bus.h"
+#include "agent/config.h"
+#include "agent/dispatch.h"
+#include "agent/metrics.h"
+#include "agent/requests.h"
+#include "agent/store.h"
+#include "common/common.h"
+#include "nodeagent.pb-c.h"
+
+#include <uv.h>
+
+#define AGENT_VERSION "0.1.0"
+
+struct agent_admin;
+
+struct agent {
+    const struct agent_config *cfg;
+    uv_loop_t *loop;
+    struct agent_store *store;
+    struct agent_bus *bus;
+    struct agent_dispatch *dispatch;
+    struct agent_admin *admin;
+    struct agent_metrics metrics;
+    char *topic_events;
+
+    uint64_t started_ns;
+    bool stopping;
+    bool bus_paused;
+    int exit_status;
+
+    /* The outbox: events recorded in the store, produced to the bus in id order. */
+    int64_t outbox_cursor; /* highest id handed to the bus */
+    int64_t *delivered;    /* ids acknowledged, removed from the store in batches */
+    size_t n_delivered, delivered_cap;
+    uv_timer_t outbox_timer; /* batch removal and retry after a full local queue */
+
+    uv_signal_t sig_term, sig_int, sig_hup;
+    uv_timer_t housekeeping;
+    uv_timer_t shutdown_timer;
+    uint64_t shutdown_deadline_ms; /* loop time */
+};
+
+/* An operation: one request being executed.  Owned by the dispatcher while queued or
+ * running; the worker writes only result fields. */
+struct agent_op {
+    struct agent *agent;
+    char *request_id;
+    char *instance;
+    char *key;
+    enum agent_request_kind kind;
+    Nodeagent__V1__Envelope *env;
+    int64_t bus_offset;
+    uint64_t received_ns;
+
+    /* Set by the worker. */
+    struct na_error *err;
+    Nodeagent__V1__InstanceState state;
+    uint8_t *console_log;
+    size_t console_log_size;
+};
+
+/* main.c */
+int agent_run(const struct agent_config *cfg);
+
+/* intake.c: a message from the node topic. */
+void agent_intake(void *agent, const struct agent_bus_msg *msg);
+
+/* execute.c */
+void agent_execute(struct agent *a, struct agent_op *op);
+int agent_replay_open_intents(struct agent *a, struct na_error **err);
+void agent_park_queued(struct agent *a);
+struct agent_op *agent_op_new(struct agent *a, Nodeagent__V1__Envelope *env, int64_t offset);
+void agent_op_free(struct agent_op *op);
+
+/* handlers.c: runs in a worker.  Returns 0 or fills err. */
+typedef int (*agent_handler_fn)(struct agent_op *op, struct na_error **err);
+agent_handler_fn agent_handler_for(enum agent_request_kind kind);
+
+/* events.c */
+void agent_event_init(struct agent *a, Nodeagent__V1__Event *ev, Nodeagent__V1__EventKind kind,
+                      const char *request_id, const char *instance, const char *request_kind,
+                      int64_t offset);
+/* Packs ev and records it in the outbox (inside the caller's transaction, if any);
+ * a copy of the packed bytes goes to *recorded when it is not NULL. */
+int agent_event_record(struct agent *a, const Nodeagent__V1__Event *ev, struct agent_blob *recorded,
+                       struct na_error **err);
+/* Records and sends an event that no intent refers to (its own transaction). */
+void agent_event_emit(struct agent *a, const Nodeagent__V1__Event *ev);
+/* Sets ev->error from err; ev keeps pointers into err until it is packed. */
+void agent_event_set_error(Nodeagent__V1__Event *ev, Nodeagent__V1__Error *slot,
+                           const struct na_error *err);
+
+/* outbox.c */
+void agent_outbox_init(struct agent *a);
+void agent_outbox_pump(struct agent *a);
+void agent_outbox_on_delivery(void *agent, int64_t id, bool ok, const char *why);
+void agent_outbox_close(struct agent *a);
+
+/* Gauges and health, for /metrics, /healthz and /v1/status. */
+bool agent_healthy(struct agent *a, char *bus_detail, size_t bus_size, char *db_detail,
+                   size_t db_size, bool *bus_ok, bool *db_ok);
+void agent_gauges(struct agent *a, struct agent_gauges *g);
+/* Called when the number of queued operations changed: pauses or resumes the bus. */
+void agent_backpressure(struct agent *a);
+/* A write to the state store failed where the agent cannot go on safely: stop at once,
+ * without committing bus offsets, so that the request is delivered again after restart. */
+void agent_die(struct agent *a, const struct na_error *err) __attribute__((noreturn));
+
+#endif

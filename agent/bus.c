@@ -1,0 +1,484 @@
+#include "agent/bus.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <librdkafka/rdkafka.h>
+#include <string.h>
+
+/* How many consumer messages one wake-up handles before yielding to the loop. */
+#define CONSUME_BATCH 256
+
+struct kafka_wakeup {
+    int fds[2];
+    uv_poll_t poll;
+    bool started;
+};
+
+struct agent_bus {
+    uv_loop_t *loop;
+    struct agent_bus_callbacks cb;
+    char *request_topic;
+
+    rd_kafka_t *consumer;
+    rd_kafka_queue_t *consumer_queue;
+    struct kafka_wakeup consumer_wake;
+
+    rd_kafka_t *producer;
+    rd_kafka_queue_t *producer_queue;
+    struct kafka_wakeup producer_wake;
+
+    uv_timer_t poll_timer; /* safety net: serves both queues once a second */
+    bool paused;
+    bool closing;
+    int pending_closes; /* libuv handles still closing; the bus is freed after the last */
+    struct agent_bus_stats stats;
+};
+
+static void
+bus_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    enum na_log_level l = level <= 3 ? NA_LOG_ERROR : level <= 4 ? NA_LOG_WARN : NA_LOG_DEBUG;
+    char quoted[1024];
+    na_log(l, NULL, "librdkafka", "client=%s facility=%s detail=%s", rd_kafka_name(rk), fac,
+           na_log_quote(quoted, sizeof(quoted), buf));
+}
+
+static void
+bus_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    struct agent_bus *bus = opaque;
+    char quoted[1024];
+    na_log(NA_LOG_WARN, NULL, "bus error", "client=%s error=%s detail=%s", rd_kafka_name(rk),
+           rd_kafka_err2name(err), na_log_quote(quoted, sizeof(quoted), reason));
+    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN && bus->stats.up) {
+        bus->stats.up = false;
+        if (bus->cb.on_health)
+            bus->cb.on_health(bus->cb.ctx, false);
+    }
+    if (rd_kafka_fatal_error(rk, NULL, 0))
+        na_log(NA_LOG_ERROR, NULL, "bus client hit a fatal error", "client=%s", rd_kafka_name(rk));
+}
+
+/* The consumer's statistics say whether a broker is up and how far behind we are. */
+static int
+bus_stats_cb(rd_kafka_t *rk, char *json, size_t json_len, void *opaque)
+{
+    (void)rk;
+    struct agent_bus *bus = opaque;
+    json_t *root = json_loadb(json, json_len, 0, NULL);
+    if (!root)
+        return 0;
+
+    bool up = false;
+    const char *name;
+    json_t *broker;
+    json_object_foreach(json_object_get(root, "brokers"), name, broker)
+    {
+        json_int_t nodeid = json_integer_value(json_object_get(broker, "nodeid"));
+        const char *state = json_string_value(json_object_get(broker, "state"));
+        if (nodeid >= 0 && state && strcmp(state, "UP") == 0)
+            up = true;
+    }
+
+    int64_t lag = -1;
+    json_t *parts = json_object_get(
+        json_object_get(json_object_get(root, "topics"), bus->request_topic), "partitions");
+    json_t *part;
+    json_object_foreach(parts, name, part)
+    {
+        if (strcmp(name, "-1") == 0)
+            continue;
+        json_int_t l = json_integer_value(json_object_get(part, "consumer_lag"));
+        if (l >= 0)
+            lag = (lag < 0 ? 0 : lag) + l;
+    }
+    json_decref(root);
+
+    bus->stats.consumer_lag = lag;
+    if (up != bus->stats.up) {
+        bus->stats.up = up;
+        na_log(up ? NA_LOG_INFO : NA_LOG_WARN, NULL, up ? "bus is up" : "bus is down", NULL);
+        if (bus->cb.on_health)
+            bus->cb.on_health(bus->cb.ctx, up);
+    }
+    return 0;
+}
+
+static void
+bus_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    (void)rk;
+    struct agent_bus *bus = opaque;
+    int64_t id = (int64_t)(intptr_t)m->_private;
+    bool ok = m->err == RD_KAFKA_RESP_ERR_NO_ERROR;
+    if (ok)
+        bus->stats.delivered++;
+    else
+        bus->stats.delivery_failed++;
+    if (bus->cb.on_delivery)
+        bus->cb.on_delivery(bus->cb.ctx, id, ok, ok ? NULL : rd_kafka_err2str(m->err));
+}
+
+static int
+conf_set(rd_kafka_conf_t *conf, const char *key, const char *value, struct na_error **err)
+{
+    char why[512];
+    if (rd_kafka_conf_set(conf, key, value, why, sizeof(why)) != RD_KAFKA_CONF_OK)
+        return na_error_set(err, NA_CODE_INTERNAL, 0, "bus setting %s=%s: %s", key, value, why);
+    return 0;
+}
+
+/* Settings common to both clients, then the operator's [bus.rdkafka] on top. */
+static rd_kafka_conf_t *
+conf_new(struct agent_bus *bus, const struct agent_config *cfg, const char *role,
+         const char *const *defaults, size_t n_defaults, struct na_error **err)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    cleanup_free char *client_id = na_xasprintf("nodeagent-%s-%s", cfg->node_id, role);
+    int ret = conf_set(conf, "bootstrap.servers", cfg->bootstrap_servers, err);
+    if (ret == 0)
+        ret = conf_set(conf, "client.id", client_id, err);
+    for (size_t i = 0; ret == 0 && i + 1 < n_defaults; i += 2)
+        ret = conf_set(conf, defaults[i], defaults[i + 1], err);
+    for (size_t i = 0; ret == 0 && i < cfg->n_rdkafka; i++)
+        ret = conf_set(conf, cfg->rdkafka[i].key, cfg->rdkafka[i].value, err);
+    if (ret < 0) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    rd_kafka_conf_set_opaque(conf, bus);
+    rd_kafka_conf_set_log_cb(conf, bus_log_cb);
+    rd_kafka_conf_set_error_cb(conf, bus_error_cb);
+    return conf;
+}
+
+static void consume_ready(struct agent_bus *bus);
+static void produce_ready(struct agent_bus *bus);
+
+static void
+on_consumer_wake(uv_poll_t *h, int status, int events)
+{
+    (void)status;
+    (void)events;
+    struct agent_bus *bus = h->data;
+    char buf[64];
+    while (read(bus->consumer_wake.fds[0], buf, sizeof(buf)) > 0)
+        ;
+    consume_ready(bus);
+}
+
+static void
+on_producer_wake(uv_poll_t *h, int status, int events)
+{
+    (void)status;
+    (void)events;
+    struct agent_bus *bus = h->data;
+    char buf[64];
+    while (read(bus->producer_wake.fds[0], buf, sizeof(buf)) > 0)
+        ;
+    produce_ready(bus);
+}
+
+static int
+wakeup_start(struct agent_bus *bus, struct kafka_wakeup *w, rd_kafka_queue_t *q, uv_poll_cb cb,
+             struct na_error **err)
+{
+    if (pipe2(w->fds, O_NONBLOCK | O_CLOEXEC) < 0)
+        return na_error_set(err, NA_CODE_INTERNAL, errno, "create bus wake-up pipe");
+    rd_kafka_queue_io_event_enable(q, w->fds[1], "1", 1);
+    uv_poll_init(bus->loop, &w->poll, w->fds[0]);
+    w->poll.data = bus;
+    uv_poll_start(&w->poll, UV_READABLE, cb);
+    w->started = true;
+    return 0;
+}
+
+static void
+bus_free(struct agent_bus *bus)
+{
+    free(bus->request_topic);
+    free(bus);
+}
+
+static void
+on_handle_closed(uv_handle_t *h)
+{
+    struct agent_bus *bus = h->data;
+    if (--bus->pending_closes == 0)
+        bus_free(bus);
+}
+
+static void
+handle_close(struct agent_bus *bus, uv_handle_t *h)
+{
+    bus->pending_closes++;
+    uv_close(h, on_handle_closed);
+}
+
+static void
+wakeup_stop(struct agent_bus *bus, struct kafka_wakeup *w, rd_kafka_queue_t *q)
+{
+    if (!w->started)
+        return;
+    rd_kafka_queue_io_event_enable(q, -1, NULL, 0);
+    uv_poll_stop(&w->poll);
+    handle_close(bus, (uv_handle_t *)&w->poll);
+    close(w->fds[0]);
+    close(w->fds[1]);
+    w->started = false;
+}
+
+static void
+handle_message(struct agent_bus *bus, rd_kafka_message_t *m)
+{
+    if (m->err) {
+        if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+            na_log(NA_LOG_WARN, NULL, "bus consumer error", "error=%s detail=\"%s\"",
+                   rd_kafka_err2name(m->err), rd_kafka_message_errstr(m));
+        return;
+    }
+    struct agent_bus_msg msg = {
+        .payload = m->payload,
+        .size = m->len,
+        .topic = rd_kafka_topic_name(m->rkt),
+        .partition = m->partition,
+        .offset = m->offset,
+        .handle = m,
+    };
+    rd_kafka_headers_t *hdrs = NULL;
+    if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        const void *val = NULL;
+        size_t size = 0;
+        if (rd_kafka_header_get_last(hdrs, NA_HMAC_HEADER, &val, &size) ==
+            RD_KAFKA_RESP_ERR_NO_ERROR) {
+            msg.signature = val;
+            msg.signature_len = size;
+        }
+    }
+    bus->stats.received++;
+    bus->cb.on_request(bus->cb.ctx, &msg);
+}
+
+static void
+consume_ready(struct agent_bus *bus)
+{
+    if (bus->closing)
+        return;
+    for (int i = 0; i < CONSUME_BATCH; i++) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(bus->consumer, 0);
+        if (!m)
+            return;
+        handle_message(bus, m);
+        rd_kafka_message_destroy(m);
+        if (bus->closing)
+            return;
+    }
+    /* More may be waiting: the io event only fires on empty -> non-empty, so wake
+     * ourselves again after the loop has served everything else. */
+    if (write(bus->consumer_wake.fds[1], "1", 1) < 0 && errno != EAGAIN)
+        na_log(NA_LOG_WARN, NULL, "bus wake-up write failed", "errno=%d", errno);
+}
+
+static void
+produce_ready(struct agent_bus *bus)
+{
+    while (rd_kafka_poll(bus->producer, 0) > 0)
+        ;
+}
+
+static void
+on_poll_timer(uv_timer_t *t)
+{
+    struct agent_bus *bus = t->data;
+    consume_ready(bus);
+    produce_ready(bus);
+}
+
+static int
+consumer_open(struct agent_bus *bus, const struct agent_config *cfg, struct na_error **err)
+{
+    cleanup_free char *group = na_xasprintf("nodeagent.%s", cfg->node_id);
+    const char *defaults[] = {
+        "group.id",
+        group,
+        /* Offsets are stored by agent_bus_ack() only once a request is durable. */
+        "enable.auto.offset.store",
+        "false",
+        "enable.auto.commit",
+        "true",
+        "auto.commit.interval.ms",
+        "1000",
+        "auto.offset.reset",
+        "earliest",
+        "statistics.interval.ms",
+        "1000",
+        "enable.partition.eof",
+        "false",
+        "reconnect.backoff.max.ms",
+        "2000",
+        "topic.metadata.refresh.interval.ms",
+        "10000",
+    };
+    rd_kafka_conf_t *conf = conf_new(bus, cfg, "consumer", defaults, NA_ARRAY_SIZE(defaults), err);
+    if (!conf)
+        return -EINVAL;
+    rd_kafka_conf_set_stats_cb(conf, bus_stats_cb);
+
+    char why[512];
+    bus->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof(why));
+    if (!bus->consumer) {
+        rd_kafka_conf_destroy(conf);
+        return na_error_set(err, NA_CODE_INTERNAL, 0, "create bus consumer: %s", why);
+    }
+    rd_kafka_poll_set_consumer(bus->consumer);
+    bus->consumer_queue = rd_kafka_queue_get_consumer(bus->consumer);
+
+    rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(topics, bus->request_topic, RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t e = rd_kafka_subscribe(bus->consumer, topics);
+    rd_kafka_topic_partition_list_destroy(topics);
+    if (e)
+        return na_error_set(err, NA_CODE_INTERNAL, 0, "subscribe to `%s`: %s", bus->request_topic,
+                            rd_kafka_err2str(e));
+    return wakeup_start(bus, &bus->consumer_wake, bus->consumer_queue, on_consumer_wake, err);
+}
+
+static int
+producer_open(struct agent_bus *bus, const struct agent_config *cfg, struct na_error **err)
+{
+    char buffer_max[32];
+    snprintf(buffer_max, sizeof(buffer_max), "%u", cfg->event_buffer_max);
+    const char *defaults[] = {
+        /* Idempotence keeps each partition in order without duplicates on retry; with
+         * no message timeout, librdkafka retries through any outage. */
+        "enable.idempotence",           "true",     "message.timeout.ms", "0",
+        "queue.buffering.max.messages", buffer_max, "linger.ms",          "5",
+        "reconnect.backoff.max.ms",     "2000",
+    };
+    rd_kafka_conf_t *conf = conf_new(bus, cfg, "producer", defaults, NA_ARRAY_SIZE(defaults), err);
+    if (!conf)
+        return -EINVAL;
+    rd_kafka_conf_set_dr_msg_cb(conf, bus_dr_cb);
+
+    char why[512];
+    bus->producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why));
+    if (!bus->producer) {
+        rd_kafka_conf_destroy(conf);
+        return na_error_set(err, NA_CODE_INTERNAL, 0, "create bus producer: %s", why);
+    }
+    bus->producer_queue = rd_kafka_queue_get_main(bus->producer);
+    return wakeup_start(bus, &bus->producer_wake, bus->producer_queue, on_producer_wake, err);
+}
+
+int
+agent_bus_open(uv_loop_t *loop, const struct agent_config *cfg,
+               const struct agent_bus_callbacks *cb, struct agent_bus **out, struct na_error **err)
+{
+    struct agent_bus *bus = na_xcalloc(1, sizeof(*bus));
+    bus->loop = loop;
+    bus->cb = *cb;
+    bus->request_topic = agent_topic_node(cfg, cfg->node_id);
+    bus->stats.consumer_lag = -1;
+
+    int ret = producer_open(bus, cfg, err);
+    if (ret == 0)
+        ret = consumer_open(bus, cfg, err);
+    if (ret < 0) {
+        agent_bus_close(bus, 0);
+        return ret;
+    }
+    uv_timer_init(loop, &bus->poll_timer);
+    bus->poll_timer.data = bus;
+    uv_timer_start(&bus->poll_timer, on_poll_timer, 1000, 1000);
+    na_log(NA_LOG_INFO, NULL, "bus client started", "bootstrap=%s topic=%s", cfg->bootstrap_servers,
+           bus->request_topic);
+    *out = bus;
+    return 0;
+}
+
+void
+agent_bus_close(struct agent_bus *bus, int flush_ms)
+{
+    if (!bus)
+        return;
+    bus->closing = true;
+    if (bus->poll_timer.data) {
+        uv_timer_stop(&bus->poll_timer);
+        handle_close(bus, (uv_handle_t *)&bus->poll_timer);
+    }
+    if (bus->consumer) {
+        wakeup_stop(bus, &bus->consumer_wake, bus->consumer_queue);
+        rd_kafka_queue_destroy(bus->consumer_queue);
+        /* Commits the offsets stored by agent_bus_ack() and leaves the group. */
+        rd_kafka_consumer_close(bus->consumer);
+        rd_kafka_destroy(bus->consumer);
+    }
+    if (bus->producer) {
+        wakeup_stop(bus, &bus->producer_wake, bus->producer_queue);
+        rd_kafka_queue_destroy(bus->producer_queue);
+        if (flush_ms > 0 && rd_kafka_flush(bus->producer, flush_ms))
+            na_log(NA_LOG_WARN, NULL, "bus flush timed out; undelivered events stay queued",
+                   "pending=%d", rd_kafka_outq_len(bus->producer));
+        rd_kafka_purge(bus->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        rd_kafka_destroy(bus->producer);
+    }
+    if (bus->pending_closes == 0)
+        bus_free(bus);
+}
+
+void
+agent_bus_ack(struct agent_bus *bus, const struct agent_bus_msg *msg)
+{
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(list, msg->topic, msg->partition)->offset = msg->offset + 1;
+    rd_kafka_resp_err_t e = rd_kafka_offsets_store(bus->consumer, list);
+    if (e)
+        na_log(NA_LOG_WARN, NULL, "storing bus offset failed", "topic=%s offset=%lld error=%s",
+               msg->topic, (long long)msg->offset, rd_kafka_err2name(e));
+    rd_kafka_topic_partition_list_destroy(list);
+}
+
+int
+agent_bus_produce(struct agent_bus *bus, const char *topic, const char *key, const uint8_t *payload,
+                  size_t size, int64_t id, struct na_error **err)
+{
+    size_t key_len = key ? strlen(key) : 0;
+    rd_kafka_resp_err_t e = rd_kafka_producev(
+        bus->producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_VALUE((void *)payload, size),
+        RD_KAFKA_V_KEY(key_len ? (void *)key : NULL, key_len),
+        RD_KAFKA_V_OPAQUE((void *)(intptr_t)id), RD_KAFKA_V_END);
+    if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+        return -ENOBUFS;
+    if (e)
+        return na_error_set(err, NA_CODE_INTERNAL, 0, "produce to `%s`: %s", topic,
+                            rd_kafka_err2str(e));
+    bus->stats.produced++;
+    return 0;
+}
+
+void
+agent_bus_pause(struct agent_bus *bus, bool paused)
+{
+    if (bus->paused == paused)
+        return;
+    rd_kafka_topic_partition_list_t *parts = NULL;
+    if (rd_kafka_assignment(bus->consumer, &parts) || !parts)
+        return;
+    rd_kafka_resp_err_t e = paused ? rd_kafka_pause_partitions(bus->consumer, parts)
+                                   : rd_kafka_resume_partitions(bus->consumer, parts);
+    rd_kafka_topic_partition_list_destroy(parts);
+    if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        bus->paused = paused;
+        na_log(NA_LOG_INFO, NULL,
+               paused ? "consumption paused: work queue full" : "consumption resumed", NULL);
+    }
+}
+
+void
+agent_bus_get_stats(struct agent_bus *bus, struct agent_bus_stats *out)
+{
+    *out = bus->stats;
+    out->producer_queue = bus->producer ? (size_t)rd_kafka_outq_len(bus->producer) : 0;
+}

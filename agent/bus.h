@@ -1,0 +1,67 @@
+/* The bus: librdkafka's consumer of this node's request topic and producer of events,
+ * capacity reports and announcements, driven from the libuv loop.
+ *
+ * librdkafka signals its queues through a pipe (rd_kafka_queue_io_event_enable) that the
+ * loop polls, so every callback below runs on the main loop.  The consumer never commits
+ * an offset by itself: the agent calls agent_bus_ack() once a request is durable, and the
+ * auto-commit thread commits what was acked.  The producer is idempotent and retries for
+ * ever; its local queue is bounded (bus.event_buffer_max) and agent_bus_produce() says so
+ * with -ENOBUFS, leaving the event in the agent's outbox for later.
+ */
+#ifndef NODEAGENT_AGENT_BUS_H
+#define NODEAGENT_AGENT_BUS_H
+
+#include "agent/config.h"
+#include "common/common.h"
+
+#include <uv.h>
+
+struct agent_bus;
+
+struct agent_bus_msg {
+    const uint8_t *payload;
+    size_t size;
+    const char *topic;
+    int32_t partition;
+    int64_t offset;
+    const char *signature; /* value of the nodeagent-hmac header, not NUL-terminated */
+    size_t signature_len;
+    void *handle; /* the bus's own, for agent_bus_ack() */
+};
+
+struct agent_bus_callbacks {
+    void *ctx;
+    /* A request arrived.  Call agent_bus_ack() once it is durable (or refused for good). */
+    void (*on_request)(void *ctx, const struct agent_bus_msg *msg);
+    /* The bus acknowledged (ok) or finally refused (!ok) the message produced with id. */
+    void (*on_delivery)(void *ctx, int64_t id, bool ok, const char *why);
+    /* Broker connectivity changed. */
+    void (*on_health)(void *ctx, bool up);
+};
+
+struct agent_bus_stats {
+    bool up;
+    int64_t consumer_lag; /* -1 when unknown */
+    uint64_t received;
+    uint64_t produced;
+    uint64_t delivered;
+    uint64_t delivery_failed;
+    size_t producer_queue; /* messages in librdkafka's local queue */
+};
+
+int agent_bus_open(uv_loop_t *loop, const struct agent_config *cfg,
+                   const struct agent_bus_callbacks *cb, struct agent_bus **out,
+                   struct na_error **err);
+/* Stops consuming, commits acked offsets, and flushes the producer for at most
+ * flush_ms; messages not delivered by then stay in the caller's outbox. */
+void agent_bus_close(struct agent_bus *bus, int flush_ms);
+
+void agent_bus_ack(struct agent_bus *bus, const struct agent_bus_msg *msg);
+/* Queues a message; returns 0, or -ENOBUFS when the local queue is full. */
+int agent_bus_produce(struct agent_bus *bus, const char *topic, const char *key,
+                      const uint8_t *payload, size_t size, int64_t id, struct na_error **err);
+/* Pauses or resumes consumption (backpressure when the dispatcher queue is long). */
+void agent_bus_pause(struct agent_bus *bus, bool paused);
+void agent_bus_get_stats(struct agent_bus *bus, struct agent_bus_stats *out);
+
+#endif

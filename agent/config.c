@@ -1,0 +1,304 @@
+#include "agent/config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ini.h>
+#include <librdkafka/rdkafka.h>
+#include <limits.h>
+#include <string.h>
+#include <sys/stat.h>
+
+enum key_type { KEY_STRING, KEY_NAME, KEY_PATH, KEY_UINT, KEY_LOG_LEVEL, KEY_HOSTPORT };
+
+struct key_def {
+    const char *section;
+    const char *name;
+    enum key_type type;
+    size_t offset;
+    const char *default_value; /* NULL: unset unless given */
+    unsigned long min, max;    /* KEY_UINT */
+};
+
+#define OFF(member) offsetof(struct agent_config, member)
+
+/* Every key the agent knows.  deploy/nodeagent.conf.sample documents each of them. */
+static const struct key_def keys[] = {
+    {"agent", "node_id", KEY_NAME, OFF(node_id), NULL, 0, 0},
+    {"agent", "state_dir", KEY_PATH, OFF(state_dir), "/var/lib/nodeagent", 0, 0},
+    {"agent", "log_level", KEY_LOG_LEVEL, OFF(log_level), "info", 0, 0},
+    {"agent", "log_file", KEY_PATH, OFF(log_file), NULL, 0, 0},
+    {"agent", "workers", KEY_UINT, OFF(workers), "4", 1, 128},
+    {"agent", "shutdown_timeout", KEY_UINT, OFF(shutdown_timeout_s), "30", 1, 3600},
+    {"agent", "max_queued", KEY_UINT, OFF(max_queued), "1000", 1, 1000000},
+    {"bus", "bootstrap_servers", KEY_STRING, OFF(bootstrap_servers), "localhost:9092", 0, 0},
+    {"bus", "topic_prefix", KEY_NAME, OFF(topic_prefix), "nodeagent", 0, 0},
+    {"bus", "hmac_key_file", KEY_PATH, OFF(hmac_key_file), NULL, 0, 0},
+    {"bus", "event_buffer_max", KEY_UINT, OFF(event_buffer_max), "10000", 1, 10000000},
+    {"admin", "socket", KEY_PATH, OFF(admin_socket), "/run/nodeagent/admin.sock", 0, 0},
+    {"admin", "listen", KEY_HOSTPORT, OFF(admin_listen), NULL, 0, 0},
+};
+
+struct parse_state {
+    struct agent_config *cfg;
+    bool seen[NA_ARRAY_SIZE(keys)];
+    char *first_error; /* "[section] key: why", for the first bad line */
+};
+
+static bool
+is_name(const char *s)
+{
+    size_t len = strlen(s);
+    if (len == 0 || len > 64 || strcmp(s, ".") == 0 || strcmp(s, "..") == 0 || s[0] == '-')
+        return false;
+    return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == len;
+}
+
+static bool
+parse_uint(const char *s, unsigned long min, unsigned long max, unsigned *out)
+{
+    if (!*s || s[0] == '-' || s[0] == '+')
+        return false;
+    char *end = NULL;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno || *end || v < min || v > max)
+        return false;
+    *out = (unsigned)v;
+    return true;
+}
+
+static bool
+is_hostport(const char *s)
+{
+    const char *colon = strrchr(s, ':');
+    unsigned port;
+    return colon && colon != s && parse_uint(colon + 1, 1, 65535, &port);
+}
+
+/* Sets one key from its text; returns a static reason on a bad value. */
+static const char *
+set_key(struct agent_config *cfg, const struct key_def *k, const char *value)
+{
+    void *field = (char *)cfg + k->offset;
+    switch (k->type) {
+    case KEY_STRING:
+    case KEY_NAME:
+    case KEY_PATH:
+    case KEY_HOSTPORT:
+        if (k->type == KEY_NAME && !is_name(value))
+            return "must be 1..64 characters of [A-Za-z0-9._-]";
+        if (k->type == KEY_PATH && *value && value[0] != '/')
+            return "must be an absolute path";
+        if (k->type == KEY_HOSTPORT && *value && !is_hostport(value))
+            return "must be HOST:PORT with a port from 1 to 65535";
+        if (k->type == KEY_STRING && !*value)
+            return "must not be empty";
+        free(*(char **)field);
+        *(char **)field = *value ? na_xstrdup(value) : NULL;
+        return NULL;
+    case KEY_UINT: {
+        static char why[80];
+        if (!parse_uint(value, k->min, k->max, (unsigned *)field)) {
+            snprintf(why, sizeof(why), "must be a whole number from %lu to %lu", k->min, k->max);
+            return why;
+        }
+        return NULL;
+    }
+    case KEY_LOG_LEVEL:
+        if (na_log_level_parse(value, (enum na_log_level *)field) < 0)
+            return "must be one of debug, info, warn, error";
+        return NULL;
+    }
+    return "unknown key type";
+}
+
+/* librdkafka is the judge of its own keys: try each on a scratch configuration. */
+static const char *
+check_rdkafka_key(const char *name, const char *value, char *why, size_t why_size)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_res_t res = rd_kafka_conf_set(conf, name, value, why, why_size);
+    rd_kafka_conf_destroy(conf);
+    return res == RD_KAFKA_CONF_OK ? NULL : why;
+}
+
+static int
+on_ini_entry(void *user, const char *section, const char *name, const char *value)
+{
+    struct parse_state *st = user;
+    const char *why = NULL;
+    char rdkafka_why[512];
+
+    if (strcmp(section, "bus.rdkafka") == 0) {
+        why = check_rdkafka_key(name, value, rdkafka_why, sizeof(rdkafka_why));
+        if (!why) {
+            struct agent_config *cfg = st->cfg;
+            for (size_t i = 0; i < cfg->n_rdkafka; i++)
+                if (strcmp(cfg->rdkafka[i].key, name) == 0)
+                    why = "given twice";
+        }
+        if (!why) {
+            struct agent_config *cfg = st->cfg;
+            cfg->rdkafka = na_xrealloc(cfg->rdkafka, (cfg->n_rdkafka + 1) * sizeof(*cfg->rdkafka));
+            cfg->rdkafka[cfg->n_rdkafka].key = na_xstrdup(name);
+            cfg->rdkafka[cfg->n_rdkafka].value = na_xstrdup(value);
+            cfg->n_rdkafka++;
+        }
+    } else {
+        const struct key_def *k = NULL;
+        bool section_known = false;
+        for (size_t i = 0; i < NA_ARRAY_SIZE(keys); i++) {
+            if (strcmp(keys[i].section, section) == 0) {
+                section_known = true;
+                if (strcmp(keys[i].name, name) == 0)
+                    k = &keys[i];
+            }
+        }
+        if (!section_known)
+            why = "unknown section";
+        else if (!k)
+            why = "unknown key";
+        else if (st->seen[k - keys])
+            why = "given twice";
+        else {
+            st->seen[k - keys] = true;
+            why = set_key(st->cfg, k, value);
+        }
+    }
+
+    if (!why)
+        return 1;
+    if (!st->first_error)
+        st->first_error = na_xasprintf("[%s] %s: %s", section, name, why);
+    return 0;
+}
+
+static int
+read_key_file(struct agent_config *cfg, struct na_error **err)
+{
+    cleanup_close int fd = open(cfg->hmac_key_file, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return na_error_set(err, NA_CODE_INTERNAL, errno, "%s: [bus] hmac_key_file `%s`", cfg->path,
+                            cfg->hmac_key_file);
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return na_error_set(err, NA_CODE_INTERNAL, errno, "stat `%s`", cfg->hmac_key_file);
+    if (st.st_size < 16 || st.st_size > 4096)
+        return na_error_set(err, NA_CODE_INTERNAL, 0,
+                            "%s: [bus] hmac_key_file `%s`: the key must be 16 to 4096 bytes, "
+                            "it has %lld",
+                            cfg->path, cfg->hmac_key_file, (long long)st.st_size);
+    cfg->hmac_key = na_xmalloc((size_t)st.st_size);
+    size_t got = 0;
+    while (got < (size_t)st.st_size) {
+        ssize_t n = read(fd, cfg->hmac_key + got, (size_t)st.st_size - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return na_error_set(err, NA_CODE_INTERNAL, n < 0 ? errno : EIO, "read `%s`",
+                                cfg->hmac_key_file);
+        got += (size_t)n;
+    }
+    cfg->hmac_key_size = got;
+    return 0;
+}
+
+static int
+apply_defaults(struct agent_config *cfg, const struct parse_state *st, struct na_error **err)
+{
+    for (size_t i = 0; i < NA_ARRAY_SIZE(keys); i++) {
+        if (st->seen[i] || !keys[i].default_value)
+            continue;
+        const char *why = set_key(cfg, &keys[i], keys[i].default_value);
+        if (why)
+            return na_error_set(err, NA_CODE_INTERNAL, 0, "default of [%s] %s: %s", keys[i].section,
+                                keys[i].name, why);
+    }
+    if (!cfg->node_id) {
+        char host[HOST_NAME_MAX + 1] = "";
+        gethostname(host, sizeof(host));
+        if (!is_name(host))
+            return na_error_set(err, NA_CODE_INTERNAL, 0,
+                                "%s: [agent] node_id is not set and the host name `%s` is not "
+                                "a valid node id",
+                                cfg->path, host);
+        cfg->node_id = na_xstrdup(host);
+    }
+    return 0;
+}
+
+int
+agent_config_load(const char *path, struct agent_config **out, struct na_error **err)
+{
+    struct agent_config *cfg = na_xcalloc(1, sizeof(*cfg));
+    struct parse_state st = {.cfg = cfg};
+    cfg->path = na_xstrdup(path);
+
+    int line = ini_parse(path, on_ini_entry, &st);
+    int ret = 0;
+    if (line == -1) {
+        ret = na_error_set(err, NA_CODE_INTERNAL, errno ? errno : ENOENT, "open config file `%s`",
+                           path);
+    } else if (line == -2) {
+        ret = na_error_set(err, NA_CODE_INTERNAL, ENOMEM, "parse config file `%s`", path);
+    } else if (line > 0) {
+        ret = na_error_set(err, NA_CODE_INTERNAL, 0, "%s:%d: %s", path, line,
+                           st.first_error ? st.first_error : "syntax error");
+    } else {
+        ret = apply_defaults(cfg, &st, err);
+        if (ret == 0 && cfg->hmac_key_file)
+            ret = read_key_file(cfg, err);
+    }
+    free(st.first_error);
+    if (ret < 0) {
+        agent_config_free(cfg);
+        return ret;
+    }
+    *out = cfg;
+    return 0;
+}
+
+void
+agent_config_free(struct agent_config *cfg)
+{
+    if (!cfg)
+        return;
+    for (size_t i = 0; i < NA_ARRAY_SIZE(keys); i++) {
+        if (keys[i].type != KEY_UINT && keys[i].type != KEY_LOG_LEVEL)
+            free(*(char **)((char *)cfg + keys[i].offset));
+    }
+    for (size_t i = 0; i < cfg->n_rdkafka; i++) {
+        free(cfg->rdkafka[i].key);
+        free(cfg->rdkafka[i].value);
+    }
+    free(cfg->rdkafka);
+    if (cfg->hmac_key)
+        memset(cfg->hmac_key, 0, cfg->hmac_key_size);
+    free(cfg->hmac_key);
+    free(cfg->path);
+    free(cfg);
+}
+
+char *
+agent_topic_node(const struct agent_config *cfg, const char *node_id)
+{
+    return na_xasprintf("%s.node.%s", cfg->topic_prefix, node_id);
+}
+
+char *
+agent_topic_events(const struct agent_config *cfg)
+{
+    return na_xasprintf("%s.events", cfg->topic_prefix);
+}
+
+char *
+agent_topic_capacity(const struct agent_config *cfg)
+{
+    return na_xasprintf("%s.capacity", cfg->topic_prefix);
+}
+
+char *
+agent_topic_nodes(const struct agent_config *cfg)
+{
+    return na_xasprintf("%s.nodes", cfg->topic_prefix);
+}

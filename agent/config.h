@@ -1,0 +1,59 @@
+/* The agent's configuration: an INI file read once at start with inih.
+ *
+ * Every key is declared in one table (config.c) with its type, range and default; the
+ * sample file deploy/nodeagent.conf.sample documents each one.  Unknown sections or keys,
+ * duplicate keys and bad values are refused, naming the file, the line and the key.
+ * The result is an immutable snapshot: nothing changes it after agent_config_load().
+ */
+#ifndef NODEAGENT_AGENT_CONFIG_H
+#define NODEAGENT_AGENT_CONFIG_H
+
+#include "common/common.h"
+
+#define AGENT_DEFAULT_CONFIG "/etc/nodeagent/nodeagent.conf"
+
+struct agent_config_pair {
+    char *key;
+    char *value;
+};
+
+struct agent_config {
+    char *path;
+
+    /* [agent] */
+    char *node_id;
+    char *state_dir;
+    enum na_log_level log_level;
+    char *log_file; /* NULL: stderr */
+    unsigned workers;
+    unsigned shutdown_timeout_s;
+    unsigned max_queued;
+
+    /* [bus] */
+    char *bootstrap_servers;
+    char *topic_prefix;
+    char *hmac_key_file;
+    uint8_t *hmac_key; /* contents of hmac_key_file, NULL when unset */
+    size_t hmac_key_size;
+    unsigned event_buffer_max;
+
+    /* [bus.rdkafka]: passed to librdkafka verbatim, already checked by it */
+    struct agent_config_pair *rdkafka;
+    size_t n_rdkafka;
+
+    /* [admin] */
+    char *admin_socket;
+    char *admin_listen; /* "host:port" or NULL */
+};
+
+/* Loads and validates path.  On error, err's message reads "FILE:LINE: [section] key: why". */
+int agent_config_load(const char *path, struct agent_config **out, struct na_error **err);
+void agent_config_free(struct agent_config *cfg);
+
+/* Topic names derived from the prefix; the caller frees them. */
+char *agent_topic_node(const struct agent_config *cfg, const char *node_id);
+char *agent_topic_events(const struct agent_config *cfg);
+char *agent_topic_capacity(const struct agent_config *cfg);
+char *agent_topic_nodes(const struct agent_config *cfg);
+
+#endif

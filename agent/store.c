@@ -1,0 +1,520 @@
+#include "agent/store.h"
+
+#include <errno.h>
+#include <sqlite3.h>
+#include <string.h>
+
+/* Each entry moves the schema from version i to i + 1.  Never edit a released entry;
+ * append a new one. */
+static const char *const migrations[] = {
+    /* 0 -> 1 */
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+    "CREATE TABLE intents ("
+    "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  request_id TEXT NOT NULL UNIQUE,"
+    "  kind TEXT NOT NULL,"
+    "  instance_uuid TEXT NOT NULL,"
+    "  body_hash TEXT NOT NULL,"
+    "  envelope BLOB NOT NULL,"
+    "  bus_offset INTEGER NOT NULL,"
+    "  phase TEXT NOT NULL CHECK (phase IN ('accepted', 'running', 'done', 'failed')),"
+    "  attempts INTEGER NOT NULL DEFAULT 0,"
+    "  accepted_event BLOB,"
+    "  result_event BLOB,"
+    "  received_ms INTEGER NOT NULL,"
+    "  updated_ms INTEGER NOT NULL);"
+    "CREATE INDEX intents_open ON intents (phase) WHERE phase IN ('accepted', 'running');"
+    "CREATE TABLE outbox ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  topic TEXT NOT NULL,"
+    "  key TEXT NOT NULL,"
+    "  payload BLOB NOT NULL,"
+    "  created_ms INTEGER NOT NULL);"
+    "CREATE TABLE instances ("
+    "  uuid TEXT PRIMARY KEY,"
+    "  name TEXT NOT NULL,"
+    "  tenant_id TEXT NOT NULL,"
+    "  spec BLOB NOT NULL,"
+    "  desired_state TEXT NOT NULL,"
+    "  observed_state TEXT NOT NULL,"
+    "  task TEXT,"
+    "  created_ms INTEGER NOT NULL,"
+    "  updated_ms INTEGER NOT NULL);",
+};
+
+enum stmt_id {
+    ST_BEGIN,
+    ST_COMMIT,
+    ST_ROLLBACK,
+    ST_INTENT_GET,
+    ST_INTENT_INSERT,
+    ST_INTENT_START,
+    ST_INTENT_FINISH,
+    ST_INTENT_OPEN,
+    ST_INTENT_PRUNE,
+    ST_OUTBOX_ADD,
+    ST_OUTBOX_DELETE,
+    ST_OUTBOX_EACH,
+    ST_OUTBOX_COUNT,
+    ST_INSTANCE_EACH,
+    ST_PING,
+    ST__COUNT
+};
+
+#define INTENT_COLUMNS                                                                             \
+    "seq, request_id, kind, instance_uuid, body_hash, envelope, bus_offset, phase, "               \
+    "attempts, accepted_event, result_event, received_ms, updated_ms"
+
+static const char *const stmt_sql[ST__COUNT] = {
+    [ST_BEGIN] = "BEGIN IMMEDIATE",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+    [ST_INTENT_GET] = "SELECT " INTENT_COLUMNS " FROM intents WHERE request_id = ?1",
+    [ST_INTENT_INSERT] = "INSERT INTO intents (request_id, kind, instance_uuid, body_hash, "
+                         "envelope, bus_offset, phase, attempts, accepted_event, "
+                         "result_event, received_ms, updated_ms) "
+                         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, ?9, ?10, ?10)",
+    [ST_INTENT_START] = "UPDATE intents SET phase = 'running', attempts = attempts + 1, "
+                        "updated_ms = ?2 WHERE request_id = ?1",
+    [ST_INTENT_FINISH] = "UPDATE intents SET phase = ?2, result_event = ?3, updated_ms = ?4 "
+                         "WHERE request_id = ?1",
+    [ST_INTENT_OPEN] = "SELECT " INTENT_COLUMNS " FROM intents "
+                       "WHERE phase IN ('accepted', 'running') ORDER BY seq",
+    [ST_INTENT_PRUNE] = "DELETE FROM intents WHERE phase IN ('done', 'failed') "
+                        "AND updated_ms < ?1",
+    [ST_OUTBOX_ADD] = "INSERT INTO outbox (topic, key, payload, created_ms) "
+                      "VALUES (?1, ?2, ?3, ?4)",
+    [ST_OUTBOX_DELETE] = "DELETE FROM outbox WHERE id = ?1",
+    [ST_OUTBOX_EACH] = "SELECT id, topic, key, payload FROM outbox WHERE id > ?1 "
+                       "ORDER BY id LIMIT ?2",
+    [ST_OUTBOX_COUNT] = "SELECT count(*) FROM outbox",
+    [ST_INSTANCE_EACH] = "SELECT uuid, name, tenant_id, desired_state, observed_state, "
+                         "coalesce(task, ''), created_ms, updated_ms FROM instances "
+                         "WHERE ?1 IS NULL OR uuid = ?1 ORDER BY uuid",
+    [ST_PING] = "SELECT 1",
+};
+
+struct agent_store {
+    sqlite3 *db;
+    char *path;
+    sqlite3_stmt *stmt[ST__COUNT];
+};
+
+static const char *const phase_names[] = {
+#define X(id, name) [AGENT_INTENT_##id] = name,
+    AGENT_INTENT_PHASES(X)
+#undef X
+};
+
+const char *
+agent_intent_phase_name(enum agent_intent_phase phase)
+{
+    return (unsigned)phase < NA_ARRAY_SIZE(phase_names) ? phase_names[phase] : "unknown";
+}
+
+static int
+phase_parse(const char *name, enum agent_intent_phase *out)
+{
+    for (size_t i = 0; i < NA_ARRAY_SIZE(phase_names); i++) {
+        if (strcmp(name, phase_names[i]) == 0) {
+            *out = (enum agent_intent_phase)i;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
+static int
+db_error(struct agent_store *store, struct na_error **err, const char *what)
+{
+    return na_error_set(err, NA_CODE_INTERNAL, EIO, "state store `%s`: %s: %s", store->path, what,
+                        sqlite3_errmsg(store->db));
+}
+
+/* Resets a statement for use; statements are cached for the store's lifetime. */
+static sqlite3_stmt *
+stmt_get(struct agent_store *store, enum stmt_id id)
+{
+    sqlite3_stmt *s = store->stmt[id];
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return s;
+}
+
+/* Runs a statement that returns no rows. */
+static int
+stmt_exec(struct agent_store *store, sqlite3_stmt *s, struct na_error **err, const char *what)
+{
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE)
+        return db_error(store, err, what);
+    return 0;
+}
+
+static void
+bind_blob(sqlite3_stmt *s, int idx, const struct agent_blob *b)
+{
+    if (b && b->data)
+        sqlite3_bind_blob(s, idx, b->data, (int)b->size, SQLITE_TRANSIENT);
+    else
+        sqlite3_bind_null(s, idx);
+}
+
+static void
+column_blob(sqlite3_stmt *s, int col, struct agent_blob *out)
+{
+    const void *p = sqlite3_column_blob(s, col);
+    int n = sqlite3_column_bytes(s, col);
+    out->data = NULL;
+    out->size = 0;
+    if (p && n > 0) {
+        out->data = na_xmalloc((size_t)n);
+        memcpy(out->data, p, (size_t)n);
+        out->size = (size_t)n;
+    }
+}
+
+static char *
+column_text(sqlite3_stmt *s, int col)
+{
+    const unsigned char *t = sqlite3_column_text(s, col);
+    return na_xstrdup(t ? (const char *)t : "");
+}
+
+static int
+migrate(struct agent_store *store, struct na_error **err)
+{
+    int version = agent_store_schema_version(store);
+    if (version < 0)
+        return db_error(store, err, "read schema version");
+    if ((size_t)version > NA_ARRAY_SIZE(migrations))
+        return na_error_set(err, NA_CODE_INTERNAL, 0,
+                            "state store `%s` has schema version %d; this agent knows up to %zu "
+                            "(was it written by a newer agent?)",
+                            store->path, version, NA_ARRAY_SIZE(migrations));
+    for (size_t v = (size_t)version; v < NA_ARRAY_SIZE(migrations); v++) {
+        cleanup_free char *sql = na_xasprintf(
+            "BEGIN IMMEDIATE; %s; PRAGMA user_version = %zu; COMMIT;", migrations[v], v + 1);
+        if (sqlite3_exec(store->db, sql, NULL, NULL, NULL) != SQLITE_OK) {
+            int ret = db_error(store, err, "migrate schema");
+            sqlite3_exec(store->db, "ROLLBACK", NULL, NULL, NULL);
+            return ret;
+        }
+        na_log(NA_LOG_INFO, NULL, "state store schema migrated", "path=%s from=%zu to=%zu",
+               store->path, v, v + 1);
+    }
+    return 0;
+}
+
+int
+agent_store_open(const char *path, struct agent_store **out, struct na_error **err)
+{
+    struct agent_store *store = na_xcalloc(1, sizeof(*store));
+    store->path = na_xstrdup(path);
+    int ret = 0;
+
+    if (sqlite3_open_v2(path, &store->db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK) {
+        ret = db_error(store, err, "open");
+        goto fail;
+    }
+    sqlite3_busy_timeout(store->db, 5000);
+    /* WAL with synchronous=FULL: a commit survives kill -9 and power loss, which the
+     * intent log promises before a bus offset is committed. */
+    if (sqlite3_exec(store->db,
+                     "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; "
+                     "PRAGMA foreign_keys = ON;",
+                     NULL, NULL, NULL) != SQLITE_OK) {
+        ret = db_error(store, err, "set WAL mode");
+        goto fail;
+    }
+    if ((ret = migrate(store, err)) < 0)
+        goto fail;
+    for (int i = 0; i < ST__COUNT; i++) {
+        if (sqlite3_prepare_v3(store->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+                               &store->stmt[i], NULL) != SQLITE_OK) {
+            ret = db_error(store, err, "prepare statement");
+            goto fail;
+        }
+    }
+    *out = store;
+    return 0;
+
+fail:
+    agent_store_close(store);
+    return ret;
+}
+
+void
+agent_store_close(struct agent_store *store)
+{
+    if (!store)
+        return;
+    for (int i = 0; i < ST__COUNT; i++)
+        sqlite3_finalize(store->stmt[i]);
+    sqlite3_close(store->db);
+    free(store->path);
+    free(store);
+}
+
+int
+agent_store_schema_version(struct agent_store *store)
+{
+    sqlite3_stmt *s = NULL;
+    int version = -1;
+    if (sqlite3_prepare_v2(store->db, "PRAGMA user_version", -1, &s, NULL) == SQLITE_OK &&
+        sqlite3_step(s) == SQLITE_ROW)
+        version = sqlite3_column_int(s, 0);
+    sqlite3_finalize(s);
+    return version;
+}
+
+int
+agent_store_begin(struct agent_store *store, struct na_error **err)
+{
+    return stmt_exec(store, stmt_get(store, ST_BEGIN), err, "begin transaction");
+}
+
+int
+agent_store_commit(struct agent_store *store, struct na_error **err)
+{
+    int ret = stmt_exec(store, stmt_get(store, ST_COMMIT), err, "commit");
+    if (ret < 0)
+        agent_store_rollback(store);
+    return ret;
+}
+
+void
+agent_store_rollback(struct agent_store *store)
+{
+    if (!sqlite3_get_autocommit(store->db))
+        stmt_exec(store, stmt_get(store, ST_ROLLBACK), NULL, "rollback");
+}
+
+void
+agent_intent_free(struct agent_intent *intent)
+{
+    if (!intent)
+        return;
+    free(intent->request_id);
+    free(intent->kind);
+    free(intent->instance_uuid);
+    free(intent->body_hash);
+    free(intent->envelope.data);
+    free(intent->accepted_event.data);
+    free(intent->result_event.data);
+    free(intent);
+}
+
+static struct agent_intent *
+intent_from_row(sqlite3_stmt *s)
+{
+    struct agent_intent *in = na_xcalloc(1, sizeof(*in));
+    in->seq = sqlite3_column_int64(s, 0);
+    in->request_id = column_text(s, 1);
+    in->kind = column_text(s, 2);
+    in->instance_uuid = column_text(s, 3);
+    in->body_hash = column_text(s, 4);
+    column_blob(s, 5, &in->envelope);
+    in->bus_offset = sqlite3_column_int64(s, 6);
+    if (phase_parse((const char *)sqlite3_column_text(s, 7), &in->phase) < 0)
+        in->phase = AGENT_INTENT_FAILED;
+    in->attempts = sqlite3_column_int(s, 8);
+    column_blob(s, 9, &in->accepted_event);
+    column_blob(s, 10, &in->result_event);
+    in->received_ms = sqlite3_column_int64(s, 11);
+    in->updated_ms = sqlite3_column_int64(s, 12);
+    return in;
+}
+
+int
+agent_store_intent_get(struct agent_store *store, const char *request_id, struct agent_intent **out,
+                       struct na_error **err)
+{
+    sqlite3_stmt *s = stmt_get(store, ST_INTENT_GET);
+    sqlite3_bind_text(s, 1, request_id, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        *out = intent_from_row(s);
+        sqlite3_reset(s);
+        return 0;
+    }
+    sqlite3_reset(s);
+    if (rc == SQLITE_DONE)
+        return -ENOENT;
+    return db_error(store, err, "read intent");
+}
+
+int
+agent_store_intent_insert(struct agent_store *store, const struct agent_intent *in,
+                          struct na_error **err)
+{
+    sqlite3_stmt *s = stmt_get(store, ST_INTENT_INSERT);
+    sqlite3_bind_text(s, 1, in->request_id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(s, 2, in->kind, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(s, 3, in->instance_uuid ? in->instance_uuid : "", -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(s, 4, in->body_hash, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_blob(s, 5, in->envelope.data ? (const void *)in->envelope.data : "",
+                      (int)in->envelope.size, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, 6, in->bus_offset);
+    sqlite3_bind_text(s, 7, agent_intent_phase_name(in->phase), -1, SQLITE_STATIC);
+    bind_blob(s, 8, &in->accepted_event);
+    bind_blob(s, 9, &in->result_event);
+    sqlite3_bind_int64(s, 10, in->received_ms);
+    return stmt_exec(store, s, err, "record intent");
+}
+
+int
+agent_store_intent_start(struct agent_store *store, const char *request_id, struct na_error **err)
+{
+    sqlite3_stmt *s = stmt_get(store, ST_INTENT_START);
+    sqlite3_bind_text(s, 1, request_id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, 2, na_now_ms());
+    return stmt_exec(store, s, err, "mark intent running");
+}
+
+int
+agent_store_intent_finish(struct agent_store *store, const char *request_id,
+                          enum agent_intent_phase phase, const struct agent_blob *event,
+                          struct na_error **err)
+{
+    sqlite3_stmt *s = stmt_get(store, ST_INTENT_FINISH);
+    sqlite3_bind_text(s, 1, request_id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(s, 2, agent_intent_phase_name(phase), -1, SQLITE_STATIC);
+    bind_blob(s, 3, event);
+    sqlite3_bind_int64(s, 4, na_now_ms());
+    return stmt_exec(store, s, err, "record intent result");
+}
+
+int
+agent_store_intent_each_open(struct agent_store *store,
+                             int (*fn)(struct agent_intent *intent, void *ctx), void *ctx,
+                             struct na_error **err)
+{
+    /* Collect first: fn may write to the store, which would disturb a live cursor. */
+    sqlite3_stmt *s = stmt_get(store, ST_INTENT_OPEN);
+    struct agent_intent **list = NULL;
+    size_t n = 0;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        list = na_xrealloc(list, (n + 1) * sizeof(*list));
+        list[n++] = intent_from_row(s);
+    }
+    sqlite3_reset(s);
+    int ret = rc == SQLITE_DONE ? 0 : db_error(store, err, "list open intents");
+    for (size_t i = 0; i < n; i++) {
+        if (ret == 0)
+            ret = fn(list[i], ctx);
+        else
+            agent_intent_free(list[i]);
+    }
+    free(list);
+    return ret;
+}
+
+int
+agent_store_intent_prune(struct agent_store *store, int64_t before_ms, struct na_error **err)
+{
+    sqlite3_stmt *s = stmt_get(store, ST_INTENT_PRUNE);
+    sqlite3_bind_int64(s, 1, before_ms);
+    int ret = stmt_exec(store, s, err, "prune intents");
+    return ret < 0 ? ret : sqlite3_changes(store->db);
+}
+
+int
+agent_store_outbox_add(struct agent_store *store, const char *topic, const char *key,
+                       const struct agent_blob *payload, int64_t *id, struct na_error **err)
+{
+    sqlite3_stmt *s = stmt_get(store, ST_OUTBOX_ADD);
+    sqlite3_bind_text(s, 1, topic, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(s, 2, key ? key : "", -1, SQLITE_TRANSIENT);
+    sqlite3_bind_blob(s, 3, payload->data ? (const void *)payload->data : "", (int)payload->size,
+                      SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, 4, na_now_ms());
+    int ret = stmt_exec(store, s, err, "queue event");
+    if (ret == 0 && id)
+        *id = sqlite3_last_insert_rowid(store->db);
+    return ret;
+}
+
+int
+agent_store_outbox_delete(struct agent_store *store, int64_t id, struct na_error **err)
+{
+    sqlite3_stmt *s = stmt_get(store, ST_OUTBOX_DELETE);
+    sqlite3_bind_int64(s, 1, id);
+    return stmt_exec(store, s, err, "remove delivered event");
+}
+
+int
+agent_store_outbox_each(struct agent_store *store, int64_t after_id, int limit,
+                        int (*fn)(int64_t id, const char *topic, const char *key,
+                                  const struct agent_blob *payload, void *ctx),
+                        void *ctx, struct na_error **err)
+{
+    sqlite3_stmt *s = stmt_get(store, ST_OUTBOX_EACH);
+    sqlite3_bind_int64(s, 1, after_id);
+    sqlite3_bind_int(s, 2, limit);
+    int rc = SQLITE_DONE, ret = 0;
+    while (ret == 0 && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        struct agent_blob payload = {
+            .data = (uint8_t *)sqlite3_column_blob(s, 3),
+            .size = (size_t)sqlite3_column_bytes(s, 3),
+        };
+        ret = fn(sqlite3_column_int64(s, 0), (const char *)sqlite3_column_text(s, 1),
+                 (const char *)sqlite3_column_text(s, 2), &payload, ctx);
+    }
+    if (ret == 0 && rc != SQLITE_DONE)
+        ret = db_error(store, err, "read outbox");
+    sqlite3_reset(s);
+    return ret;
+}
+
+int64_t
+agent_store_outbox_count(struct agent_store *store)
+{
+    sqlite3_stmt *s = stmt_get(store, ST_OUTBOX_COUNT);
+    int64_t n = -1;
+    if (sqlite3_step(s) == SQLITE_ROW)
+        n = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    return n;
+}
+
+int
+agent_store_instance_each(struct agent_store *store, const char *uuid,
+                          int (*fn)(const struct agent_instance_row *row, void *ctx), void *ctx,
+                          struct na_error **err)
+{
+    sqlite3_stmt *s = stmt_get(store, ST_INSTANCE_EACH);
+    if (uuid)
+        sqlite3_bind_text(s, 1, uuid, -1, SQLITE_TRANSIENT);
+    int rc = SQLITE_DONE, ret = 0;
+    while (ret == 0 && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        struct agent_instance_row row = {
+            .uuid = (const char *)sqlite3_column_text(s, 0),
+            .name = (const char *)sqlite3_column_text(s, 1),
+            .tenant_id = (const char *)sqlite3_column_text(s, 2),
+            .desired_state = (const char *)sqlite3_column_text(s, 3),
+            .observed_state = (const char *)sqlite3_column_text(s, 4),
+            .task = (const char *)sqlite3_column_text(s, 5),
+            .created_ms = sqlite3_column_int64(s, 6),
+            .updated_ms = sqlite3_column_int64(s, 7),
+        };
+        ret = fn(&row, ctx);
+    }
+    if (ret == 0 && rc != SQLITE_DONE)
+        ret = db_error(store, err, "read instances");
+    sqlite3_reset(s);
+    return ret;
+}
+
+int
+agent_store_ping(struct agent_store *store, struct na_error **err)
+{
+    sqlite3_stmt *s = stmt_get(store, ST_PING);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW ? 0 : db_error(store, err, "ping");
+}

@@ -1,0 +1,110 @@
+/* The agent's durable state: SQLite in WAL mode at <state_dir>/state.db.
+ *
+ * Tables: intents (every request received, its phase and its recorded events), outbox
+ * (events not yet acknowledged by the bus), instances (spec, desired and observed state),
+ * meta.  The schema carries a version (PRAGMA user_version) and is migrated forward at open.
+ *
+ * Threading: the store belongs to the main loop; no other thread touches it.  Writes that
+ * must be atomic together go between agent_store_begin() and agent_store_commit().
+ */
+#ifndef NODEAGENT_AGENT_STORE_H
+#define NODEAGENT_AGENT_STORE_H
+
+#include "common/common.h"
+
+struct agent_store;
+
+#define AGENT_INTENT_PHASES(X)                                                                     \
+    X(ACCEPTED, "accepted")                                                                        \
+    X(RUNNING, "running")                                                                          \
+    X(DONE, "done")                                                                                \
+    X(FAILED, "failed")
+
+enum agent_intent_phase {
+#define X(id, name) AGENT_INTENT_##id,
+    AGENT_INTENT_PHASES(X)
+#undef X
+};
+
+const char *agent_intent_phase_name(enum agent_intent_phase phase);
+
+struct agent_blob {
+    uint8_t *data;
+    size_t size;
+};
+
+struct agent_intent {
+    int64_t seq;
+    char *request_id;
+    char *kind;
+    char *instance_uuid;
+    char *body_hash;
+    struct agent_blob envelope;
+    int64_t bus_offset;
+    enum agent_intent_phase phase;
+    int attempts;
+    struct agent_blob accepted_event; /* the ACCEPTED event as published, may be empty */
+    struct agent_blob result_event;   /* the terminal event as published, may be empty */
+    int64_t received_ms;
+    int64_t updated_ms;
+};
+
+void agent_intent_free(struct agent_intent *intent);
+
+int agent_store_open(const char *path, struct agent_store **out, struct na_error **err);
+void agent_store_close(struct agent_store *store);
+int agent_store_schema_version(struct agent_store *store);
+
+int agent_store_begin(struct agent_store *store, struct na_error **err);
+int agent_store_commit(struct agent_store *store, struct na_error **err);
+void agent_store_rollback(struct agent_store *store);
+
+/* Returns 0 and *out, or -ENOENT when no intent has that request id. */
+int agent_store_intent_get(struct agent_store *store, const char *request_id,
+                           struct agent_intent **out, struct na_error **err);
+int agent_store_intent_insert(struct agent_store *store, const struct agent_intent *intent,
+                              struct na_error **err);
+/* Marks the intent running and counts the attempt. */
+int agent_store_intent_start(struct agent_store *store, const char *request_id,
+                             struct na_error **err);
+/* Records the terminal phase (DONE or FAILED) and the terminal event. */
+int agent_store_intent_finish(struct agent_store *store, const char *request_id,
+                              enum agent_intent_phase phase, const struct agent_blob *event,
+                              struct na_error **err);
+/* Calls fn for each intent still ACCEPTED or RUNNING, oldest first. */
+int agent_store_intent_each_open(struct agent_store *store,
+                                 int (*fn)(struct agent_intent *intent, void *ctx), void *ctx,
+                                 struct na_error **err);
+/* Deletes finished intents last updated before before_ms; returns how many. */
+int agent_store_intent_prune(struct agent_store *store, int64_t before_ms, struct na_error **err);
+
+int agent_store_outbox_add(struct agent_store *store, const char *topic, const char *key,
+                           const struct agent_blob *payload, int64_t *id, struct na_error **err);
+int agent_store_outbox_delete(struct agent_store *store, int64_t id, struct na_error **err);
+/* Calls fn for up to limit outbox rows with id > after_id, in id order. */
+int agent_store_outbox_each(struct agent_store *store, int64_t after_id, int limit,
+                            int (*fn)(int64_t id, const char *topic, const char *key,
+                                      const struct agent_blob *payload, void *ctx),
+                            void *ctx, struct na_error **err);
+int64_t agent_store_outbox_count(struct agent_store *store);
+
+struct agent_instance_row {
+    const char *uuid;
+    const char *name;
+    const char *tenant_id;
+    const char *desired_state;
+    const char *observed_state;
+    const char *task; /* "" when idle */
+    int64_t created_ms;
+    int64_t updated_ms;
+};
+
+/* Calls fn for each instance (or only the one with uuid, when not NULL), by uuid. */
+int agent_store_instance_each(struct agent_store *store, const char *uuid,
+                              int (*fn)(const struct agent_instance_row *row, void *ctx), void *ctx,
+                              struct na_error **err);
+
+/* A cheap liveness probe for /healthz. */
+int agent_store_ping(struct agent_store *store, struct na_error **err);
+
+#endif
