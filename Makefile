@@ -76,7 +76,7 @@ $(BUILD)/%.o: %.c $(PROTO_H)
 
 $(LIB): $(LIB_OBJS)
 	@rm -f $@
-	ar rcs $@ $^
+	@ar rcs $@ $^
 
 $(BUILD)/nodeagent: $(BUILD)/agent/main.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -87,6 +87,7 @@ $(BUILD)/nodectl: $(NODECTL_OBJS) $(LIB)
 $(BUILD)/nodeagent-devbus: $(DEVBUS_OBJS) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+$(BUILD)/tests/unit/%.o: CPPFLAGS += -DNODEAGENT_SOURCE_DIR='"$(CURDIR)"'
 $(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 

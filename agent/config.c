@@ -279,6 +279,15 @@ agent_config_free(struct agent_config *cfg)
     free(cfg);
 }
 
+const char *
+agent_config_key_name(size_t i, char *buf, size_t size)
+{
+    if (i >= NA_ARRAY_SIZE(keys))
+        return NULL;
+    snprintf(buf, size, "%s.%s", keys[i].section, keys[i].name);
+    return buf;
+}
+
 char *
 agent_topic_node(const struct agent_config *cfg, const char *node_id)
 {

@@ -50,6 +50,10 @@ struct agent_config {
 int agent_config_load(const char *path, struct agent_config **out, struct na_error **err);
 void agent_config_free(struct agent_config *cfg);
 
+/* The i-th key the agent knows as "section.key", or NULL past the last (for the test that
+ * keeps nodeagent.conf.sample complete). */
+const char *agent_config_key_name(size_t i, char *buf, size_t size);
+
 /* Topic names derived from the prefix; the caller frees them. */
 char *agent_topic_node(const struct agent_config *cfg, const char *node_id);
 char *agent_topic_events(const struct agent_config *cfg);

@@ -1,0 +1,196 @@
+/* Config parsing: defaults, every kind of bad input refused with file, line and key. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include "agent/config.h"
+
+#include <string.h>
+
+static char *
+write_temp(const char *text)
+{
+    char *path = na_xstrdup("/tmp/nodeagent-test-config-XXXXXX");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    return path;
+}
+
+static struct agent_config *
+load_ok(const char *text)
+{
+    cleanup_free char *path = write_temp(text);
+    struct agent_config *cfg = NULL;
+    cleanup_error struct na_error *err = NULL;
+    int ret = agent_config_load(path, &cfg, &err);
+    if (ret < 0)
+        fail_msg("unexpected error: %s", err->msg);
+    unlink(path);
+    return cfg;
+}
+
+/* Loads text, expects failure, and checks the message contains want (after "PATH:"). */
+static void
+load_fails(const char *text, const char *want)
+{
+    cleanup_free char *path = write_temp(text);
+    struct agent_config *cfg = NULL;
+    cleanup_error struct na_error *err = NULL;
+    assert_true(agent_config_load(path, &cfg, &err) < 0);
+    assert_null(cfg);
+    assert_non_null(err);
+    if (!strstr(err->msg, want) || strncmp(err->msg, path, strlen(path)) != 0)
+        fail_msg("error `%s` does not start with the path or lacks `%s`", err->msg, want);
+    unlink(path);
+}
+
+static void
+test_defaults(void **state)
+{
+    (void)state;
+    struct agent_config *cfg = load_ok("[agent]\nnode_id = n1\n");
+    assert_string_equal(cfg->node_id, "n1");
+    assert_string_equal(cfg->state_dir, "/var/lib/nodeagent");
+    assert_string_equal(cfg->bootstrap_servers, "localhost:9092");
+    assert_string_equal(cfg->topic_prefix, "nodeagent");
+    assert_string_equal(cfg->admin_socket, "/run/nodeagent/admin.sock");
+    assert_null(cfg->admin_listen);
+    assert_null(cfg->hmac_key);
+    assert_int_equal(cfg->workers, 4);
+    assert_int_equal(cfg->shutdown_timeout_s, 30);
+    assert_int_equal(cfg->log_level, NA_LOG_INFO);
+    cleanup_free char *t = agent_topic_node(cfg, cfg->node_id);
+    assert_string_equal(t, "nodeagent.node.n1");
+    agent_config_free(cfg);
+}
+
+static void
+test_full(void **state)
+{
+    (void)state;
+    struct agent_config *cfg = load_ok("; comment\n"
+                                       "[agent]\n"
+                                       "node_id = compute-7.rack2\n"
+                                       "state_dir = /srv/na\n"
+                                       "log_level = debug\n"
+                                       "workers = 16\n"
+                                       "[bus]\n"
+                                       "bootstrap_servers = k1:9093,k2:9093\n"
+                                       "topic_prefix = prod\n"
+                                       "[bus.rdkafka]\n"
+                                       "security.protocol = ssl\n"
+                                       "socket.timeout.ms = 30000\n"
+                                       "[admin]\n"
+                                       "listen = 127.0.0.1:9100\n");
+    assert_string_equal(cfg->node_id, "compute-7.rack2");
+    assert_int_equal(cfg->log_level, NA_LOG_DEBUG);
+    assert_int_equal(cfg->workers, 16);
+    assert_int_equal(cfg->n_rdkafka, 2);
+    assert_string_equal(cfg->rdkafka[0].key, "security.protocol");
+    assert_string_equal(cfg->rdkafka[1].value, "30000");
+    assert_string_equal(cfg->admin_listen, "127.0.0.1:9100");
+    agent_config_free(cfg);
+}
+
+static void
+test_bad_input(void **state)
+{
+    (void)state;
+    load_fails("[agent]\nnode_id = n1\nbogus = 1\n", ":3: [agent] bogus: unknown key");
+    load_fails("[agnet]\nnode_id = n1\n", ":2: [agnet] node_id: unknown section");
+    load_fails("[agent]\nworkers = 0\n", ":2: [agent] workers: must be a whole number from 1");
+    load_fails("[agent]\nworkers = 4x\n", "[agent] workers: must be a whole number");
+    load_fails("[agent]\nworkers = -1\n", "[agent] workers");
+    load_fails("[agent]\nlog_level = loud\n", "[agent] log_level: must be one of");
+    load_fails("[agent]\nstate_dir = relative/dir\n", "[agent] state_dir: must be an absolute");
+    load_fails("[agent]\nnode_id = ../etc\n", "[agent] node_id: must be 1..64 characters");
+    load_fails("[agent]\nnode_id = a/b\n", "[agent] node_id");
+    load_fails("[agent]\nnode_id = a\nnode_id = b\n", ":3: [agent] node_id: given twice");
+    load_fails("[bus.rdkafka]\nno.such.property = 1\n", ":2: [bus.rdkafka] no.such.property");
+    load_fails("[bus.rdkafka]\nsocket.timeout.ms = many\n", "[bus.rdkafka] socket.timeout.ms");
+    load_fails("[admin]\nlisten = 127.0.0.1\n", "[admin] listen: must be HOST:PORT");
+    load_fails("[admin]\nlisten = 127.0.0.1:70000\n", "[admin] listen");
+    load_fails("[agent]\nthis line has no equals sign\n", ":2: syntax error");
+}
+
+static void
+test_missing_file(void **state)
+{
+    (void)state;
+    struct agent_config *cfg = NULL;
+    cleanup_error struct na_error *err = NULL;
+    assert_true(agent_config_load("/nonexistent/nodeagent.conf", &cfg, &err) < 0);
+    assert_non_null(strstr(err->msg, "/nonexistent/nodeagent.conf"));
+}
+
+static void
+test_hmac_key(void **state)
+{
+    (void)state;
+    cleanup_free char *key = write_temp("0123456789abcdef0123456789abcdef");
+    cleanup_free char *text = na_xasprintf("[bus]\nhmac_key_file = %s\n", key);
+    struct agent_config *cfg = load_ok(text);
+    assert_int_equal(cfg->hmac_key_size, 32);
+    assert_memory_equal(cfg->hmac_key, "0123456789abcdef", 16);
+    agent_config_free(cfg);
+
+    cleanup_free char *short_key = write_temp("short");
+    cleanup_free char *text2 = na_xasprintf("[bus]\nhmac_key_file = %s\n", short_key);
+    load_fails(text2, "the key must be 16 to 4096 bytes");
+    unlink(key);
+    unlink(short_key);
+}
+
+/* Every key of the table is documented in the sample, and the sample, uncommented,
+ * loads (its example key file and TLS settings aside). */
+static void
+test_sample_is_complete(void **state)
+{
+    (void)state;
+    FILE *f = fopen(NODEAGENT_SOURCE_DIR "/deploy/nodeagent.conf.sample", "r");
+    assert_non_null(f);
+    char line[512], section[64] = "";
+    size_t text_size = 0;
+    char *text = NULL;
+    FILE *out = open_memstream(&text, &text_size);
+    char documented[4096] = " ";
+    while (fgets(line, sizeof(line), f)) {
+        char key[128];
+        if (sscanf(line, "[%63[^]]]", section) == 1) {
+            fputs(line, out);
+        } else if (sscanf(line, ";%127[a-z_.] =", key) == 1 && !strchr(line, '\'') &&
+                   strcmp(section, "bus.rdkafka") != 0 && strcmp(key, "hmac_key_file") != 0) {
+            fputs(line + 1, out);
+            strcat(documented, section);
+            strcat(documented, ".");
+            strcat(documented, key);
+            strcat(documented, " ");
+        }
+    }
+    fclose(f);
+    fclose(out);
+    strcat(documented, "bus.hmac_key_file ");
+    char name[128], want[140];
+    for (size_t i = 0; agent_config_key_name(i, name, sizeof(name)); i++) {
+        snprintf(want, sizeof(want), " %s ", name);
+        if (!strstr(documented, want))
+            fail_msg("key %s is not documented in nodeagent.conf.sample", name);
+    }
+    struct agent_config *cfg = load_ok(text);
+    agent_config_free(cfg);
+    free(text);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults),  cmocka_unit_test(test_full),
+        cmocka_unit_test(test_bad_input), cmocka_unit_test(test_missing_file),
+        cmocka_unit_test(test_hmac_key),  cmocka_unit_test(test_sample_is_complete),
+    };
+    return cmocka_run_group_tests_name("config", tests, NULL, NULL);
+}

@@ -1,0 +1,237 @@
+/* The state store: schema versioning, the intent log and the outbox. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include "agent/store.h"
+
+#include <errno.h>
+#include <sqlite3.h>
+#include <string.h>
+
+struct fixture {
+    char dir[64];
+    char *path;
+    struct agent_store *store;
+};
+
+static int
+setup(void **state)
+{
+    struct fixture *f = na_xcalloc(1, sizeof(*f));
+    strcpy(f->dir, "/tmp/nodeagent-test-store-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    f->path = na_xasprintf("%s/state.db", f->dir);
+    cleanup_error struct na_error *err = NULL;
+    assert_int_equal(agent_store_open(f->path, &f->store, &err), 0);
+    *state = f;
+    return 0;
+}
+
+static int
+teardown(void **state)
+{
+    struct fixture *f = *state;
+    agent_store_close(f->store);
+    const char *suffixes[] = {"", "-wal", "-shm"};
+    for (size_t i = 0; i < 3; i++) {
+        cleanup_free char *p = na_xasprintf("%s%s", f->path, suffixes[i]);
+        unlink(p);
+    }
+    rmdir(f->dir);
+    free(f->path);
+    free(f);
+    return 0;
+}
+
+static void
+insert(struct agent_store *store, const char *request_id, enum agent_intent_phase phase)
+{
+    struct agent_intent in = {
+        .request_id = (char *)request_id,
+        .kind = (char *)"start",
+        .instance_uuid = (char *)"0b7ae5e6-1d7c-4d3a-9a0e-0a4f5b6c7d8e",
+        .body_hash = (char *)"abc",
+        .envelope = {.data = (uint8_t *)"\x0a\x02r1", .size = 4},
+        .bus_offset = 7,
+        .phase = phase,
+        .accepted_event = {.data = (uint8_t *)"acc", .size = 3},
+        .received_ms = 1000,
+    };
+    cleanup_error struct na_error *err = NULL;
+    assert_int_equal(agent_store_intent_insert(store, &in, &err), 0);
+}
+
+static void
+test_schema_version(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(agent_store_schema_version(f->store), 1);
+    agent_store_close(f->store);
+    cleanup_error struct na_error *err = NULL;
+    assert_int_equal(agent_store_open(f->path, &f->store, &err), 0);
+    assert_int_equal(agent_store_schema_version(f->store), 1);
+}
+
+static void
+test_future_schema_refused(void **state)
+{
+    struct fixture *f = *state;
+    agent_store_close(f->store);
+    f->store = NULL;
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    cleanup_error struct na_error *err = NULL;
+    assert_true(agent_store_open(f->path, &f->store, &err) < 0);
+    assert_non_null(strstr(err->msg, "schema version 99"));
+}
+
+static void
+test_intent_lifecycle(void **state)
+{
+    struct fixture *f = *state;
+    cleanup_error struct na_error *err = NULL;
+    struct agent_intent *got = NULL;
+    assert_int_equal(agent_store_intent_get(f->store, "r1", &got, &err), -ENOENT);
+
+    insert(f->store, "r1", AGENT_INTENT_ACCEPTED);
+    assert_int_equal(agent_store_intent_get(f->store, "r1", &got, &err), 0);
+    assert_string_equal(got->kind, "start");
+    assert_int_equal(got->phase, AGENT_INTENT_ACCEPTED);
+    assert_int_equal(got->attempts, 0);
+    assert_int_equal(got->bus_offset, 7);
+    assert_int_equal(got->envelope.size, 4);
+    assert_memory_equal(got->accepted_event.data, "acc", 3);
+    assert_int_equal(got->result_event.size, 0);
+    agent_intent_free(got);
+
+    assert_int_equal(agent_store_intent_start(f->store, "r1", &err), 0);
+    assert_int_equal(agent_store_intent_start(f->store, "r1", &err), 0);
+    struct agent_blob result = {.data = (uint8_t *)"done!", .size = 5};
+    assert_int_equal(agent_store_intent_finish(f->store, "r1", AGENT_INTENT_DONE, &result, &err),
+                     0);
+    assert_int_equal(agent_store_intent_get(f->store, "r1", &got, &err), 0);
+    assert_int_equal(got->phase, AGENT_INTENT_DONE);
+    assert_int_equal(got->attempts, 2);
+    assert_memory_equal(got->result_event.data, "done!", 5);
+    agent_intent_free(got);
+}
+
+static void
+test_duplicate_request_id_refused(void **state)
+{
+    struct fixture *f = *state;
+    insert(f->store, "r1", AGENT_INTENT_ACCEPTED);
+    struct agent_intent in = {.request_id = (char *)"r1",
+                              .kind = (char *)"stop",
+                              .body_hash = (char *)"x",
+                              .phase = AGENT_INTENT_ACCEPTED};
+    cleanup_error struct na_error *err = NULL;
+    assert_true(agent_store_intent_insert(f->store, &in, &err) < 0);
+    assert_non_null(strstr(err->msg, "UNIQUE"));
+}
+
+static int
+collect(struct agent_intent *intent, void *ctx)
+{
+    char *buf = ctx;
+    strcat(buf, intent->request_id);
+    strcat(buf, ",");
+    agent_intent_free(intent);
+    return 0;
+}
+
+static void
+test_open_intents_in_order(void **state)
+{
+    struct fixture *f = *state;
+    cleanup_error struct na_error *err = NULL;
+    insert(f->store, "c", AGENT_INTENT_ACCEPTED);
+    insert(f->store, "a", AGENT_INTENT_ACCEPTED);
+    insert(f->store, "d", AGENT_INTENT_FAILED);
+    insert(f->store, "b", AGENT_INTENT_ACCEPTED);
+    assert_int_equal(agent_store_intent_start(f->store, "a", &err), 0);
+    assert_int_equal(agent_store_intent_finish(f->store, "b", AGENT_INTENT_DONE, NULL, &err), 0);
+    char seen[64] = "";
+    assert_int_equal(agent_store_intent_each_open(f->store, collect, seen, &err), 0);
+    assert_string_equal(seen, "c,a,");
+
+    /* Only finished intents older than the cut are pruned. */
+    assert_int_equal(agent_store_intent_prune(f->store, na_now_ms() + 1000, &err), 2);
+    seen[0] = '\0';
+    assert_int_equal(agent_store_intent_each_open(f->store, collect, seen, &err), 0);
+    assert_string_equal(seen, "c,a,");
+}
+
+static int
+outbox_collect(int64_t id, const char *topic, const char *key, const struct agent_blob *payload,
+               void *ctx)
+{
+    char *buf = ctx;
+    char line[128];
+    snprintf(line, sizeof(line), "%lld:%s:%s:%.*s;", (long long)id, topic, key, (int)payload->size,
+             (const char *)payload->data);
+    strcat(buf, line);
+    return 0;
+}
+
+static void
+test_outbox(void **state)
+{
+    struct fixture *f = *state;
+    cleanup_error struct na_error *err = NULL;
+    struct agent_blob p1 = {.data = (uint8_t *)"one", .size = 3};
+    struct agent_blob p2 = {.data = (uint8_t *)"two", .size = 3};
+    int64_t id1, id2;
+    assert_int_equal(agent_store_begin(f->store, &err), 0);
+    assert_int_equal(agent_store_outbox_add(f->store, "t.events", "k1", &p1, &id1, &err), 0);
+    assert_int_equal(agent_store_outbox_add(f->store, "t.events", NULL, &p2, &id2, &err), 0);
+    assert_int_equal(agent_store_commit(f->store, &err), 0);
+    assert_true(id2 > id1);
+    assert_int_equal(agent_store_outbox_count(f->store), 2);
+
+    char seen[256] = "";
+    assert_int_equal(agent_store_outbox_each(f->store, 0, 10, outbox_collect, seen, &err), 0);
+    char want[256];
+    snprintf(want, sizeof(want), "%lld:t.events:k1:one;%lld:t.events::two;", (long long)id1,
+             (long long)id2);
+    assert_string_equal(seen, want);
+
+    seen[0] = '\0';
+    assert_int_equal(agent_store_outbox_each(f->store, id1, 10, outbox_collect, seen, &err), 0);
+    assert_non_null(strstr(seen, ":two;"));
+    assert_null(strstr(seen, ":one;"));
+
+    assert_int_equal(agent_store_outbox_delete(f->store, id1, &err), 0);
+    assert_int_equal(agent_store_outbox_count(f->store), 1);
+}
+
+static void
+test_rollback(void **state)
+{
+    struct fixture *f = *state;
+    cleanup_error struct na_error *err = NULL;
+    struct agent_blob p = {.data = (uint8_t *)"x", .size = 1};
+    assert_int_equal(agent_store_begin(f->store, &err), 0);
+    assert_int_equal(agent_store_outbox_add(f->store, "t", "k", &p, NULL, &err), 0);
+    agent_store_rollback(f->store);
+    assert_int_equal(agent_store_outbox_count(f->store), 0);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_schema_version, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_future_schema_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_intent_lifecycle, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_duplicate_request_id_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_intents_in_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_outbox, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rollback, setup, teardown),
+    };
+    return cmocka_run_group_tests_name("store", tests, NULL, NULL);
+}
