@@ -1,0 +1,194 @@
+"""Starts and stops the real parts for system tests: the devbus, agents, nodectl, kcat.
+
+Every process is started by this module and ended by pid; every file lives in the test's
+own temporary directory.  Only loopback is used.
+"""
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import uuid
+
+BUILD = os.environ.get("NODEAGENT_BUILD", os.path.abspath("build/release"))
+NODECTL = os.path.join(BUILD, "nodectl")
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path, timeout=5):
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(self.timeout)
+        s.connect(self.unix_path)
+        self.sock = s
+
+
+def wait_for(predicate, timeout, what, interval=0.1):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+class Devbus:
+    """nodeagent-devbus: librdkafka's mock cluster on loopback."""
+
+    def __init__(self, workdir, prefix, nodes):
+        self.prefix = prefix
+        self.stderr = open(os.path.join(workdir, "devbus.log"), "w")
+        args = [os.path.join(BUILD, "nodeagent-devbus"), "--prefix", prefix]
+        for n in nodes:
+            args += ["--node", n]
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.stderr, text=True)
+        self.bootstrap = self.proc.stdout.readline().strip()
+        assert self.bootstrap, "devbus printed no bootstrap address"
+
+    def outage(self, down):
+        self.proc.send_signal(signal.SIGUSR1 if down else signal.SIGUSR2)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.stderr.close()
+
+
+class Agent:
+    """One nodeagent process with its own config, state directory and admin socket."""
+
+    def __init__(self, workdir, devbus, node_id, extra_config="", env=None):
+        self.workdir = workdir
+        self.devbus = devbus
+        self.node_id = node_id
+        self.state_dir = os.path.join(workdir, f"state-{node_id}")
+        self.socket = os.path.join(workdir, f"admin-{node_id}.sock")
+        self.config = os.path.join(workdir, f"{node_id}.conf")
+        with open(self.config, "w") as f:
+            f.write(
+                f"[agent]\nnode_id = {node_id}\nstate_dir = {self.state_dir}\n"
+                f"shutdown_timeout = 10\n"
+                f"[bus]\nbootstrap_servers = {devbus.bootstrap}\ntopic_prefix = {devbus.prefix}\n"
+                f"[admin]\nsocket = {self.socket}\n" + extra_config
+            )
+        self.proc = None
+        self.runs = 0
+        self.log_paths = []
+
+    def start(self, env=None, wrapper=None, wait_healthy=True):
+        self.runs += 1
+        log_path = os.path.join(self.workdir, f"agent-{self.node_id}-{self.runs}.log")
+        self.log_paths.append(log_path)
+        self.log = open(log_path, "w")
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        args = (wrapper or []) + [os.path.join(BUILD, "nodeagent"), "-c", self.config]
+        self.proc = subprocess.Popen(args, stderr=self.log, stdout=self.log, env=full_env)
+        if wait_healthy:
+            self.wait_healthy()
+        return self
+
+    def wait_healthy(self, timeout=60):
+        def healthy():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"agent exited with {self.proc.returncode}: {self.logs()[-2000:]}")
+            try:
+                status, _ = self.get("/healthz")
+                return status == 200
+            except OSError:
+                return False
+        wait_for(healthy, timeout, "agent /healthz 200")
+
+    def get(self, path):
+        conn = UnixHTTPConnection(self.socket)
+        try:
+            conn.request("GET", path)
+            r = conn.getresponse()
+            body = r.read().decode()
+            return r.status, body
+        finally:
+            conn.close()
+
+    def get_json(self, path):
+        status, body = self.get(path)
+        return status, json.loads(body)
+
+    def logs(self):
+        out = ""
+        for p in self.log_paths:
+            with open(p) as f:
+                out += f.read()
+        return out
+
+    def stop(self, sig=signal.SIGTERM, timeout=30):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc:
+            self.log.close()
+        return self.proc.returncode if self.proc else None
+
+    def pid(self):
+        return self.proc.pid
+
+
+class Cluster:
+    """A devbus and agents; the test's single point of teardown."""
+
+    def __init__(self, workdir, nodes=("n1",)):
+        self.workdir = str(workdir)
+        self.prefix = "t" + uuid.uuid4().hex[:10]
+        self.devbus = Devbus(self.workdir, self.prefix, nodes)
+        self.agents = {}
+
+    def agent(self, node_id="n1", extra_config=""):
+        if node_id not in self.agents:
+            self.agents[node_id] = Agent(self.workdir, self.devbus, node_id, extra_config)
+        return self.agents[node_id]
+
+    def nodectl(self, *args, node="n1", timeout=120, check=None, env=None):
+        cmd = [NODECTL, "--bootstrap", self.devbus.bootstrap, "--prefix", self.prefix,
+               "--node", node] + [str(a) for a in args]
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env)
+        if check is not None and r.returncode != check:
+            raise AssertionError(f"nodectl {args} exited {r.returncode}, want {check}:\n"
+                                 f"stdout: {r.stdout}\nstderr: {r.stderr}")
+        return r
+
+    def events(self, timeout=3, **filters):
+        """Every event on the events topic so far (JSON dicts), optionally filtered."""
+        args = ["events", "--from-beginning", "--json", "--timeout", timeout]
+        r = self.nodectl(*args, timeout=timeout + 60, check=0)
+        out = [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
+        for k, v in filters.items():
+            out = [e for e in out if e.get(k) == v]
+        return out
+
+    def kcat_produce(self, topic, files):
+        """Each file becomes one message, sent as-is."""
+        for i in range(0, len(files), 200):
+            subprocess.run(["kcat", "-P", "-b", self.devbus.bootstrap, "-t", topic] + files[i:i + 200],
+                           check=True, timeout=120, capture_output=True)
+
+    def close(self):
+        for a in self.agents.values():
+            a.stop(timeout=15)
+        self.devbus.stop()
