@@ -1,0 +1,262 @@
+/* The subcommands: each strings together parsing results, building, bus or admin I/O and
+ * printing, and returns its exit status (or a negative error). */
+#include "tools/nodectl/nodectl.h"
+
+#include "agent/proto_json.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+
+#define DEFAULT_WAIT_S 300
+
+static volatile sig_atomic_t interrupted;
+
+static void
+on_interrupt(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+}
+
+/* SIGINT/SIGTERM end a wait cleanly (consumer closed) instead of killing the process. */
+static void
+catch_interrupts(void)
+{
+    struct sigaction sa = {.sa_handler = on_interrupt};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+int
+nodectl_exit_code(const struct na_error *err)
+{
+    if (!err)
+        return NODECTL_EXIT_BUS;
+    switch (err->code) {
+    case NA_CODE_INVALID_ARGUMENT:
+        return NODECTL_EXIT_USAGE;
+    case NA_CODE_TIMEOUT:
+        return NODECTL_EXIT_TIMEOUT;
+    default:
+        return NODECTL_EXIT_BUS;
+    }
+}
+
+static void
+envelope_freep(Nodeagent__V1__Envelope **e)
+{
+    if (*e)
+        nodeagent__v1__envelope__free_unpacked(*e, NULL);
+}
+
+static void
+events_closep(struct nodectl_events **es)
+{
+    nodectl_events_close(*es);
+}
+
+static int
+write_file(const char *path, const void *data, size_t size, struct na_error **err)
+{
+    cleanup_fclose FILE *f = fopen(path, "wb");
+    if (!f)
+        return na_error_set(err, NA_CODE_UNAVAILABLE, errno, "open `%s` for writing", path);
+    if (fwrite(data, 1, size, f) != size || fflush(f) != 0)
+        return na_error_set(err, NA_CODE_UNAVAILABLE, errno, "write `%s`", path);
+    return 0;
+}
+
+/* The signature header value for data, or NULL without a key file. */
+static int
+sign(const struct nodectl_global *g, const uint8_t *data, size_t size, char hex[65],
+     bool *signed_out, struct na_error **err)
+{
+    *signed_out = false;
+    if (!g->hmac_key_file)
+        return 0;
+    cleanup_fclose FILE *f = fopen(g->hmac_key_file, "rb");
+    if (!f)
+        return na_error_set(err, NA_CODE_INVALID_ARGUMENT, errno, "--hmac-key-file: open `%s`",
+                            g->hmac_key_file);
+    uint8_t key[4096];
+    size_t n = fread(key, 1, sizeof(key), f);
+    if (ferror(f) || !feof(f))
+        return na_error_set(err, NA_CODE_INVALID_ARGUMENT, 0,
+                            "--hmac-key-file: `%s` is unreadable or larger than %zu bytes",
+                            g->hmac_key_file, sizeof(key));
+    na_hmac_sha256_hex(key, n, data, size, hex);
+    *signed_out = true;
+    return 0;
+}
+
+/* Prints the request's events until its terminal one; returns the exit status. */
+static int
+wait_for_result(const struct nodectl_args *a, struct nodectl_events *es, const char *request_id,
+                uint32_t timeout_s, struct na_error **err)
+{
+    bool console = a->cmd->kind == AGENT_REQ_CONSOLE_LOG;
+    /* With console-log the log itself is the output; events go to stderr in text mode. */
+    FILE *ev_out = console && !a->g.json ? stderr : stdout;
+    int64_t deadline = na_now_ms() + (int64_t)timeout_s * 1000;
+    catch_interrupts();
+    while (!interrupted) {
+        int64_t left = deadline - na_now_ms();
+        if (left <= 0)
+            break;
+        Nodeagent__V1__Event *ev = NULL;
+        struct nodectl_delivery where;
+        int rc = nodectl_events_next(es, left < 200 ? (int)left : 200, &ev, &where, err);
+        if (rc < 0)
+            return rc;
+        if (rc == 0 || !ev || strcmp(ev->request_id, request_id) != 0)
+            continue;
+        nodectl_print_event(ev_out, a->g.json, ev, &where);
+        if (ev->kind == NODEAGENT__V1__EVENT_KIND__EVENT_KIND_DONE) {
+            if (console && !a->g.json && ev->console_log.len) {
+                fwrite(ev->console_log.data, 1, ev->console_log.len, stdout);
+                fflush(stdout);
+            }
+            return NODECTL_EXIT_OK;
+        }
+        if (ev->kind == NODEAGENT__V1__EVENT_KIND__EVENT_KIND_FAILED) {
+            cleanup_free char *text =
+                ev->error ? nodectl_error_text(ev->error) : na_xstrdup("UNSPECIFIED: no error");
+            fprintf(stderr, "error %s\n", text);
+            return NODECTL_EXIT_FAILED;
+        }
+    }
+    return na_error_set(err, NA_CODE_TIMEOUT, 0, "%s waiting for the result of request %s",
+                        interrupted ? "interrupted" : "timed out", request_id);
+}
+
+static void
+print_sent(const struct nodectl_args *a, const char *request_id, const char *topic,
+           const struct nodectl_delivery *d)
+{
+    if (a->g.json) {
+        cleanup_json json_t *j =
+            json_pack("{s:s, s:s, s:i, s:I}", "request_id", request_id, "topic", topic, "partition",
+                      (int)d->partition, "offset", (json_int_t)d->offset);
+        nodectl_print_json(stdout, j, false);
+    } else {
+        /* With console-log --wait the console text owns stdout. */
+        FILE *out = a->cmd->kind == AGENT_REQ_CONSOLE_LOG && nodectl_arg_bool(a, NODECTL_F_WAIT)
+                        ? stderr
+                        : stdout;
+        fprintf(out, "request_id=%s sent to %s (partition %d, offset %lld)\n", request_id, topic,
+                (int)d->partition, (long long)d->offset);
+        fflush(out);
+    }
+}
+
+int
+nodectl_cmd_request(const struct nodectl_args *a, struct na_error **err)
+{
+    __attribute__((cleanup(envelope_freep))) Nodeagent__V1__Envelope *env = NULL;
+    uint32_t timeout_s = DEFAULT_WAIT_S;
+    int rc = nodectl_build_envelope(a, &env, err);
+    if (rc == 0)
+        rc = nodectl_arg_u32(a, NODECTL_F_WAIT_TIMEOUT, &timeout_s, err);
+    if (rc < 0)
+        return rc;
+
+    size_t size = nodeagent__v1__envelope__get_packed_size(env);
+    cleanup_free uint8_t *buf = na_xmalloc(size);
+    nodeagent__v1__envelope__pack(env, buf);
+
+    const char *out_file = nodectl_arg_str(a, NODECTL_F_OUT);
+    if (out_file) {
+        rc = write_file(out_file, buf, size, err);
+        if (rc < 0)
+            return rc;
+        if (a->g.json) {
+            cleanup_json json_t *j = json_pack("{s:s, s:s, s:I}", "request_id", env->request_id,
+                                               "file", out_file, "size", (json_int_t)size);
+            nodectl_print_json(stdout, j, false);
+        } else {
+            printf("request_id=%s written to %s (%zu bytes)\n", env->request_id, out_file, size);
+        }
+        return NODECTL_EXIT_OK;
+    }
+
+    if (!a->g.node || !*a->g.node)
+        return na_error_set(err, NA_CODE_INVALID_ARGUMENT, 0,
+                            "no target node: give --node ID or set NODECTL_NODE");
+    char hmac[65];
+    bool is_signed = false;
+    rc = sign(&a->g, buf, size, hmac, &is_signed, err);
+    if (rc < 0)
+        return rc;
+
+    /* Reading starts before producing, at offsets fixed now, so a fast reply is not missed. */
+    __attribute__((cleanup(events_closep))) struct nodectl_events *es = NULL;
+    bool wait = nodectl_arg_bool(a, NODECTL_F_WAIT);
+    if (wait) {
+        cleanup_free char *events_topic = na_xasprintf("%s.events", a->g.prefix);
+        rc = nodectl_events_open(&a->g, events_topic, false, &es, err);
+        if (rc < 0)
+            return rc;
+    }
+
+    cleanup_free char *topic = na_xasprintf("%s.node.%s", a->g.prefix, a->g.node);
+    struct nodectl_delivery d = {0};
+    rc = nodectl_bus_send(&a->g, topic, agent_request_key(env), buf, size, is_signed ? hmac : NULL,
+                          &d, err);
+    if (rc < 0)
+        return rc;
+    print_sent(a, env->request_id, topic, &d);
+    if (!wait)
+        return NODECTL_EXIT_OK;
+    return wait_for_result(a, es, env->request_id, timeout_s, err);
+}
+
+static bool
+event_matches(const struct nodectl_args *a, const Nodeagent__V1__Event *ev)
+{
+    const char *rid = nodectl_arg_str(a, NODECTL_F_FILTER_REQUEST_ID);
+    const char *inst = nodectl_arg_str(a, NODECTL_F_FILTER_INSTANCE);
+    return (!rid || strcmp(ev->request_id, rid) == 0) &&
+           (!inst || strcmp(ev->instance_uuid, inst) == 0);
+}
+
+int
+nodectl_cmd_events(const struct nodectl_args *a, struct na_error **err)
+{
+    uint32_t count = 0, timeout_s = 0;
+    int rc = nodectl_arg_u32(a, NODECTL_F_COUNT, &count, err);
+    if (rc == 0)
+        rc = nodectl_arg_u32(a, NODECTL_F_EVENTS_TIMEOUT, &timeout_s, err);
+    if (rc < 0)
+        return rc;
+    bool has_timeout = nodectl_arg_str(a, NODECTL_F_EVENTS_TIMEOUT) != NULL;
+
+    __attribute__((cleanup(events_closep))) struct nodectl_events *es = NULL;
+    cleanup_free char *topic = na_xasprintf("%s.events", a->g.prefix);
+    rc = nodectl_events_open(&a->g, topic, nodectl_arg_bool(a, NODECTL_F_FROM_BEGINNING), &es, err);
+    if (rc < 0)
+        return rc;
+
+    int64_t deadline = na_now_ms() + (int64_t)timeout_s * 1000;
+    uint32_t seen = 0;
+    catch_interrupts();
+    while (!interrupted && (!count || seen < count)) {
+        int64_t left = has_timeout ? deadline - na_now_ms() : 200;
+        if (left <= 0)
+            break;
+        Nodeagent__V1__Event *ev = NULL;
+        struct nodectl_delivery where;
+        rc = nodectl_events_next(es, left < 200 ? (int)left : 200, &ev, &where, err);
+        if (rc < 0)
+            return rc;
+        if (rc == 0 || !ev || !event_matches(a, ev))
+            continue;
+        nodectl_print_event(stdout, a->g.json, ev, &where);
+        seen++;
+    }
+    if (count && seen < count)
+        return na_error_set(err, NA_CODE_TIMEOUT, 0, "%s after %u of %u events",
+                            interrupted ? "interrupted" : "timed out", seen, count);
+    return NODECTL_EXIT_OK;
+}

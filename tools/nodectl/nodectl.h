@@ -1,0 +1,194 @@
+/* nodectl: the operator and control-plane CLI of nodeagent (private to the tool).
+ *
+ * A thin layer: cli.c turns argv into struct nodectl_args (raw strings per flag, typed
+ * accessors that refuse unparseable values), build.c turns those into an Envelope, bus.c
+ * moves bytes over Kafka, admin.c talks to the agent's admin socket, output.c prints, and
+ * commands.c strings these together per subcommand.  Nothing here checks that a request
+ * makes sense: the agent validates, and tests send bad values through nodectl on purpose.
+ *
+ * Every function that can fail follows the common convention (struct na_error **, negative
+ * return); nodectl_exit_code() maps an error's code to the documented exit status.
+ */
+#ifndef NODEAGENT_NODECTL_H
+#define NODEAGENT_NODECTL_H
+
+#include "agent/requests.h"
+#include "common/common.h"
+#include "nodeagent.pb-c.h"
+
+#include <jansson.h>
+
+enum nodectl_exit {
+    NODECTL_EXIT_OK = 0,      /* sent, or DONE */
+    NODECTL_EXIT_FAILED = 1,  /* the request FAILED, or the agent is unhealthy */
+    NODECTL_EXIT_USAGE = 2,   /* bad command line */
+    NODECTL_EXIT_TIMEOUT = 3, /* no terminal event in time */
+    NODECTL_EXIT_BUS = 4,     /* bus or admin socket unreachable, delivery failed */
+};
+
+/* The flags of every subcommand, listed once: X(ID, name, metavar, help).  metavar NULL
+ * marks a boolean flag.  Two subcommands that need different meanings for one name use
+ * two ids (--timeout, --request-id). */
+#define NODECTL_FLAGS(X)                                                                           \
+    X(REQUEST_ID, "request-id", "ID", "request id, the idempotency key (default: a new uuid)")     \
+    X(WAIT, "wait", NULL, "wait for the DONE or FAILED event, printing progress")                  \
+    X(WAIT_TIMEOUT, "timeout", "S", "with --wait: give up after S seconds (default 300)")          \
+    X(OUT, "out", "FILE", "write the serialized Envelope to FILE instead of sending it")           \
+    X(UUID, "uuid", "UUID", "instance uuid (default: a new uuid)")                                 \
+    X(NAME, "name", "NAME", "instance name")                                                       \
+    X(TENANT, "tenant", "ID", "tenant id")                                                         \
+    X(VCPUS, "vcpus", "N", "flavor: virtual CPUs")                                                 \
+    X(MEMORY_MIB, "memory-mib", "N", "flavor: memory in MiB")                                      \
+    X(DISK_GIB, "disk-gib", "N", "flavor: root disk in GiB")                                       \
+    X(FLAVOR_NAME, "flavor-name", "NAME", "flavor: name (informational)")                          \
+    X(IMAGE_ID, "image-id", "ID", "image id")                                                      \
+    X(IMAGE_URL, "image-url", "URL", "image URL (http://, https://, file://)")                     \
+    X(IMAGE_SHA256, "image-sha256", "HEX", "sha256 of the image file")                             \
+    X(IMAGE_FORMAT, "image-format", "FMT", "qcow2, raw, unspecified, or a number")                 \
+    X(NIC, "nic", "SPEC",                                                                          \
+      "port=UUID,network=UUID,vni=N,mac=MAC,ip=CIDR[,ip=CIDR...],gateway=IP,mtu=N "                \
+      "(repeatable)")                                                                              \
+    X(HOSTNAME, "hostname", "NAME", "guest host name")                                             \
+    X(SSH_KEY, "ssh-key", "KEY", "an SSH public key (repeatable)")                                 \
+    X(SSH_KEY_FILE, "ssh-key-file", "FILE", "SSH public keys, one per line (repeatable)")          \
+    X(USER_DATA_FILE, "user-data-file", "FILE", "cloud-init user data")                            \
+    X(META, "meta", "K=V", "metadata item (repeatable)")                                           \
+    X(SHUTDOWN_TIMEOUT, "shutdown-timeout", "S", "graceful shutdown time before forcing off")      \
+    X(FORCE, "force", NULL, "power off at once")                                                   \
+    X(HARD, "hard", NULL, "hard reboot (reset) instead of soft")                                   \
+    X(SNAPSHOT, "snapshot", "NAME", "snapshot name")                                               \
+    X(TAIL_BYTES, "tail-bytes", "N", "bytes from the end of the console log (0: 64 KiB)")          \
+    X(TO, "to", "NODE", "destination node id")                                                     \
+    X(MAX_DOWNTIME_MS, "max-downtime-ms", "N", "maximum downtime in ms (0: libvirt's default)")    \
+    X(BANDWIDTH, "bandwidth-mib-s", "N", "bandwidth limit in MiB/s (0: unlimited)")                \
+    X(AUTO_CONVERGE, "auto-converge", NULL, "throttle the guest's CPUs to converge")               \
+    X(POST_COPY, "post-copy", NULL, "allow switching to post-copy")                                \
+    X(MIGRATION_TIMEOUT, "migration-timeout-s", "S", "migration timeout (0: the agent's default)") \
+    X(FROM_BEGINNING, "from-beginning", NULL, "start at the oldest event instead of the end")      \
+    X(FILTER_REQUEST_ID, "request-id", "ID", "only events of this request")                        \
+    X(FILTER_INSTANCE, "instance", "UUID", "only events of this instance")                         \
+    X(COUNT, "count", "N", "exit after N matching events (exit 3 if the timeout comes first)")     \
+    X(EVENTS_TIMEOUT, "timeout", "S", "stop after S seconds (default: follow until interrupted)")
+
+enum nodectl_flag {
+#define X(ID, name, metavar, help) NODECTL_F_##ID,
+    NODECTL_FLAGS(X)
+#undef X
+        NODECTL_F__COUNT
+};
+
+struct nodectl_global {
+    const char *bootstrap;
+    const char *prefix;
+    const char *node;
+    const char *hmac_key_file;
+    const char *admin_socket;
+    const char **rdkafka_props; /* "key=value", passed to librdkafka verbatim */
+    size_t n_rdkafka_props;
+    bool json;
+};
+
+struct nodectl_args;
+
+struct nodectl_command {
+    const char *name;
+    const char *positional; /* "UUID" (required), "[UUID]" (optional) or NULL */
+    const char *summary;
+    enum agent_request_kind kind; /* AGENT_REQ_NONE for commands that send no request */
+    const enum nodectl_flag *flags;
+    size_t n_flags;
+    int (*run)(const struct nodectl_args *a, struct na_error **err);
+};
+
+struct nodectl_values {
+    const char **v;
+    size_t n;
+};
+
+struct nodectl_args {
+    struct nodectl_global g;
+    const struct nodectl_command *cmd; /* NULL with a bare --help */
+    const char *positional;
+    struct nodectl_values flags[NODECTL_F__COUNT];
+    bool help;
+};
+
+/* --- cli.c ----------------------------------------------------------------------------- */
+
+/* Fills a from argv and the NODECTL_* environment.  Usage errors come back with code
+ * INVALID_ARGUMENT.  a->help asks the caller to print nodectl_usage(). */
+int nodectl_parse(int argc, char **argv, struct nodectl_args *a, struct na_error **err);
+void nodectl_args_free(struct nodectl_args *a);
+/* Global help when cmd is NULL, else that subcommand's. */
+void nodectl_usage(FILE *out, const struct nodectl_command *cmd);
+
+const char *nodectl_arg_str(const struct nodectl_args *a, enum nodectl_flag f);
+bool nodectl_arg_bool(const struct nodectl_args *a, enum nodectl_flag f);
+/* 0 and *out untouched when the flag is absent; INVALID_ARGUMENT when not a number. */
+int nodectl_arg_u32(const struct nodectl_args *a, enum nodectl_flag f, uint32_t *out,
+                    struct na_error **err);
+/* Decimal unsigned number with an upper bound; INVALID_ARGUMENT naming `what` otherwise. */
+int nodectl_parse_u32(const char *s, const char *what, uint32_t *out, struct na_error **err);
+
+/* --- build.c --------------------------------------------------------------------------- */
+
+/* The Envelope for a request subcommand; free with nodeagent__v1__envelope__free_unpacked(e,
+ * NULL) (everything in it is malloc'd). */
+int nodectl_build_envelope(const struct nodectl_args *a, Nodeagent__V1__Envelope **out,
+                           struct na_error **err);
+
+/* --- bus.c ----------------------------------------------------------------------------- */
+
+struct nodectl_delivery {
+    int32_t partition;
+    int64_t offset;
+};
+
+/* Produces one message and waits for its delivery report.  hmac may be NULL. */
+int nodectl_bus_send(const struct nodectl_global *g, const char *topic, const char *key,
+                     const void *data, size_t size, const char *hmac, struct nodectl_delivery *out,
+                     struct na_error **err);
+
+struct nodectl_events;
+
+/* Assigns every partition of topic at its high watermark (or its start with
+ * from_beginning), queried before returning, so nothing produced afterwards is missed.
+ * No consumer group offsets are committed. */
+int nodectl_events_open(const struct nodectl_global *g, const char *topic, bool from_beginning,
+                        struct nodectl_events **out, struct na_error **err);
+/* Waits up to timeout_ms for the next message.  Returns 1 with *ev set (NULL when the
+ * payload did not decode: a warning has been printed), 0 when nothing came, negative on a
+ * fatal error.  *ev is freed by the next call or by close. */
+int nodectl_events_next(struct nodectl_events *es, int timeout_ms, Nodeagent__V1__Event **ev,
+                        struct nodectl_delivery *where, struct na_error **err);
+void nodectl_events_close(struct nodectl_events *es);
+
+/* --- admin.c --------------------------------------------------------------------------- */
+
+/* GET http://localhost<path> over the admin unix socket.  *http_status and the body as
+ * JSON; UNAVAILABLE when the socket cannot be reached, INTERNAL when the body is not
+ * JSON. */
+int nodectl_admin_get(const char *socket_path, const char *path, long *http_status, json_t **body,
+                      struct na_error **err);
+
+/* --- output.c -------------------------------------------------------------------------- */
+
+/* One line per event: a JSON object (with "partition" and "offset" when where is set) or
+ * a readable text line. */
+void nodectl_print_event(FILE *out, bool json, const Nodeagent__V1__Event *ev,
+                         const struct nodectl_delivery *where);
+void nodectl_print_json(FILE *out, json_t *j, bool pretty);
+/* "CODE: message (field F)" of an event's error into a new string. */
+char *nodectl_error_text(const Nodeagent__V1__Error *e);
+
+/* --- commands.c ------------------------------------------------------------------------ */
+
+int nodectl_cmd_request(const struct nodectl_args *a, struct na_error **err);
+int nodectl_cmd_events(const struct nodectl_args *a, struct na_error **err);
+int nodectl_cmd_status(const struct nodectl_args *a, struct na_error **err);
+int nodectl_cmd_instances(const struct nodectl_args *a, struct na_error **err);
+
+/* The exit status for a failure carrying err's code. */
+int nodectl_exit_code(const struct na_error *err);
+
+#endif
