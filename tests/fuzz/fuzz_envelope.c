@@ -4,7 +4,6 @@
  * a bad echo or path would show up under ASan.
  *
  * fuzz-sources: agent/validate.c agent/requests.c
- * fuzz-pkgs: libprotobuf-c libcrypto
  */
 #include <stddef.h>
 #include <stdint.h>

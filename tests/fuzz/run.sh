@@ -7,9 +7,10 @@
 #   FUZZ_BUILD_ONLY=1                 build, don't run
 #
 # A target is one C file defining LLVMFuzzerTestOneInput.  It names what it needs in its
-# header comment, one line each (common/*.c and the generated protobuf code always come):
-#   fuzz-sources: agent/validate.c agent/requests.c
-#   fuzz-pkgs: libprotobuf-c libcrypto
+# header comment, one line each, beyond common/*.c and the generated protobuf code, which
+# always come (with their packages, libprotobuf-c and libcrypto):
+#   fuzz-sources: storage/qcow2/qcow2.c
+#   fuzz-pkgs: jansson
 # Seeds live in tests/fuzz/corpus/<target>/ (committed, only read); what the fuzzer finds
 # goes to build/fuzz/corpus/<target>/, crashes to build/fuzz/artifacts/.  An optional
 # libFuzzer dictionary is tests/fuzz/<target>.dict.  Reproduce a crash with
@@ -42,15 +43,11 @@ build() {
     objdir=$OUT/obj/$target
     rm -rf "$objdir"
     mkdir -p "$objdir"
-    pkgs=$(header "$src" pkgs)
-    pkg_cflags=""
-    pkg_libs=""
-    if [ -n "$pkgs" ]; then
-        # shellcheck disable=SC2086
-        pkg_cflags=$(pkg-config --cflags $pkgs)
-        # shellcheck disable=SC2086
-        pkg_libs=$(pkg-config --libs $pkgs)
-    fi
+    pkgs="libprotobuf-c libcrypto $(header "$src" pkgs)"
+    # shellcheck disable=SC2086
+    pkg_cflags=$(pkg-config --cflags $pkgs)
+    # shellcheck disable=SC2086
+    pkg_libs=$(pkg-config --libs $pkgs)
     objs=""
     # shellcheck disable=SC2046
     for s in $(ls common/*.c) $(header "$src" sources); do
