@@ -78,19 +78,24 @@ run() {
     if UBSAN_OPTIONS=print_stacktrace=1 "$OUT/$target" "$@" >"$log" 2>&1; then
         runs=$(sed -n 's/^Done \([0-9]*\) runs in \([0-9]*\) second.*/\1 runs in \2 s/p' "$log")
         cov=$(grep -o 'cov: [0-9]*' "$log" | tail -n 1)
-        echo "fuzz: $target ok ($runs, $cov, corpus $(ls "$work" | wc -l) new)"
+        echo "fuzz: $target ok ($runs, $cov, corpus $(find "$work" -type f | wc -l) found)"
         return 0
     fi
     echo "fuzz: $target FAILED; log $log"
     grep -E '^(==[0-9]+==ERROR|SUMMARY|.*runtime error)' "$log" | head -n 5 || true
-    ls "$OUT/artifacts/$target-"* 2>/dev/null | sed 's/^/fuzz:   artifact /' || true
+    for a in "$OUT/artifacts/$target-"*; do
+        [ -e "$a" ] && echo "fuzz:   artifact $a"
+    done
     return 1
 }
 
 if [ $# -gt 0 ]; then
     targets=$*
 else
-    targets=$(ls tests/fuzz/fuzz_*.c 2>/dev/null | sed 's|.*/||; s|\.c$||')
+    targets=""
+    for f in tests/fuzz/fuzz_*.c; do
+        [ -e "$f" ] && targets="$targets $(basename "$f" .c)"
+    done
 fi
 [ -n "$targets" ] || { echo "fuzz: no targets in tests/fuzz/"; exit 0; }
 
