@@ -1,13 +1,26 @@
-/* Validation of decoded envelopes: every field of every request against the limits that
- * docs/protocol.md states.  Pure logic, no state. */
+/* validate: checks a decoded Envelope against the limits of the bus contract.
+ *
+ * protobuf-c checks wire syntax only: strings may be any bytes, enums may hold numbers the
+ * agent does not know, repeated fields may be as long as the message allows.  Everything
+ * the agent does with a request (file names, libvirt XML, OVS columns, log lines) relies on
+ * the limits documented in proto/nodeagent.proto and docs/protocol.md, and this module is
+ * where they are enforced, once, before a request is recorded or acted on.
+ *
+ * Input: an unpacked (or hand-built) Envelope; NULL string pointers read as "".
+ * Output: 0, or a negative value with *err set to INVALID_ARGUMENT whose field is the path
+ * of the first bad field ("create.spec.nics[0].mac", "create.spec.metadata[\"k\"]") and
+ * whose message says what was wrong and what is allowed, echoing the bad value escaped and
+ * cut short.  An Envelope whose body is an unknown request kind (a field number this agent
+ * does not know, in the body range) gets UNIMPLEMENTED with field "body" instead.
+ *
+ * Pure function of its input; safe from any thread.
+ */
 #ifndef NODEAGENT_AGENT_VALIDATE_H
 #define NODEAGENT_AGENT_VALIDATE_H
 
 #include "common/common.h"
 #include "nodeagent.pb-c.h"
 
-/* Returns 0, or fills err with INVALID_ARGUMENT naming the first bad field by its path
- * ("create.spec.nics[0].mac"). */
 int agent_validate_envelope(const Nodeagent__V1__Envelope *env, struct na_error **err);
 
 #endif

@@ -1,0 +1,5 @@
+
+
+req-resize€Ð•ÿ¼1ª9
+$3f0c2a6e-8d4b-4c1e-9a57-0b6e2d9f1c33
+m1.small€ 

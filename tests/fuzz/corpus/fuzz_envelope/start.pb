@@ -1,0 +1,3 @@
+
+	req-start€Ğ•ÿ¼1b&
+$3f0c2a6e-8d4b-4c1e-9a57-0b6e2d9f1c33
