@@ -76,7 +76,8 @@ int qcow2_validate(int fd, const struct qcow2_limits *limits, struct qcow2_info 
                    struct na_error **err);
 
 /* Validates a raw image: a non-empty regular file no larger than limits->max_virtual_size.
- * Its content is not looked at (see above). */
+ * Its content is not looked at (see above).  Its virtual size is its size rounded up to 512
+ * bytes, as QEMU presents it. */
 int qcow2_validate_raw(int fd, const struct qcow2_limits *limits, struct qcow2_info *out,
                        struct na_error **err);
 

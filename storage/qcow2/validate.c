@@ -500,19 +500,21 @@ read_snapshots(struct img *im, struct reader *r, struct na_error **err)
         if (ret < 0)
             return ret;
 
-        /* Sizes are bounded (16+16+10 bits), so the entry size cannot overflow. */
-        uint64_t entry = QCOW2_SN_HEADER_SIZE + (uint64_t)extra + id_size + name_size;
-        entry = (entry + 7) & ~7ull;
+        /* Sizes are bounded (16+16+10 bits), so the entry size cannot overflow.  QEMU does
+         * not write the padding after the last entry: only the unpadded part must be in the
+         * file. */
+        uint64_t used = QCOW2_SN_HEADER_SIZE + (uint64_t)extra + id_size + name_size;
+        uint64_t entry = (used + 7) & ~7ull;
         if (off - start + entry > QCOW2_MAX_SNAPSHOTS_SIZE)
             return refuse(err, EFBIG,
                           "snapshot table at offset %" PRIu64 " is larger than %u bytes", start,
                           QCOW2_MAX_SNAPSHOTS_SIZE);
         /* The names are not needed; make sure they are in the file all the same. */
-        if (off + entry > im->file_size)
+        if (off + used > im->file_size)
             return refuse(err, EINVAL,
                           "%s at offset %" PRIu64 " (%" PRIu64
                           " bytes) extends past the end of the file (%" PRIu64 " bytes)",
-                          what, off, entry, im->file_size);
+                          what, off, used, im->file_size);
         off += entry;
     }
     im->snapshots = (struct range){"snapshot table", start, off};
@@ -745,9 +747,10 @@ qcow2_validate_raw(int fd, const struct qcow2_limits *limits, struct qcow2_info 
     if (size > limits->max_virtual_size)
         return refuse(err, EFBIG, "raw image of %" PRIu64 " bytes exceeds the limit %" PRIu64, size,
                       limits->max_virtual_size);
+    /* QEMU rounds a raw image up to whole 512-byte sectors; the guest sees that size. */
     *out = (struct qcow2_info){
         .format = QCOW2_FORMAT_RAW,
-        .virtual_size = size,
+        .virtual_size = (size + 511) & ~511ull,
         .file_size = size,
         .l2_scan_complete = true,
     };

@@ -190,6 +190,7 @@ test_valid_with_snapshot(void **state)
     qcow2_put_be32(s + QCOW2_SN_OFF_EXTRA_DATA_SIZE, 16);
     qcow2_put_be64(s + QCOW2_SN_HEADER_SIZE + 8, VSIZE);
     memcpy(s + QCOW2_SN_HEADER_SIZE + 16, "1snap", 5);
+    im.size = OFF_SNAP + 61; /* QEMU leaves out the last entry's padding */
     struct qcow2_info info;
     char msg[512];
     assert_int_equal(validate_with(im, NULL, &info, msg, sizeof(msg)), 0);
@@ -668,6 +669,10 @@ test_raw(void **state)
     assert_int_equal(qcow2_validate_raw(fd, &l, &info, &err), 0);
     assert_int_equal(info.format, QCOW2_FORMAT_RAW);
     assert_int_equal(info.virtual_size, 4096);
+    assert_int_equal(write(fd, "x", 1), 1); /* QEMU shows whole sectors */
+    assert_int_equal(qcow2_validate_raw(fd, &l, &info, &err), 0);
+    assert_int_equal(info.virtual_size, 4608);
+    assert_int_equal(info.file_size, 4097);
     assert_int_equal(ftruncate(fd, (1 << 20) + 1), 0);
     assert_int_equal(qcow2_validate_raw(fd, &l, &info, &err), -EFBIG);
     assert_int_equal(err->code, NA_CODE_IMAGE);
