@@ -8,13 +8,14 @@
 #     on virtual size, backing file and backing format, they read through to their base
 #     (`qemu-img compare`), and stay valid after QEMU writes to them (qemu-io).
 # The validation runs in test_qcow2's corpus test (NODEAGENT_QCOW2_CORPUS).
-# Usage: tests/system/qcow2_corpus.sh [build dir, default build/release]
+# Usage: tests/system/qcow2_corpus.sh [build dir: build/release (default) or build/asan]
 set -eu
 
 BUILD=${1:-build/release}
 TEST=$BUILD/tests/unit/test_qcow2
 command -v qemu-img >/dev/null || { echo "qcow2_corpus: qemu-img missing (apt-get install qemu-utils)" >&2; exit 2; }
-[ -x "$TEST" ] || make --no-print-directory "$TEST"
+case $BUILD in *asan*) SAN=1 ;; *) SAN=0 ;; esac
+make --no-print-directory SANITIZE=$SAN "$TEST" >/dev/null
 
 DIR=$(mktemp -d /tmp/qcow2_corpus.XXXXXX)
 trap 'rm -rf "$DIR"' EXIT
