@@ -1,0 +1,97 @@
+/* qcow2: validate untrusted disk images and write qcow2 overlays, without qemu-img.
+ *
+ * Images come from users and are hostile input.  qcow2_validate() reads a file claimed to be
+ * qcow2 (v2 or v3) and refuses anything QEMU could be tricked by or that is malformed: a
+ * backing file or external data file (which would make QEMU open another host file),
+ * encryption, unknown incompatible features, absurd sizes, and metadata tables that lie
+ * outside the file, are misaligned, overlap the header or each other, or overflow.  It also
+ * checks every L1 entry and, within a work budget, the L2 entries.  On success it fills a
+ * struct qcow2_info (virtual size, cluster size, snapshots, ...).  A raw image is accepted as
+ * it is: it is handed to QEMU as format=raw, so its content is never probed, and its size is
+ * its virtual size.
+ *
+ * qcow2_overlay_create() writes a qcow2 v3 image backed by a cached base image, naming the
+ * backing format explicitly, atomically (temp file, fsync, rename) with mode 0600.
+ *
+ * Inputs are plain: a file descriptor or path names chosen by the caller, and limits.
+ * Outputs are plain structs and struct na_error (code IMAGE for a refused image, STORAGE for
+ * I/O failures).  There is no global state: every function may run in any worker thread.
+ * Validation reads the file with pread(2) only, so one fd may even be shared.
+ */
+#ifndef NODEAGENT_QCOW2_H
+#define NODEAGENT_QCOW2_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/common.h"
+
+enum qcow2_format {
+    QCOW2_FORMAT_RAW,
+    QCOW2_FORMAT_QCOW2,
+};
+
+/* "raw" or "qcow2". */
+const char *qcow2_format_name(enum qcow2_format format);
+/* Parses "raw" or "qcow2"; anything else is an INVALID_ARGUMENT error on field `field`. */
+int qcow2_format_parse(const char *name, const char *field, enum qcow2_format *out,
+                       struct na_error **err);
+
+struct qcow2_limits {
+    uint64_t max_virtual_size; /* bytes; larger images are refused */
+    uint32_t max_snapshots;    /* internal snapshots; at most 65536 whatever is set here */
+    /* Bytes of L2 tables read to check their entries; past it the scan stops and
+     * qcow2_info.l2_scan_complete is false.  The L1 table is always checked in full. */
+    uint64_t max_l2_scan_size;
+    /* Accept a backing file (our own overlays have one).  It must then name its format
+     * ("qcow2" or "raw") in a backing-format extension, so that QEMU never probes it. */
+    bool allow_backing;
+};
+
+/* max_virtual_size 16 TiB, 65536 snapshots, 64 MiB of L2 scan, no backing file. */
+void qcow2_limits_init(struct qcow2_limits *limits);
+
+struct qcow2_info {
+    enum qcow2_format format;
+    uint32_t version;      /* 2 or 3; 0 for raw */
+    uint64_t virtual_size; /* bytes the guest sees */
+    uint64_t file_size;    /* bytes on the host */
+    uint32_t cluster_size; /* 0 for raw */
+    uint32_t n_snapshots;
+    bool compressed;       /* a compressed cluster was seen in the scanned L2 tables */
+    bool l2_scan_complete; /* every L2 table was scanned (false when the budget ran out) */
+    bool dirty;            /* refcounts may be stale (lazy refcounts); QEMU repairs on rw open */
+    bool extended_l2;      /* subclusters (incompatible feature bit 4) */
+    /* Only with limits->allow_backing; empty strings otherwise. */
+    char backing_file[1024];
+    char backing_format[16];
+};
+
+/* Validates the qcow2 image open on fd (read access suffices).  limits may be NULL for the
+ * defaults of qcow2_limits_init().  Returns 0 and fills *out, or a negative errno with *err
+ * set: NA_CODE_IMAGE and -EINVAL (malformed), -ENOTSUP (a refused feature) or -EFBIG (over a
+ * limit), each message naming the field, its offset and value; NA_CODE_STORAGE on I/O errors.
+ * out->virtual_size is what a later resize starts from. */
+int qcow2_validate(int fd, const struct qcow2_limits *limits, struct qcow2_info *out,
+                   struct na_error **err);
+
+/* Validates a raw image: a non-empty regular file no larger than limits->max_virtual_size.
+ * Its content is not looked at (see above).  Its virtual size is its size rounded up to 512
+ * bytes, as QEMU presents it. */
+int qcow2_validate_raw(int fd, const struct qcow2_limits *limits, struct qcow2_info *out,
+                       struct na_error **err);
+
+/* qcow2_validate() or qcow2_validate_raw() according to format. */
+int qcow2_validate_format(int fd, enum qcow2_format format, const struct qcow2_limits *limits,
+                          struct qcow2_info *out, struct na_error **err);
+
+/* Creates the qcow2 v3 overlay `path` on top of `backing_path` (stored as given: pass an
+ * absolute path) whose format is backing_format, "qcow2" or "raw".  Cluster size 64 KiB,
+ * 16-bit refcounts, lazy refcounts off, every cluster unallocated.  virtual_size is the
+ * flavor's disk size: the caller checks that it is not below the base image's virtual size
+ * (a smaller overlay would cut the guest's disk).  The file appears complete or not at all,
+ * with mode 0600; if `path` exists the call fails with -EEXIST and leaves it alone. */
+int qcow2_overlay_create(const char *path, const char *backing_path, const char *backing_format,
+                         uint64_t virtual_size, struct na_error **err);
+
+#endif
