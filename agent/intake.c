@@ -1,6 +1,6 @@
 /* Intake: what happens to a message from the node topic before it runs.
  *
- * verify signature → decode → known request_id? (re-publish, or CONFLICT) → validate →
+ * verify signature → decode → validate → known request_id? (re-publish, or CONFLICT) →
  * record the intent and its ACCEPTED event in one transaction → ack the bus offset →
  * hand to execute.c.  Every message ends with an event and an acked offset; nothing here
  * blocks but the SQLite commit.
@@ -54,16 +54,20 @@ check_signature(struct intake *in, struct na_error **err)
     return 0;
 }
 
-/* The body hash ignores sent_at_ms, so a client may resend with a fresh timestamp. */
+/* The body hash ignores sent_at_ms and reply_to, so a client may resend with a fresh
+ * timestamp. */
 static void
 body_hash(Nodeagent__V1__Envelope *env, char out[65])
 {
     int64_t sent_at = env->sent_at_ms;
+    char *reply_to = env->reply_to;
     env->sent_at_ms = 0;
+    env->reply_to = (char *)"";
     size_t size = nodeagent__v1__envelope__get_packed_size(env);
     cleanup_free uint8_t *buf = na_xmalloc(size);
     nodeagent__v1__envelope__pack(env, buf);
     env->sent_at_ms = sent_at;
+    env->reply_to = reply_to;
     na_sha256_hex(buf, size, out);
 }
 
@@ -95,47 +99,6 @@ intake_duplicate(struct intake *in, struct agent_intent *intent, const char *has
     na_log(NA_LOG_INFO, &in->log, "duplicate request: recorded answer re-published",
            "kind=%s phase=%s offset=%lld", intent->kind, agent_intent_phase_name(intent->phase),
            (long long)in->msg->offset);
-}
-
-/* An invalid request with a usable request_id is recorded as failed, so that a duplicate
- * gets the same answer. */
-static void
-intake_record_invalid(struct intake *in, const char *hash, const struct na_error *verr)
-{
-    struct agent *a = in->a;
-    Nodeagent__V1__Event ev;
-    Nodeagent__V1__Error slot;
-    agent_event_init(a, &ev, NODEAGENT__V1__EVENT_KIND__EVENT_KIND_FAILED, in->request_id,
-                     in->instance, agent_request_kind_name(in->kind), in->msg->offset);
-    agent_event_set_error(&ev, &slot, verr);
-
-    struct agent_intent intent = {
-        .request_id = (char *)in->request_id,
-        .kind = (char *)agent_request_kind_name(in->kind),
-        .instance_uuid = (char *)in->instance,
-        .body_hash = (char *)hash,
-        .envelope = {.data = (uint8_t *)in->msg->payload, .size = in->msg->size},
-        .bus_offset = in->msg->offset,
-        .phase = AGENT_INTENT_FAILED,
-        .received_ms = na_now_ms(),
-    };
-    cleanup_error struct na_error *err = NULL;
-    int ret = agent_store_begin(a->store, &err);
-    if (ret == 0)
-        ret = agent_event_record(a, &ev, &intent.result_event, &err);
-    if (ret == 0)
-        ret = agent_store_intent_insert(a->store, &intent, &err);
-    if (ret == 0)
-        ret = agent_store_commit(a->store, &err);
-    free(intent.result_event.data);
-    if (ret < 0)
-        agent_die(a, err);
-    agent_outbox_pump(a);
-    agent_metrics_count(&a->metrics, in->kind, verr->code);
-    char quoted[1024];
-    na_log(NA_LOG_WARN, &in->log, "request refused", "kind=%s offset=%lld code=%s error=%s",
-           agent_request_kind_name(in->kind), (long long)in->msg->offset, na_code_name(verr->code),
-           na_log_quote(quoted, sizeof(quoted), verr->msg));
 }
 
 /* Records the intent and its ACCEPTED event together; returns once both are durable. */
@@ -199,26 +162,20 @@ agent_intake(void *agent, const struct agent_bus_msg *msg)
                      "nodeagent.v1.Envelope",
                      (long long)msg->offset, msg->size);
         intake_refuse(&in, err);
+    } else if (agent_validate_envelope(in.env, &err) < 0) {
+        /* Not recorded: the sender may fix the request and send it with the same id. */
+        intake_refuse(&in, err);
     } else {
-        int verr = agent_validate_envelope(in.env, &err);
-        /* Only a well-formed request_id can key the intent log. */
-        bool id_ok = verr == 0 || !err->field || strcmp(err->field, "request_id") != 0;
         char hash[65];
         body_hash(in.env, hash);
         struct agent_intent *known = NULL;
         cleanup_error struct na_error *serr = NULL;
-        int found =
-            id_ok ? agent_store_intent_get(a->store, in.request_id, &known, &serr) : -ENOENT;
-        if (found < 0 && found != -ENOENT)
-            agent_die(a, serr);
-
+        int found = agent_store_intent_get(a->store, in.request_id, &known, &serr);
         if (found == 0) {
             intake_duplicate(&in, known, hash);
             agent_intent_free(known);
-        } else if (verr < 0 && !id_ok) {
-            intake_refuse(&in, err);
-        } else if (verr < 0) {
-            intake_record_invalid(&in, hash, err);
+        } else if (found != -ENOENT) {
+            agent_die(a, serr);
         } else {
             intake_accept(&in, hash);
             agent_bus_ack(a->bus, msg);

@@ -32,7 +32,7 @@ na_code_name(enum na_code code)
 }
 
 /* A field error names the field in its message instead of appending strerror(EINVAL). */
-static int
+static int __attribute__((format(printf, 5, 0)))
 error_vset(struct na_error **err, enum na_code code, int status, const char *field, const char *fmt,
            va_list ap)
 {
