@@ -21,9 +21,14 @@ struct intake {
     struct na_log_ctx log;
 };
 
+/* A refused message's strings may be any bytes: echo only well-formed identifiers. */
 static void
 intake_refuse(struct intake *in, const struct na_error *err)
 {
+    if (!agent_request_id_is_valid(in->request_id))
+        in->log.request_id = in->request_id = "";
+    if (!na_uuid_is_valid(in->instance))
+        in->log.instance = in->instance = "";
     Nodeagent__V1__Event ev;
     Nodeagent__V1__Error slot;
     agent_event_init(in->a, &ev, NODEAGENT__V1__EVENT_KIND__EVENT_KIND_FAILED, in->request_id,

@@ -847,6 +847,14 @@ check_body(struct vctx *v, const Nodeagent__V1__Envelope *env)
     }
 }
 
+bool
+agent_request_id_is_valid(const char *request_id)
+{
+    struct vctx v = {.err = NULL};
+    check_str(&v, "request_id", request_id, &RULE_REQUEST_ID);
+    return v.ret == 0;
+}
+
 int
 agent_validate_envelope(const Nodeagent__V1__Envelope *env, struct na_error **err)
 {

@@ -219,8 +219,9 @@ def test_bus_outage_of_30s_loses_no_request_or_event(cluster):
     during = [f"during-{i}" for i in range(10)]
     senders = []
     for i, rid in enumerate(during):
+        # nodectl gives up on delivery after 30 s by default; this sender waits longer.
         cmd = [NODECTL, "--bootstrap", cluster.devbus.bootstrap, "--prefix", cluster.prefix,
-               "--node", "n1", "resume", instances[i % 5], "--request-id", rid]
+               "--node", "n1", "-X", "message.timeout.ms=180000", "resume", instances[i % 5], "--request-id", rid]
         senders.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
     time.sleep(30)
     assert agent.proc.poll() is None
