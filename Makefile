@@ -53,6 +53,7 @@ BINS := $(BUILD)/nodeagent $(BUILD)/nodectl $(BUILD)/nodeagent-devbus
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:%.c=$(BUILD)/%)
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+BENCH_BINS := $(patsubst %.c,$(BUILD)/%,$(wildcard bench/*.c))
 
 .PHONY: all deps check check-unit check-system run stop bench fuzz install clean format
 all: $(BINS) $(UNIT_BINS)
@@ -91,6 +92,9 @@ $(BUILD)/tests/unit/%.o: CPPFLAGS += -DNODEAGENT_SOURCE_DIR='"$(CURDIR)"'
 $(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
+$(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 -include $(shell find build -name '*.d' 2>/dev/null)
 
 check: deps
@@ -112,7 +116,7 @@ stop:
 	@deploy/run.sh stop
 
 bench: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all $(BENCH_BINS)
 	@bench/run.sh $(abspath $(BUILD))
 
 fuzz: deps
