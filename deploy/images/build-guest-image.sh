@@ -36,7 +36,7 @@
 #      then runs a shell on the console forever (the kernel answers ping).
 #      Without a config drive it prints a warning line and
 #          nodeagent-guest: ready nodeagent-guest none
-#      Kernel command line knobs: nodeagent.cfgwait=SECONDS (default 20: how
+#      Kernel command line knobs: nodeagent.cfgwait=SECONDS (default 10: how
 #      long to wait for the config drive to appear), nodeagent.debug=1.
 #   4. The disk: a raw file with an MBR partition table (sfdisk), one active
 #      FAT16 partition at 1 MiB (mkfs.vfat on a separate file, filled with
@@ -66,10 +66,13 @@ GUEST_MODULES="virtio_pci virtio_net virtio_blk virtio_scsi virtio_rng
 ata_piix sr_mod sd_mod isofs button evdev"
 HOST_TOOLS="apt-get:apt apt-cache:apt dpkg-deb:dpkg sha256sum:coreutils dd:coreutils
 truncate:coreutils stat:coreutils gzip:gzip cpio:cpio sfdisk:fdisk mkfs.vfat:dosfstools
-mcopy:mtools mmd:mtools syslinux:syslinux qemu-img:qemu-utils awk:mawk find:findutils"
+mcopy:mtools mdir:mtools syslinux:syslinux qemu-img:qemu-utils awk:mawk find:findutils"
 MBR_BIN_CANDIDATES="/usr/lib/syslinux/mbr/mbr.bin /usr/lib/SYSLINUX/mbr.bin /usr/share/syslinux/mbr.bin"
 
 PROG=build-guest-image.sh
+# Timestamps inside the image (initramfs, FAT) come from here.
+SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1700000000}
+export SOURCE_DATE_EPOCH
 die() { echo "$PROG: error: $*" >&2; exit 1; }
 info() { echo "$PROG: $*" >&2; }
 
@@ -361,7 +364,7 @@ say() { echo "nodeagent-guest: $*"; }
 warn() { echo "nodeagent-guest: warning: $*"; }
 dbg() { [ "$DEBUG" = 1 ] && echo "nodeagent-guest: debug: $*"; }
 
-CFGWAIT=20
+CFGWAIT=10
 DEBUG=0
 for arg in $(cat /proc/cmdline); do
     case "$arg" in
@@ -403,17 +406,19 @@ find_config_drive() {
         { echo "$d"; return 0; }
     return 1
 }
+uptime_s() { cut -d. -f1 /proc/uptime; }
 CFG=""
-i=0
-while [ $i -le $((CFGWAIT * 10)) ]; do
+deadline=$(($(uptime_s) + CFGWAIT))
+while :; do
     if dev=$(find_config_drive); then
         if mount -t iso9660 -o ro "$dev" /mnt/config 2>/dev/null || mount -o ro "$dev" /mnt/config 2>/dev/null; then
             CFG=/mnt/config/openstack/latest
-            dbg "config drive $dev after $((i / 10)).$((i % 10)) s"
+            dbg "config drive $dev at $(cut -d' ' -f1 /proc/uptime) s"
             break
         fi
     fi
-    usleep 100000; i=$((i + 1))
+    [ "$(uptime_s)" -lt "$deadline" ] || break
+    usleep 200000
 done
 
 flat() { awk -f /lib/nodeagent/jsonflat.awk "$1" >"$2" || { warn "cannot parse $1"; : >"$2"; }; }
@@ -528,8 +533,10 @@ done
 EOF
 chmod 755 "$R/init"
 
+# Fixed timestamps, so that equal inputs give an equal image where the tools allow it.
+find "$R" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 INITRD=$WORK/initrd.img
-(cd "$R" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) | gzip -9n >"$INITRD" ||
+(cd "$R" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --reproducible --quiet) | gzip -9n >"$INITRD" ||
     die "cannot build the initramfs"
 info "initramfs: $(stat -c %s "$INITRD") bytes"
 
@@ -541,7 +548,7 @@ FAT_MIB=$(((KSIZE + ISIZE) * 5 / 4 / 1048576 + 5))
 [ "$FAT_MIB" -ge 16 ] || FAT_MIB=16
 FAT=$WORK/boot.fat
 truncate -s "${FAT_MIB}M" "$FAT"
-mkfs.vfat -F 16 -n NAGUEST -i 4e414753 -h "$PART_START" "$FAT" >/dev/null || die "mkfs.vfat failed"
+mkfs.vfat --invariant -F 16 -n NAGUEST -i 4e414753 -h "$PART_START" "$FAT" >/dev/null || die "mkfs.vfat failed"
 
 cat >"$WORK/syslinux.cfg" <<EOF
 DEFAULT nodeagent
@@ -553,8 +560,9 @@ LABEL nodeagent
   APPEND $KERNEL_CMDLINE
 EOF
 cp "$VMLINUZ" "$WORK/vmlinuz"
+touch -d "@$SOURCE_DATE_EPOCH" "$WORK/vmlinuz" "$INITRD" "$WORK/syslinux.cfg"
 export MTOOLS_SKIP_CHECK=1 MTOOLS_NO_VFAT=1
-mcopy -i "$FAT" "$WORK/vmlinuz" "$INITRD" "$WORK/syslinux.cfg" ::/ || die "mcopy into the FAT image failed"
+mcopy -m -i "$FAT" "$WORK/vmlinuz" "$INITRD" "$WORK/syslinux.cfg" ::/ || die "mcopy into the FAT image failed"
 syslinux --install "$FAT" || die "syslinux --install failed"
 mdir -i "$FAT" -a -b ::/ 2>/dev/null | grep -qi ldlinux.sys || die "syslinux did not install ldlinux.sys"
 
@@ -562,6 +570,7 @@ DISK_MIB=$((FAT_MIB + 1))
 RAW=$WORK/disk.raw
 truncate -s "${DISK_MIB}M" "$RAW"
 echo "label: dos
+label-id: 0x4e414753
 start=$PART_START, size=$((FAT_MIB * 2048)), type=e, bootable" |
     sfdisk --quiet --no-reread --no-tell-kernel "$RAW" || die "sfdisk failed"
 dd if="$MBR_BIN" of="$RAW" bs=440 count=1 conv=notrunc status=none || die "cannot write $MBR_BIN"
