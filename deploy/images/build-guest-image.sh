@@ -22,6 +22,8 @@
 #                                       IDE bus of the default i440fx `pc` machine;
 #                                       this kernel has no AHCI, so q35's SATA
 #                                       cdrom is not supported)
+#        vfat nls_cp437 nls_ascii nls_utf8  (a vfat config drive, as OpenStack's
+#                                       config_drive_format=vfat makes)
 #        button evdev                 (ACPI power button -> busybox acpid)
 #   3. An initramfs (newc cpio, gzip) holds busybox-static as /bin/busybox with
 #      applet symlinks, those modules, a JSON flattener written in awk, and the
@@ -63,7 +65,7 @@ PART_START=2048 # sectors (1 MiB)
 KERNEL_CMDLINE="console=tty0 console=ttyS0,115200n8 quiet"
 # Module names as given to modprobe; their dependencies are added from modules.dep.
 GUEST_MODULES="virtio_pci virtio_net virtio_blk virtio_scsi virtio_rng
-ata_piix sr_mod sd_mod isofs button evdev"
+ata_piix sr_mod sd_mod isofs vfat nls_cp437 nls_ascii nls_utf8 button evdev"
 HOST_TOOLS="apt-get:apt apt-cache:apt dpkg-deb:dpkg sha256sum:coreutils dd:coreutils
 truncate:coreutils stat:coreutils gzip:gzip cpio:cpio sfdisk:fdisk mkfs.vfat:dosfstools
 mcopy:mtools mdir:mtools syslinux:syslinux qemu-img:qemu-utils awk:mawk find:findutils"
@@ -171,8 +173,11 @@ KERNEL_PKG=$(apt-cache depends "$KERNEL_META_PKG" 2>/dev/null |
 [ -n "$KERNEL_PKG" ] || die "cannot resolve the kernel package $KERNEL_META_PKG depends on (run apt-get update)"
 info "kernel package: $KERNEL_PKG (via $KERNEL_META_PKG)"
 
-KDIR=$(unpack_deb "$(fetch_deb "$KERNEL_PKG")")
-BBDIR=$(unpack_deb "$(fetch_deb "$BUSYBOX_PKG")")
+# (One step per assignment, so that set -e sees a failing fetch_deb.)
+KDEB=$(fetch_deb "$KERNEL_PKG")
+BBDEB=$(fetch_deb "$BUSYBOX_PKG")
+KDIR=$(unpack_deb "$KDEB")
+BBDIR=$(unpack_deb "$BBDEB")
 BUSYBOX=$BBDIR/bin/busybox
 [ -x "$BUSYBOX" ] || die "$BUSYBOX_PKG has no bin/busybox"
 
@@ -197,7 +202,7 @@ fi
 # Resolve GUEST_MODULES and their dependencies into load order (dependencies
 # first). A module that is built in (modules.builtin) is skipped; one that is
 # neither a module nor built in is an error.
-# shellcheck disable=SC2086
+# shellcheck disable=SC2086,SC2116
 LOAD_ORDER=$(awk -v want="$(echo $GUEST_MODULES)" -v builtin="$MODROOT/$KVER/modules.builtin" '
     function norm(p,   n) { n = p; sub(/.*\//, "", n); sub(/\.ko(\.[a-z]+)?$/, "", n); gsub(/-/, "_", n); return n }
     function visit(path,   i, k, d) {
@@ -366,6 +371,7 @@ dbg() { [ "$DEBUG" = 1 ] && echo "nodeagent-guest: debug: $*"; }
 
 CFGWAIT=10
 DEBUG=0
+# shellcheck disable=SC2013
 for arg in $(cat /proc/cmdline); do
     case "$arg" in
     nodeagent.cfgwait=*) CFGWAIT=${arg#*=} ;;
