@@ -40,17 +40,22 @@ start() {
     BUILD=$1
     mkdir -p "$RUN"
     stop
+    rm -f "$RUN/devbus.out"
 
-    "$BUILD/nodeagent-devbus" --prefix "$PREFIX" --node "$NODE" \
+    "$BUILD/nodeagent-devbus" --prefix "$PREFIX" --node "$NODE" </dev/null \
         >"$RUN/devbus.out" 2>"$RUN/devbus.log" &
     echo $! >"$RUN/devbus.pid"
     i=0
-    while [ ! -s "$RUN/devbus.out" ] && [ $i -lt 100 ]; do
+    while [ ! -s "$RUN/devbus.out" ] && [ $i -lt 300 ]; do
         sleep 0.1
         i=$((i + 1))
     done
     BOOTSTRAP=$(head -n 1 "$RUN/devbus.out")
-    [ -n "$BOOTSTRAP" ] || { echo "run: the devbus did not start; see $RUN/devbus.log"; exit 1; }
+    if [ -z "$BOOTSTRAP" ]; then
+        echo "run: the devbus did not start in 30 s; see $RUN/devbus.log"
+        stop
+        exit 1
+    fi
 
     cat >"$RUN/nodeagent.conf" <<EOF
 [agent]
@@ -63,7 +68,7 @@ topic_prefix = $PREFIX
 [admin]
 socket = $RUN/admin.sock
 EOF
-    "$BUILD/nodeagent" -c "$RUN/nodeagent.conf" 2>>"$RUN/agent.log" &
+    "$BUILD/nodeagent" -c "$RUN/nodeagent.conf" </dev/null >>"$RUN/agent.log" 2>&1 &
     echo $! >"$RUN/agent.pid"
 
     cat >"$RUN/env" <<EOF
@@ -79,6 +84,7 @@ EOF
         i=$((i + 1))
         if [ $i -gt 100 ] || ! kill -0 "$(cat "$RUN/agent.pid")" 2>/dev/null; then
             echo "run: the agent did not become healthy; see $RUN/agent.log"
+            stop
             exit 1
         fi
         sleep 0.2
