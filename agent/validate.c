@@ -60,11 +60,9 @@ static void NA_PRINTF(4, 5)
     if (v->ret)
         return;
     size_t mark = name ? path_push(v, "%s", name) : v->len;
-    char *text = NULL;
     va_list ap;
     va_start(ap, fmt);
-    if (vasprintf(&text, fmt, ap) < 0)
-        abort();
+    char *text = na_xvasprintf(fmt, ap);
     va_end(ap);
     if (code == NA_CODE_INVALID_ARGUMENT) {
         v->ret = na_error_field(v->err, v->path, "%s: %s", v->path, text);

@@ -61,6 +61,10 @@ struct na_error {
  * status is 0.  The message is printf-formatted; with status != 0 ": strerror" follows. */
 int na_error_set(struct na_error **err, enum na_code code, int status, const char *fmt, ...)
     NA_PRINTF(4, 5);
+/* Like na_error_set, but the message is taken as complete: no strerror is appended.  For
+ * failures whose message already says why, yet whose status callers test (-EINVAL...). */
+int na_error_quiet(struct na_error **err, enum na_code code, int status, const char *fmt, ...)
+    NA_PRINTF(4, 5);
 /* Like na_error_set for INVALID_ARGUMENT, recording the field path. */
 int na_error_field(struct na_error **err, const char *field, const char *fmt, ...) NA_PRINTF(3, 4);
 /* Prefixes context to an existing error's message: "context: old message". */
@@ -116,6 +120,7 @@ void *na_xrealloc(void *p, size_t size);
 char *na_xstrdup(const char *s);
 char *na_xstrndup(const char *s, size_t len);
 char *na_xasprintf(const char *fmt, ...) NA_PRINTF(1, 2);
+char *na_xvasprintf(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
 
 /* --- identifiers and time -------------------------------------------------------------- */
 
@@ -127,7 +132,8 @@ int64_t na_now_ms(void);
 /* Monotonic clock in nanoseconds. */
 uint64_t na_mono_ns(void);
 
-/* --- digests and signing -------------------------------------------------------------------------- */
+/* --- digests and signing
+ * -------------------------------------------------------------------------- */
 
 /* Lowercase hex SHA-256 of data; out holds 65 bytes. */
 void na_sha256_hex(const uint8_t *data, size_t size, char out[65]);

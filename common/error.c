@@ -31,23 +31,21 @@ na_code_name(enum na_code code)
     return "UNKNOWN";
 }
 
-/* A field error names the field in its message instead of appending strerror(EINVAL). */
-static int __attribute__((format(printf, 5, 0)))
-error_vset(struct na_error **err, enum na_code code, int status, const char *field, const char *fmt,
-           va_list ap)
+/* With with_strerror, a non-zero status appends ": strerror(status)" to the message. */
+static int __attribute__((format(printf, 6, 0)))
+error_vset(struct na_error **err, enum na_code code, int status, bool with_strerror,
+           const char *field, const char *fmt, va_list ap)
 {
     int ret = status ? -abs(status) : -1;
     if (!err || *err)
         return ret;
 
-    char *text = NULL;
-    if (vasprintf(&text, fmt, ap) < 0)
-        abort();
+    char *text = na_xvasprintf(fmt, ap);
     struct na_error *e = na_xcalloc(1, sizeof(*e));
     e->status = abs(status);
     e->code = code;
     e->field = field ? na_xstrdup(field) : NULL;
-    if (status && !field) {
+    if (status && with_strerror) {
         e->msg = na_xasprintf("%s: %s", text, strerror(abs(status)));
         free(text);
     } else {
@@ -62,7 +60,17 @@ na_error_set(struct na_error **err, enum na_code code, int status, const char *f
 {
     va_list ap;
     va_start(ap, fmt);
-    int ret = error_vset(err, code, status, NULL, fmt, ap);
+    int ret = error_vset(err, code, status, true, NULL, fmt, ap);
+    va_end(ap);
+    return ret;
+}
+
+int
+na_error_quiet(struct na_error **err, enum na_code code, int status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int ret = error_vset(err, code, status, false, NULL, fmt, ap);
     va_end(ap);
     return ret;
 }
@@ -72,7 +80,7 @@ na_error_field(struct na_error **err, const char *field, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    int ret = error_vset(err, NA_CODE_INVALID_ARGUMENT, EINVAL, field, fmt, ap);
+    int ret = error_vset(err, NA_CODE_INVALID_ARGUMENT, EINVAL, false, field, fmt, ap);
     va_end(ap);
     return ret;
 }
@@ -82,11 +90,9 @@ na_error_wrap(struct na_error **err, const char *fmt, ...)
 {
     if (!err || !*err)
         return -1;
-    char *ctx = NULL;
     va_list ap;
     va_start(ap, fmt);
-    if (vasprintf(&ctx, fmt, ap) < 0)
-        abort();
+    char *ctx = na_xvasprintf(fmt, ap);
     va_end(ap);
     char *msg = na_xasprintf("%s: %s", ctx, (*err)->msg);
     free(ctx);

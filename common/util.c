@@ -52,13 +52,20 @@ na_xstrndup(const char *s, size_t len)
 }
 
 char *
-na_xasprintf(const char *fmt, ...)
+na_xvasprintf(const char *fmt, va_list ap)
 {
     char *p = NULL;
-    va_list ap;
-    va_start(ap, fmt);
     if (vasprintf(&p, fmt, ap) < 0)
         abort();
+    return p;
+}
+
+char *
+na_xasprintf(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *p = na_xvasprintf(fmt, ap);
     va_end(ap);
     return p;
 }

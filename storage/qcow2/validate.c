@@ -47,17 +47,11 @@ struct reader {
 
 static int NA_PRINTF(3, 4) refuse(struct na_error **err, int status, const char *fmt, ...)
 {
-    char *text = NULL;
     va_list ap;
     va_start(ap, fmt);
-    if (vasprintf(&text, fmt, ap) < 0)
-        abort();
+    cleanup_free char *text = na_xvasprintf(fmt, ap);
     va_end(ap);
-    bool fresh = err && !*err;
-    na_error_set(err, NA_CODE_IMAGE, 0, "qcow2: %s", text);
-    if (fresh)
-        (*err)->status = status;
-    free(text);
+    na_error_quiet(err, NA_CODE_IMAGE, status, "qcow2: %s", text);
     return -status;
 }
 

@@ -1,7 +1,8 @@
-// sources: storage/qcow2/*.c
 /* libFuzzer target for the qcow2 validator: the input is the image file.  It is written to
  * a memfd and validated twice, as a base image and as an overlay (backing file allowed), with
- * a small L2 scan budget so that large inputs stay fast. */
+ * a small L2 scan budget so that large inputs stay fast.
+ * fuzz-sources: storage/qcow2/validate.c
+ */
 #include <stdint.h>
 #include <sys/mman.h>
 #include <unistd.h>
