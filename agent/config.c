@@ -8,7 +8,16 @@
 #include <string.h>
 #include <sys/stat.h>
 
-enum key_type { KEY_STRING, KEY_NAME, KEY_PATH, KEY_UINT, KEY_LOG_LEVEL, KEY_HOSTPORT };
+enum key_type {
+    KEY_STRING,
+    KEY_NAME,
+    KEY_PATH,
+    KEY_UINT,
+    KEY_BOOL,
+    KEY_CHOICE,
+    KEY_LOG_LEVEL,
+    KEY_HOSTPORT
+};
 
 struct key_def {
     const char *section;
@@ -17,6 +26,7 @@ struct key_def {
     size_t offset;
     const char *default_value; /* NULL: unset unless given */
     unsigned long min, max;    /* KEY_UINT */
+    const char *choices;       /* KEY_CHOICE: "a|b|c" */
 };
 
 #define OFF(member) offsetof(struct agent_config, member)
@@ -30,10 +40,33 @@ static const struct key_def keys[] = {
     {"agent", "workers", KEY_UINT, OFF(workers), "4", 1, 128},
     {"agent", "shutdown_timeout", KEY_UINT, OFF(shutdown_timeout_s), "30", 1, 3600},
     {"agent", "max_queued", KEY_UINT, OFF(max_queued), "1000", 1, 1000000},
+    {"agent", "reconcile_interval", KEY_UINT, OFF(reconcile_interval_s), "60", 5, 3600},
     {"bus", "bootstrap_servers", KEY_STRING, OFF(bootstrap_servers), "localhost:9092", 0, 0},
     {"bus", "topic_prefix", KEY_NAME, OFF(topic_prefix), "nodeagent", 0, 0},
     {"bus", "hmac_key_file", KEY_PATH, OFF(hmac_key_file), NULL, 0, 0},
     {"bus", "event_buffer_max", KEY_UINT, OFF(event_buffer_max), "10000", 1, 10000000},
+    {"hypervisor", "uri", KEY_STRING, OFF(hv_uri), "qemu:///system", 0, 0},
+    {"hypervisor", "virt_type", KEY_CHOICE, OFF(virt_type), "kvm", 0, 0, "kvm|qemu"},
+    {"hypervisor", "cpu_mode", KEY_CHOICE, OFF(cpu_mode), "host-model", 0, 0,
+     "host-model|host-passthrough|custom|none"},
+    {"hypervisor", "cpu_model", KEY_NAME, OFF(cpu_model), NULL, 0, 0},
+    {"hypervisor", "machine", KEY_NAME, OFF(machine), "pc", 0, 0},
+    {"hypervisor", "bridge", KEY_NAME, OFF(bridge), "br-int", 0, 0},
+    {"hypervisor", "stop_timeout", KEY_UINT, OFF(stop_timeout_s), "60", 1, 3600},
+    {"instances", "uid_min", KEY_UINT, OFF(uid_min), "70000", 1000, 4000000000u},
+    {"instances", "uid_max", KEY_UINT, OFF(uid_max), "79999", 1000, 4000000000u},
+    {"instances", "qemu_group", KEY_NAME, OFF(qemu_group), "libvirt-qemu", 0, 0},
+    {"instances", "ksm", KEY_BOOL, OFF(ksm), "false", 0, 0},
+    {"image_cache", "max_unused_age", KEY_UINT, OFF(image_max_unused_age_s), "86400", 0,
+     31536000},
+    {"image_cache", "max_image_size_gib", KEY_UINT, OFF(image_max_size_gib), "64", 1, 65536},
+    {"image_cache", "max_virtual_size_gib", KEY_UINT, OFF(image_max_virtual_size_gib), "65536", 1,
+     1048576},
+    {"image_cache", "connect_timeout", KEY_UINT, OFF(image_connect_timeout_s), "10", 1, 600},
+    {"image_cache", "stall_timeout", KEY_UINT, OFF(image_stall_timeout_s), "60", 1, 3600},
+    {"image_cache", "retries", KEY_UINT, OFF(image_retries), "3", 0, 100},
+    {"image_cache", "tls_verify", KEY_BOOL, OFF(image_tls_verify), "true", 0, 0},
+    {"image_cache", "ca_file", KEY_PATH, OFF(image_ca_file), NULL, 0, 0},
     {"admin", "socket", KEY_PATH, OFF(admin_socket), "/run/nodeagent/admin.sock", 0, 0},
     {"admin", "listen", KEY_HOSTPORT, OFF(admin_listen), NULL, 0, 0},
 };
@@ -103,6 +136,29 @@ set_key(struct agent_config *cfg, const struct key_def *k, const char *value)
             return why;
         }
         return NULL;
+    }
+    case KEY_BOOL:
+        if (strcmp(value, "true") == 0)
+            *(bool *)field = true;
+        else if (strcmp(value, "false") == 0)
+            *(bool *)field = false;
+        else
+            return "must be true or false";
+        return NULL;
+    case KEY_CHOICE: {
+        static char why[160];
+        size_t len = strlen(value);
+        for (const char *c = k->choices; *c;) {
+            size_t n = strcspn(c, "|");
+            if (n == len && strncmp(c, value, n) == 0) {
+                free(*(char **)field);
+                *(char **)field = na_xstrdup(value);
+                return NULL;
+            }
+            c += n + (c[n] == '|');
+        }
+        snprintf(why, sizeof(why), "must be one of %s", k->choices);
+        return why;
     }
     case KEY_LOG_LEVEL:
         if (na_log_level_parse(value, (enum na_log_level *)field) < 0)
@@ -214,6 +270,14 @@ apply_defaults(struct agent_config *cfg, const struct parse_state *st, struct na
             return na_error_set(err, NA_CODE_INTERNAL, 0, "default of [%s] %s: %s", keys[i].section,
                                 keys[i].name, why);
     }
+    if (strcmp(cfg->cpu_mode, "custom") == 0 && !cfg->cpu_model)
+        return na_error_set(err, NA_CODE_INTERNAL, 0,
+                            "%s: [hypervisor] cpu_model: must be set when cpu_mode = custom",
+                            cfg->path);
+    if (cfg->uid_max < cfg->uid_min)
+        return na_error_set(err, NA_CODE_INTERNAL, 0,
+                            "%s: [instances] uid_max: %u is below uid_min %u", cfg->path,
+                            cfg->uid_max, cfg->uid_min);
     if (!cfg->node_id) {
         char host[HOST_NAME_MAX + 1] = "";
         gethostname(host, sizeof(host));
@@ -264,7 +328,7 @@ agent_config_free(struct agent_config *cfg)
     if (!cfg)
         return;
     for (size_t i = 0; i < NA_ARRAY_SIZE(keys); i++) {
-        if (keys[i].type != KEY_UINT && keys[i].type != KEY_LOG_LEVEL)
+        if (keys[i].type != KEY_UINT && keys[i].type != KEY_LOG_LEVEL && keys[i].type != KEY_BOOL)
             free(*(char **)((char *)cfg + keys[i].offset));
     }
     for (size_t i = 0; i < cfg->n_rdkafka; i++) {

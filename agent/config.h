@@ -28,6 +28,7 @@ struct agent_config {
     unsigned workers;
     unsigned shutdown_timeout_s;
     unsigned max_queued;
+    unsigned reconcile_interval_s;
 
     /* [bus] */
     char *bootstrap_servers;
@@ -40,6 +41,31 @@ struct agent_config {
     /* [bus.rdkafka]: passed to librdkafka verbatim, already checked by it */
     struct agent_config_pair *rdkafka;
     size_t n_rdkafka;
+
+    /* [hypervisor] */
+    char *hv_uri;
+    char *virt_type; /* "kvm" or "qemu" */
+    char *cpu_mode;  /* "host-model", "host-passthrough", "custom" or "none" */
+    char *cpu_model; /* with cpu_mode = custom */
+    char *machine;
+    char *bridge;
+    unsigned stop_timeout_s;
+
+    /* [instances] */
+    unsigned uid_min;
+    unsigned uid_max;
+    char *qemu_group;
+    bool ksm;
+
+    /* [image_cache] */
+    unsigned image_max_unused_age_s;
+    unsigned image_max_size_gib;
+    unsigned image_max_virtual_size_gib;
+    unsigned image_connect_timeout_s;
+    unsigned image_stall_timeout_s;
+    unsigned image_retries;
+    bool image_tls_verify;
+    char *image_ca_file;
 
     /* [admin] */
     char *admin_socket;

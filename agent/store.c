@@ -40,6 +40,11 @@ static const char *const migrations[] = {
     "  task TEXT,"
     "  created_ms INTEGER NOT NULL,"
     "  updated_ms INTEGER NOT NULL);",
+    /* 1 -> 2: what an instance needs to be rebuilt after a crash: its QEMU uid, its base
+     * image and the request that created it. */
+    "ALTER TABLE instances ADD COLUMN uid INTEGER NOT NULL DEFAULT -1;"
+    "ALTER TABLE instances ADD COLUMN image_sha256 TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE instances ADD COLUMN create_request_id TEXT NOT NULL DEFAULT '';",
 };
 
 enum stmt_id {
@@ -57,6 +62,9 @@ enum stmt_id {
     ST_OUTBOX_EACH,
     ST_OUTBOX_COUNT,
     ST_INSTANCE_EACH,
+    ST_INSTANCE_PUT,
+    ST_INSTANCE_DELETE,
+    ST_INSTANCE_ALL,
     ST_PING,
     ST__COUNT
 };
@@ -91,6 +99,14 @@ static const char *const stmt_sql[ST__COUNT] = {
     [ST_INSTANCE_EACH] = "SELECT uuid, name, tenant_id, desired_state, observed_state, "
                          "coalesce(task, ''), created_ms, updated_ms FROM instances "
                          "WHERE ?1 IS NULL OR uuid = ?1 ORDER BY uuid",
+    [ST_INSTANCE_PUT] = "INSERT OR REPLACE INTO instances (uuid, name, tenant_id, spec, "
+                        "desired_state, observed_state, task, created_ms, updated_ms, uid, "
+                        "image_sha256, create_request_id) "
+                        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    [ST_INSTANCE_DELETE] = "DELETE FROM instances WHERE uuid = ?1",
+    [ST_INSTANCE_ALL] = "SELECT uuid, name, tenant_id, spec, desired_state, observed_state, "
+                        "coalesce(task, ''), created_ms, updated_ms, uid, image_sha256, "
+                        "create_request_id FROM instances ORDER BY created_ms, uuid",
     [ST_PING] = "SELECT 1",
 };
 
@@ -506,6 +522,67 @@ agent_store_instance_each(struct agent_store *store, const char *uuid,
     }
     if (ret == 0 && rc != SQLITE_DONE)
         ret = db_error(store, err, "read instances");
+    sqlite3_reset(s);
+    return ret;
+}
+
+int
+agent_store_instance_put(struct agent_store *store, const struct agent_instance_rec *r,
+                         struct na_error **err)
+{
+    sqlite3_stmt *s = stmt_get(store, ST_INSTANCE_PUT);
+    sqlite3_bind_text(s, 1, r->uuid, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(s, 2, r->name, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(s, 3, r->tenant_id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_blob(s, 4, r->spec.data ? (const void *)r->spec.data : "", (int)r->spec.size,
+                      SQLITE_TRANSIENT);
+    sqlite3_bind_text(s, 5, r->desired_state, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(s, 6, r->observed_state, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(s, 7, r->task ? r->task : "", -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, 8, r->created_ms);
+    sqlite3_bind_int64(s, 9, r->updated_ms);
+    sqlite3_bind_int64(s, 10, r->uid);
+    sqlite3_bind_text(s, 11, r->image_sha256 ? r->image_sha256 : "", -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(s, 12, r->create_request_id ? r->create_request_id : "", -1,
+                      SQLITE_TRANSIENT);
+    return stmt_exec(store, s, err, "record instance");
+}
+
+int
+agent_store_instance_delete(struct agent_store *store, const char *uuid, struct na_error **err)
+{
+    sqlite3_stmt *s = stmt_get(store, ST_INSTANCE_DELETE);
+    sqlite3_bind_text(s, 1, uuid, -1, SQLITE_TRANSIENT);
+    return stmt_exec(store, s, err, "remove instance");
+}
+
+int
+agent_store_instance_load(struct agent_store *store,
+                          int (*fn)(const struct agent_instance_rec *rec, void *ctx), void *ctx,
+                          struct na_error **err)
+{
+    sqlite3_stmt *s = stmt_get(store, ST_INSTANCE_ALL);
+    int rc = SQLITE_DONE, ret = 0;
+    while (ret == 0 && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        struct agent_instance_rec r = {
+            .uuid = (char *)sqlite3_column_text(s, 0),
+            .name = (char *)sqlite3_column_text(s, 1),
+            .tenant_id = (char *)sqlite3_column_text(s, 2),
+            .spec = {.data = (uint8_t *)sqlite3_column_blob(s, 3),
+                     .size = (size_t)sqlite3_column_bytes(s, 3)},
+            .desired_state = (char *)sqlite3_column_text(s, 4),
+            .observed_state = (char *)sqlite3_column_text(s, 5),
+            .task = (char *)sqlite3_column_text(s, 6),
+            .created_ms = sqlite3_column_int64(s, 7),
+            .updated_ms = sqlite3_column_int64(s, 8),
+            .uid = sqlite3_column_int64(s, 9),
+            .image_sha256 = (char *)sqlite3_column_text(s, 10),
+            .create_request_id = (char *)sqlite3_column_text(s, 11),
+        };
+        ret = fn(&r, ctx);
+    }
+    if (ret == 0 && rc != SQLITE_DONE)
+        ret = db_error(store, err, "load instances");
     sqlite3_reset(s);
     return ret;
 }

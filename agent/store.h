@@ -104,6 +104,32 @@ int agent_store_instance_each(struct agent_store *store, const char *uuid,
                               int (*fn)(const struct agent_instance_row *row, void *ctx), void *ctx,
                               struct na_error **err);
 
+/* An instance as stored; strings are borrowed (valid during the call that passes them). */
+struct agent_instance_rec {
+    char *uuid;
+    char *name;
+    char *tenant_id;
+    struct agent_blob spec; /* nodeagent.v1.InstanceSpec, packed */
+    char *desired_state;
+    char *observed_state;
+    char *task;
+    int64_t uid;
+    char *image_sha256;
+    char *create_request_id;
+    int64_t created_ms;
+    int64_t updated_ms;
+};
+
+/* Inserts or replaces the instance with r->uuid. */
+int agent_store_instance_put(struct agent_store *store, const struct agent_instance_rec *r,
+                             struct na_error **err);
+int agent_store_instance_delete(struct agent_store *store, const char *uuid,
+                                struct na_error **err);
+/* Calls fn for every instance, oldest first. */
+int agent_store_instance_load(struct agent_store *store,
+                              int (*fn)(const struct agent_instance_rec *rec, void *ctx),
+                              void *ctx, struct na_error **err);
+
 /* A cheap liveness probe for /healthz. */
 int agent_store_ping(struct agent_store *store, struct na_error **err);
 
