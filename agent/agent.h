@@ -19,17 +19,32 @@
 #include "agent/bus.h"
 #include "agent/config.h"
 #include "agent/dispatch.h"
+#include "agent/instances.h"
+#include "agent/mailbox.h"
 #include "agent/metrics.h"
 #include "agent/requests.h"
 #include "agent/store.h"
 #include "common/common.h"
+#include "hypervisor/hypervisor.h"
 #include "nodeagent.pb-c.h"
 
+#include <sys/types.h>
 #include <uv.h>
 
 #define AGENT_VERSION "0.1.0"
 
 struct agent_admin;
+struct qcow2_image_cache;
+
+/* What workers may use: set up at start, never changed after; every member is safe to use
+ * from any thread. */
+struct agent_host {
+    const struct agent_config *cfg;
+    struct hv_conn *hv;
+    struct qcow2_image_cache *images;
+    char *instances_dir; /* <state_dir>/instances */
+    char *images_dir;    /* <state_dir>/images */
+};
 
 struct agent {
     const struct agent_config *cfg;
@@ -39,6 +54,11 @@ struct agent {
     struct agent_dispatch *dispatch;
     struct agent_admin *admin;
     struct agent_metrics metrics;
+    struct agent_instances instances;
+    struct agent_host host;
+    struct agent_mailbox *mailbox;
+    bool libvirt_up;
+    char *libvirt_detail;
     char *topic_events;
 
     uint64_t started_ns;
@@ -70,11 +90,18 @@ struct agent_op {
     int64_t bus_offset;
     uint64_t received_ns;
 
-    /* Set by the worker. */
+    /* Inputs, set on the loop by the handler's prepare(). */
+    const struct agent_host *host;
+    Nodeagent__V1__InstanceSpec *spec; /* a copy of the instance's spec, owned */
+    int64_t uid;
+    Nodeagent__V1__InstanceState state_before;
+
+    /* Results, set by the worker. */
     struct na_error *err;
     Nodeagent__V1__InstanceState state;
     uint8_t *console_log;
     size_t console_log_size;
+    char *image_sha256; /* create, rebuild: the base image now used */
 };
 
 /* main.c */
@@ -90,9 +117,38 @@ void agent_park_queued(struct agent *a);
 struct agent_op *agent_op_new(struct agent *a, Nodeagent__V1__Envelope *env, int64_t offset);
 void agent_op_free(struct agent_op *op);
 
-/* handlers.c: runs in a worker.  Returns 0 or fills err. */
-typedef int (*agent_handler_fn)(struct agent_op *op, struct na_error **err);
-agent_handler_fn agent_handler_for(enum agent_request_kind kind);
+/* What a request kind does, in three steps.  A kind with no handler is UNIMPLEMENTED. */
+struct agent_handler {
+    /* On the loop when the operation's turn comes: check it against the instance table,
+     * fill the op's inputs, mark the instance's task.  An error fails the operation
+     * without running it. */
+    int (*prepare)(struct agent *a, struct agent_op *op, struct na_error **err);
+    /* In a worker: the blocking work.  Only op and op->host may be used. */
+    int (*run)(struct agent_op *op, struct na_error **err);
+    /* On the loop, inside the transaction that records the terminal event: apply the
+     * result (success or failure) to the instance table. */
+    int (*finish)(struct agent *a, struct agent_op *op, struct na_error **err);
+};
+
+/* handlers.c */
+const struct agent_handler *agent_handler_for(enum agent_request_kind kind);
+/* lifecycle.c: start, stop, reboot, pause, resume, suspend, console_log. */
+extern const struct agent_handler agent_handle_start, agent_handle_stop, agent_handle_reboot,
+    agent_handle_pause, agent_handle_resume, agent_handle_suspend, agent_handle_console_log;
+/* Shared steps for operations on an existing instance. */
+int agent_prepare_existing(struct agent *a, struct agent_op *op, struct na_error **err);
+int agent_finish_power(struct agent *a, struct agent_op *op, struct na_error **err);
+Nodeagent__V1__InstanceState agent_state_from_power(enum hv_power power);
+/* Sends a PROGRESS event for op from any thread. */
+void agent_op_progress(struct agent_op *op, unsigned percent, const char *fmt, ...)
+    NA_PRINTF(3, 4);
+
+/* hvevents.c: libvirt's lifecycle events and connection changes, on the loop. */
+void agent_hv_on_event(void *agent, const struct hv_event *ev);
+void agent_hv_on_connection(void *agent, bool up, const char *detail);
+/* Records a change of an instance's observed state and publishes STATE_CHANGED. */
+void agent_instance_observed(struct agent *a, struct agent_instance *inst,
+                             Nodeagent__V1__InstanceState state, const char *why);
 
 /* events.c */
 void agent_event_init(struct agent *a, Nodeagent__V1__Event *ev, Nodeagent__V1__EventKind kind,

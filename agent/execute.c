@@ -19,6 +19,8 @@ agent_op_new(struct agent *a, Nodeagent__V1__Envelope *env, int64_t offset)
     op->key = na_xstrdup(agent_request_key(env));
     op->bus_offset = offset;
     op->received_ns = na_mono_ns();
+    op->host = &a->host;
+    op->uid = -1;
     return op;
 }
 
@@ -34,6 +36,9 @@ agent_op_free(struct agent_op *op)
         nodeagent__v1__envelope__free_unpacked(op->env, NULL);
     na_error_free(op->err);
     free(op->console_log);
+    if (op->spec)
+        nodeagent__v1__instance_spec__free_unpacked(op->spec, NULL);
+    free(op->image_sha256);
     free(op);
 }
 
@@ -54,21 +59,26 @@ op_start(void *data)
     if (agent_store_intent_start(op->agent->store, op->request_id, &err) < 0)
         agent_die(op->agent, err);
     na_log(NA_LOG_INFO, &log, "executing request", "kind=%s", agent_request_kind_name(op->kind));
+
+    const struct agent_handler *h = agent_handler_for(op->kind);
+    if (!h)
+        na_error_set(&op->err, NA_CODE_UNIMPLEMENTED, 0,
+                     "this agent (version %s) has no handler for `%s` requests yet", AGENT_VERSION,
+                     agent_request_kind_name(op->kind));
+    else if (h->prepare && h->prepare(op->agent, op, &op->err) < 0 && !op->err)
+        na_error_set(&op->err, NA_CODE_INTERNAL, 0, "%s refused without saying why",
+                     agent_request_kind_name(op->kind));
 }
 
-/* In a worker thread: only op is ours. */
+/* In a worker thread: only op (and op->host) is ours.  prepare() may have failed it. */
 static void
 op_work(void *data)
 {
     struct agent_op *op = data;
-    agent_handler_fn handler = agent_handler_for(op->kind);
-    if (!handler) {
-        na_error_set(&op->err, NA_CODE_UNIMPLEMENTED, 0,
-                     "this agent (version %s) has no handler for `%s` requests yet", AGENT_VERSION,
-                     agent_request_kind_name(op->kind));
+    const struct agent_handler *h = agent_handler_for(op->kind);
+    if (op->err || !h || !h->run)
         return;
-    }
-    if (handler(op, &op->err) < 0 && !op->err)
+    if (h->run(op, &op->err) < 0 && !op->err)
         na_error_set(&op->err, NA_CODE_INTERNAL, 0, "%s failed without saying why",
                      agent_request_kind_name(op->kind));
 }
@@ -79,6 +89,13 @@ op_done(void *data)
     struct agent_op *op = data;
     struct agent *a = op->agent;
     struct na_log_ctx log = op_log_ctx(op);
+
+    cleanup_error struct na_error *err = NULL;
+    const struct agent_handler *h = agent_handler_for(op->kind);
+    int ret = agent_store_begin(a->store, &err);
+    /* finish() applies the result to the instance table and may still fail the op. */
+    if (ret == 0 && h && h->finish)
+        ret = h->finish(a, op, &err);
 
     Nodeagent__V1__Event ev;
     Nodeagent__V1__Error slot;
@@ -96,8 +113,6 @@ op_done(void *data)
         agent_event_set_error(&ev, &slot, op->err);
 
     struct agent_blob recorded = {0};
-    cleanup_error struct na_error *err = NULL;
-    int ret = agent_store_begin(a->store, &err);
     if (ret == 0)
         ret = agent_event_record(a, &ev, &recorded, &err);
     if (ret == 0)

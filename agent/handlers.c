@@ -1,13 +1,18 @@
-/* The handler of each request kind, run in a worker thread.  A kind without a handler
- * here is answered with UNIMPLEMENTED: the contract is complete before its handlers are
- * (hypervisor/, storage/, net/ovs/ and scheduler-client/ fill this table in). */
+/* The handler of each request kind (see struct agent_handler).  A kind without one is
+ * answered UNIMPLEMENTED: the contract is complete before its handlers are. */
 #include "agent/agent.h"
 
-static const agent_handler_fn handlers[AGENT_REQ__COUNT] = {
-    [AGENT_REQ_NONE] = NULL,
+static const struct agent_handler *const handlers[AGENT_REQ__COUNT] = {
+    [AGENT_REQ_START] = &agent_handle_start,
+    [AGENT_REQ_STOP] = &agent_handle_stop,
+    [AGENT_REQ_REBOOT] = &agent_handle_reboot,
+    [AGENT_REQ_PAUSE] = &agent_handle_pause,
+    [AGENT_REQ_RESUME] = &agent_handle_resume,
+    [AGENT_REQ_SUSPEND] = &agent_handle_suspend,
+    [AGENT_REQ_CONSOLE_LOG] = &agent_handle_console_log,
 };
 
-agent_handler_fn
+const struct agent_handler *
 agent_handler_for(enum agent_request_kind kind)
 {
     return (unsigned)kind < AGENT_REQ__COUNT ? handlers[kind] : NULL;
