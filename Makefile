@@ -12,7 +12,8 @@ DESTDIR ?=
 SANITIZE ?= 0
 PYTHON ?= /usr/bin/python3
 
-PKGS := rdkafka libprotobuf-c libuv sqlite3 inih jansson libmicrohttpd libcurl libcrypto libvirt
+PKGS := rdkafka libprotobuf-c libuv sqlite3 inih jansson libmicrohttpd libcurl libcrypto libvirt \
+	libxml-2.0
 
 ifeq ($(SANITIZE),1)
 BUILD := build/asan

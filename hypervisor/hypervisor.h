@@ -1,20 +1,165 @@
-/* hypervisor: everything that talks to libvirt.
+/* hypervisor: everything nodeagent says to libvirt and reads back from it.
  *
- * Inputs are plain structs and instance uuids; outputs are plain results and events.  The
- * module knows nothing of the bus or the state store.
+ * Its job is to turn an instance, described by plain structs, into what libvirt needs (the
+ * domain XML), to drive libvirt's lifecycle calls, and to read libvirt's view of a domain
+ * back into plain structs that the agent's reconciliation compares with its state store.
+ * Inputs are plain structs whose strings the caller owns; outputs are plain structs or
+ * strings the caller frees, and struct na_error (INVALID_ARGUMENT naming the spec field for
+ * a refused input, HYPERVISOR for what libvirt gave or said).  The module knows nothing of
+ * the bus or the state store.
  *
  * Threading: hv_open() starts one thread that runs libvirt's event loop, keeps the
  * connection (keepalive; reconnect with backoff when libvirtd goes away) and reports
- * lifecycle events and connection changes through the callbacks, from that thread: the
- * agent posts them to its loop.  Every hv_domain_* call blocks and is meant for worker
- * threads; they share the connection (libvirt's connections are thread-safe).
+ * lifecycle events and connection changes through the callbacks, from that thread: the agent
+ * posts them to its loop.  Every other function may run in any worker thread; hv_domain_*
+ * calls block, and share the connection (libvirt's connections are thread-safe).  No other
+ * global mutable state.  libxml2 must be initialised once by the main thread before workers
+ * use this module: hv_domain_xml_init() does that.
+ *
+ * The header is organised in sections, one per part of the module.
  */
 #ifndef NODEAGENT_HYPERVISOR_H
 #define NODEAGENT_HYPERVISOR_H
 
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
 #include "common/common.h"
 
 #include <sys/types.h>
+
+/* --- Domain XML ------------------------------------------------------------------------ *
+ *
+ * hv_domain_xml_build() makes the libvirt domain XML of an instance.  The XML is built as a
+ * libxml2 tree, so every string is escaped by the library.  What it guarantees:
+ *  - the libvirt domain name is "na-<uuid>" (unique per host whatever name tenants choose);
+ *    the instance name is the domain's <title>;
+ *  - our metadata element (namespace HV_METADATA_NS, prefix "na") records who the domain
+ *    belongs to, so that the agent finds its own domains, and only its own;
+ *  - every disk names its format, and so does the backing file of the root disk, whose chain
+ *    ends there: QEMU never probes a format.  The shared base image is never relabelled (it
+ *    must be readable by every guest's uid/gid); the overlay and config drive are, to the
+ *    guest's own +uid:+gid (static DAC label: one uid per guest confines guests from each
+ *    other);
+ *  - NICs plug into an Open vSwitch bridge with external_ids:iface-id = the port id, on a
+ *    tap named "tap" + the first 11 characters of the port id;
+ *  - the serial console is a pty whose output virtlogd also writes to console_log_path;
+ *  - no graphics.
+ * Every input is checked again (defence in depth): anything that would make bad XML or a bad
+ * domain is refused with INVALID_ARGUMENT naming the hv_domain_spec field ("disk_path",
+ * "nics[1].mac", ...).
+ *
+ * hv_domain_meta_parse() reads any domain XML (ours or not; libvirt's live XML included):
+ * whether it carries our metadata, what that says, and the disks and NICs it has.  It never
+ * loads external entities nor touches the network, and refuses documents with a DTD.
+ */
+
+/* The namespace of our <metadata> element. */
+#define HV_METADATA_NS "urn:nodeagent:instance:1"
+#define HV_METADATA_PREFIX "na"
+/* Prefix of the libvirt domain name: "na-" + instance uuid. */
+#define HV_DOMAIN_NAME_PREFIX "na-"
+
+struct hv_nic_spec {
+    const char *port_id; /* uuid; the OVS iface-id, and the tap's name after "tap" */
+    const char *mac;     /* xx:xx:xx:xx:xx:xx, unicast */
+    const char *bridge;  /* e.g. "br-int" */
+    uint32_t mtu;        /* 0: libvirt's default (omitted from the XML) */
+};
+
+struct hv_domain_spec {
+    /* Who the instance is: recorded in the metadata. */
+    const char *uuid;         /* lowercase 8-4-4-4-12 */
+    const char *name;         /* the tenant's name for it; any single-line UTF-8 */
+    const char *tenant_id;    /* single-line UTF-8 */
+    const char *flavor_name;  /* single-line UTF-8, may be "" */
+    uint32_t vcpus;           /* 1..1024 */
+    uint64_t memory_mib;      /* 1..16777216 */
+    uint64_t root_disk_gib;   /* recorded only */
+    const char *image_id;     /* single-line UTF-8 */
+    const char *image_sha256; /* 64 lowercase hex digits */
+    int64_t created_ms;       /* >= 0 */
+
+    /* How it runs. */
+    const char *virt_type; /* "kvm" or "qemu" (TCG) */
+    /* "host-model", "host-passthrough" (kvm only), "custom" (then cpu_model names the CPU
+     * model, e.g. "Haswell-noTSX") or "none" (no <cpu> element: QEMU's default). */
+    const char *cpu_mode;
+    const char *cpu_model; /* custom only; [A-Za-z0-9._+-] */
+    const char *machine;   /* NULL: "pc" */
+    bool ksm;              /* false: the guest's memory is never merged (nosharepages) */
+    uint32_t uid, gid;     /* the guest's QEMU runs as +uid:+gid; 0 (root) is refused */
+
+    /* Where its files are: absolute, normalized paths (no "." or ".." components). */
+    const char *disk_path;         /* the instance's qcow2 overlay */
+    const char *backing_path;      /* the cached base image the overlay is backed by */
+    const char *backing_format;    /* "qcow2" or "raw" */
+    const char *config_drive_path; /* raw config drive, or NULL for none */
+    const char *console_log_path;  /* serial console output, written by virtlogd */
+
+    const struct hv_nic_spec *nics; /* at most 16 */
+    size_t n_nics;
+};
+
+/* Makes libxml2 ready for use from several threads.  Call once, from the main thread,
+ * before any worker uses this module. */
+void hv_domain_xml_init(void);
+
+/* Builds the domain XML of spec into *xml_out (UTF-8, indented, no XML declaration; the
+ * caller frees it).  Refuses a bad spec with INVALID_ARGUMENT naming the field. */
+int hv_domain_xml_build(const struct hv_domain_spec *spec, char **xml_out, struct na_error **err);
+
+/* A disk found in a domain's XML.  Any member may be NULL when the XML lacks it. */
+struct hv_domain_disk {
+    char *device;         /* "disk", "cdrom", ... */
+    char *target;         /* "vda", "hdc", ... */
+    char *source;         /* source file (or block device) */
+    char *format;         /* driver type: "qcow2", "raw", ... */
+    char *backing_source; /* first backing store's source, if the XML names one */
+    char *backing_format;
+};
+
+/* A NIC found in a domain's XML.  Any member may be NULL when the XML lacks it. */
+struct hv_domain_nic {
+    char *interfaceid; /* virtualport parameters interfaceid: our port id */
+    char *mac;
+    char *bridge;
+    char *target; /* tap device name */
+};
+
+/* What a domain's XML says.  Strings are owned by the struct; hv_domain_meta_clear() frees
+ * them. */
+struct hv_domain_meta {
+    char *domain_name; /* libvirt's <name> and <uuid>: set for every domain */
+    char *domain_uuid;
+
+    bool is_ours; /* carries our metadata element; the fields below are set only then */
+    char *uuid;
+    char *name;
+    char *tenant_id;
+    char *flavor_name;
+    uint32_t vcpus;
+    uint64_t memory_mib;
+    uint64_t root_disk_gib;
+    char *image_id;
+    char *image_sha256;
+    int64_t created_ms;
+
+    /* Found in the XML, ours or not, in document order. */
+    struct hv_domain_disk *disks;
+    size_t n_disks;
+    struct hv_domain_nic *nics;
+    size_t n_nics;
+};
+
+/* Parses domain_xml into *out (which it first zeroes).  Fails with HYPERVISOR when the XML
+ * is not a well-formed <domain> without DTD, or when our metadata element is present but
+ * incomplete or malformed (a domain we cannot vouch for is never silently taken as ours or
+ * as foreign).  On failure *out holds nothing to free. */
+int hv_domain_meta_parse(const char *domain_xml, struct hv_domain_meta *out, struct na_error **err);
+/* Frees what *meta holds and zeroes it; accepts NULL. */
+void hv_domain_meta_clear(struct hv_domain_meta *meta);
 
 /* --- Connection and events ------------------------------------------------------------ */
 
