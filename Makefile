@@ -12,7 +12,7 @@ DESTDIR ?=
 SANITIZE ?= 0
 PYTHON ?= /usr/bin/python3
 
-PKGS := rdkafka libprotobuf-c libuv sqlite3 inih jansson libmicrohttpd libcurl libcrypto
+PKGS := rdkafka libprotobuf-c libuv sqlite3 inih jansson libmicrohttpd libcurl libcrypto libisofs-1
 
 ifeq ($(SANITIZE),1)
 BUILD := build/asan
