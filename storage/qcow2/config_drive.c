@@ -3,17 +3,19 @@
  * The JSON follows what Nova writes and what cloud-init's OpenStack datasource and the test
  * guest (deploy/images) read: meta_data.json (uuid, name, hostname, project_id,
  * launch_index, public_keys, keys, meta) and network_data.json (links, networks, services).
- * Everything is built in memory first, so that refused input never touches the disk, then
- * libisofs's writer thread streams the image into a temp file that is renamed into place.
+ * The JSON and then the whole image are built in memory (a config drive is tens of KiB), so
+ * refused input never touches the disk; the image is then written to a temp file that is
+ * renamed into place.
  *
  * Reproducibility: every node gets fixed permissions, owner and timestamps, the volume
  * descriptors get fixed times, and the image is recorded in GMT, so equal input gives equal
  * bytes whatever the clock or the time zone.
  *
- * libisofs keeps process-wide state (its message queue, its character set).  It is set up
- * once with pthread_once and never torn down; messages are neither queued (they would pile
- * up in a long-running agent) nor printed (stderr belongs to our logfmt log): failures come
- * back as return codes, turned into messages with iso_error_to_msg(). */
+ * libisofs keeps process-wide state (its message queue, its character set, counters).  It
+ * is set up once with pthread_once and never torn down, and images are made one at a time
+ * under a mutex, in memory; the file is written outside the lock.  Messages are neither queued
+ * (they would pile up in a long-running agent) nor printed (stderr belongs to our logfmt log):
+ * failures come back as return codes, turned into messages with iso_error_to_msg(). */
 #include "storage/qcow2/qcow2.h"
 
 #include <arpa/inet.h>
@@ -36,7 +38,8 @@
 #define CD_FILE_MODE 0444
 #define CD_DIR_MODE 0555
 #define CD_SECTOR_SIZE 2048
-#define CD_IO_SIZE (64u << 10)
+/* Far above what the inputs can make (user_data is at most 64 KiB upstream). */
+#define CD_MAX_IMAGE_SIZE ((off_t)256 << 20)
 
 /* --- JSON ------------------------------------------------------------------------------ */
 
@@ -316,6 +319,8 @@ build_network_data(const struct qcow2_config_drive *in, char **out, struct na_er
 
 static pthread_once_t isofs_once = PTHREAD_ONCE_INIT;
 static int isofs_init_status; /* written once, inside isofs_once */
+/* Held from iso_image_new() to the last iso_image_unref(): see render_image(). */
+static pthread_mutex_t isofs_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void
 isofs_init(void)
@@ -477,45 +482,73 @@ write_all(int fd, const unsigned char *buf, size_t size, const char *tmp, struct
     return 0;
 }
 
-/* Streams the image from libisofs's writer thread into fd. */
+/* Runs libisofs's writer thread and collects the image in memory. */
 static int
-write_image(IsoImage *image, IsoWriteOpts *opts, int fd, const char *tmp, struct na_error **err)
+produce_image(IsoImage *image, IsoWriteOpts *opts, unsigned char **out, size_t *out_size,
+              struct na_error **err)
 {
     struct burn_source *bs = NULL;
     int r = iso_image_create_burn_source(image, opts, &bs);
     if (r < 0)
         return isofs_error(err, r, "start writer");
     off_t expected = bs->get_size(bs);
-    off_t done = 0;
-    size_t used = 0;
-    int ret = 0;
-    cleanup_free unsigned char *buf = na_xmalloc(CD_IO_SIZE);
-    /* One sector per read, as libburn reads: a larger read may end the stream early. */
-    for (;;) {
-        int n = bs->read_xt(bs, buf + used, CD_SECTOR_SIZE);
-        if (n < 0) {
-            ret = na_error_set(err, NA_CODE_STORAGE, EIO,
-                               "config drive: libisofs failed to produce the image");
-            break;
-        }
-        used += (size_t)n;
-        done += n;
-        if (used > CD_IO_SIZE - CD_SECTOR_SIZE || n < CD_SECTOR_SIZE) {
-            if ((ret = write_all(fd, buf, used, tmp, err)) < 0)
-                break;
-            used = 0;
-        }
-        if (n < CD_SECTOR_SIZE)
-            break;
+    if (expected <= 0 || expected > CD_MAX_IMAGE_SIZE) {
+        bs->cancel(bs);
+        bs->free_data(bs);
+        free(bs);
+        return na_error_set(err, NA_CODE_STORAGE, EFBIG,
+                            "config drive: libisofs announces an image of %lld bytes",
+                            (long long)expected);
     }
-    if (ret == 0 && done != expected)
-        ret = na_error_set(err, NA_CODE_STORAGE, EIO,
-                           "config drive: libisofs produced %lld bytes instead of %lld",
-                           (long long)done, (long long)expected);
+    cleanup_free unsigned char *buf = na_xmalloc((size_t)expected);
+    size_t done = 0;
+    int ret = 0;
+    /* One sector per read, as libburn reads: a larger read may end the stream early. */
+    while (done < (size_t)expected) {
+        int n = bs->read_xt(bs, buf + done, CD_SECTOR_SIZE);
+        if (n <= 0) {
+            ret = na_error_set(err, NA_CODE_STORAGE, EIO,
+                               "config drive: libisofs stopped after %zu of %lld bytes", done,
+                               (long long)expected);
+            break;
+        }
+        done += (size_t)n;
+    }
     if (ret < 0)
         bs->cancel(bs);
-    bs->free_data(bs);
+    bs->free_data(bs); /* joins the writer thread */
     free(bs);
+    if (ret < 0)
+        return ret;
+    *out = na_steal(&buf);
+    *out_size = done;
+    return 0;
+}
+
+/* The whole image in memory.  libisofs is not thread-safe where it creates images and
+ * streams (unlocked global counters and a shared, refcounted local-filesystem object, as
+ * helgrind shows), so everything between iso_image_new() and the last unref runs under
+ * isofs_lock; the file is written outside it. */
+static int
+render_image(const struct cd_files *f, unsigned char **out, size_t *out_size, struct na_error **err)
+{
+    pthread_once(&isofs_once, isofs_init);
+    if (isofs_init_status < 0)
+        return isofs_error(err, isofs_init_status, "init");
+
+    pthread_mutex_lock(&isofs_lock);
+    IsoImage *image = NULL;
+    IsoWriteOpts *opts = NULL;
+    int ret = make_image(f, &image, err);
+    if (ret == 0)
+        ret = make_opts(&opts, err);
+    if (ret == 0)
+        ret = produce_image(image, opts, out, out_size, err);
+    if (opts)
+        iso_write_opts_free(opts);
+    if (image)
+        iso_image_unref(image);
+    pthread_mutex_unlock(&isofs_lock);
     return ret;
 }
 
@@ -547,41 +580,29 @@ qcow2_config_drive_build(const struct qcow2_config_drive *in, const char *path,
         (ret = build_network_data(in, &network_data, err)) < 0)
         return ret;
 
-    pthread_once(&isofs_once, isofs_init);
-    if (isofs_init_status < 0)
-        return isofs_error(err, isofs_init_status, "init");
-
     struct cd_files files = {meta_data, network_data, in->user_data, in->user_data_size};
-    IsoImage *image = NULL;
-    IsoWriteOpts *opts = NULL;
-    if ((ret = make_image(&files, &image, err)) < 0)
+    cleanup_free unsigned char *iso = NULL;
+    size_t iso_size = 0;
+    if ((ret = render_image(&files, &iso, &iso_size, err)) < 0)
         return ret;
-    if ((ret = make_opts(&opts, err)) < 0) {
-        iso_image_unref(image);
-        return ret;
-    }
 
     cleanup_free char *tmp = na_xasprintf("%s.XXXXXX", path);
     cleanup_close int fd = mkostemp(tmp, O_CLOEXEC); /* O_CREAT | O_EXCL, mode 0600 */
-    if (fd < 0) {
-        ret = na_error_set(err, NA_CODE_STORAGE, errno, "config drive: create temp file for %s",
-                           path);
-    } else {
-        ret = write_image(image, opts, fd, tmp, err);
-        if (ret == 0 && fsync(fd) < 0)
-            ret = na_error_set(err, NA_CODE_STORAGE, errno, "config drive: fsync %s", tmp);
-        if (ret == 0) {
-            na_failpoint("qcow2.config_drive.before_rename");
-            if (rename(tmp, path) < 0)
-                ret = na_error_set(err, NA_CODE_STORAGE, errno, "config drive: rename %s to %s",
-                                   tmp, path);
-        }
-        if (ret < 0)
-            unlink(tmp);
+    if (fd < 0)
+        return na_error_set(err, NA_CODE_STORAGE, errno, "config drive: create temp file for %s",
+                            path);
+    ret = write_all(fd, iso, iso_size, tmp, err);
+    if (ret == 0 && fsync(fd) < 0)
+        ret = na_error_set(err, NA_CODE_STORAGE, errno, "config drive: fsync %s", tmp);
+    if (ret == 0) {
+        na_failpoint("qcow2.config_drive.before_rename");
+        if (rename(tmp, path) < 0)
+            ret = na_error_set(err, NA_CODE_STORAGE, errno, "config drive: rename %s to %s", tmp,
+                               path);
     }
-    iso_write_opts_free(opts);
-    iso_image_unref(image);
-    if (ret < 0)
+    if (ret < 0) {
+        unlink(tmp);
         return ret;
+    }
     return fsync_parent(path, err);
 }
