@@ -436,7 +436,8 @@ make_opts(IsoWriteOpts **out, struct na_error **err)
      * Joliet carry the real names.  No AAIP (xattrs, ACLs): nothing to record.  The volume
      * id is written as given ("config-2", lowercase, with '-'), as genisoimage -V does and
      * as the guests look for it.  RRIP 1.10, as genisoimage writes it, has no inode numbers
-     * in PX entries: libisofs numbers memory-backed files differently from run to run. */
+     * in PX entries: libisofs numbers memory-backed files differently from one build to the
+     * next.  (Each setter sets its own field, so their order of evaluation does not matter.) */
     int rs[] = {
         iso_write_opts_set_iso_level(o, 2),
         iso_write_opts_set_rockridge(o, 1),

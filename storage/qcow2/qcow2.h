@@ -142,7 +142,8 @@ struct qcow2_config_drive {
 
 /* Writes the config drive for `in` to `path`, replacing an existing file atomically: a
  * temp file (mode 0600) in the same directory is written, fsync'd and renamed, and the
- * directory fsync'd; on failure no temp file is left behind.  Nonsense input (a missing
+ * directory fsync'd; on failure no temp file is left behind (a crash may leave a stray
+ * "<path>.XXXXXX").  Nonsense input (a missing
  * uuid, a malformed MAC, IP, prefix or gateway, invalid UTF-8, duplicate metadata keys,
  * NICs or link ids) is refused with NA_CODE_INVALID_ARGUMENT and the field path
  * ("nics[1].ips[0]"); I/O failures are NA_CODE_STORAGE errors naming the path. */
