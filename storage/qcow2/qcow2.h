@@ -140,13 +140,13 @@ struct qcow2_config_drive {
 /* The dated version directory written beside openstack/latest. */
 #define QCOW2_CONFIG_DRIVE_VERSION "2018-08-27"
 
-/* Writes the config drive for `in` to `path`, replacing an existing file atomically: a
- * temp file (mode 0600) in the same directory is written, fsync'd and renamed, and the
- * directory fsync'd; on failure no temp file is left behind (a crash may leave a stray
- * "<path>.XXXXXX").  Nonsense input (a missing
- * uuid, a malformed MAC, IP, prefix or gateway, invalid UTF-8, duplicate metadata keys,
- * NICs or link ids) is refused with NA_CODE_INVALID_ARGUMENT and the field path
- * ("nics[1].ips[0]"); I/O failures are NA_CODE_STORAGE errors naming the path. */
+/* Writes the config drive for `in` to `path` (mode 0600), replacing an existing file
+ * atomically: a temp file in the same directory is written, fsync'd and renamed, and the
+ * directory fsync'd.  On failure no temp file is left behind (a crash may leave a stray
+ * "<path>.XXXXXX").  Nonsense input (a missing uuid, a malformed MAC, IP, prefix or
+ * gateway, invalid UTF-8, duplicate metadata keys, MACs or link ids) is refused before
+ * anything is written, with NA_CODE_INVALID_ARGUMENT and the field path ("nics[1].ips[0]");
+ * I/O failures are NA_CODE_STORAGE errors naming the path. */
 int qcow2_config_drive_build(const struct qcow2_config_drive *in, const char *path,
                              struct na_error **err);
 
