@@ -13,7 +13,7 @@ SANITIZE ?= 0
 PYTHON ?= /usr/bin/python3
 
 PKGS := rdkafka libprotobuf-c libuv sqlite3 inih jansson libmicrohttpd libcurl libcrypto libvirt \
-	libxml-2.0
+	libxml-2.0 libisofs-1
 
 ifeq ($(SANITIZE),1)
 BUILD := build/asan

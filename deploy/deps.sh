@@ -7,7 +7,8 @@ PKGS="build-essential pkg-config clang
 protobuf-c-compiler libprotobuf-c-dev
 librdkafka-dev libuv1-dev libsqlite3-dev sqlite3 libinih-dev libjansson-dev
 libxml2-dev libmicrohttpd-dev libcurl4-openssl-dev libssl-dev libcmocka-dev
-kcat python3 python3-pytest valgrind qemu-utils libvirt-clients"
+kcat python3 python3-pytest valgrind qemu-utils libvirt-dev libvirt-clients libisofs-dev xorriso
+busybox"
 
 missing=""
 for p in $PKGS; do

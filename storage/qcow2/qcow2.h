@@ -94,4 +94,60 @@ int qcow2_validate_format(int fd, enum qcow2_format format, const struct qcow2_l
 int qcow2_overlay_create(const char *path, const char *backing_path, const char *backing_format,
                          uint64_t virtual_size, struct na_error **err);
 
+/* --- config drive ----------------------------------------------------------------------
+ *
+ * qcow2_config_drive_build() writes an instance's config drive: an ISO9660 image (Rock
+ * Ridge and Joliet names) with volume id "config-2" in the OpenStack layout that cloud-init
+ * and the test guest read, openstack/{latest,2018-08-27}/{meta_data.json,
+ * network_data.json,vendor_data.json,user_data}.  The input is a plain struct whose strings
+ * the caller owns; the output is a file, written atomically, that is byte-identical for
+ * equal input (fixed timestamps, modes and owners).  It may run in any worker thread. */
+
+struct qcow2_config_drive_kv {
+    const char *key; /* UTF-8, unique, not empty */
+    const char *value;
+};
+
+struct qcow2_config_drive_nic {
+    const char *port_id;    /* the link's vif_id; the link is "tap" + its first 11 chars */
+    const char *network_id; /* network_id of its networks; NULL or "" leaves it out */
+    const char *mac;        /* "52:54:00:12:34:56"; written in lowercase */
+    const char *const *ips; /* IPv4 "a.b.c.d/prefix": one network entry each */
+    size_t n_ips;
+    /* IPv4 default gateway, NULL or "" for none.  It becomes a 0.0.0.0/0 route on each of
+     * the NIC's networks whose subnet holds it, or on its first network when none does. */
+    const char *gateway;
+    uint32_t mtu; /* 68..65535, or 0 for unknown (written as null) */
+};
+
+struct qcow2_config_drive {
+    const char *uuid;               /* canonical lowercase uuid */
+    const char *name;               /* not empty */
+    const char *hostname;           /* not empty */
+    const char *tenant_id;          /* project_id; not empty */
+    const char *const *public_keys; /* ssh keys, named key-0, key-1, ... */
+    size_t n_public_keys;
+    const uint8_t *user_data; /* may be NULL when user_data_size is 0 (no user_data file) */
+    size_t user_data_size;
+    const struct qcow2_config_drive_kv *metadata; /* meta_data.json "meta" */
+    size_t n_metadata;
+    const struct qcow2_config_drive_nic *nics;
+    size_t n_nics;
+    const char *const *dns_servers; /* IPv4 or IPv6 addresses; services of type dns */
+    size_t n_dns_servers;
+};
+
+/* The dated version directory written beside openstack/latest. */
+#define QCOW2_CONFIG_DRIVE_VERSION "2018-08-27"
+
+/* Writes the config drive for `in` to `path` (mode 0600), replacing an existing file
+ * atomically: a temp file in the same directory is written, fsync'd and renamed, and the
+ * directory fsync'd.  On failure no temp file is left behind (a crash may leave a stray
+ * "<path>.XXXXXX").  Nonsense input (a missing uuid, a malformed MAC, IP, prefix or
+ * gateway, invalid UTF-8, duplicate metadata keys, MACs or link ids) is refused before
+ * anything is written, with NA_CODE_INVALID_ARGUMENT and the field path ("nics[1].ips[0]");
+ * I/O failures are NA_CODE_STORAGE errors naming the path. */
+int qcow2_config_drive_build(const struct qcow2_config_drive *in, const char *path,
+                             struct na_error **err);
+
 #endif
