@@ -152,7 +152,7 @@ struct qcow2_image_cache;
 /* Opens the cache on cfg->dir (copied: cfg need not outlive the cache). */
 int qcow2_image_cache_open(const struct qcow2_image_cache_config *cfg,
                            struct qcow2_image_cache **out, struct na_error **err);
-/* Accepts NULL.  No get may be running. */
+/* Accepts NULL.  No get may be running: a download still running aborts the process. */
 void qcow2_image_cache_close(struct qcow2_image_cache *cache);
 
 /* Returns in *path_out (caller frees) the path <dir>/<sha256> of the image with this sha256

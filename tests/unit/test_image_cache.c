@@ -630,6 +630,18 @@ test_resume_kept_partial(void **state)
     cleanup_free char *path3 = get_ok(cache, p3 + 1, g.sha_raw, "raw", NULL);
     assert_int_equal(server_count(p3, false), 2);
     assert_int_equal(n_partials(dir), 0);
+
+    /* A kept part of the full size with wrong bytes, from a server that ignores Range. */
+    cleanup_free char *qsrc = na_xasprintf("%s/good.qcow2", g.srv);
+    size_t qsize;
+    cleanup_free uint8_t *qb = read_file(qsrc, &qsize);
+    cleanup_free char *part4 = na_xasprintf("%s/.partial/%s.part", dir, g.sha_qcow2);
+    memset(qb, 0, qsize);
+    write_file(part4, qb, qsize);
+    const char *p4 = "/_/norange/good.qcow2";
+    cleanup_free char *path4 = get_ok(cache, p4 + 1, g.sha_qcow2, "qcow2", NULL);
+    assert_int_equal(server_count(p4, false), 2);
+    assert_int_equal(n_partials(dir), 0);
     qcow2_image_cache_close(cache);
 }
 
