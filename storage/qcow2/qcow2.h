@@ -150,4 +150,79 @@ struct qcow2_config_drive {
 int qcow2_config_drive_build(const struct qcow2_config_drive *in, const char *path,
                              struct na_error **err);
 
+/* --- image cache ---------------------------------------------------------------------------
+ *
+ * Base images live in <dir>/<sha256>, read-only (0440, group `group` when set so that the
+ * per-guest QEMU uids can read them), each one verified by sha256 and validated as its
+ * declared format before it is published.  qcow2_image_cache_get() returns the path of an
+ * image, downloading it first when it is absent:
+ *   - http, https or file URLs through libcurl; redirects only to http/https, at most 5;
+ *     connect timeout; an attempt that moves less than 1 byte/s for stall_timeout_s fails;
+ *     at most max_image_size bytes; TLS verified unless tls_verify is false;
+ *   - transient failures (5xx, 408, 429, timeouts, connection errors, truncated bodies) are
+ *     retried `retries` times with exponential backoff, resuming the partial file with a Range
+ *     request (a server that answers 200 instead of 206 sends it all again); 4xx, a sha256
+ *     mismatch, a refused image or the size limit are not retried;
+ *   - bytes are hashed as they arrive into <dir>/.partial/<sha256>.part, which is then fsynced,
+ *     checked against the sha256 (deleted when it does not match), validated with `limits`
+ *     (backing files, data files, bad tables, absurd sizes are refused), chmod 0440, renamed to
+ *     <dir>/<sha256>, and the directory fsynced.  A partial file left by transient failures is
+ *     resumed by the next get; partial files older than a day are removed when no download
+ *     runs (at open and at evict).
+ * A cached image is validated again at each get (header and tables, no rehash) and its mtime
+ * set to now: the mtime is its last use, which qcow2_image_cache_evict() reads.
+ *
+ * Errors: INVALID_ARGUMENT for a malformed sha256, format or URL scheme; IMAGE for a download
+ * that failed or an image that was refused (the message names the URL without its userinfo,
+ * query and fragment, the HTTP status, bytes received and expected, the sha256s); STORAGE for
+ * local I/O.
+ *
+ * Threading: get blocks and is meant for worker threads; any number may run at once.  Gets
+ * of one sha256 that overlap share one download: the first caller downloads, the others
+ * wait for it and then use the published file, or fail with a copy of its error.  All gets
+ * must have returned before close.  The first open in the process calls
+ * curl_global_init(CURL_GLOBAL_DEFAULT) exactly once (pthread_once); it is never undone, as
+ * curl_global_cleanup() is not thread-safe and other modules use libcurl too. */
+
+#include <sys/types.h> /* gid_t */
+
+struct qcow2_image_cache_config {
+    const char *dir;            /* created 0750 (parent must exist) with dir/.partial 0700 */
+    uint64_t max_image_size;    /* bytes; a larger download fails */
+    unsigned connect_timeout_s; /* 0: libcurl's default */
+    unsigned stall_timeout_s;   /* below 1 byte/s for this long fails the attempt; 0: never */
+    unsigned retries;           /* attempts after the first one, on transient failures */
+    unsigned backoff_ms;        /* before retry n: backoff_ms * 2^(n-1), at most 60 s */
+    bool tls_verify;
+    const char *ca_file;        /* CA bundle for https; NULL: the system's */
+    gid_t group;                /* group of dir and of the images; (gid_t)-1: leave */
+    struct qcow2_limits limits; /* for validation; allow_backing is always forced false */
+};
+
+/* max_image_size 64 GiB, connect 15 s, stall 60 s, 4 retries from 1 s, TLS verified, no
+ * group, qcow2_limits_init(); dir NULL (the caller sets it). */
+void qcow2_image_cache_config_init(struct qcow2_image_cache_config *cfg);
+
+struct qcow2_image_cache;
+
+/* Opens the cache on cfg->dir (copied: cfg need not outlive the cache). */
+int qcow2_image_cache_open(const struct qcow2_image_cache_config *cfg,
+                           struct qcow2_image_cache **out, struct na_error **err);
+/* Accepts NULL.  No get may be running: a download still running aborts the process. */
+void qcow2_image_cache_close(struct qcow2_image_cache *cache);
+
+/* Returns in *path_out (caller frees) the path <dir>/<sha256> of the image with this sha256
+ * (64 hex digits, any case), downloading it from url when absent, and fills *info_out (may be
+ * NULL) from its validation as `format`, "qcow2" or "raw". */
+int qcow2_image_cache_get(struct qcow2_image_cache *cache, const char *url, const char *sha256,
+                          const char *format, char **path_out, struct qcow2_info *info_out,
+                          struct na_error **err);
+
+/* Removes the cached images that are not among in_use_sha256 (n_in_use entries) and were not
+ * used for max_unused_age_s seconds or more; never one being downloaded or published.
+ * Returns how many were removed, or a negative errno (STORAGE) when dir cannot be read;
+ * failures to remove one image are logged and the others are still tried. */
+int qcow2_image_cache_evict(struct qcow2_image_cache *cache, const char *const *in_use_sha256,
+                            size_t n_in_use, int64_t max_unused_age_s, struct na_error **err);
+
 #endif
