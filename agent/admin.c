@@ -72,13 +72,13 @@ respond_error(struct MHD_Connection *c, unsigned status, const char *msg)
 static json_t *
 health_json(struct agent *a, bool *healthy)
 {
-    char bus_detail[128], db_detail[256];
-    bool bus_ok, db_ok;
-    *healthy = agent_healthy(a, bus_detail, sizeof(bus_detail), db_detail, sizeof(db_detail),
-                             &bus_ok, &db_ok);
-    return json_pack("{s:b, s:[{s:s, s:b, s:s}, {s:s, s:b, s:s}]}", "healthy", *healthy, "checks",
-                     "name", "bus", "ok", bus_ok, "detail", bus_detail, "name", "database", "ok",
-                     db_ok, "detail", db_detail);
+    struct agent_check checks[AGENT_N_CHECKS];
+    *healthy = agent_health(a, checks);
+    json_t *list = json_array();
+    for (size_t i = 0; i < AGENT_N_CHECKS; i++)
+        json_array_append_new(list, json_pack("{s:s, s:b, s:s}", "name", checks[i].name, "ok",
+                                              checks[i].ok, "detail", checks[i].detail));
+    return json_pack("{s:b, s:o}", "healthy", *healthy, "checks", list);
 }
 
 static enum MHD_Result

@@ -7,8 +7,10 @@
  */
 #include "agent/agent.h"
 #include "agent/admin.h"
+#include "storage/qcow2/qcow2.h"
 
 #include <errno.h>
+#include <grp.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -36,20 +38,27 @@ mkdir_p(const char *path, mode_t mode, struct na_error **err)
 }
 
 bool
-agent_healthy(struct agent *a, char *bus_detail, size_t bus_size, char *db_detail, size_t db_size,
-              bool *bus_ok, bool *db_ok)
+agent_health(struct agent *a, struct agent_check checks[AGENT_N_CHECKS])
 {
     struct agent_bus_stats st = {0};
     if (a->bus)
         agent_bus_get_stats(a->bus, &st);
-    *bus_ok = a->bus && st.up;
-    snprintf(bus_detail, bus_size, "%s (bootstrap %s)",
-             *bus_ok ? "a broker is up" : "no broker reachable", a->cfg->bootstrap_servers);
+    struct agent_check *bus = &checks[0], *db = &checks[1], *virt = &checks[2];
+    bus->name = "bus";
+    bus->ok = a->bus && st.up;
+    snprintf(bus->detail, sizeof(bus->detail), "%s (bootstrap %s)",
+             bus->ok ? "a broker is up" : "no broker reachable", a->cfg->bootstrap_servers);
 
     cleanup_error struct na_error *err = NULL;
-    *db_ok = agent_store_ping(a->store, &err) == 0;
-    snprintf(db_detail, db_size, "%s", *db_ok ? "state store answers" : err->msg);
-    return *bus_ok && *db_ok;
+    db->name = "database";
+    db->ok = agent_store_ping(a->store, &err) == 0;
+    snprintf(db->detail, sizeof(db->detail), "%s", db->ok ? "state store answers" : err->msg);
+
+    virt->name = "libvirt";
+    virt->ok = a->libvirt_up;
+    snprintf(virt->detail, sizeof(virt->detail), "%s (%s)",
+             a->libvirt_detail ? a->libvirt_detail : "connecting", a->cfg->hv_uri);
+    return bus->ok && db->ok && virt->ok;
 }
 
 void
@@ -58,8 +67,7 @@ agent_gauges(struct agent *a, struct agent_gauges *g)
     struct agent_bus_stats st = {.consumer_lag = -1};
     if (a->bus)
         agent_bus_get_stats(a->bus, &st);
-    char d1[256], d2[256];
-    bool ok1, ok2;
+    struct agent_check checks[AGENT_N_CHECKS];
     *g = (struct agent_gauges){
         .uptime_s = (double)(na_mono_ns() - a->started_ns) / 1e9,
         .queued = agent_dispatch_queued(a->dispatch),
@@ -67,7 +75,7 @@ agent_gauges(struct agent *a, struct agent_gauges *g)
         .outbox = agent_store_outbox_count(a->store),
         .bus_lag = st.consumer_lag,
         .bus_up = st.up,
-        .healthy = agent_healthy(a, d1, sizeof(d1), d2, sizeof(d2), &ok1, &ok2),
+        .healthy = agent_health(a, checks),
         .bus_received = st.received,
         .bus_delivered = st.delivered,
         .bus_delivery_failed = st.delivery_failed,
@@ -121,6 +129,7 @@ finish_shutdown(struct agent *a)
     uv_timer_stop(&a->shutdown_timer);
     close_handle((uv_handle_t *)&a->shutdown_timer);
     close_handle((uv_handle_t *)&a->housekeeping);
+    close_handle((uv_handle_t *)&a->reconcile_timer);
     close_handle((uv_handle_t *)&a->sig_term);
     close_handle((uv_handle_t *)&a->sig_int);
     close_handle((uv_handle_t *)&a->sig_hup);
@@ -131,8 +140,13 @@ finish_shutdown(struct agent *a)
     close_handle((uv_handle_t *)&a->outbox_timer);
     agent_admin_close(a->admin);
     a->admin = NULL;
+    /* The libvirt thread posts to the mailbox: stop it first. */
+    hv_close(a->host.hv);
+    a->host.hv = NULL;
+    agent_mailbox_close(a->mailbox);
+    a->mailbox = NULL;
     na_log(NA_LOG_INFO, NULL, "agent stopped", "outbox=%lld",
-           (long long)agent_store_outbox_count(a->store));
+           a->store ? (long long)agent_store_outbox_count(a->store) : -1LL);
 }
 
 static void
@@ -188,9 +202,67 @@ on_signal(uv_signal_t *h, int signum)
 }
 
 static void
+on_reconcile_timer(uv_timer_t *t)
+{
+    agent_reconcile(t->data);
+}
+
+/* Removing unused cached images: the in-use set comes from the table, the files are
+ * removed in a worker. */
+struct evict_job {
+    uv_work_t req;
+    struct qcow2_image_cache *images;
+    char **in_use;
+    size_t n_in_use;
+    int64_t max_age_s;
+    int removed;
+    struct na_error *err;
+};
+
+static void
+evict_work(uv_work_t *req)
+{
+    struct evict_job *job = req->data;
+    job->removed = qcow2_image_cache_evict(job->images, (const char *const *)job->in_use,
+                                           job->n_in_use, job->max_age_s, &job->err);
+}
+
+static void
+evict_done(uv_work_t *req, int status)
+{
+    (void)status;
+    struct evict_job *job = req->data;
+    if (job->err)
+        na_log(NA_LOG_WARN, NULL, "evicting unused images failed", "error=\"%s\"", job->err->msg);
+    else if (job->removed > 0)
+        na_log(NA_LOG_INFO, NULL, "evicted unused images", "count=%d", job->removed);
+    for (size_t i = 0; i < job->n_in_use; i++)
+        free(job->in_use[i]);
+    free(job->in_use);
+    na_error_free(job->err);
+    free(job);
+}
+
+static void
+evict_images(struct agent *a)
+{
+    struct evict_job *job = na_xcalloc(1, sizeof(*job));
+    job->images = a->host.images;
+    job->max_age_s = a->cfg->image_max_unused_age_s;
+    job->in_use = na_xcalloc(a->instances.n, sizeof(*job->in_use));
+    for (size_t i = 0; i < a->instances.n; i++)
+        if (a->instances.items[i]->image_sha256 && *a->instances.items[i]->image_sha256)
+            job->in_use[job->n_in_use++] = na_xstrdup(a->instances.items[i]->image_sha256);
+    job->req.data = job;
+    uv_queue_work(a->loop, &job->req, evict_work, evict_done);
+}
+
+static void
 on_housekeeping(uv_timer_t *t)
 {
     struct agent *a = t->data;
+    if (!a->stopping)
+        evict_images(a);
     cleanup_error struct na_error *err = NULL;
     int n = agent_store_intent_prune(a->store, na_now_ms() - INTENT_RETENTION_MS, &err);
     if (n < 0)
@@ -208,20 +280,65 @@ signal_watch(struct agent *a, uv_signal_t *h, int signum)
 }
 
 static int
+open_image_cache(struct agent *a, struct na_error **err)
+{
+    const struct agent_config *cfg = a->cfg;
+    struct qcow2_image_cache_config c;
+    qcow2_image_cache_config_init(&c);
+    c.dir = a->host.images_dir;
+    c.max_image_size = (uint64_t)cfg->image_max_size_gib << 30;
+    c.connect_timeout_s = cfg->image_connect_timeout_s;
+    c.stall_timeout_s = cfg->image_stall_timeout_s;
+    c.retries = cfg->image_retries;
+    c.tls_verify = cfg->image_tls_verify;
+    c.ca_file = cfg->image_ca_file;
+    c.group = a->host.qemu_gid;
+    c.limits.max_virtual_size = (uint64_t)cfg->image_max_virtual_size_gib << 30;
+    return qcow2_image_cache_open(&c, &a->host.images, err);
+}
+
+static int
 agent_start(struct agent *a, struct na_error **err)
 {
     const struct agent_config *cfg = a->cfg;
-    int ret = mkdir_p(cfg->state_dir, 0750, err);
+    a->host.cfg = cfg;
+    a->host.instances_dir = na_xasprintf("%s/instances", cfg->state_dir);
+    a->host.images_dir = na_xasprintf("%s/images", cfg->state_dir);
+    struct group *grp = getgrnam(cfg->qemu_group);
+    a->host.qemu_gid = grp ? grp->gr_gid : (gid_t)-1;
+    if (!grp)
+        na_log(NA_LOG_WARN, NULL, "the qemu group does not exist; creates will fail",
+               "qemu_group=%s", cfg->qemu_group);
+    /* Guests' QEMU uids must reach their own instance directory, and nothing else: the
+     * state directory and instances/ are traversable, not listable. */
+    int ret = mkdir_p(a->host.instances_dir, 0711, err);
     if (ret < 0)
         return ret;
+    if (chmod(cfg->state_dir, 0711) < 0 || chmod(a->host.instances_dir, 0711) < 0)
+        return na_error_set(err, NA_CODE_INTERNAL, errno, "set the mode of `%s`", cfg->state_dir);
     cleanup_free char *db = na_xasprintf("%s/state.db", cfg->state_dir);
     if ((ret = agent_store_open(db, &a->store, err)) < 0)
+        return ret;
+    if ((ret = agent_instances_load(&a->instances, a->store, err)) < 0)
+        return ret;
+    if ((ret = open_image_cache(a, err)) < 0)
+        return ret;
+    a->mailbox = agent_mailbox_new(a->loop, a);
+    hv_domain_xml_init();
+    struct hv_callbacks hv_cb = {
+        .ctx = a,
+        .on_event = agent_hv_on_event,
+        .on_connection = agent_hv_on_connection,
+    };
+    if ((ret = hv_open(cfg->hv_uri, &hv_cb, &a->host.hv, err)) < 0)
         return ret;
 
     a->dispatch = agent_dispatch_new(a->loop);
     agent_outbox_init(a);
     uv_timer_init(a->loop, &a->housekeeping);
     a->housekeeping.data = a;
+    uv_timer_init(a->loop, &a->reconcile_timer);
+    a->reconcile_timer.data = a;
     uv_timer_init(a->loop, &a->shutdown_timer);
     a->shutdown_timer.data = a;
     signal_watch(a, &a->sig_term, SIGTERM);
@@ -242,6 +359,8 @@ agent_start(struct agent *a, struct na_error **err)
         return ret;
     agent_outbox_pump(a);
     uv_timer_start(&a->housekeeping, on_housekeeping, HOUSEKEEPING_MS, HOUSEKEEPING_MS);
+    uint64_t every = (uint64_t)cfg->reconcile_interval_s * 1000;
+    uv_timer_start(&a->reconcile_timer, on_reconcile_timer, every, every);
     return 0;
 }
 
@@ -273,6 +392,11 @@ agent_run(const struct agent_config *cfg)
 
     agent_dispatch_free(a.dispatch);
     agent_store_close(a.store);
+    agent_instances_clear(&a.instances);
+    qcow2_image_cache_close(a.host.images);
+    free(a.host.instances_dir);
+    free(a.host.images_dir);
+    free(a.libvirt_detail);
     free(a.topic_events);
     if (uv_loop_close(&loop) != 0)
         na_log(NA_LOG_WARN, NULL, "event loop closed with handles still open", NULL);

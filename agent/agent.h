@@ -44,6 +44,7 @@ struct agent_host {
     struct qcow2_image_cache *images;
     char *instances_dir; /* <state_dir>/instances */
     char *images_dir;    /* <state_dir>/images */
+    gid_t qemu_gid;      /* [instances] qemu_group; (gid_t)-1 when the group is missing */
 };
 
 struct agent {
@@ -59,6 +60,8 @@ struct agent {
     struct agent_mailbox *mailbox;
     bool libvirt_up;
     char *libvirt_detail;
+    bool reconciling;
+    uv_timer_t reconcile_timer;
     char *topic_events;
 
     uint64_t started_ns;
@@ -95,6 +98,8 @@ struct agent_op {
     Nodeagent__V1__InstanceSpec *spec; /* a copy of the instance's spec, owned */
     int64_t uid;
     Nodeagent__V1__InstanceState state_before;
+    bool owns_record; /* create: prepare() added the instance, so a failure removes it */
+    bool noop;        /* prepare() found nothing to do (delete of a missing instance) */
 
     /* Results, set by the worker. */
     struct na_error *err;
@@ -135,13 +140,17 @@ const struct agent_handler *agent_handler_for(enum agent_request_kind kind);
 /* lifecycle.c: start, stop, reboot, pause, resume, suspend, console_log. */
 extern const struct agent_handler agent_handle_start, agent_handle_stop, agent_handle_reboot,
     agent_handle_pause, agent_handle_resume, agent_handle_suspend, agent_handle_console_log;
+/* provision.c: create, delete. */
+extern const struct agent_handler agent_handle_create, agent_handle_delete;
 /* Shared steps for operations on an existing instance. */
 int agent_prepare_existing(struct agent *a, struct agent_op *op, struct na_error **err);
 int agent_finish_power(struct agent *a, struct agent_op *op, struct na_error **err);
 Nodeagent__V1__InstanceState agent_state_from_power(enum hv_power power);
 /* Sends a PROGRESS event for op from any thread. */
-void agent_op_progress(struct agent_op *op, unsigned percent, const char *fmt, ...)
-    NA_PRINTF(3, 4);
+void agent_op_progress(struct agent_op *op, unsigned percent, const char *fmt, ...) NA_PRINTF(3, 4);
+
+/* reconcile.c: compares libvirt's domains and the instance directories with the table. */
+void agent_reconcile(struct agent *a);
 
 /* hvevents.c: libvirt's lifecycle events and connection changes, on the loop. */
 void agent_hv_on_event(void *agent, const struct hv_event *ev);
@@ -170,9 +179,14 @@ void agent_outbox_pump(struct agent *a);
 void agent_outbox_on_delivery(void *agent, int64_t id, bool ok, const char *why);
 void agent_outbox_close(struct agent *a);
 
-/* Gauges and health, for /metrics, /healthz and /v1/status. */
-bool agent_healthy(struct agent *a, char *bus_detail, size_t bus_size, char *db_detail,
-                   size_t db_size, bool *bus_ok, bool *db_ok);
+/* Health, for /healthz, /v1/status and /metrics: one check per dependency. */
+#define AGENT_N_CHECKS 3
+struct agent_check {
+    const char *name; /* "bus", "database", "libvirt" */
+    bool ok;
+    char detail[256];
+};
+bool agent_health(struct agent *a, struct agent_check checks[AGENT_N_CHECKS]);
 void agent_gauges(struct agent *a, struct agent_gauges *g);
 /* Called when the number of queued operations changed: pauses or resumes the bus. */
 void agent_backpressure(struct agent *a);

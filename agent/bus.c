@@ -51,9 +51,8 @@ bus_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     char quoted[1024];
     /* Transport failures are already logged by librdkafka's own log callback. */
     if (err != RD_KAFKA_RESP_ERR__TRANSPORT)
-        na_log(NA_LOG_WARN, NULL, "bus error", "client=%s error=%s detail=%s",
-               rd_kafka_name(rk), rd_kafka_err2name(err),
-               na_log_quote(quoted, sizeof(quoted), reason));
+        na_log(NA_LOG_WARN, NULL, "bus error", "client=%s error=%s detail=%s", rd_kafka_name(rk),
+               rd_kafka_err2name(err), na_log_quote(quoted, sizeof(quoted), reason));
     if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN && bus->stats.up) {
         bus->stats.up = false;
         if (bus->cb.on_health)

@@ -31,8 +31,7 @@ agent_instances_find(const struct agent_instances *t, const char *uuid)
 }
 
 struct agent_instance *
-agent_instances_find_name(const struct agent_instances *t, const char *tenant_id,
-                          const char *name)
+agent_instances_find_name(const struct agent_instances *t, const char *tenant_id, const char *name)
 {
     for (size_t i = 0; i < t->n; i++) {
         const Nodeagent__V1__InstanceSpec *s = t->items[i]->spec;
@@ -111,15 +110,13 @@ load_one(const struct agent_instance_rec *r, void *ctx)
 }
 
 int
-agent_instances_load(struct agent_instances *t, struct agent_store *store,
-                     struct na_error **err)
+agent_instances_load(struct agent_instances *t, struct agent_store *store, struct na_error **err)
 {
     return agent_store_instance_load(store, load_one, t, err);
 }
 
 int
-agent_instance_save(struct agent_store *store, struct agent_instance *inst,
-                    struct na_error **err)
+agent_instance_save(struct agent_store *store, struct agent_instance *inst, struct na_error **err)
 {
     size_t size = nodeagent__v1__instance_spec__get_packed_size(inst->spec);
     cleanup_free uint8_t *buf = na_xmalloc(size);

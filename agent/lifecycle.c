@@ -115,8 +115,8 @@ prepare_start(struct agent *a, struct agent_op *op, struct na_error **err)
 {
     int ret = agent_prepare_existing(a, op, err);
     if (ret == 0)
-        ret = require_state(op, err, "it cannot be started", S(STOPPED), S(SUSPENDED),
-                            S(CRASHED), S(RUNNING), S(UNSPECIFIED));
+        ret = require_state(op, err, "it cannot be started", S(STOPPED), S(SUSPENDED), S(CRASHED),
+                            S(RUNNING), S(UNSPECIFIED));
     return ret < 0 ? ret : set_desired(a, op, S(RUNNING));
 }
 
@@ -173,8 +173,7 @@ run_reboot(struct agent_op *op, struct na_error **err)
     return ret < 0 ? ret : read_power(op, err);
 }
 
-const struct agent_handler agent_handle_reboot = {prepare_reboot, run_reboot,
-                                                  agent_finish_power};
+const struct agent_handler agent_handle_reboot = {prepare_reboot, run_reboot, agent_finish_power};
 
 /* --- pause and resume ------------------------------------------------------------------ */
 
@@ -183,8 +182,8 @@ prepare_pause(struct agent *a, struct agent_op *op, struct na_error **err)
 {
     int ret = agent_prepare_existing(a, op, err);
     if (ret == 0)
-        ret = require_state(op, err, "only a running instance can be paused", S(RUNNING),
-                            S(PAUSED), S(UNSPECIFIED));
+        ret = require_state(op, err, "only a running instance can be paused", S(RUNNING), S(PAUSED),
+                            S(UNSPECIFIED));
     return ret < 0 ? ret : set_desired(a, op, S(PAUSED));
 }
 
@@ -212,12 +211,11 @@ run_resume(struct agent_op *op, struct na_error **err)
 {
     /* A suspended (managed-saved) domain resumes by starting: libvirt restores it. */
     int ret = op->state_before == S(SUSPENDED) ? hv_domain_start(op->host->hv, op->instance, err)
-                                                : hv_domain_resume(op->host->hv, op->instance, err);
+                                               : hv_domain_resume(op->host->hv, op->instance, err);
     return ret < 0 ? ret : read_power(op, err);
 }
 
-const struct agent_handler agent_handle_resume = {prepare_resume, run_resume,
-                                                  agent_finish_power};
+const struct agent_handler agent_handle_resume = {prepare_resume, run_resume, agent_finish_power};
 
 /* --- suspend --------------------------------------------------------------------------- */
 
@@ -246,8 +244,8 @@ const struct agent_handler agent_handle_suspend = {prepare_suspend, run_suspend,
 static int
 run_console_log(struct agent_op *op, struct na_error **err)
 {
-    uint32_t want = op->env->console_log->tail_bytes ? op->env->console_log->tail_bytes
-                                                      : CONSOLE_TAIL_DEFAULT;
+    uint32_t want =
+        op->env->console_log->tail_bytes ? op->env->console_log->tail_bytes : CONSOLE_TAIL_DEFAULT;
     cleanup_free char *path =
         na_xasprintf("%s/%s/console.log", op->host->instances_dir, op->instance);
     cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);

@@ -3,6 +3,7 @@
 #include "agent/agent.h"
 
 #include <getopt.h>
+#include <sys/stat.h>
 #include <signal.h>
 #include <string.h>
 
@@ -89,6 +90,8 @@ main(int argc, char **argv)
     snprintf(workers, sizeof(workers), "%u", cfg->workers);
     setenv("UV_THREADPOOL_SIZE", workers, 1);
     signal(SIGPIPE, SIG_IGN);
+    /* state.db and logs stay private; what guests must read gets its mode explicitly. */
+    umask(027);
 
     int status = agent_run(cfg);
     agent_config_free(cfg);

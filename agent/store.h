@@ -123,12 +123,11 @@ struct agent_instance_rec {
 /* Inserts or replaces the instance with r->uuid. */
 int agent_store_instance_put(struct agent_store *store, const struct agent_instance_rec *r,
                              struct na_error **err);
-int agent_store_instance_delete(struct agent_store *store, const char *uuid,
-                                struct na_error **err);
+int agent_store_instance_delete(struct agent_store *store, const char *uuid, struct na_error **err);
 /* Calls fn for every instance, oldest first. */
 int agent_store_instance_load(struct agent_store *store,
-                              int (*fn)(const struct agent_instance_rec *rec, void *ctx),
-                              void *ctx, struct na_error **err);
+                              int (*fn)(const struct agent_instance_rec *rec, void *ctx), void *ctx,
+                              struct na_error **err);
 
 /* A cheap liveness probe for /healthz. */
 int agent_store_ping(struct agent_store *store, struct na_error **err);

@@ -20,16 +20,16 @@ struct hv_conn {
     atomic_bool stop;
 
     pthread_mutex_t lock;
-    virConnectPtr virt;   /* guarded by lock; NULL while disconnected */
-    atomic_bool closed;   /* set by libvirt's close callback, from the event loop */
-    int lifecycle_cb;     /* event thread only */
-    int reboot_cb;        /* event thread only */
-    int tick_timer;       /* event thread only */
+    virConnectPtr virt; /* guarded by lock; NULL while disconnected */
+    atomic_bool closed; /* set by libvirt's close callback, from the event loop */
+    int lifecycle_cb;   /* event thread only */
+    int reboot_cb;      /* event thread only */
+    int tick_timer;     /* event thread only */
 };
 
 static const char *const power_names[] = {
-    [HV_POWER_NONE] = "none",         [HV_POWER_RUNNING] = "running",
-    [HV_POWER_PAUSED] = "paused",     [HV_POWER_SHUTOFF] = "shutoff",
+    [HV_POWER_NONE] = "none",           [HV_POWER_RUNNING] = "running",
+    [HV_POWER_PAUSED] = "paused",       [HV_POWER_SHUTOFF] = "shutoff",
     [HV_POWER_SUSPENDED] = "suspended", [HV_POWER_CRASHED] = "crashed",
     [HV_POWER_OTHER] = "other",
 };
@@ -41,10 +41,10 @@ hv_power_name(enum hv_power power)
 }
 
 static const char *const event_names[] = {
-    [HV_EVENT_STARTED] = "started",   [HV_EVENT_STOPPED] = "stopped",
-    [HV_EVENT_CRASHED] = "crashed",   [HV_EVENT_PAUSED] = "paused",
-    [HV_EVENT_RESUMED] = "resumed",   [HV_EVENT_REBOOTED] = "rebooted",
-    [HV_EVENT_SAVED] = "saved",       [HV_EVENT_UNDEFINED] = "undefined",
+    [HV_EVENT_STARTED] = "started", [HV_EVENT_STOPPED] = "stopped",
+    [HV_EVENT_CRASHED] = "crashed", [HV_EVENT_PAUSED] = "paused",
+    [HV_EVENT_RESUMED] = "resumed", [HV_EVENT_REBOOTED] = "rebooted",
+    [HV_EVENT_SAVED] = "saved",     [HV_EVENT_UNDEFINED] = "undefined",
 };
 
 const char *
@@ -62,8 +62,7 @@ hv_error(struct na_error **err, const char *what, const char *uuid)
     if (missing)
         return na_error_quiet(err, NA_CODE_NOT_FOUND, ENOENT, "%s %s: no such domain", what,
                               uuid ? uuid : "");
-    return na_error_quiet(err, NA_CODE_HYPERVISOR, EIO, "%s %s: %s", what, uuid ? uuid : "",
-                          msg);
+    return na_error_quiet(err, NA_CODE_HYPERVISOR, EIO, "%s %s: %s", what, uuid ? uuid : "", msg);
 }
 
 virConnectPtr
@@ -120,8 +119,7 @@ on_lifecycle(virConnectPtr virt, virDomainPtr dom, int event, int detail, void *
         else if (detail == VIR_DOMAIN_EVENT_STOPPED_SAVED)
             emit(conn, dom, HV_EVENT_SAVED, false, detail);
         else
-            emit(conn, dom, HV_EVENT_STOPPED, detail == VIR_DOMAIN_EVENT_STOPPED_SHUTDOWN,
-                 detail);
+            emit(conn, dom, HV_EVENT_STOPPED, detail == VIR_DOMAIN_EVENT_STOPPED_SHUTDOWN, detail);
         break;
     case VIR_DOMAIN_EVENT_CRASHED:
         emit(conn, dom, HV_EVENT_CRASHED, false, detail);
@@ -148,8 +146,7 @@ on_close(virConnectPtr virt, int reason, void *opaque)
 {
     (void)virt;
     struct hv_conn *conn = opaque;
-    na_log(NA_LOG_WARN, NULL, "libvirt connection closed", "uri=%s reason=%d", conn->uri,
-           reason);
+    na_log(NA_LOG_WARN, NULL, "libvirt connection closed", "uri=%s reason=%d", conn->uri, reason);
     atomic_store(&conn->closed, true);
 }
 
@@ -191,9 +188,9 @@ try_connect(struct hv_conn *conn, char *why, size_t why_size)
     }
     virConnectSetKeepAlive(v, KEEPALIVE_INTERVAL_S, KEEPALIVE_COUNT);
     virConnectRegisterCloseCallback(v, on_close, conn, NULL);
-    conn->lifecycle_cb = virConnectDomainEventRegisterAny(
-        v, NULL, VIR_DOMAIN_EVENT_ID_LIFECYCLE, VIR_DOMAIN_EVENT_CALLBACK(on_lifecycle), conn,
-        NULL);
+    conn->lifecycle_cb =
+        virConnectDomainEventRegisterAny(v, NULL, VIR_DOMAIN_EVENT_ID_LIFECYCLE,
+                                         VIR_DOMAIN_EVENT_CALLBACK(on_lifecycle), conn, NULL);
     conn->reboot_cb = virConnectDomainEventRegisterAny(
         v, NULL, VIR_DOMAIN_EVENT_ID_REBOOT, VIR_DOMAIN_EVENT_CALLBACK(on_reboot), conn, NULL);
     atomic_store(&conn->closed, false);
@@ -234,8 +231,7 @@ event_thread(void *arg)
                         conn->cb.on_connection(conn->cb.ctx, false, why);
                     said_down = true;
                 }
-                for (unsigned slept = 0; slept < backoff && !atomic_load(&conn->stop);
-                     slept += 100)
+                for (unsigned slept = 0; slept < backoff && !atomic_load(&conn->stop); slept += 100)
                     sleep_ms(100);
                 backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
                 continue;
@@ -257,8 +253,7 @@ register_event_impl(void)
 }
 
 int
-hv_open(const char *uri, const struct hv_callbacks *cb, struct hv_conn **out,
-        struct na_error **err)
+hv_open(const char *uri, const struct hv_callbacks *cb, struct hv_conn **out, struct na_error **err)
 {
     /* libvirt's event implementation is process-wide and must exist before a connection
      * is opened. */

@@ -52,8 +52,7 @@ power_of(virDomainPtr dom)
     case VIR_DOMAIN_PAUSED:
         return HV_POWER_PAUSED;
     case VIR_DOMAIN_SHUTOFF:
-        return virDomainHasManagedSaveImage(dom, 0) == 1 ? HV_POWER_SUSPENDED
-                                                           : HV_POWER_SHUTOFF;
+        return virDomainHasManagedSaveImage(dom, 0) == 1 ? HV_POWER_SUSPENDED : HV_POWER_SHUTOFF;
     case VIR_DOMAIN_CRASHED:
         return HV_POWER_CRASHED;
     default:
@@ -88,8 +87,7 @@ hv_domain_start(struct hv_conn *conn, const char *uuid, struct na_error **err)
 }
 
 int
-hv_domain_power(struct hv_conn *conn, const char *uuid, enum hv_power *out,
-                struct na_error **err)
+hv_domain_power(struct hv_conn *conn, const char *uuid, enum hv_power *out, struct na_error **err)
 {
     cleanup_call struct call c = {0};
     cleanup_error struct na_error *lookup = NULL;
@@ -240,8 +238,7 @@ hv_domain_get_xml(struct hv_conn *conn, const char *uuid, bool inactive, char **
 }
 
 int
-hv_domain_list(struct hv_conn *conn, struct hv_domain_entry **out, size_t *n,
-               struct na_error **err)
+hv_domain_list(struct hv_conn *conn, struct hv_domain_entry **out, size_t *n, struct na_error **err)
 {
     virConnectPtr virt = hv_borrow(conn, err);
     if (!virt)

@@ -1,0 +1,405 @@
+/* Creating and deleting instances.
+ *
+ * create: on the loop, the instance is recorded (BUILDING, with its QEMU uid and the request
+ * that creates it) before any work starts; in a worker, the base image is fetched into the
+ * cache, the overlay disk and the config drive are written, the domain is defined and
+ * started.  Every step is idempotent: a create interrupted by a crash runs again from the
+ * start and finishes the same instance exactly once.  A create that fails undoes what it
+ * made (domain, files, record); the cached image stays for others.
+ *
+ * delete: the domain is forced off and undefined with everything libvirt keeps for it, the
+ * instance's directory is removed, and so is its record.  Deleting a missing instance is
+ * done.
+ */
+#include "agent/agent.h"
+#include "storage/qcow2/qcow2.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <pwd.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define S(x) NODEAGENT__V1__INSTANCE_STATE__INSTANCE_STATE_##x
+#define GIB (1024ULL * 1024 * 1024)
+
+/* The files of one instance. */
+struct instance_paths {
+    char *dir;
+    char *disk;
+    char *config_drive;
+    char *console_log;
+};
+
+static void
+paths_init(struct instance_paths *p, const struct agent_host *h, const char *uuid)
+{
+    p->dir = na_xasprintf("%s/%s", h->instances_dir, uuid);
+    p->disk = na_xasprintf("%s/disk", p->dir);
+    p->config_drive = na_xasprintf("%s/disk.config", p->dir);
+    p->console_log = na_xasprintf("%s/console.log", p->dir);
+}
+
+static void
+paths_clear(struct instance_paths *p)
+{
+    free(p->dir);
+    free(p->disk);
+    free(p->config_drive);
+    free(p->console_log);
+}
+
+#define cleanup_paths __attribute__((cleanup(paths_clear)))
+
+/* The lowest uid of the range that no instance uses and no user of the host has. */
+static int
+allocate_uid(struct agent *a, int64_t *out, struct na_error **err)
+{
+    for (uint64_t uid = a->cfg->uid_min; uid <= a->cfg->uid_max; uid++) {
+        bool used = false;
+        for (size_t i = 0; i < a->instances.n && !used; i++)
+            used = a->instances.items[i]->uid == (int64_t)uid;
+        if (used || getpwuid((uid_t)uid))
+            continue;
+        *out = (int64_t)uid;
+        return 0;
+    }
+    return na_error_quiet(err, NA_CODE_NO_CAPACITY, ENOSPC,
+                          "no free uid for the guest in [instances] uid_min..uid_max (%u..%u)",
+                          a->cfg->uid_min, a->cfg->uid_max);
+}
+
+static Nodeagent__V1__InstanceSpec *
+spec_copy(const Nodeagent__V1__InstanceSpec *spec)
+{
+    size_t size = nodeagent__v1__instance_spec__get_packed_size(spec);
+    cleanup_free uint8_t *buf = na_xmalloc(size);
+    nodeagent__v1__instance_spec__pack(spec, buf);
+    Nodeagent__V1__InstanceSpec *copy = nodeagent__v1__instance_spec__unpack(NULL, size, buf);
+    if (!copy)
+        abort();
+    return copy;
+}
+
+/* --- create ---------------------------------------------------------------------------- */
+
+static int
+prepare_create(struct agent *a, struct agent_op *op, struct na_error **err)
+{
+    const Nodeagent__V1__InstanceSpec *spec = op->env->create->spec;
+    struct agent_instance *inst = agent_instances_find(&a->instances, spec->uuid);
+    if (inst && strcmp(inst->create_request_id, op->request_id) != 0)
+        return na_error_quiet(err, NA_CODE_ALREADY_EXISTS, EEXIST,
+                              "instance %s already exists on node %s", spec->uuid, a->cfg->node_id);
+    struct agent_instance *same_name =
+        agent_instances_find_name(&a->instances, spec->tenant_id, spec->name);
+    if (same_name && same_name != inst)
+        return na_error_quiet(err, NA_CODE_ALREADY_EXISTS, EEXIST,
+                              "tenant %s already has an instance named `%s` (%s)", spec->tenant_id,
+                              spec->name, same_name->uuid);
+    if (a->host.qemu_gid == (gid_t)-1)
+        return na_error_quiet(err, NA_CODE_HYPERVISOR, ENOENT,
+                              "group `%s` ([instances] qemu_group) does not exist on this host; "
+                              "is libvirt installed?",
+                              a->cfg->qemu_group);
+
+    op->spec = spec_copy(spec);
+    if (inst) {
+        /* The same create, interrupted: finish that instance. */
+        op->uid = inst->uid;
+        inst->task = agent_request_kind_name(op->kind);
+        op->owns_record = true;
+        return 0;
+    }
+    int64_t uid = -1;
+    int ret = allocate_uid(a, &uid, err);
+    if (ret < 0)
+        return ret;
+    inst = na_xcalloc(1, sizeof(*inst));
+    snprintf(inst->uuid, sizeof(inst->uuid), "%s", spec->uuid);
+    inst->spec = spec_copy(spec);
+    inst->desired = S(RUNNING);
+    inst->observed = S(BUILDING);
+    inst->task = agent_request_kind_name(op->kind);
+    inst->uid = uid;
+    inst->image_sha256 = na_xstrdup(spec->image->sha256);
+    inst->create_request_id = na_xstrdup(op->request_id);
+    inst->created_ms = na_now_ms();
+    if ((ret = agent_instance_save(a->store, inst, err)) < 0) {
+        agent_instance_free(inst);
+        return ret;
+    }
+    agent_instances_add(&a->instances, inst);
+    op->uid = uid;
+    op->owns_record = true;
+    return 0;
+}
+
+static int
+own(const char *path, const struct agent_op *op, mode_t mode, struct na_error **err)
+{
+    if (chown(path, (uid_t)op->uid, op->host->qemu_gid) < 0 || chmod(path, mode) < 0)
+        return na_error_set(err, NA_CODE_STORAGE, errno, "give `%s` to uid %lld", path,
+                            (long long)op->uid);
+    return 0;
+}
+
+/* The overlay, unless an earlier attempt already wrote it. */
+static int
+make_disk(struct agent_op *op, const struct instance_paths *p, const char *base,
+          const char *base_format, struct na_error **err)
+{
+    uint64_t size = (uint64_t)op->spec->flavor->root_disk_gib * GIB;
+    struct stat st;
+    if (stat(p->disk, &st) == 0) {
+        cleanup_close int fd = open(p->disk, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        struct qcow2_limits limits;
+        qcow2_limits_init(&limits);
+        limits.allow_backing = true;
+        struct qcow2_info info = {0};
+        if (fd >= 0 && qcow2_validate(fd, &limits, &info, NULL) == 0 &&
+            strcmp(info.backing_file, base) == 0 && info.virtual_size == size)
+            return 0;
+        unlink(p->disk); /* half-made or stale: make it again */
+    }
+    int ret = qcow2_overlay_create(p->disk, base, base_format, size, err);
+    if (ret < 0)
+        return ret;
+    return own(p->disk, op, 0600, err);
+}
+
+static int
+make_config_drive(struct agent_op *op, const struct instance_paths *p, struct na_error **err)
+{
+    const Nodeagent__V1__InstanceSpec *spec = op->spec;
+    struct qcow2_config_drive_nic nics[16];
+    for (size_t i = 0; i < spec->n_nics && i < NA_ARRAY_SIZE(nics); i++) {
+        const Nodeagent__V1__Nic *n = spec->nics[i];
+        nics[i] = (struct qcow2_config_drive_nic){
+            .port_id = n->port_id,
+            .network_id = n->network_id,
+            .mac = n->mac,
+            .ips = (const char *const *)n->ips,
+            .n_ips = n->n_ips,
+            .gateway = n->gateway,
+            .mtu = n->mtu,
+        };
+    }
+    struct qcow2_config_drive_kv meta[128];
+    for (size_t i = 0; i < spec->n_metadata && i < NA_ARRAY_SIZE(meta); i++)
+        meta[i] = (struct qcow2_config_drive_kv){spec->metadata[i]->key, spec->metadata[i]->value};
+    struct qcow2_config_drive cd = {
+        .uuid = spec->uuid,
+        .name = spec->name,
+        .hostname = spec->hostname,
+        .tenant_id = spec->tenant_id,
+        .public_keys = (const char *const *)spec->ssh_keys,
+        .n_public_keys = spec->n_ssh_keys,
+        .user_data = spec->user_data.data,
+        .user_data_size = spec->user_data.len,
+        .metadata = meta,
+        .n_metadata = spec->n_metadata,
+        .nics = nics,
+        .n_nics = spec->n_nics,
+    };
+    int ret = qcow2_config_drive_build(&cd, p->config_drive, err);
+    return ret < 0 ? ret : own(p->config_drive, op, 0400, err);
+}
+
+static int
+define_domain(struct agent_op *op, const struct instance_paths *p, const char *base,
+              const char *base_format, struct na_error **err)
+{
+    const Nodeagent__V1__InstanceSpec *spec = op->spec;
+    const struct agent_config *cfg = op->host->cfg;
+    struct hv_nic_spec nics[16];
+    for (size_t i = 0; i < spec->n_nics && i < NA_ARRAY_SIZE(nics); i++)
+        nics[i] = (struct hv_nic_spec){
+            .port_id = spec->nics[i]->port_id,
+            .mac = spec->nics[i]->mac,
+            .bridge = cfg->bridge,
+            .mtu = spec->nics[i]->mtu,
+        };
+    struct hv_domain_spec d = {
+        .uuid = spec->uuid,
+        .name = spec->name,
+        .tenant_id = spec->tenant_id,
+        .flavor_name = spec->flavor->name,
+        .vcpus = spec->flavor->vcpus,
+        .memory_mib = spec->flavor->memory_mib,
+        .root_disk_gib = spec->flavor->root_disk_gib,
+        .image_id = spec->image->id,
+        .image_sha256 = spec->image->sha256,
+        .created_ms = na_now_ms(),
+        .virt_type = cfg->virt_type,
+        .cpu_mode = cfg->cpu_mode,
+        .cpu_model = cfg->cpu_model,
+        .machine = cfg->machine,
+        .ksm = cfg->ksm,
+        .uid = (uint32_t)op->uid,
+        .gid = op->host->qemu_gid,
+        .disk_path = p->disk,
+        .backing_path = base,
+        .backing_format = base_format,
+        .config_drive_path = p->config_drive,
+        .console_log_path = p->console_log,
+        .nics = nics,
+        .n_nics = spec->n_nics,
+    };
+    cleanup_free char *xml = NULL;
+    int ret = hv_domain_xml_build(&d, &xml, err);
+    return ret < 0 ? ret : hv_domain_define(op->host->hv, xml, err);
+}
+
+static const char *
+format_name(Nodeagent__V1__ImageFormat f)
+{
+    return f == NODEAGENT__V1__IMAGE_FORMAT__IMAGE_FORMAT_RAW ? "raw" : "qcow2";
+}
+
+/* Removes a directory tree without following links; best effort, says what it could not. */
+static int
+remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+    (void)st;
+    (void)ftw;
+    if ((type == FTW_DP ? rmdir(path) : unlink(path)) < 0 && errno != ENOENT)
+        na_log(NA_LOG_WARN, NULL, "could not remove", "path=\"%s\" errno=%d", path, errno);
+    return 0;
+}
+
+static void
+remove_tree(const char *dir)
+{
+    nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
+}
+
+static int
+run_create(struct agent_op *op, struct na_error **err)
+{
+    const Nodeagent__V1__InstanceSpec *spec = op->spec;
+    const struct agent_host *h = op->host;
+    cleanup_paths struct instance_paths p = {0};
+    paths_init(&p, h, spec->uuid);
+    const char *base_format = format_name(spec->image->format);
+
+    agent_op_progress(op, 10, "fetching image %s", spec->image->id);
+    cleanup_free char *base = NULL;
+    struct qcow2_info info = {0};
+    int ret = qcow2_image_cache_get(h->images, spec->image->url, spec->image->sha256, base_format,
+                                    &base, &info, err);
+    if (ret < 0)
+        goto fail;
+    uint64_t disk_size = (uint64_t)spec->flavor->root_disk_gib * GIB;
+    if (info.virtual_size > disk_size) {
+        ret = na_error_field(err, "create.spec.flavor.root_disk_gib",
+                             "create.spec.flavor.root_disk_gib: image %s has a virtual size of "
+                             "%llu bytes, more than the flavor's %u GiB root disk",
+                             spec->image->id, (unsigned long long)info.virtual_size,
+                             spec->flavor->root_disk_gib);
+        goto fail;
+    }
+
+    agent_op_progress(op, 40, "writing disk and config drive");
+    if (mkdir(p.dir, 0700) < 0 && errno != EEXIST) {
+        ret = na_error_set(err, NA_CODE_STORAGE, errno, "create `%s`", p.dir);
+        goto fail;
+    }
+    if ((ret = own(p.dir, op, 0700, err)) < 0 ||
+        (ret = make_disk(op, &p, base, base_format, err)) < 0)
+        goto fail;
+    na_failpoint("create.disk_made");
+    if ((ret = make_config_drive(op, &p, err)) < 0)
+        goto fail;
+
+    agent_op_progress(op, 60, "defining the domain");
+    if ((ret = define_domain(op, &p, base, base_format, err)) < 0)
+        goto fail;
+    na_failpoint("create.defined");
+
+    agent_op_progress(op, 80, "starting the domain");
+    if ((ret = hv_domain_start(h->hv, spec->uuid, err)) < 0)
+        goto fail;
+    enum hv_power power;
+    if ((ret = hv_domain_power(h->hv, spec->uuid, &power, err)) < 0)
+        goto fail;
+    op->state = agent_state_from_power(power);
+    op->image_sha256 = na_xstrdup(spec->image->sha256);
+    return 0;
+
+fail:
+    /* Undo: nothing of a failed create stays but the shared image cache. */
+    hv_domain_undefine(h->hv, spec->uuid, NULL);
+    remove_tree(p.dir);
+    return ret;
+}
+
+static int
+finish_create(struct agent *a, struct agent_op *op, struct na_error **err)
+{
+    struct agent_instance *inst = agent_instances_find(&a->instances, op->instance);
+    if (!inst || !op->owns_record)
+        return 0;
+    if (op->err) {
+        int ret = agent_store_instance_delete(a->store, inst->uuid, err);
+        agent_instances_remove(&a->instances, op->instance);
+        op->state = S(DELETED);
+        return ret;
+    }
+    inst->task = NULL;
+    inst->observed = op->state;
+    return agent_instance_save(a->store, inst, err);
+}
+
+const struct agent_handler agent_handle_create = {prepare_create, run_create, finish_create};
+
+/* --- delete ---------------------------------------------------------------------------- */
+
+static int
+prepare_delete(struct agent *a, struct agent_op *op, struct na_error **err)
+{
+    (void)err;
+    struct agent_instance *inst = agent_instances_find(&a->instances, op->instance);
+    if (!inst) {
+        op->noop = true;
+        op->state = S(DELETED);
+        return 0;
+    }
+    inst->task = agent_request_kind_name(op->kind);
+    inst->desired = S(DELETED);
+    op->state_before = inst->observed;
+    return 0;
+}
+
+static int
+run_delete(struct agent_op *op, struct na_error **err)
+{
+    if (op->noop)
+        return 0;
+    int ret = hv_domain_undefine(op->host->hv, op->instance, err);
+    if (ret < 0)
+        return ret; /* the instance stays, whole, for a retry */
+    cleanup_paths struct instance_paths p = {0};
+    paths_init(&p, op->host, op->instance);
+    remove_tree(p.dir);
+    op->state = S(DELETED);
+    return 0;
+}
+
+static int
+finish_delete(struct agent *a, struct agent_op *op, struct na_error **err)
+{
+    struct agent_instance *inst = agent_instances_find(&a->instances, op->instance);
+    if (!inst)
+        return 0;
+    if (op->err) {
+        inst->task = NULL;
+        return agent_instance_save(a->store, inst, err);
+    }
+    int ret = agent_store_instance_delete(a->store, inst->uuid, err);
+    agent_instances_remove(&a->instances, op->instance);
+    return ret;
+}
+
+const struct agent_handler agent_handle_delete = {prepare_delete, run_delete, finish_delete};
