@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """A private virtualization stack for one test "host": Open vSwitch and libvirt.
 
-    deploy/virtenv.py start DIR [--netns NAME] [--bridge br-int]
+    deploy/virtenv.py start DIR [--netns NAME|host] [--bridge br-int]
     deploy/virtenv.py stop DIR
     deploy/virtenv.py exec DIR -- CMD...      # run CMD inside the host's namespaces
 
@@ -13,7 +13,8 @@
                    private /etc/libvirt (a copy of the defaults, own host_uuid),
                    /run/libvirt, /var/lib/libvirt, /var/log/libvirt, /var/cache/libvirt;
                    /var/run/openvswitch is the private OVS run directory, so that
-                   libvirt's <virtualport type='openvswitch'> (ovs-vsctl) reaches this OVS.
+                   libvirt's <virtualport type='openvswitch'> (ovs-vsctl) reaches this OVS;
+                   a /dev without kvm (TCG only, see _Supervisor.private_dev).
 
 The daemons are children of a small supervisor (`_supervise`, the namespace's first
 process, a child subreaper so that QEMU processes stay below it too). `start` writes
@@ -25,11 +26,16 @@ and removes DIR; it is idempotent and works after a failed start or a crashed da
 
 Several can run at once with different DIRs. Each process started here carries
 NODEAGENT_VIRTENV=DIR in its environment; `stop` signals a pid only when it does, so a
-reused pid is never hit. `netns` (the name of an existing `ip netns`) runs the whole host
-in that network namespace (its /sys is remounted as `ip netns exec` does). Without one, the
-hosts share the caller's network namespace: OVS's netdev datapath then creates the bridge's
-internal port as a tap named after the bridge, so give each concurrent host its own bridge
-name, or its own netns.
+reused pid is never hit.
+
+Network: by default each host gets a network namespace of its own (only loopback, up):
+OVS's netdev datapath creates taps named `ovs-netdev` and after each bridge, and libvirt
+names guest taps vnetN, so two hosts in one network namespace would fight over those names.
+`netns=NAME` runs the host in an existing `ip netns` instead (to wire hosts together), and
+`netns="host"` in the caller's. In a namespace of its own, /sys is a sysfs of that
+namespace (as `ip netns exec` does), with the cgroup hierarchies carried over.
+`nsenter -t $(cat DIR/pids/supervisor.pid) -m -n CMD` (or `virtenv.py exec DIR CMD`) runs a
+command inside.
 
 Used as a module: VirtEnv(DIR, netns=None, bridge="br-int").start() ... .stop().
 """
@@ -40,6 +46,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -48,10 +55,17 @@ import uuid
 
 OVS_SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
 ENV_MARK = "NODEAGENT_VIRTENV"
+# libvirt probes each QEMU binary (several seconds under TCG) and caches the result in
+# /var/cache/libvirt/qemu/capabilities; libvirt checks every entry (QEMU's and libvirtd's
+# ctime, kernel, microcode, CPU) and probes again when it is stale. Hosts share that cache
+# through this directory: seeded at start, saved at stop.
+CAPS_CACHE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          "build", "virtenv-cache", "qemu-capabilities")
 START_TIMEOUT = 90
 STOP_TIMEOUT = 10
 # The daemons in start order; stopped in reverse order.
 DAEMONS = ("ovsdb-server", "ovs-vswitchd", "virtlogd", "libvirtd")
+CAPS_SUBDIR = "libvirt/cache/qemu/capabilities"
 # Host paths replaced inside the namespace: (mount point, directory under DIR).
 LIBVIRT_MOUNTS = (
     ("/etc/libvirt", "libvirt/etc"),
@@ -171,8 +185,9 @@ def _can_connect(path):
 # ---------------------------------------------------------------- the environment
 
 class VirtEnv:
-    def __init__(self, topdir, netns=None, bridge="br-int"):
+    def __init__(self, topdir, netns=None, bridge="br-int", caps_cache=None):
         self.dir = os.path.abspath(topdir)
+        self.caps_cache = caps_cache or os.environ.get("NODEAGENT_VIRTENV_CACHE") or CAPS_CACHE
         self.netns = netns
         self.bridge = bridge
         self.ovs_rundir = os.path.join(self.dir, "ovs/run")
@@ -218,7 +233,7 @@ class VirtEnv:
         pid = self.pid("supervisor")
         if pid is None:
             raise VirtEnvError(f"{self.dir}: not running")
-        return ["nsenter", "-t", str(pid), "-m"] + (["-n"] if self.netns else [])
+        return ["nsenter", "-t", str(pid), "-m"] + ([] if self.netns == "host" else ["-n"])
 
     def env_vars(self):
         return {
@@ -257,6 +272,7 @@ class VirtEnv:
         for d in ("ovs/run", "log", "pids", "state", "libvirt/run", "libvirt/log",
                   "libvirt/cache"):
             os.makedirs(os.path.join(self.dir, d), exist_ok=True)
+        self._copy_caps(self.caps_cache, os.path.join(self.dir, CAPS_SUBDIR))
         os.chmod(self.state_dir, 0o711)
         subprocess.run(["ovsdb-tool", "create", os.path.join(self.dir, "ovs/conf.db"), OVS_SCHEMA],
                        check=True, capture_output=True)
@@ -275,6 +291,9 @@ class VirtEnv:
         self.host_uuid = str(uuid.uuid4())
         with open(os.path.join(etc, "libvirtd.conf"), "a") as f:
             f.write(f"\n# deploy/virtenv.py: this test host's identity\nhost_uuid = \"{self.host_uuid}\"\n")
+            if os.environ.get("NODEAGENT_VIRTENV_DEBUG"):
+                f.write('log_filters = "1:qemu 1:security 1:util.command 1:conf 3:object 3:json 3:event"\n'
+                        'log_outputs = "1:file:/var/log/libvirt/libvirtd-debug.log"\n')
         # /var/lib/libvirt: like the package makes it; QEMU (group libvirt-qemu) must be
         # able to traverse qemu/.
         lib = os.path.join(self.dir, "libvirt/lib")
@@ -295,10 +314,11 @@ class VirtEnv:
     def _launch(self, timeout):
         env = dict(os.environ)
         env[ENV_MARK] = self.dir
-        cmd = ["unshare", "--mount", "--propagation", "private", "--",
+        cmd = ["unshare", "--mount", "--propagation", "private"] + \
+            (["--net"] if self.netns is None else []) + ["--",
                sys.executable, os.path.abspath(__file__), "_supervise", self.dir,
                "--bridge", self.bridge] + (["--netns", self.netns] if self.netns else [])
-        if self.netns:
+        if self.netns not in (None, "host"):
             netns_path = f"/run/netns/{self.netns}"
             if not os.path.exists(netns_path):
                 raise VirtEnvError(f"network namespace {self.netns} does not exist")
@@ -354,10 +374,37 @@ class VirtEnv:
         sup = self.pid("supervisor")
         if sup and _ours(sup, self.dir):
             _terminate([sup], what="supervisor")
+        try:
+            self._copy_caps(os.path.join(self.dir, CAPS_SUBDIR), self.caps_cache)
+        except OSError as e:
+            _log(f"saving QEMU capabilities to {self.caps_cache}: {e}")
         if not keep_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
             if os.path.exists(self.dir):
                 _log(f"{self.dir}: could not remove everything")
+
+    @staticmethod
+    def _copy_caps(src, dst):
+        """Copies libvirt's QEMU capability files that are new or changed (atomically)."""
+        try:
+            names = [n for n in os.listdir(src) if n.endswith(".xml")]
+        except OSError:
+            return
+        os.makedirs(dst, mode=0o755, exist_ok=True)
+        for n in names:
+            s, d = os.path.join(src, n), os.path.join(dst, n)
+            try:
+                with open(s, "rb") as f:
+                    data = f.read()
+                with open(d, "rb") as f:
+                    if f.read() == data:
+                        continue
+            except FileNotFoundError:
+                pass
+            tmp = f"{d}.{os.getpid()}.tmp"
+            with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
+                f.write(data)
+            os.rename(tmp, d)
 
     def _remove_domains(self):
         names = self.virsh("list", "--all", "--name", timeout=30).split()
@@ -399,7 +446,8 @@ class VirtEnv:
 class _Supervisor:
     """The namespace's first process: mounts, daemons, then waits until told to stop."""
 
-    def __init__(self, topdir, bridge, netns):
+    def __init__(self, topdir, bridge, netns, kvm=False):
+        self.kvm = kvm
         self.env = VirtEnv(topdir, netns=netns, bridge=bridge)
         self.env._run = self.run_cmd
         self.procs = []  # (name, Popen)
@@ -443,13 +491,73 @@ class _Supervisor:
             time.sleep(0.1)
 
     def mounts(self):
-        if self.env.netns:
-            # As `ip netns exec`: /sys shows this network namespace's devices.
-            self.run_cmd(["umount", "-l", "/sys"], check=True)
-            self.run_cmd(["mount", "-t", "sysfs", "sysfs", "/sys"], check=True)
+        if self.env.netns != "host":
+            # As `ip netns exec`: /sys shows this network namespace's devices; libvirt
+            # still finds the cgroup hierarchies under /sys/fs/cgroup.
+            stage = os.path.join(self.env.dir, "sys")
+            os.makedirs(stage, exist_ok=True)
+            self.run_cmd(["mount", "-t", "sysfs", "sysfs", stage], check=True)
+            if os.path.ismount("/sys/fs/cgroup"):
+                self.run_cmd(["mount", "--rbind", "/sys/fs/cgroup",
+                              os.path.join(stage, "fs/cgroup")], check=True)
+            self.run_cmd(["umount", "--recursive", "--lazy", "/sys"], check=True)
+            self.run_cmd(["mount", "--move", stage, "/sys"], check=True)
+            self.run_cmd(["ip", "link", "set", "lo", "up"], check=True)
         for host_path, sub in LIBVIRT_MOUNTS:
             self.run_cmd(["mount", "--bind", os.path.join(self.env.dir, sub), host_path],
                          check=True)
+        if not self.kvm and os.path.exists("/dev/kvm"):
+            self.private_dev()
+
+    def private_dev(self):
+        """A /dev without kvm: TCG only (nested KVM hangs guests).
+
+        With a /dev/kvm that QEMU's user cannot open (0600 root here: no udev), libvirt
+        probes QEMU with CAP_DAC_OVERRIDE and finds KVM, then finds its capability cache
+        stale at every lookup because QEMU's user cannot use KVM, and probes again and again
+        (about 0.7 s each, 9 s per domain definition). A bind mount over /dev/kvm does not
+        work either: libvirt moves every /dev submount into each QEMU's own /dev, which
+        fails for a file. So: a tmpfs with copies (mknod) of the host's device nodes but kvm,
+        a devpts instance of its own and a /dev/shm.
+        """
+        stage = os.path.join(self.env.dir, "dev")
+        os.makedirs(stage, exist_ok=True)
+        self.run_cmd(["mount", "-t", "tmpfs", "-o", "mode=0755,nosuid", "virtenv-dev", stage],
+                     check=True)
+        skip = {"kvm", "pts", "shm", "ptmx"}
+        for root, dirs, files in os.walk("/dev"):
+            rel = os.path.relpath(root, "/dev")
+            if rel == ".":
+                dirs[:] = [d for d in dirs if d not in skip]
+            dst_root = os.path.normpath(os.path.join(stage, rel))
+            for n in dirs + files:
+                if rel == "." and n in skip:
+                    continue
+                src, dst = os.path.join(root, n), os.path.join(dst_root, n)
+                st = os.lstat(src)
+                if stat.S_ISLNK(st.st_mode):
+                    os.symlink(os.readlink(src), dst)
+                    continue
+                if stat.S_ISDIR(st.st_mode):
+                    os.mkdir(dst)
+                elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+                    os.mknod(dst, st.st_mode, st.st_rdev)
+                else:
+                    continue  # sockets, fifos, files: nothing QEMU or libvirt needs
+                os.chown(dst, st.st_uid, st.st_gid)
+                os.chmod(dst, stat.S_IMODE(st.st_mode))
+        for d in ("pts", "shm"):
+            os.mkdir(os.path.join(stage, d))
+        os.chmod(os.path.join(stage, "shm"), 0o1777)
+        os.symlink("pts/ptmx", os.path.join(stage, "ptmx"))
+        # The host's /dev goes away with its submounts: libvirt's list of /dev submounts to
+        # carry into QEMU's /dev must not include covered ones.
+        self.run_cmd(["sh", "-ec", 'umount --recursive --lazy /dev; mount --move "$0" /dev',
+                      stage], check=True)
+        self.run_cmd(["mount", "-t", "devpts", "-o", "newinstance,ptmxmode=0666,mode=0620",
+                      "devpts", "/dev/pts"], check=True)
+        self.run_cmd(["mount", "-t", "tmpfs", "-o", "mode=1777,nosuid,nodev", "shm", "/dev/shm"],
+                     check=True)
 
     def spawn(self, name, args, extra_env=None):
         env = dict(os.environ)
@@ -571,7 +679,8 @@ def main(argv=None):
     sub = ap.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("start", help="start a private host in DIR")
     s.add_argument("dir")
-    s.add_argument("--netns", help="an existing network namespace (ip netns) to run in")
+    s.add_argument("--netns", help="an existing network namespace (ip netns) to run in, or "
+                   "`host` for the caller's (default: a new one of its own)")
     s.add_argument("--bridge", default="br-int")
     s = sub.add_parser("stop", help="stop the host in DIR and remove DIR")
     s.add_argument("dir")
