@@ -150,6 +150,19 @@ def _children(ppid, zombies_only=False):
     return out
 
 
+def _read_envfile(topdir):
+    """DIR/env as a dict (empty when there is none)."""
+    out = {}
+    try:
+        with open(os.path.join(topdir, "env")) as f:
+            for line in f:
+                k, _, v = line.removeprefix("export ").strip().partition("=")
+                out[k] = v.strip("'")
+    except OSError:
+        pass
+    return out
+
+
 def _read_pid(path):
     try:
         with open(path) as f:
@@ -364,10 +377,21 @@ class VirtEnv:
             except Exception as e:  # noqa: BLE001 - teardown goes on regardless
                 _log(f"{self.dir}: removing domains: {e}")
         qemu_pids = self._qemu_pids()
+        saved = _read_envfile(self.dir)
+        netns = saved.get("NODEAGENT_VIRTENV_NETNS") or None
+        bridge = saved.get("NODEAGENT_BRIDGE") or self.bridge
+        if netns not in (None, "host"):
+            # A named namespace outlives this host: take the bridge's tap away with it.
+            vswitchd = self.pid("ovs-vswitchd")
+            if vswitchd and _alive(vswitchd) and _can_connect(self.ovs_db_sock):
+                self.vsctl("--if-exists", "del-br", bridge, check=False, timeout=10)
         for name in reversed(DAEMONS):
             pid = self.pid(name)
             if pid and _ours(pid, self.dir):
                 _terminate([pid], what=name)
+        if netns not in (None, "host"):
+            for dev in (bridge, "ovs-netdev"):
+                subprocess.run(["ip", "-n", netns, "link", "del", dev], capture_output=True)
         qemu_pids = [p for p in qemu_pids + self._qemu_pids() if _alive(p)]
         if qemu_pids:
             _terminate(qemu_pids, what="qemu")
@@ -709,13 +733,8 @@ def main(argv=None):
         VirtEnv(a.dir).stop()
         return 0
     if a.cmd == "exec":
-        envs = {}
-        try:
-            with open(os.path.join(os.path.abspath(a.dir), "env")) as f:
-                for line in f:
-                    k, _, v = line.removeprefix("export ").strip().partition("=")
-                    envs[k] = v.strip("'")
-        except OSError:
+        envs = _read_envfile(os.path.abspath(a.dir))
+        if not envs:
             _log(f"{a.dir}: not running")
             return 1
         e = VirtEnv(a.dir, netns=envs.get("NODEAGENT_VIRTENV_NETNS") or None)
