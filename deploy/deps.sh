@@ -1,14 +1,22 @@
 #!/bin/sh
 # Installs the Debian 12 packages nodeagent needs to build, test and run.
 # Idempotent, and silent when everything is already there.
+# The virtualization packages (libvirt, QEMU, Open vSwitch) are only used by private,
+# per-test daemons (deploy/virtenv.py): their maintainer scripts must not start the
+# system-wide services, so a policy-rc.d that denies every start is in place during the
+# install (and removed afterwards unless it was already there). libvirt-daemon-system-sysv
+# rather than -systemd: it creates the libvirt-qemu user and the default configuration
+# without pulling in systemd.
 set -eu
 
 PKGS="build-essential pkg-config clang
 protobuf-c-compiler libprotobuf-c-dev
 librdkafka-dev libuv1-dev libsqlite3-dev sqlite3 libinih-dev libjansson-dev
 libxml2-dev libmicrohttpd-dev libcurl4-openssl-dev libssl-dev libcmocka-dev
-kcat python3 python3-pytest valgrind qemu-utils libvirt-dev libvirt-clients libisofs-dev xorriso
-busybox"
+kcat python3 python3-pytest valgrind qemu-utils libvirt-dev libisofs-dev busybox
+libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-system libvirt-daemon-system-sysv
+libvirt-clients python3-libvirt qemu-system-x86 openvswitch-switch xorriso
+fdisk dosfstools mtools syslinux syslinux-common cpio iproute2"
 
 missing=""
 for p in $PKGS; do
@@ -24,6 +32,13 @@ if [ "$(id -u)" != 0 ]; then
 fi
 echo "deps.sh: installing$missing"
 export DEBIAN_FRONTEND=noninteractive
+policy=/usr/sbin/policy-rc.d
+if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\n# deploy/deps.sh: no service starts during the install\nexit 101\n' >"$policy"
+    chmod 0755 "$policy"
+    trap 'rm -f "$policy"' EXIT
+    trap 'exit 1' INT TERM HUP
+fi
 apt-get update -qq
 # shellcheck disable=SC2086
 apt-get install -y -qq --no-install-recommends $missing >/dev/null

@@ -1,9 +1,12 @@
 import os
+import shutil
 import sys
+import tempfile
 
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "deploy"))
 from harness import Cluster  # noqa: E402
 
 
@@ -14,3 +17,32 @@ def cluster(tmp_path):
         yield c
     finally:
         c.close()
+
+
+@pytest.fixture
+def virtenv(tmp_path):
+    """A private OVS + libvirt host (deploy/virtenv.py), stopped and removed afterwards.
+
+    Its directory is outside tmp_path (pytest's directories are 0700, and QEMU runs under
+    its own uids); its logs are copied to tmp_path/virtenv-logs at the end.
+    """
+    from virtenv import VirtEnv
+    env = VirtEnv(tempfile.mkdtemp(prefix="nodeagent-virtenv-"))
+    os.rmdir(env.dir)
+    try:
+        env.start()
+        yield env
+    finally:
+        for src, name in ((env.logdir, "daemons"),
+                          (os.path.join(env.dir, "libvirt/log"), "libvirt")):
+            if os.path.isdir(src):
+                shutil.copytree(src, os.path.join(tmp_path, "virtenv-logs", name),
+                                dirs_exist_ok=True)
+        env.stop()
+
+
+@pytest.fixture(scope="session")
+def guest_image():
+    """deploy/images' test guest, built once into build/images (kept between runs)."""
+    from guests import guest_image as build
+    return build()
