@@ -10,10 +10,13 @@
  *   GET /v1/instances            every instance the agent knows
  *   GET /v1/instances/<uuid>     one instance, 404 when unknown
  *   GET /v1/requests/<id>        one request's intent: phase, attempts, result
+ *   GET /v1/images               cached base images: size, last use, the instances using them
  */
 #include "agent/admin.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <microhttpd.h>
 #include <netdb.h>
@@ -98,14 +101,6 @@ get_metrics(struct agent *a, struct MHD_Connection *c)
                    agent_metrics_render(&a->metrics, &g));
 }
 
-static int
-count_instance(const struct agent_instance_row *row, void *ctx)
-{
-    (void)row;
-    (*(size_t *)ctx)++;
-    return 0;
-}
-
 static enum MHD_Result
 get_status(struct agent *a, struct MHD_Connection *c)
 {
@@ -113,8 +108,7 @@ get_status(struct agent *a, struct MHD_Connection *c)
     json_t *health = health_json(a, &healthy);
     struct agent_gauges g;
     agent_gauges(a, &g);
-    size_t n_instances = 0;
-    agent_store_instance_each(a->store, NULL, count_instance, &n_instances, NULL);
+    size_t n_instances = a->instances.n;
     json_t *body =
         json_pack("{s:s, s:s, s:f, s:b, s:O, s:I, s:I, s:I, s:I, s:I}", "node_id", a->cfg->node_id,
                   "version", AGENT_VERSION, "uptime_s", g.uptime_s, "healthy", healthy, "checks",
@@ -125,35 +119,34 @@ get_status(struct agent *a, struct MHD_Connection *c)
     return respond_json(c, MHD_HTTP_OK, body);
 }
 
-static int
-add_instance(const struct agent_instance_row *row, void *ctx)
+static json_t *
+instance_json(const struct agent_instance *inst)
 {
-    json_array_append_new(
-        ctx, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I}", "uuid", row->uuid, "name",
-                       row->name, "tenant_id", row->tenant_id, "desired_state", row->desired_state,
-                       "state", row->observed_state, "task", row->task, "created_ms",
-                       (json_int_t)row->created_ms, "updated_ms", (json_int_t)row->updated_ms));
-    return 0;
+    const Nodeagent__V1__InstanceSpec *spec = inst->spec;
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s?, s:I, s:s, s:{s:i, s:i, s:i}, s:I, s:I}",
+                     "uuid", inst->uuid, "name", spec->name, "tenant_id", spec->tenant_id,
+                     "desired_state", agent_state_name(inst->desired), "state",
+                     agent_state_name(inst->observed), "task", inst->task, "uid",
+                     (json_int_t)inst->uid, "image_sha256",
+                     inst->image_sha256 ? inst->image_sha256 : "", "flavor", "vcpus",
+                     (int)spec->flavor->vcpus, "memory_mib", (int)spec->flavor->memory_mib,
+                     "root_disk_gib", (int)spec->flavor->root_disk_gib, "created_ms",
+                     (json_int_t)inst->created_ms, "updated_ms", (json_int_t)inst->updated_ms);
 }
 
 static enum MHD_Result
 get_instances(struct agent *a, struct MHD_Connection *c, const char *uuid)
 {
+    if (uuid) {
+        const struct agent_instance *inst = agent_instances_find(&a->instances, uuid);
+        if (!inst)
+            return respond_error(c, MHD_HTTP_NOT_FOUND, "no such instance on this node");
+        return respond_json(c, MHD_HTTP_OK, instance_json(inst));
+    }
     json_t *list = json_array();
-    cleanup_error struct na_error *err = NULL;
-    if (agent_store_instance_each(a->store, uuid, add_instance, list, &err) < 0) {
-        json_decref(list);
-        return respond_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, err->msg);
-    }
-    if (!uuid)
-        return respond_json(c, MHD_HTTP_OK, json_pack("{s:o}", "instances", list));
-    if (json_array_size(list) == 0) {
-        json_decref(list);
-        return respond_error(c, MHD_HTTP_NOT_FOUND, "no such instance on this node");
-    }
-    json_t *one = json_incref(json_array_get(list, 0));
-    json_decref(list);
-    return respond_json(c, MHD_HTTP_OK, one);
+    for (size_t i = 0; i < a->instances.n; i++)
+        json_array_append_new(list, instance_json(a->instances.items[i]));
+    return respond_json(c, MHD_HTTP_OK, json_pack("{s:o}", "instances", list));
 }
 
 static enum MHD_Result
@@ -189,6 +182,33 @@ get_request(struct agent *a, struct MHD_Connection *c, const char *request_id)
     return respond_json(c, MHD_HTTP_OK, body);
 }
 
+/* A directory listing on the loop: the cache directory is small and local. */
+static enum MHD_Result
+get_images(struct agent *a, struct MHD_Connection *c)
+{
+    json_t *list = json_array();
+    DIR *d = opendir(a->host.images_dir);
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        struct stat st;
+        if (strlen(e->d_name) != 64 || fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+            !S_ISREG(st.st_mode))
+            continue;
+        json_t *users = json_array();
+        for (size_t i = 0; i < a->instances.n; i++)
+            if (a->instances.items[i]->image_sha256 &&
+                strcmp(a->instances.items[i]->image_sha256, e->d_name) == 0)
+                json_array_append_new(users, json_string(a->instances.items[i]->uuid));
+        json_array_append_new(list,
+                              json_pack("{s:s, s:I, s:I, s:o}", "sha256", e->d_name, "size",
+                                        (json_int_t)st.st_size, "last_used_ms",
+                                        (json_int_t)st.st_mtim.tv_sec * 1000, "users", users));
+    }
+    if (d)
+        closedir(d);
+    return respond_json(c, MHD_HTTP_OK, json_pack("{s:o}", "images", list));
+}
+
 static enum MHD_Result
 on_http(void *cls, struct MHD_Connection *c, const char *url, const char *method,
         const char *version, const char *upload_data, size_t *upload_data_size, void **req_cls)
@@ -209,6 +229,8 @@ on_http(void *cls, struct MHD_Connection *c, const char *url, const char *method
         return get_metrics(a, c);
     if (strcmp(url, "/v1/status") == 0)
         return get_status(a, c);
+    if (strcmp(url, "/v1/images") == 0)
+        return get_images(a, c);
     if (strcmp(url, "/v1/instances") == 0)
         return get_instances(a, c, NULL);
     if (strncmp(url, "/v1/instances/", 14) == 0 && na_uuid_is_valid(url + 14))

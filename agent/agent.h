@@ -140,8 +140,9 @@ const struct agent_handler *agent_handler_for(enum agent_request_kind kind);
 /* lifecycle.c: start, stop, reboot, pause, resume, suspend, console_log. */
 extern const struct agent_handler agent_handle_start, agent_handle_stop, agent_handle_reboot,
     agent_handle_pause, agent_handle_resume, agent_handle_suspend, agent_handle_console_log;
-/* provision.c: create, delete. */
-extern const struct agent_handler agent_handle_create, agent_handle_delete;
+/* provision.c: create, delete, rebuild, resize. */
+extern const struct agent_handler agent_handle_create, agent_handle_delete, agent_handle_rebuild,
+    agent_handle_resize;
 /* Shared steps for operations on an existing instance. */
 int agent_prepare_existing(struct agent *a, struct agent_op *op, struct na_error **err);
 int agent_finish_power(struct agent *a, struct agent_op *op, struct na_error **err);

@@ -399,6 +399,32 @@ agent_bus_open(uv_loop_t *loop, const struct agent_config *cfg,
     return 0;
 }
 
+/* Commits the offsets stored by agent_bus_ack() and leaves the group, for at most
+ * timeout_ms: with the bus away, rd_kafka_consumer_close() would wait for ever.  Offsets
+ * not committed then are delivered again after the restart, and recognised as duplicates. */
+static void
+consumer_close(struct agent_bus *bus, int timeout_ms)
+{
+    rd_kafka_queue_t *q = rd_kafka_queue_new(bus->consumer);
+    rd_kafka_error_t *e = rd_kafka_consumer_close_queue(bus->consumer, q);
+    uint64_t deadline = na_mono_ns() + (uint64_t)timeout_ms * 1000000u;
+    while (!e && !rd_kafka_consumer_closed(bus->consumer) && na_mono_ns() < deadline) {
+        rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 100);
+        if (ev)
+            rd_kafka_event_destroy(ev);
+    }
+    bool closed = !e && rd_kafka_consumer_closed(bus->consumer);
+    if (e)
+        rd_kafka_error_destroy(e);
+    rd_kafka_queue_destroy(q);
+    if (!closed)
+        na_log(NA_LOG_WARN, NULL,
+               "bus consumer did not close in time; offsets not yet "
+               "committed are delivered again after the restart",
+               "timeout_ms=%d", timeout_ms);
+    rd_kafka_destroy_flags(bus->consumer, closed ? 0 : RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+}
+
 void
 agent_bus_close(struct agent_bus *bus, int flush_ms)
 {
@@ -412,9 +438,7 @@ agent_bus_close(struct agent_bus *bus, int flush_ms)
     if (bus->consumer) {
         wakeup_stop(bus, &bus->consumer_wake, bus->consumer_queue);
         rd_kafka_queue_destroy(bus->consumer_queue);
-        /* Commits the offsets stored by agent_bus_ack() and leaves the group. */
-        rd_kafka_consumer_close(bus->consumer);
-        rd_kafka_destroy(bus->consumer);
+        consumer_close(bus, flush_ms);
     }
     if (bus->producer) {
         wakeup_stop(bus, &bus->producer_wake, bus->producer_queue);

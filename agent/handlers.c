@@ -5,6 +5,8 @@
 static const struct agent_handler *const handlers[AGENT_REQ__COUNT] = {
     [AGENT_REQ_CREATE] = &agent_handle_create,
     [AGENT_REQ_DELETE] = &agent_handle_delete,
+    [AGENT_REQ_REBUILD] = &agent_handle_rebuild,
+    [AGENT_REQ_RESIZE] = &agent_handle_resize,
     [AGENT_REQ_START] = &agent_handle_start,
     [AGENT_REQ_STOP] = &agent_handle_stop,
     [AGENT_REQ_REBOOT] = &agent_handle_reboot,

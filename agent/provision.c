@@ -10,6 +10,12 @@
  * delete: the domain is forced off and undefined with everything libvirt keeps for it, the
  * instance's directory is removed, and so is its record.  Deleting a missing instance is
  * done.
+ *
+ * rebuild: a new root disk from another image, same identity (uuid, NICs, config drive).
+ * The image is fetched first, so a failed download leaves the instance as it was.
+ *
+ * resize (cold): the guest is stopped, its disk grown (never shrunk), the domain redefined
+ * with the new flavor, and started again if it was running.
  */
 #include "agent/agent.h"
 #include "storage/qcow2/qcow2.h"
@@ -403,3 +409,176 @@ finish_delete(struct agent *a, struct agent_op *op, struct na_error **err)
 }
 
 const struct agent_handler agent_handle_delete = {prepare_delete, run_delete, finish_delete};
+
+/* --- rebuild and resize ------------------------------------------------------------------ */
+
+/* op->spec = the instance's spec with a new image or flavor (a deep copy via the wire). */
+static void
+spec_with(struct agent_op *op, const Nodeagent__V1__InstanceSpec *base, Nodeagent__V1__Image *image,
+          Nodeagent__V1__Flavor *flavor)
+{
+    Nodeagent__V1__InstanceSpec tmp = *base;
+    if (image)
+        tmp.image = image;
+    if (flavor)
+        tmp.flavor = flavor;
+    if (op->spec)
+        nodeagent__v1__instance_spec__free_unpacked(op->spec, NULL);
+    op->spec = spec_copy(&tmp);
+}
+
+static int
+prepare_rebuild(struct agent *a, struct agent_op *op, struct na_error **err)
+{
+    int ret = agent_prepare_existing(a, op, err);
+    if (ret < 0)
+        return ret;
+    struct agent_instance *inst = agent_instances_find(&a->instances, op->instance);
+    if (op->state_before != S(RUNNING) && op->state_before != S(STOPPED) &&
+        op->state_before != S(CRASHED) && op->state_before != S(ERROR))
+        return na_error_quiet(err, NA_CODE_CONFLICT, EBUSY,
+                              "instance %s is %s; only a running, stopped, crashed or failed "
+                              "instance can be rebuilt",
+                              op->instance, agent_state_name(op->state_before));
+    spec_with(op, inst->spec, op->env->rebuild->image, NULL);
+    /* The new image is in use from now: eviction must not take it mid-rebuild. */
+    free(inst->image_sha256);
+    inst->image_sha256 = na_xstrdup(op->spec->image->sha256);
+    return 0;
+}
+
+static int
+run_rebuild(struct agent_op *op, struct na_error **err)
+{
+    const Nodeagent__V1__InstanceSpec *spec = op->spec;
+    const struct agent_host *h = op->host;
+    cleanup_paths struct instance_paths p = {0};
+    paths_init(&p, h, spec->uuid);
+    const char *base_format = format_name(spec->image->format);
+    bool was_running = op->state_before == S(RUNNING);
+
+    agent_op_progress(op, 10, "fetching image %s", spec->image->id);
+    cleanup_free char *base = NULL;
+    struct qcow2_info info = {0};
+    int ret = qcow2_image_cache_get(h->images, spec->image->url, spec->image->sha256, base_format,
+                                    &base, &info, err);
+    if (ret < 0)
+        return ret;
+    if (info.virtual_size > (uint64_t)spec->flavor->root_disk_gib * GIB)
+        return na_error_field(err, "rebuild.image",
+                              "rebuild.image: image %s has a virtual size of %llu bytes, more "
+                              "than the flavor's %u GiB root disk",
+                              spec->image->id, (unsigned long long)info.virtual_size,
+                              spec->flavor->root_disk_gib);
+
+    agent_op_progress(op, 40, "replacing the root disk");
+    if ((ret = hv_domain_destroy(h->hv, spec->uuid, err)) < 0)
+        return ret;
+    if (unlink(p.disk) < 0 && errno != ENOENT)
+        return na_error_set(err, NA_CODE_STORAGE, errno, "remove the old disk `%s`", p.disk);
+    if ((ret = make_disk(op, &p, base, base_format, err)) < 0 ||
+        (ret = make_config_drive(op, &p, err)) < 0 ||
+        (ret = define_domain(op, &p, base, base_format, err)) < 0)
+        return ret;
+    if (was_running) {
+        agent_op_progress(op, 80, "starting the domain");
+        if ((ret = hv_domain_start(h->hv, spec->uuid, err)) < 0)
+            return ret;
+    }
+    enum hv_power power;
+    if ((ret = hv_domain_power(h->hv, spec->uuid, &power, err)) < 0)
+        return ret;
+    op->state = agent_state_from_power(power);
+    op->image_sha256 = na_xstrdup(spec->image->sha256);
+    return 0;
+}
+
+/* rebuild and resize: on success the instance takes the new spec. */
+static int
+finish_respec(struct agent *a, struct agent_op *op, struct na_error **err)
+{
+    struct agent_instance *inst = agent_instances_find(&a->instances, op->instance);
+    if (!inst)
+        return 0;
+    inst->task = NULL;
+    if (!op->err) {
+        nodeagent__v1__instance_spec__free_unpacked(inst->spec, NULL);
+        inst->spec = na_steal(&op->spec);
+    }
+    free(inst->image_sha256);
+    inst->image_sha256 = na_xstrdup(inst->spec->image->sha256);
+    if (op->state != S(UNSPECIFIED))
+        inst->observed = op->state;
+    return agent_instance_save(a->store, inst, err);
+}
+
+const struct agent_handler agent_handle_rebuild = {prepare_rebuild, run_rebuild, finish_respec};
+
+static int
+prepare_resize(struct agent *a, struct agent_op *op, struct na_error **err)
+{
+    int ret = agent_prepare_existing(a, op, err);
+    if (ret < 0)
+        return ret;
+    struct agent_instance *inst = agent_instances_find(&a->instances, op->instance);
+    Nodeagent__V1__Flavor *flavor = op->env->resize->flavor;
+    if (flavor->root_disk_gib < inst->spec->flavor->root_disk_gib)
+        return na_error_field(err, "resize.flavor.root_disk_gib",
+                              "resize.flavor.root_disk_gib: %u GiB is smaller than the current "
+                              "%u GiB; disks only grow",
+                              flavor->root_disk_gib, inst->spec->flavor->root_disk_gib);
+    if (op->state_before != S(RUNNING) && op->state_before != S(STOPPED))
+        return na_error_quiet(err, NA_CODE_CONFLICT, EBUSY,
+                              "instance %s is %s; only a running or stopped instance can be "
+                              "resized",
+                              op->instance, agent_state_name(op->state_before));
+    spec_with(op, inst->spec, NULL, flavor);
+    return 0;
+}
+
+static int
+run_resize(struct agent_op *op, struct na_error **err)
+{
+    const Nodeagent__V1__InstanceSpec *spec = op->spec;
+    const struct agent_host *h = op->host;
+    cleanup_paths struct instance_paths p = {0};
+    paths_init(&p, h, spec->uuid);
+    bool was_running = op->state_before == S(RUNNING);
+
+    agent_op_progress(op, 10, "stopping the guest");
+    int ret = hv_domain_shutdown(h->hv, spec->uuid, h->cfg->stop_timeout_s, err);
+    if (ret < 0)
+        return ret;
+
+    /* The domain's own definition says which base the disk has. */
+    cleanup_close int fd = open(p.disk, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return na_error_set(err, NA_CODE_STORAGE, errno, "open the disk `%s`", p.disk);
+    struct qcow2_limits limits;
+    qcow2_limits_init(&limits);
+    limits.allow_backing = true;
+    struct qcow2_info info = {0};
+    if ((ret = qcow2_validate(fd, &limits, &info, err)) < 0)
+        return ret;
+    uint64_t size = (uint64_t)spec->flavor->root_disk_gib * GIB;
+    if (size > info.virtual_size) {
+        agent_op_progress(op, 40, "growing the disk to %u GiB", spec->flavor->root_disk_gib);
+        if ((ret = qcow2_grow(p.disk, size, err)) < 0 || (ret = own(p.disk, op, 0600, err)) < 0)
+            return ret;
+    }
+    agent_op_progress(op, 60, "redefining the domain");
+    if ((ret = define_domain(op, &p, info.backing_file, info.backing_format, err)) < 0)
+        return ret;
+    if (was_running) {
+        agent_op_progress(op, 80, "starting the domain");
+        if ((ret = hv_domain_start(h->hv, spec->uuid, err)) < 0)
+            return ret;
+    }
+    enum hv_power power;
+    if ((ret = hv_domain_power(h->hv, spec->uuid, &power, err)) < 0)
+        return ret;
+    op->state = agent_state_from_power(power);
+    return 0;
+}
+
+const struct agent_handler agent_handle_resize = {prepare_resize, run_resize, finish_respec};

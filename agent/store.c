@@ -61,7 +61,6 @@ enum stmt_id {
     ST_OUTBOX_DELETE,
     ST_OUTBOX_EACH,
     ST_OUTBOX_COUNT,
-    ST_INSTANCE_EACH,
     ST_INSTANCE_PUT,
     ST_INSTANCE_DELETE,
     ST_INSTANCE_ALL,
@@ -96,9 +95,6 @@ static const char *const stmt_sql[ST__COUNT] = {
     [ST_OUTBOX_EACH] = "SELECT id, topic, key, payload FROM outbox WHERE id > ?1 "
                        "ORDER BY id LIMIT ?2",
     [ST_OUTBOX_COUNT] = "SELECT count(*) FROM outbox",
-    [ST_INSTANCE_EACH] = "SELECT uuid, name, tenant_id, desired_state, observed_state, "
-                         "coalesce(task, ''), created_ms, updated_ms FROM instances "
-                         "WHERE ?1 IS NULL OR uuid = ?1 ORDER BY uuid",
     [ST_INSTANCE_PUT] = "INSERT OR REPLACE INTO instances (uuid, name, tenant_id, spec, "
                         "desired_state, observed_state, task, created_ms, updated_ms, uid, "
                         "image_sha256, create_request_id) "
@@ -496,34 +492,6 @@ agent_store_outbox_count(struct agent_store *store)
         n = sqlite3_column_int64(s, 0);
     sqlite3_reset(s);
     return n;
-}
-
-int
-agent_store_instance_each(struct agent_store *store, const char *uuid,
-                          int (*fn)(const struct agent_instance_row *row, void *ctx), void *ctx,
-                          struct na_error **err)
-{
-    sqlite3_stmt *s = stmt_get(store, ST_INSTANCE_EACH);
-    if (uuid)
-        sqlite3_bind_text(s, 1, uuid, -1, SQLITE_TRANSIENT);
-    int rc = SQLITE_DONE, ret = 0;
-    while (ret == 0 && (rc = sqlite3_step(s)) == SQLITE_ROW) {
-        struct agent_instance_row row = {
-            .uuid = (const char *)sqlite3_column_text(s, 0),
-            .name = (const char *)sqlite3_column_text(s, 1),
-            .tenant_id = (const char *)sqlite3_column_text(s, 2),
-            .desired_state = (const char *)sqlite3_column_text(s, 3),
-            .observed_state = (const char *)sqlite3_column_text(s, 4),
-            .task = (const char *)sqlite3_column_text(s, 5),
-            .created_ms = sqlite3_column_int64(s, 6),
-            .updated_ms = sqlite3_column_int64(s, 7),
-        };
-        ret = fn(&row, ctx);
-    }
-    if (ret == 0 && rc != SQLITE_DONE)
-        ret = db_error(store, err, "read instances");
-    sqlite3_reset(s);
-    return ret;
 }
 
 int

@@ -88,22 +88,6 @@ int agent_store_outbox_each(struct agent_store *store, int64_t after_id, int lim
                             void *ctx, struct na_error **err);
 int64_t agent_store_outbox_count(struct agent_store *store);
 
-struct agent_instance_row {
-    const char *uuid;
-    const char *name;
-    const char *tenant_id;
-    const char *desired_state;
-    const char *observed_state;
-    const char *task; /* "" when idle */
-    int64_t created_ms;
-    int64_t updated_ms;
-};
-
-/* Calls fn for each instance (or only the one with uuid, when not NULL), by uuid. */
-int agent_store_instance_each(struct agent_store *store, const char *uuid,
-                              int (*fn)(const struct agent_instance_row *row, void *ctx), void *ctx,
-                              struct na_error **err);
-
 /* An instance as stored; strings are borrowed (valid during the call that passes them). */
 struct agent_instance_rec {
     char *uuid;

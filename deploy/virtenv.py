@@ -223,6 +223,13 @@ class VirtEnv:
     def pid(self, name):
         return _read_pid(self.pidfile(name))
 
+    def restart_libvirtd(self, timeout=60):
+        """Starts libvirtd again after it was killed; returns once it answers."""
+        os.kill(self.pid("supervisor"), signal.SIGUSR1)
+        _wait(lambda: _can_connect(self.libvirt_sock) and subprocess.run(
+            ["virsh", "-q", "-c", self.uri, "version"], capture_output=True,
+            timeout=30).returncode == 0, timeout, "libvirtd to answer again")
+
     def vsctl(self, *args, check=True, timeout=30):
         r = self._run(["ovs-vsctl", f"--db={self.ovs_db}", f"--timeout={timeout}", *args],
                            capture_output=True, text=True, timeout=timeout + 5)
@@ -634,10 +641,27 @@ class _Supervisor:
     def on_term(self, *_):
         self.stopping = True
 
+    def on_usr1(self, *_):
+        self.respawn = True
+
+    def respawn_libvirtd(self):
+        """SIGUSR1: start libvirtd again if it died (tests kill it to see the agent
+        reconnect)."""
+        self.respawn = False
+        for i, (name, p) in enumerate(self.procs):
+            if name == "libvirtd" and (p.returncode is not None or not _alive(p.pid)):
+                self.procs.pop(i)
+                self.spawn("libvirtd", ["libvirtd", "--pid-file",
+                                        os.path.join(self.env.piddir, "libvirtd.own.pid")])
+                _log("libvirtd started again")
+                return
+
     def reap_and_wait(self):
         """Reaps every child (adopted QEMUs too) until SIGTERM. A daemon that dies is
         logged, not restarted: the host stays as it is until `stop`."""
         while not self.stopping:
+            if getattr(self, "respawn", False):
+                self.respawn_libvirtd()
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
@@ -668,6 +692,7 @@ class _Supervisor:
         signal.signal(signal.SIGTERM, self.on_term)
         signal.signal(signal.SIGINT, self.on_term)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGUSR1, self.on_usr1)
         PR_SET_CHILD_SUBREAPER = 36
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
         reaper = threading.Thread(target=self.reaper, daemon=True)

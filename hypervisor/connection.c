@@ -245,9 +245,19 @@ event_thread(void *arg)
     return NULL;
 }
 
+/* libvirt prints every error on stderr unless told otherwise; ours are logged where they
+ * happen, with context. */
+static void
+quiet_errors(void *opaque, virErrorPtr e)
+{
+    (void)opaque;
+    (void)e;
+}
+
 static void
 register_event_impl(void)
 {
+    virSetErrorFunc(NULL, quiet_errors);
     if (virEventRegisterDefaultImpl() < 0)
         na_log(NA_LOG_ERROR, NULL, "libvirt event loop could not be registered", NULL);
 }

@@ -91,6 +91,10 @@ int qcow2_validate_format(int fd, enum qcow2_format format, const struct qcow2_l
  * flavor's disk size: the caller checks that it is not below the base image's virtual size
  * (a smaller overlay would cut the guest's disk).  The file appears complete or not at all,
  * with mode 0600; if `path` exists the call fails with -EEXIST and leaves it alone. */
+/* Grows the qcow2 image at path to new_size bytes (qemu-img resize, argv array; the image
+ * must not be in use).  Shrinking is the caller's to refuse. */
+int qcow2_grow(const char *path, uint64_t new_size, struct na_error **err);
+
 int qcow2_overlay_create(const char *path, const char *backing_path, const char *backing_format,
                          uint64_t virtual_size, struct na_error **err);
 

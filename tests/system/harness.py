@@ -69,11 +69,13 @@ class Devbus:
 class Agent:
     """One nodeagent process with its own config, state directory and admin socket."""
 
-    def __init__(self, workdir, devbus, node_id, extra_config="", env=None):
+    def __init__(self, workdir, devbus, node_id, extra_config="", virtenv=None):
         self.workdir = workdir
         self.devbus = devbus
         self.node_id = node_id
-        self.state_dir = os.path.join(workdir, f"state-{node_id}")
+        self.virtenv = virtenv
+        # Guests' QEMU uids must reach their instance directories: pytest's are 0700.
+        self.state_dir = virtenv.state_dir if virtenv else os.path.join(workdir, f"state-{node_id}")
         self.socket = os.path.join(workdir, f"admin-{node_id}.sock")
         self.config = os.path.join(workdir, f"{node_id}.conf")
         with open(self.config, "w") as f:
@@ -82,8 +84,10 @@ class Agent:
                 f"shutdown_timeout = 10\n"
                 f"[bus]\nbootstrap_servers = {devbus.bootstrap}\ntopic_prefix = {devbus.prefix}\n"
                 f"[admin]\nsocket = {self.socket}\n"
-                # No libvirtd in these tests unless a test brings one: a socket that is not there.
-                f"[hypervisor]\nuri = qemu:///system?socket={workdir}/no-libvirt-sock\n"
+                + (f"[hypervisor]\nuri = {virtenv.uri}\nvirt_type = qemu\ncpu_mode = none\n"
+                   f"bridge = {virtenv.bridge}\n" if virtenv else
+                   # No libvirtd unless the test brings one: a socket that is not there.
+                   f"[hypervisor]\nuri = qemu:///system?socket={workdir}/no-libvirt-sock\n")
                 + extra_config
             )
         self.proc = None
@@ -166,9 +170,9 @@ class Cluster:
         self.devbus = Devbus(self.workdir, self.prefix, nodes)
         self.agents = {}
 
-    def agent(self, node_id="n1", extra_config=""):
+    def agent(self, node_id="n1", extra_config="", virtenv=None):
         if node_id not in self.agents:
-            self.agents[node_id] = Agent(self.workdir, self.devbus, node_id, extra_config)
+            self.agents[node_id] = Agent(self.workdir, self.devbus, node_id, extra_config, virtenv)
         return self.agents[node_id]
 
     def nodectl(self, *args, node="n1", timeout=120, check=None, env=None):

@@ -148,7 +148,8 @@ def test_invalid_request_names_the_field(cluster, args, field):
 
 def test_hostile_bytes_each_get_an_error_event(cluster, tmp_path):
     """1,000 random byte strings and 1,000 truncated or bit-flipped valid envelopes."""
-    agent = cluster.agent().start()
+    # Mutated creates that still validate try to fetch their image: fail them at once.
+    agent = cluster.agent(extra_config="[image_cache]\nretries = 0\n").start()
     rng = random.Random(20261123)
     templates = [
         envelope_template(cluster, tmp_path, "start", UUID),
@@ -322,6 +323,17 @@ def test_sigterm_is_graceful_and_sighup_reopens_the_log(cluster, tmp_path):
     assert agent.stop(signal.SIGTERM) == 0
     assert "agent stopped" in open(log).read()
     assert not os.path.exists(agent.socket)
+
+
+def test_sigterm_during_a_bus_outage_still_stops(cluster):
+    """Leaving the consumer group needs the bus; without it the agent stops anyway."""
+    agent = cluster.agent().start()
+    cluster.devbus.outage(True)
+    wait_for(lambda: not agent.checks()["bus"], 30, "the agent to see the bus down")
+    agent.proc.send_signal(signal.SIGTERM)
+    assert agent.proc.wait(60) == 0
+    assert "bus consumer did not close in time" in agent.logs()
+    cluster.devbus.outage(False)
 
 
 def test_idle_memory_under_16_mib(cluster):
