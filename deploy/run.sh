@@ -1,6 +1,8 @@
 #!/bin/sh
 # The local stack for `make run` / `make stop`, in a private work directory (./run):
-# the embedded bus (nodeagent-devbus) and one agent, node id "demo".
+# a private libvirt + Open vSwitch host (deploy/virtenv.py), the test guest image served over
+# HTTP on loopback (deploy/imageserver.py), the embedded bus (nodeagent-devbus) and one agent,
+# node id "demo", which boots a demo guest.  Guests run under TCG (virt_type = qemu).
 #   deploy/run.sh start BUILD_DIR
 #   deploy/run.sh stop
 set -eu
@@ -34,22 +36,48 @@ stop_pid() {
 stop() {
     stop_pid agent
     stop_pid devbus
+    stop_pid imageserver
+    if [ -d "$RUN/virtenv" ]; then
+        /usr/bin/python3 "$ROOT/deploy/virtenv.py" stop "$RUN/virtenv" >/dev/null &&
+            echo "run: stopped the private libvirt and OVS host"
+    fi
+}
+
+wait_file() { # FILE SECONDS: until FILE is not empty
+    i=0
+    while [ ! -s "$1" ] && [ $i -lt $(($2 * 10)) ]; do
+        sleep 0.1
+        i=$((i + 1))
+    done
+    [ -s "$1" ]
 }
 
 start() {
     BUILD=$1
     mkdir -p "$RUN"
     stop
-    rm -f "$RUN/devbus.out"
+    rm -f "$RUN/devbus.out" "$RUN/imageserver.out"
+
+    echo "run: building the guest image (cached in build/images)"
+    "$ROOT/deploy/images/build-guest-image.sh" "$ROOT/build/images" >"$RUN/image.log" 2>&1 ||
+        { echo "run: building the guest image failed; see $RUN/image.log"; exit 1; }
+    IMAGE_SHA=$(cut -d' ' -f1 "$ROOT/build/images/nodeagent-guest.qcow2.sha256")
+
+    echo "run: starting a private libvirt and OVS host in $RUN/virtenv"
+    /usr/bin/python3 "$ROOT/deploy/virtenv.py" start "$RUN/virtenv" >"$RUN/virtenv.log" 2>&1 ||
+        { echo "run: the virtualization host did not start; see $RUN/virtenv.log"; stop; exit 1; }
+    . "$RUN/virtenv/env"
+
+    /usr/bin/python3 "$ROOT/deploy/imageserver.py" --root "$ROOT/build/images" </dev/null \
+        >"$RUN/imageserver.out" 2>"$RUN/imageserver.log" &
+    echo $! >"$RUN/imageserver.pid"
+    wait_file "$RUN/imageserver.out" 30 || { echo "run: the image server did not start"; stop; exit 1; }
+    IMAGE_URL="$(head -n 1 "$RUN/imageserver.out")nodeagent-guest.qcow2"
 
     "$BUILD/nodeagent-devbus" --prefix "$PREFIX" --node "$NODE" </dev/null \
         >"$RUN/devbus.out" 2>"$RUN/devbus.log" &
     echo $! >"$RUN/devbus.pid"
-    i=0
-    while [ ! -s "$RUN/devbus.out" ] && [ $i -lt 300 ]; do
-        sleep 0.1
-        i=$((i + 1))
-    done
+    wait_file "$RUN/devbus.out" 30 || true
     BOOTSTRAP=$(head -n 1 "$RUN/devbus.out")
     if [ -z "$BOOTSTRAP" ]; then
         echo "run: the devbus did not start in 30 s; see $RUN/devbus.log"
@@ -60,13 +88,18 @@ start() {
     cat >"$RUN/nodeagent.conf" <<EOF
 [agent]
 node_id = $NODE
-state_dir = $RUN/state
+state_dir = $NODEAGENT_STATE_DIR
 log_file = $RUN/agent.log
 [bus]
 bootstrap_servers = $BOOTSTRAP
 topic_prefix = $PREFIX
 [admin]
 socket = $RUN/admin.sock
+[hypervisor]
+uri = $NODEAGENT_LIBVIRT_URI
+virt_type = qemu
+cpu_mode = none
+bridge = $NODEAGENT_BRIDGE
 EOF
     "$BUILD/nodeagent" -c "$RUN/nodeagent.conf" </dev/null >>"$RUN/agent.log" 2>&1 &
     echo $! >"$RUN/agent.pid"
@@ -77,6 +110,7 @@ export NODECTL_PREFIX=$PREFIX
 export NODECTL_NODE=$NODE
 export NODECTL_ADMIN_SOCKET=$RUN/admin.sock
 export PATH="$BUILD:\$PATH"
+export LIBVIRT_DEFAULT_URI='$NODEAGENT_LIBVIRT_URI'
 EOF
 
     i=0
@@ -93,20 +127,34 @@ EOF
     . "$RUN/env"
     echo "run: devbus on $BOOTSTRAP, agent \"$NODE\" healthy"
     nodectl status
+    DEMO=0b7ae5e6-1d7c-4d3a-9a0e-0a4f5b6c7d8e
     echo
-    echo "run: a first request (this agent has no lifecycle handlers yet, so it is refused"
-    echo "     with UNIMPLEMENTED, after it was durably accepted):"
-    nodectl start 0b7ae5e6-1d7c-4d3a-9a0e-0a4f5b6c7d8e --wait || true
+    echo "run: creating the demo instance $DEMO"
+    nodectl create --uuid "$DEMO" --name demo --tenant demo --vcpus 1 --memory-mib 256 \
+        --disk-gib 1 --image-id nodeagent-guest --image-url "$IMAGE_URL" \
+        --image-sha256 "$IMAGE_SHA" --image-format qcow2 --hostname demo \
+        --nic "port=8d3c6a1e-5b7f-4c2d-9e0a-1f2b3c4d5e6f,network=5e0f7a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b,vni=100,mac=52:54:00:de:00:01,ip=10.0.0.5/24,gateway=10.0.0.1,mtu=1450" \
+        --wait --timeout 300 || { echo "run: the demo create failed; see $RUN/agent.log"; exit 1; }
+    CONSOLE="$NODEAGENT_STATE_DIR/instances/$DEMO/console.log"
+    i=0
+    until grep -q "nodeagent-guest: ready" "$CONSOLE" 2>/dev/null; do
+        i=$((i + 1))
+        [ $i -lt 600 ] || { echo "run: the guest did not say ready in 60 s; see $CONSOLE"; exit 1; }
+        sleep 0.1
+    done
+    echo "run: the guest's console says: $(grep -a "nodeagent-guest: ready" "$CONSOLE" | tail -n 1)"
     cat <<EOF
 
 The stack runs in $RUN.  To use it:
-  . $RUN/env                       # points nodectl at this stack
-  nodectl status                   # the agent's health and instances
-  nodectl events                   # follow every event on the bus
-  nodectl create --help            # every request has --help; add --wait for its result
+  . $RUN/env        # points nodectl and virsh at this stack
+  nodectl status    # the agent's health and instances
+  nodectl events    # follow every event on the bus
+  nodectl stop $DEMO --wait
+  nodectl console-log $DEMO --wait
+  virsh list --all; virsh console $DEMO    # the serial console; Ctrl+] leaves
+  nodectl create --help    # every request has --help; add --wait for its result
   curl --unix-socket $RUN/admin.sock http://localhost/metrics
-  kcat -b $BOOTSTRAP -t $PREFIX.events -C -f '%k %o\\n'
-Logs: $RUN/agent.log, $RUN/devbus.log.  Stop everything with: make stop
+Logs: $RUN/agent.log, $RUN/devbus.log, $RUN/virtenv/log/.  Stop everything: make stop
 EOF
 }
 

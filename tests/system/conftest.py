@@ -46,3 +46,26 @@ def guest_image():
     """deploy/images' test guest, built once into build/images (kept between runs)."""
     from guests import guest_image as build
     return build()
+
+
+@pytest.fixture(scope="module")
+def images():
+    """deploy/imageserver.py on loopback with the guest image (tests/system/nodes.py)."""
+    from nodes import ImageServer
+    s = ImageServer()
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+@pytest.fixture
+def node(cluster, virtenv, images):
+    """An agent on a private libvirt + OVS host (tests/system/nodes.py), not started yet."""
+    from nodes import Node
+    n = Node(cluster, virtenv, images)
+    try:
+        yield n
+    finally:
+        if n.conn:
+            n.conn.close()

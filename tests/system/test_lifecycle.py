@@ -6,168 +6,17 @@ Assertions read libvirt (python3-libvirt), the guest's console, the files, qemu-
 /proc; never only the agent's word."""
 import json
 import os
-import shutil
 import signal
 import struct
 import subprocess
 import tempfile
-import time
 import uuid
 
 import libvirt
 import pytest
 
 from harness import wait_for
-from guests import guest_image as build_guest_image, sha256_file
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-S = {"running": libvirt.VIR_DOMAIN_RUNNING, "paused": libvirt.VIR_DOMAIN_PAUSED,
-     "shutoff": libvirt.VIR_DOMAIN_SHUTOFF}
-
-
-# --- fixtures ------------------------------------------------------------------------------
-
-class ImageServer:
-    """deploy/imageserver.py on loopback, serving the guest image and hostile ones."""
-
-    def __init__(self):
-        self.root = tempfile.mkdtemp(prefix="nodeagent-images-")
-        os.chmod(self.root, 0o755)
-        shutil.copy(build_guest_image(), os.path.join(self.root, "guest.qcow2"))
-        self.guest_sha = sha256_file(os.path.join(self.root, "guest.qcow2"))
-        self.proc = subprocess.Popen([os.path.join(ROOT, "deploy/imageserver.py"), "--root",
-                                      self.root], stdout=subprocess.PIPE, text=True)
-        self.url = self.proc.stdout.readline().strip()
-
-    def add(self, name, data):
-        path = os.path.join(self.root, name)
-        with open(path, "wb") as f:
-            f.write(data)
-        return self.url + name, sha256_file(path)
-
-    def copy_guest(self, name):
-        shutil.copy(os.path.join(self.root, "guest.qcow2"), os.path.join(self.root, name))
-        return self.url + name
-
-    def variant_guest(self, name):
-        """The same guest in another file layout: another sha256, the same system."""
-        path = os.path.join(self.root, name)
-        subprocess.run(["qemu-img", "convert", "-O", "qcow2", "-o", "cluster_size=32768",
-                        os.path.join(self.root, "guest.qcow2"), path], check=True)
-        return self.url + name, sha256_file(path)
-
-    def stats(self):
-        import urllib.request
-        with urllib.request.urlopen(self.url + "_/stats", timeout=10) as r:
-            return json.loads(r.read())
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(10)
-        shutil.rmtree(self.root, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def images():
-    s = ImageServer()
-    try:
-        yield s
-    finally:
-        s.stop()
-
-
-class Node:
-    """An agent on a private libvirt + OVS host, and the bus to talk to it."""
-
-    def __init__(self, cluster, virtenv, images, extra_config=""):
-        self.cluster = cluster
-        self.env = virtenv
-        self.images = images
-        self.agent = cluster.agent(virtenv=virtenv, extra_config=extra_config)
-        self.conn = None
-
-    def start(self, **kw):
-        self.agent.start(**kw)
-        self.agent.wait_healthy(need=("bus", "database", "libvirt"))
-        if not self.conn:
-            self.conn = libvirt.open(self.env.uri)
-        return self
-
-    def request(self, *args, check=None, timeout=300):
-        r = self.cluster.nodectl(*args, "--wait", "--json", "--timeout", timeout, check=check,
-                                 timeout=timeout + 30)
-        lines = [json.loads(x) for x in r.stdout.splitlines() if x.startswith("{")]
-        return lines[-1] if lines else {"returncode": r.returncode, "stderr": r.stderr}
-
-    def create(self, name, ip="10.0.0.5", inst=None, url=None, sha=None, disk=1, extra=(),
-               check=0):
-        inst = inst or str(uuid.uuid4())
-        last = self.request(
-            "create", "--uuid", inst, "--name", name, "--tenant", "t1", "--vcpus", "1",
-            "--memory-mib", "256", "--disk-gib", disk, "--image-id", "guest", "--image-url",
-            url or self.images.url + "guest.qcow2", "--image-sha256",
-            sha or self.images.guest_sha, "--image-format", "qcow2", "--hostname", name,
-            "--nic", f"port={uuid.uuid4()},network={uuid.uuid4()},vni=7,"
-            f"mac=52:54:00:{os.urandom(3).hex(':')},ip={ip}/24,gateway=10.0.0.1,mtu=1450",
-            *extra, check=check)
-        return inst, last
-
-    def dir(self, inst):
-        return os.path.join(self.env.state_dir, "instances", inst)
-
-    def console(self, inst):
-        try:
-            with open(os.path.join(self.dir(inst), "console.log"), errors="replace") as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
-
-    def wait_ready(self, inst, hostname, ip, count=1, timeout=120):
-        line = f"nodeagent-guest: ready {hostname} {ip}"
-        wait_for(lambda: self.console(inst).count(line) >= count, timeout,
-                 f"`{line}` x{count} on the console of {inst}", interval=0.5)
-
-    def dom(self, inst):
-        return self.conn.lookupByUUIDString(inst)
-
-    def state(self, inst):
-        return self.dom(inst).state()[0]
-
-    def has_domain(self, inst):
-        try:
-            self.dom(inst)
-            return True
-        except libvirt.libvirtError:
-            return False
-
-    def qemu_pid(self, inst):
-        with open(os.path.join(self.env.dir, "libvirt/run/qemu", f"na-{inst}.pid")) as f:
-            return int(f.read().strip())
-
-    def proc_status(self, pid):
-        with open(f"/proc/{pid}/status") as f:
-            return dict(line.split(":\t", 1) for line in f.read().splitlines() if ":\t" in line)
-
-    def image_users(self, sha):
-        _, body = self.agent.get_json("/v1/images")
-        for img in body["images"]:
-            if img["sha256"] == sha:
-                return img["users"]
-        return None
-
-
-@pytest.fixture
-def node(cluster, virtenv, images):
-    n = Node(cluster, virtenv, images)
-    try:
-        yield n
-    finally:
-        if n.conn:
-            n.conn.close()
-
-
-def make_node(cluster, virtenv, images, extra_config):
-    return Node(cluster, virtenv, images, extra_config)
+from nodes import S, Node
 
 
 # --- tests ---------------------------------------------------------------------------------
