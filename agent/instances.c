@@ -138,3 +138,15 @@ agent_instance_save(struct agent_store *store, struct agent_instance *inst, stru
     };
     return agent_store_instance_put(store, &r, err);
 }
+
+Nodeagent__V1__InstanceSpec *
+agent_spec_copy(const Nodeagent__V1__InstanceSpec *spec)
+{
+    size_t size = nodeagent__v1__instance_spec__get_packed_size(spec);
+    cleanup_free uint8_t *buf = na_xmalloc(size);
+    nodeagent__v1__instance_spec__pack(spec, buf);
+    Nodeagent__V1__InstanceSpec *copy = nodeagent__v1__instance_spec__unpack(NULL, size, buf);
+    if (!copy)
+        abort(); /* it was packed from a valid message a moment ago */
+    return copy;
+}

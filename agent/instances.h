@@ -39,6 +39,9 @@ void agent_instances_remove(struct agent_instances *t, const char *uuid);
 void agent_instances_clear(struct agent_instances *t);
 void agent_instance_free(struct agent_instance *inst);
 
+/* A deep copy, owned by the caller (free with nodeagent__v1__instance_spec__free_unpacked). */
+Nodeagent__V1__InstanceSpec *agent_spec_copy(const Nodeagent__V1__InstanceSpec *spec);
+
 int agent_instances_load(struct agent_instances *t, struct agent_store *store,
                          struct na_error **err);
 int agent_instance_save(struct agent_store *store, struct agent_instance *inst,

@@ -33,18 +33,6 @@ agent_state_from_power(enum hv_power power)
     }
 }
 
-static Nodeagent__V1__InstanceSpec *
-spec_copy(const Nodeagent__V1__InstanceSpec *spec)
-{
-    size_t size = nodeagent__v1__instance_spec__get_packed_size(spec);
-    cleanup_free uint8_t *buf = na_xmalloc(size);
-    nodeagent__v1__instance_spec__pack(spec, buf);
-    Nodeagent__V1__InstanceSpec *copy = nodeagent__v1__instance_spec__unpack(NULL, size, buf);
-    if (!copy)
-        abort();
-    return copy;
-}
-
 int
 agent_prepare_existing(struct agent *a, struct agent_op *op, struct na_error **err)
 {
@@ -52,7 +40,7 @@ agent_prepare_existing(struct agent *a, struct agent_op *op, struct na_error **e
     if (!inst)
         return na_error_quiet(err, NA_CODE_NOT_FOUND, ENOENT, "no instance %s on node %s",
                               op->instance, a->cfg->node_id);
-    op->spec = spec_copy(inst->spec);
+    op->spec = agent_spec_copy(inst->spec);
     op->uid = inst->uid;
     op->state_before = op->state = inst->observed;
     inst->task = agent_request_kind_name(op->kind);

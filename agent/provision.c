@@ -76,18 +76,6 @@ allocate_uid(struct agent *a, int64_t *out, struct na_error **err)
                           a->cfg->uid_min, a->cfg->uid_max);
 }
 
-static Nodeagent__V1__InstanceSpec *
-spec_copy(const Nodeagent__V1__InstanceSpec *spec)
-{
-    size_t size = nodeagent__v1__instance_spec__get_packed_size(spec);
-    cleanup_free uint8_t *buf = na_xmalloc(size);
-    nodeagent__v1__instance_spec__pack(spec, buf);
-    Nodeagent__V1__InstanceSpec *copy = nodeagent__v1__instance_spec__unpack(NULL, size, buf);
-    if (!copy)
-        abort();
-    return copy;
-}
-
 /* --- create ---------------------------------------------------------------------------- */
 
 static int
@@ -110,7 +98,7 @@ prepare_create(struct agent *a, struct agent_op *op, struct na_error **err)
                               "is libvirt installed?",
                               a->cfg->qemu_group);
 
-    op->spec = spec_copy(spec);
+    op->spec = agent_spec_copy(spec);
     if (inst) {
         /* The same create, interrupted: finish that instance. */
         op->uid = inst->uid;
@@ -124,7 +112,7 @@ prepare_create(struct agent *a, struct agent_op *op, struct na_error **err)
         return ret;
     inst = na_xcalloc(1, sizeof(*inst));
     snprintf(inst->uuid, sizeof(inst->uuid), "%s", spec->uuid);
-    inst->spec = spec_copy(spec);
+    inst->spec = agent_spec_copy(spec);
     inst->desired = S(RUNNING);
     inst->observed = S(BUILDING);
     inst->task = agent_request_kind_name(op->kind);
@@ -281,6 +269,23 @@ remove_tree(const char *dir)
     nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
 }
 
+/* Starts the domain when asked, then records the power state libvirt reports. */
+static int
+start_and_read_state(struct agent_op *op, bool start, struct na_error **err)
+{
+    int ret;
+    if (start) {
+        agent_op_progress(op, 80, "starting the domain");
+        if ((ret = hv_domain_start(op->host->hv, op->instance, err)) < 0)
+            return ret;
+    }
+    enum hv_power power;
+    if ((ret = hv_domain_power(op->host->hv, op->instance, &power, err)) < 0)
+        return ret;
+    op->state = agent_state_from_power(power);
+    return 0;
+}
+
 static int
 run_create(struct agent_op *op, struct na_error **err)
 {
@@ -324,13 +329,8 @@ run_create(struct agent_op *op, struct na_error **err)
         goto fail;
     na_failpoint("create.defined");
 
-    agent_op_progress(op, 80, "starting the domain");
-    if ((ret = hv_domain_start(h->hv, spec->uuid, err)) < 0)
+    if ((ret = start_and_read_state(op, true, err)) < 0)
         goto fail;
-    enum hv_power power;
-    if ((ret = hv_domain_power(h->hv, spec->uuid, &power, err)) < 0)
-        goto fail;
-    op->state = agent_state_from_power(power);
     op->image_sha256 = na_xstrdup(spec->image->sha256);
     return 0;
 
@@ -424,7 +424,7 @@ spec_with(struct agent_op *op, const Nodeagent__V1__InstanceSpec *base, Nodeagen
         tmp.flavor = flavor;
     if (op->spec)
         nodeagent__v1__instance_spec__free_unpacked(op->spec, NULL);
-    op->spec = spec_copy(&tmp);
+    op->spec = agent_spec_copy(&tmp);
 }
 
 static int
@@ -480,15 +480,8 @@ run_rebuild(struct agent_op *op, struct na_error **err)
         (ret = make_config_drive(op, &p, err)) < 0 ||
         (ret = define_domain(op, &p, base, base_format, err)) < 0)
         return ret;
-    if (was_running) {
-        agent_op_progress(op, 80, "starting the domain");
-        if ((ret = hv_domain_start(h->hv, spec->uuid, err)) < 0)
-            return ret;
-    }
-    enum hv_power power;
-    if ((ret = hv_domain_power(h->hv, spec->uuid, &power, err)) < 0)
+    if ((ret = start_and_read_state(op, was_running, err)) < 0)
         return ret;
-    op->state = agent_state_from_power(power);
     op->image_sha256 = na_xstrdup(spec->image->sha256);
     return 0;
 }
@@ -569,16 +562,7 @@ run_resize(struct agent_op *op, struct na_error **err)
     agent_op_progress(op, 60, "redefining the domain");
     if ((ret = define_domain(op, &p, info.backing_file, info.backing_format, err)) < 0)
         return ret;
-    if (was_running) {
-        agent_op_progress(op, 80, "starting the domain");
-        if ((ret = hv_domain_start(h->hv, spec->uuid, err)) < 0)
-            return ret;
-    }
-    enum hv_power power;
-    if ((ret = hv_domain_power(h->hv, spec->uuid, &power, err)) < 0)
-        return ret;
-    op->state = agent_state_from_power(power);
-    return 0;
+    return start_and_read_state(op, was_running, err);
 }
 
 const struct agent_handler agent_handle_resize = {prepare_resize, run_resize, finish_respec};

@@ -117,40 +117,6 @@ echo(char buf[ECHO_SIZE], const char *s)
 
 /* --- UTF-8 ------------------------------------------------------------------------------ */
 
-/* Decodes one code point at s[*i] (strict: no overlong forms, no surrogates, at most
- * U+10FFFF) and advances *i; false when the bytes there are not UTF-8. */
-static bool
-utf8_next(const unsigned char *s, size_t size, size_t *i, uint32_t *cp)
-{
-    unsigned char c = s[*i];
-    size_t n;
-    uint32_t min;
-    if (c < 0x80) {
-        *cp = c;
-        (*i)++;
-        return true;
-    } else if ((c & 0xe0) == 0xc0) {
-        n = 1, min = 0x80, *cp = c & 0x1f;
-    } else if ((c & 0xf0) == 0xe0) {
-        n = 2, min = 0x800, *cp = c & 0x0f;
-    } else if ((c & 0xf8) == 0xf0) {
-        n = 3, min = 0x10000, *cp = c & 0x07;
-    } else {
-        return false;
-    }
-    if (size - *i <= n)
-        return false;
-    for (size_t k = 1; k <= n; k++) {
-        if ((s[*i + k] & 0xc0) != 0x80)
-            return false;
-        *cp = (*cp << 6) | (s[*i + k] & 0x3f);
-    }
-    if (*cp < min || *cp > 0x10ffff || (*cp >= 0xd800 && *cp <= 0xdfff))
-        return false;
-    *i += n + 1;
-    return true;
-}
-
 /* --- string rules ----------------------------------------------------------------------- */
 
 enum str_chars {
@@ -257,7 +223,7 @@ check_str(struct vctx *v, const char *name, const char *s, const struct str_rule
         size_t at = i;
         uint32_t cp;
         if (r->chars == CHARS_UTF8 || r->chars == CHARS_TEXT) {
-            if (!utf8_next(u, size, &i, &cp)) {
+            if (!na_utf8_next(u, size, &i, &cp)) {
                 fail(v, name, "%s is not valid UTF-8 (byte 0x%02x at offset %zu); expected %s",
                      echo(q, s), u[at], at, r->what);
                 return;

@@ -122,6 +122,13 @@ char *na_xstrndup(const char *s, size_t len);
 char *na_xasprintf(const char *fmt, ...) NA_PRINTF(1, 2);
 char *na_xvasprintf(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
 
+/* Decodes one code point of s at *i (strict UTF-8: no overlong forms, no surrogates, at
+ * most U+10FFFF) and advances *i past it; false when the bytes there are not UTF-8. */
+bool na_utf8_next(const unsigned char *s, size_t size, size_t *i, uint32_t *cp);
+
+/* fsync()s the directory holding path, so that a rename into it is durable. */
+int na_fsync_dir_of(const char *path, struct na_error **err);
+
 /* --- identifiers and time -------------------------------------------------------------- */
 
 /* Canonical lowercase 8-4-4-4-12 hex. */

@@ -553,17 +553,6 @@ render_image(const struct cd_files *f, unsigned char **out, size_t *out_size, st
     return ret;
 }
 
-static int
-fsync_parent(const char *path, struct na_error **err)
-{
-    cleanup_free char *copy = na_xstrdup(path);
-    const char *dir = dirname(copy);
-    cleanup_close int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0 || fsync(fd) < 0)
-        return na_error_set(err, NA_CODE_STORAGE, errno, "config drive: fsync directory %s", dir);
-    return 0;
-}
-
 int
 qcow2_config_drive_build(const struct qcow2_config_drive *in, const char *path,
                          struct na_error **err)
@@ -605,5 +594,5 @@ qcow2_config_drive_build(const struct qcow2_config_drive *in, const char *path,
         unlink(tmp);
         return ret;
     }
-    return fsync_parent(path, err);
+    return na_fsync_dir_of(path, err);
 }

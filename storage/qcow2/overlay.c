@@ -106,17 +106,6 @@ pwrite_all(int fd, const void *buf, size_t size, uint64_t off, const char *path,
     return 0;
 }
 
-static int
-fsync_parent(const char *path, struct na_error **err)
-{
-    cleanup_free char *copy = na_xstrdup(path);
-    const char *dir = dirname(copy);
-    cleanup_close int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0 || fsync(fd) < 0)
-        return na_error_set(err, NA_CODE_STORAGE, errno, "qcow2: fsync directory %s", dir);
-    return 0;
-}
-
 /* rename() that refuses to replace; link()+unlink() where the filesystem lacks it. */
 static int
 rename_noreplace(const char *from, const char *to, struct na_error **err)
@@ -207,5 +196,5 @@ qcow2_overlay_create(const char *path, const char *backing_path, const char *bac
         unlink(tmp);
         return ret;
     }
-    return fsync_parent(path, err);
+    return na_fsync_dir_of(path, err);
 }
