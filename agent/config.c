@@ -37,7 +37,7 @@ static const struct key_def keys[] = {
     {"agent", "state_dir", KEY_PATH, OFF(state_dir), "/var/lib/nodeagent", 0, 0},
     {"agent", "log_level", KEY_LOG_LEVEL, OFF(log_level), "info", 0, 0},
     {"agent", "log_file", KEY_PATH, OFF(log_file), NULL, 0, 0},
-    {"agent", "workers", KEY_UINT, OFF(workers), "4", 1, 128},
+    {"agent", "workers", KEY_UINT, OFF(workers), "16", 1, 128},
     {"agent", "shutdown_timeout", KEY_UINT, OFF(shutdown_timeout_s), "30", 1, 3600},
     {"agent", "max_queued", KEY_UINT, OFF(max_queued), "1000", 1, 1000000},
     {"agent", "reconcile_interval", KEY_UINT, OFF(reconcile_interval_s), "60", 5, 3600},

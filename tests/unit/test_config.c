@@ -59,7 +59,7 @@ test_defaults(void **state)
     assert_string_equal(cfg->admin_socket, "/run/nodeagent/admin.sock");
     assert_null(cfg->admin_listen);
     assert_null(cfg->hmac_key);
-    assert_int_equal(cfg->workers, 4);
+    assert_int_equal(cfg->workers, 16);
     assert_int_equal(cfg->shutdown_timeout_s, 30);
     assert_int_equal(cfg->log_level, NA_LOG_INFO);
     cleanup_free char *t = agent_topic_node(cfg, cfg->node_id);
