@@ -331,8 +331,8 @@ def test_sigterm_during_a_bus_outage_still_stops(cluster):
     cluster.devbus.outage(True)
     wait_for(lambda: not agent.checks()["bus"], 30, "the agent to see the bus down")
     agent.proc.send_signal(signal.SIGTERM)
-    assert agent.proc.wait(60) == 0
-    assert "bus consumer did not close in time" in agent.logs()
+    assert agent.proc.wait(60) == 0  # bounded by agent.c's flush: never waits for the bus
+    assert "agent stopped" in agent.logs()
     cluster.devbus.outage(False)
 
 
