@@ -620,7 +620,7 @@ def report(count, rounds, lat, split, conc, lat2, split2, setup_s):
     sq, cc = stats(conc["sequential"]), stats(conc["concurrent"])
     p("## Ten concurrent creates against ten sequential ones, through the agent")
     p()
-    p(f"Same host and cached image, agent with `[agent] workers = 12`.  Sequential: ten")
+    p("Same host and cached image, agent with `[agent] workers = 12`.  Sequential: ten")
     p("`nodectl create`, each started after the previous one's DONE.  Concurrent: ten")
     p("`nodectl create` started at once.  Wall time from the first `nodectl create` started")
     p("to the last DONE's `time_ms`; the ten guests keep booting (TCG, 2 CPUs shared with")
