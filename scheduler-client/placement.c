@@ -205,6 +205,17 @@ squeeze(char *dst, size_t size, const char *s, size_t max)
     dst[k] = '\0';
 }
 
+/* A 404 means "no such thing" only when Placement says it; an HTML 404 is a wrong
+ * endpoint, and taking it for "already deleted" would hide that. */
+static bool
+placement_not_found(const struct resp *r)
+{
+    if (r->status != 404)
+        return false;
+    cleanup_json json_t *j = r->body ? json_loadb(r->body, r->size, 0, NULL) : NULL;
+    return json_is_array(json_object_get(j, "errors"));
+}
+
 /* The error of a non-2xx answer: status, path, and what Placement said. */
 static int
 http_fail(struct na_error **err, enum na_code code, const char *method, const char *path,
@@ -304,7 +315,7 @@ sched_placement_ensure_provider(const struct sched_placement_config *p, const ch
                           res.status == 409 ? "renaming the provider: the name is taken" : NULL);
             goto out;
         }
-        if (res.status != 404) {
+        if (!placement_not_found(&res)) {
             r = http_fail(err, NA_CODE_UNSPECIFIED, "GET", path, &res, NULL);
             goto out;
         }
@@ -323,12 +334,12 @@ sched_placement_ensure_provider(const struct sched_placement_config *p, const ch
          * name: tell which. */
         struct resp again = {0};
         r = http_do(&h, "GET", path, NULL, &again, err);
-        long st = again.status;
+        bool absent = placement_not_found(&again);
         resp_clear(&again);
         if (r < 0)
             goto out;
-        if (st != 404)
-            continue;
+        if (!absent)
+            continue; /* there now, or an answer the next turn will report */
         r = http_fail(err, NA_CODE_CONFLICT, "POST", "/resource_providers", &res,
                       "another resource provider holds this name");
         goto out;
@@ -349,7 +360,7 @@ get_with_generation(struct http *h, const char *path, struct resp *res, uint64_t
     int r;
     if ((r = http_do(h, "GET", path, NULL, res, err)) < 0)
         return r;
-    if (res->status == 404)
+    if (placement_not_found(res))
         return http_fail(err, NA_CODE_NOT_FOUND, "GET", path, res,
                          "the resource provider does not exist");
     if (res->status != 200)
@@ -645,7 +656,7 @@ sched_placement_delete_allocation(const struct sched_placement_config *p, const 
     cleanup_free char *path = na_xasprintf("/allocations/%s", consumer_uuid);
     struct resp res = {0};
     if ((r = http_do(&h, "DELETE", path, NULL, &res, err)) == 0 && res.status != 204 &&
-        res.status != 404)
+        !placement_not_found(&res))
         r = http_fail(err, NA_CODE_UNSPECIFIED, "DELETE", path, &res, NULL);
     resp_clear(&res);
     return r;
