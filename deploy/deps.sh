@@ -6,7 +6,9 @@
 # system-wide services, so a policy-rc.d that denies every start is in place during the
 # install (and removed afterwards unless it was already there). libvirt-daemon-system-sysv
 # rather than -systemd: it creates the libvirt-qemu user and the default configuration
-# without pulling in systemd.
+# without pulling in systemd.  placement-api (OpenStack Placement, for the scheduler client's
+# tests, run privately by tests/system/placement.py) installs a service that the same
+# policy-rc.d keeps from starting.
 set -eu
 
 PKGS="build-essential pkg-config clang
