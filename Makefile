@@ -106,7 +106,8 @@ check: deps
 check-unit: $(UNIT_BINS)
 	@tests/run-unit.sh $(UNIT_BINS)
 
-check-system: $(BINS)
+# The Placement client tests drive the client through a unit-test binary.
+check-system: $(BINS) $(BUILD)/tests/unit/test_sched_placement
 	NODEAGENT_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -v -p no:cacheprovider tests/system
 
 run: deps

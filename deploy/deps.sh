@@ -6,7 +6,9 @@
 # system-wide services, so a policy-rc.d that denies every start is in place during the
 # install (and removed afterwards unless it was already there). libvirt-daemon-system-sysv
 # rather than -systemd: it creates the libvirt-qemu user and the default configuration
-# without pulling in systemd.
+# without pulling in systemd.  placement-api (OpenStack Placement, for the scheduler client's
+# tests, run privately by tests/system/placement.py) installs a service that the same
+# policy-rc.d keeps from starting.
 set -eu
 
 PKGS="build-essential pkg-config clang
@@ -16,7 +18,8 @@ libxml2-dev libmicrohttpd-dev libcurl4-openssl-dev libssl-dev libcmocka-dev
 kcat python3 python3-pytest valgrind qemu-utils libvirt-dev libisofs-dev busybox
 libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-system libvirt-daemon-system-sysv
 libvirt-clients python3-libvirt qemu-system-x86 openvswitch-switch xorriso
-fdisk dosfstools mtools syslinux syslinux-common cpio iproute2 virtinst"
+fdisk dosfstools mtools syslinux syslinux-common cpio iproute2 virtinst
+placement-api python3-os-traits"
 
 missing=""
 for p in $PKGS; do

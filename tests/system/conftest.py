@@ -69,3 +69,16 @@ def node(cluster, virtenv, images):
     finally:
         if n.conn:
             n.conn.close()
+
+
+@pytest.fixture
+def placement(tmp_path):
+    """OpenStack Placement (placement-api, noauth2, SQLite) on loopback
+    (tests/system/placement.py), stopped by pid afterwards."""
+    from placement import Placement
+    p = Placement(tmp_path)
+    try:
+        p.start()
+        yield p
+    finally:
+        p.stop()
