@@ -317,6 +317,15 @@ consumer_open(struct agent_bus *bus, const struct agent_config *cfg, struct na_e
         "1000",
         "enable.partition.eof",
         "false",
+        /* Rejoin the group within seconds after a bus outage (librdkafka: 45 s). */
+        "session.timeout.ms",
+        "10000",
+        "heartbeat.interval.ms",
+        "1000",
+        /* A request waits at most this long in the broker for the next fetch; librdkafka's
+         * 500 ms doubled create latency (docs/benchmarks.md). */
+        "fetch.wait.max.ms",
+        "100",
         "reconnect.backoff.max.ms",
         "2000",
         "topic.metadata.refresh.interval.ms",
