@@ -269,6 +269,27 @@ remove_tree(const char *dir)
     nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
 }
 
+/* The spec's image, in the cache (fetched once however many ask), and no larger than the
+ * flavor's root disk; a refusal names field. */
+static int
+fetch_base(struct agent_op *op, const char *field, char **base, struct na_error **err)
+{
+    const Nodeagent__V1__InstanceSpec *spec = op->spec;
+    agent_op_progress(op, 10, "fetching image %s", spec->image->id);
+    struct qcow2_info info = {0};
+    int ret = qcow2_image_cache_get(op->host->images, spec->image->url, spec->image->sha256,
+                                    format_name(spec->image->format), base, &info, err);
+    if (ret < 0)
+        return ret;
+    if (info.virtual_size > (uint64_t)spec->flavor->root_disk_gib * GIB)
+        return na_error_field(err, field,
+                              "%s: image %s has a virtual size of %llu bytes, more than the "
+                              "flavor's %u GiB root disk",
+                              field, spec->image->id, (unsigned long long)info.virtual_size,
+                              spec->flavor->root_disk_gib);
+    return 0;
+}
+
 /* Starts the domain when asked, then records the power state libvirt reports. */
 static int
 start_and_read_state(struct agent_op *op, bool start, struct na_error **err)
@@ -295,22 +316,10 @@ run_create(struct agent_op *op, struct na_error **err)
     paths_init(&p, h, spec->uuid);
     const char *base_format = format_name(spec->image->format);
 
-    agent_op_progress(op, 10, "fetching image %s", spec->image->id);
     cleanup_free char *base = NULL;
-    struct qcow2_info info = {0};
-    int ret = qcow2_image_cache_get(h->images, spec->image->url, spec->image->sha256, base_format,
-                                    &base, &info, err);
+    int ret = fetch_base(op, "create.spec.flavor.root_disk_gib", &base, err);
     if (ret < 0)
         goto fail;
-    uint64_t disk_size = (uint64_t)spec->flavor->root_disk_gib * GIB;
-    if (info.virtual_size > disk_size) {
-        ret = na_error_field(err, "create.spec.flavor.root_disk_gib",
-                             "create.spec.flavor.root_disk_gib: image %s has a virtual size of "
-                             "%llu bytes, more than the flavor's %u GiB root disk",
-                             spec->image->id, (unsigned long long)info.virtual_size,
-                             spec->flavor->root_disk_gib);
-        goto fail;
-    }
 
     agent_op_progress(op, 40, "writing disk and config drive");
     if (mkdir(p.dir, 0700) < 0 && errno != EEXIST) {
@@ -457,19 +466,10 @@ run_rebuild(struct agent_op *op, struct na_error **err)
     const char *base_format = format_name(spec->image->format);
     bool was_running = op->state_before == S(RUNNING);
 
-    agent_op_progress(op, 10, "fetching image %s", spec->image->id);
     cleanup_free char *base = NULL;
-    struct qcow2_info info = {0};
-    int ret = qcow2_image_cache_get(h->images, spec->image->url, spec->image->sha256, base_format,
-                                    &base, &info, err);
+    int ret = fetch_base(op, "rebuild.image", &base, err);
     if (ret < 0)
         return ret;
-    if (info.virtual_size > (uint64_t)spec->flavor->root_disk_gib * GIB)
-        return na_error_field(err, "rebuild.image",
-                              "rebuild.image: image %s has a virtual size of %llu bytes, more "
-                              "than the flavor's %u GiB root disk",
-                              spec->image->id, (unsigned long long)info.virtual_size,
-                              spec->flavor->root_disk_gib);
 
     agent_op_progress(op, 40, "replacing the root disk");
     if ((ret = hv_domain_destroy(h->hv, spec->uuid, err)) < 0)

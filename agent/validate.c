@@ -344,32 +344,6 @@ check_url(struct vctx *v, const char *name, const char *s)
     }
 }
 
-static int
-hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-static bool
-parse_mac(const char *s, uint8_t mac[6])
-{
-    if (strlen(s) != 17)
-        return false;
-    for (int i = 0; i < 6; i++) {
-        int hi = hex_value(s[3 * i]), lo = hex_value(s[3 * i + 1]);
-        if (hi < 0 || lo < 0 || (i < 5 && s[3 * i + 2] != ':'))
-            return false;
-        mac[i] = (uint8_t)(hi << 4 | lo);
-    }
-    return true;
-}
-
 static void
 check_mac(struct vctx *v, const char *name, const char *s)
 {
@@ -379,7 +353,7 @@ check_mac(struct vctx *v, const char *name, const char *s)
     s = or_empty(s);
     if (v->ret)
         return;
-    if (!parse_mac(s, mac))
+    if (!na_mac_parse(s, mac))
         fail(v, name, "%s is not a MAC address; expected xx:xx:xx:xx:xx:xx in hex", echo(q, s));
     else if (mac[0] & 1)
         fail(v, name,
@@ -545,11 +519,11 @@ static void
 check_nic_unique(struct vctx *v, const Nodeagent__V1__InstanceSpec *s, size_t i)
 {
     uint8_t mac_i[6], mac_j[6];
-    parse_mac(s->nics[i]->mac, mac_i);
+    na_mac_parse(s->nics[i]->mac, mac_i);
     for (size_t j = 0; j < i && !v->ret; j++) {
         if (!strcmp(s->nics[i]->port_id, s->nics[j]->port_id))
             fail(v, "port_id", "is the same as nics[%zu].port_id; port ids must be unique", j);
-        else if (parse_mac(s->nics[j]->mac, mac_j) && !memcmp(mac_i, mac_j, sizeof(mac_i)))
+        else if (na_mac_parse(s->nics[j]->mac, mac_j) && !memcmp(mac_i, mac_j, sizeof(mac_i)))
             fail(v, "mac", "is the same as nics[%zu].mac; MAC addresses must be unique", j);
     }
 }

@@ -126,6 +126,9 @@ char *na_xvasprintf(const char *fmt, va_list ap) __attribute__((format(printf, 1
  * most U+10FFFF) and advances *i past it; false when the bytes there are not UTF-8. */
 bool na_utf8_next(const unsigned char *s, size_t size, size_t *i, uint32_t *cp);
 
+/* Parses "xx:xx:xx:xx:xx:xx" (either case); false when s is not exactly that. */
+bool na_mac_parse(const char *s, uint8_t mac[6]);
+
 /* fsync()s the directory holding path, so that a rename into it is durable. */
 int na_fsync_dir_of(const char *path, struct na_error **err);
 

@@ -156,34 +156,6 @@ check_one_of(const char *field, const char *s, const char *const *allowed, size_
 }
 
 static int
-hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* xx:xx:xx:xx:xx:xx in hex, either case. */
-static bool
-parse_mac(const char *s, uint8_t mac[6])
-{
-    if (strlen(s) != 17)
-        return false;
-    for (size_t i = 0; i < 6; i++) {
-        const char *p = s + 3 * i;
-        int hi = hex_value(p[0]), lo = hex_value(p[1]);
-        if (hi < 0 || lo < 0 || (i < 5 && p[2] != ':'))
-            return false;
-        mac[i] = (uint8_t)(hi << 4 | lo);
-    }
-    return true;
-}
-
-static int
 check_nic(const struct hv_domain_spec *spec, size_t i, struct na_error **err)
 {
     const struct hv_nic_spec *nic = &spec->nics[i];
@@ -201,13 +173,13 @@ check_nic(const struct hv_domain_spec *spec, size_t i, struct na_error **err)
 
     snprintf(field, sizeof(field), "nics[%zu].mac", i);
     uint8_t mac[6], other[6];
-    if (!nic->mac || !parse_mac(nic->mac, mac))
+    if (!nic->mac || !na_mac_parse(nic->mac, mac))
         return na_error_field(err, field, "%s is not a MAC address (xx:xx:xx:xx:xx:xx in hex)",
                               field);
     if (mac[0] & 1)
         return na_error_field(err, field, "%s is a multicast MAC address", field);
     for (size_t j = 0; j < i; j++)
-        if (parse_mac(spec->nics[j].mac, other) && !memcmp(mac, other, sizeof(mac)))
+        if (na_mac_parse(spec->nics[j].mac, other) && !memcmp(mac, other, sizeof(mac)))
             return na_error_field(err, field, "%s is the same as nics[%zu].mac", field, j);
 
     /* A Linux interface name: at most IFNAMSIZ - 1 characters. */
