@@ -22,7 +22,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <pwd.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -252,23 +251,6 @@ format_name(Nodeagent__V1__ImageFormat f)
     return f == NODEAGENT__V1__IMAGE_FORMAT__IMAGE_FORMAT_RAW ? "raw" : "qcow2";
 }
 
-/* Removes a directory tree without following links; best effort, says what it could not. */
-static int
-remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-    (void)st;
-    (void)ftw;
-    if ((type == FTW_DP ? rmdir(path) : unlink(path)) < 0 && errno != ENOENT)
-        na_log(NA_LOG_WARN, NULL, "could not remove", "path=\"%s\" errno=%d", path, errno);
-    return 0;
-}
-
-static void
-remove_tree(const char *dir)
-{
-    nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
-}
-
 /* The spec's image, in the cache (fetched once however many ask), and no larger than the
  * flavor's root disk; a refusal names field. */
 static int
@@ -346,7 +328,7 @@ run_create(struct agent_op *op, struct na_error **err)
 fail:
     /* Undo: nothing of a failed create stays but the shared image cache. */
     hv_domain_undefine(h->hv, spec->uuid, NULL);
-    remove_tree(p.dir);
+    na_remove_tree(p.dir);
     return ret;
 }
 
@@ -397,7 +379,7 @@ run_delete(struct agent_op *op, struct na_error **err)
         return ret; /* the instance stays, whole, for a retry */
     cleanup_paths struct instance_paths p = {0};
     paths_init(&p, op->host, op->instance);
-    remove_tree(p.dir);
+    na_remove_tree(p.dir);
     op->state = S(DELETED);
     return 0;
 }

@@ -13,7 +13,6 @@
 #include "agent/agent.h"
 
 #include <dirent.h>
-#include <ftw.h>
 #include <string.h>
 
 #define S(x) NODEAGENT__V1__INSTANCE_STATE__INSTANCE_STATE_##x
@@ -86,27 +85,27 @@ struct orphan {
     struct agent *agent;
     char uuid[37];
     bool had_domain;
+    bool adopted; /* an instance took this uuid before the clean-up's turn came */
     struct na_error *err;
 };
 
-static int
-remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+/* On the loop, when the clean-up's turn comes in the uuid's lane: a create queued there
+ * before it has recorded its instance by now, and its domain is not an orphan. */
+static void
+orphan_start(void *data)
 {
-    (void)st;
-    (void)ftw;
-    if ((type == FTW_DP ? rmdir(path) : unlink(path)) < 0)
-        na_log(NA_LOG_WARN, NULL, "could not remove", "path=\"%s\"", path);
-    return 0;
+    struct orphan *o = data;
+    o->adopted = agent_instances_find(&o->agent->instances, o->uuid) != NULL;
 }
 
 static void
 orphan_work(void *data)
 {
     struct orphan *o = data;
-    if (hv_domain_undefine(o->agent->host.hv, o->uuid, &o->err) < 0)
+    if (o->adopted || hv_domain_undefine(o->agent->host.hv, o->uuid, &o->err) < 0)
         return;
     cleanup_free char *dir = na_xasprintf("%s/%s", o->agent->host.instances_dir, o->uuid);
-    nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
+    na_remove_tree(dir);
 }
 
 static void
@@ -115,11 +114,9 @@ orphan_done(void *data)
     struct orphan *o = data;
     struct agent *a = o->agent;
     struct na_log_ctx log = {.instance = o->uuid};
-    /* An instance may have been created meanwhile in this lane: it was not an orphan then,
-     * but its create ran first and this clean-up found its domain... which is why the
-     * check below happens before the clean-up is queued, and creates record the instance
-     * before they make anything. */
-    if (o->err) {
+    if (o->adopted) {
+        na_log(NA_LOG_INFO, &log, "not an orphan after all: an instance owns it now", NULL);
+    } else if (o->err) {
         na_log(NA_LOG_WARN, &log, "removing an orphan failed; next reconciliation retries",
                "error=\"%s\"", o->err->msg);
     } else {
@@ -146,7 +143,7 @@ remove_orphan(struct agent *a, const char *uuid, bool had_domain)
     o->agent = a;
     snprintf(o->uuid, sizeof(o->uuid), "%s", uuid);
     o->had_domain = had_domain;
-    agent_dispatch_submit(a->dispatch, o->uuid, NULL, orphan_work, orphan_done, o);
+    agent_dispatch_submit(a->dispatch, o->uuid, orphan_start, orphan_work, orphan_done, o);
 }
 
 /* --- the comparison, on the loop --------------------------------------------------------- */

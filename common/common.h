@@ -132,6 +132,10 @@ bool na_mac_parse(const char *s, uint8_t mac[6]);
 /* fsync()s the directory holding path, so that a rename into it is durable. */
 int na_fsync_dir_of(const char *path, struct na_error **err);
 
+/* Removes dir and everything below it, never following links or crossing mounts; best
+ * effort: what cannot be removed is logged and the rest still goes. */
+void na_remove_tree(const char *dir);
+
 /* --- identifiers and time -------------------------------------------------------------- */
 
 /* Canonical lowercase 8-4-4-4-12 hex. */

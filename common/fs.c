@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <libgen.h>
 
 int
@@ -13,4 +14,20 @@ na_fsync_dir_of(const char *path, struct na_error **err)
     if (fd < 0 || fsync(fd) < 0)
         return na_error_set(err, NA_CODE_STORAGE, errno, "fsync directory `%s`", dir);
     return 0;
+}
+
+static int
+remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+    (void)st;
+    (void)ftw;
+    if ((type == FTW_DP ? rmdir(path) : unlink(path)) < 0 && errno != ENOENT)
+        na_log(NA_LOG_WARN, NULL, "could not remove", "path=\"%s\" errno=%d", path, errno);
+    return 0;
+}
+
+void
+na_remove_tree(const char *dir)
+{
+    nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
 }
