@@ -11,8 +11,10 @@
  *   GET /v1/instances/<uuid>     one instance, 404 when unknown
  *   GET /v1/requests/<id>        one request's intent: phase, attempts, result
  *   GET /v1/images               cached base images: size, last use, the instances using them
+ *   GET /v1/capacity             inventory, usage, free, traits, memory sharing, Placement state
  */
 #include "agent/admin.h"
+#include "agent/capacity.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -231,6 +233,8 @@ on_http(void *cls, struct MHD_Connection *c, const char *url, const char *method
         return get_status(a, c);
     if (strcmp(url, "/v1/images") == 0)
         return get_images(a, c);
+    if (strcmp(url, "/v1/capacity") == 0 && a->capacity)
+        return respond_json(c, MHD_HTTP_OK, agent_capacity_view(a));
     if (strcmp(url, "/v1/instances") == 0)
         return get_instances(a, c, NULL);
     if (strncmp(url, "/v1/instances/", 14) == 0 && na_uuid_is_valid(url + 14))

@@ -7,6 +7,7 @@
  */
 #include "agent/agent.h"
 #include "agent/admin.h"
+#include "agent/capacity.h"
 #include "storage/qcow2/qcow2.h"
 
 #include <errno.h>
@@ -111,8 +112,9 @@ agent_die(struct agent *a, const struct na_error *err)
 static void
 on_health(void *ctx, bool up)
 {
-    (void)ctx;
-    (void)up; /* read on demand by /healthz; logged by the bus */
+    /* Otherwise read on demand by /healthz; logged by the bus. */
+    if (up)
+        agent_capacity_bus_up(ctx);
 }
 
 static void
@@ -133,6 +135,7 @@ finish_shutdown(struct agent *a)
     close_handle((uv_handle_t *)&a->sig_term);
     close_handle((uv_handle_t *)&a->sig_int);
     close_handle((uv_handle_t *)&a->sig_hup);
+    agent_capacity_close(a);
     agent_outbox_pump(a);
     agent_bus_close(a->bus, FLUSH_MS);
     a->bus = NULL;
@@ -354,6 +357,8 @@ agent_start(struct agent *a, struct na_error **err)
         .on_health = on_health,
     };
     if ((ret = agent_bus_open(a->loop, cfg, &cb, &a->bus, err)) < 0)
+        return ret;
+    if ((ret = agent_capacity_open(a, err)) < 0)
         return ret;
     if ((ret = agent_replay_open_intents(a, err)) < 0)
         return ret;

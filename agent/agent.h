@@ -34,6 +34,7 @@
 #define AGENT_VERSION "0.1.0"
 
 struct agent_admin;
+struct agent_capacity;
 struct qcow2_image_cache;
 
 /* What workers may use: set up at start, never changed after; every member is safe to use
@@ -58,6 +59,7 @@ struct agent {
     struct agent_instances instances;
     struct agent_host host;
     struct agent_mailbox *mailbox;
+    struct agent_capacity *capacity;
     bool libvirt_up;
     char *libvirt_detail;
     bool reconciling;

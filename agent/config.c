@@ -1,10 +1,12 @@
 #include "agent/config.h"
+#include "scheduler-client/scheduler.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <ini.h>
 #include <librdkafka/rdkafka.h>
 #include <limits.h>
+#include <math.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -16,7 +18,9 @@ enum key_type {
     KEY_BOOL,
     KEY_CHOICE,
     KEY_LOG_LEVEL,
-    KEY_HOSTPORT
+    KEY_HOSTPORT,
+    KEY_RATIO, /* a double above 0 and at most 1000 */
+    KEY_URL    /* http:// or https:// */
 };
 
 struct key_def {
@@ -56,7 +60,6 @@ static const struct key_def keys[] = {
     {"instances", "uid_min", KEY_UINT, OFF(uid_min), "70000", 1000, 4000000000u},
     {"instances", "uid_max", KEY_UINT, OFF(uid_max), "79999", 1000, 4000000000u},
     {"instances", "qemu_group", KEY_NAME, OFF(qemu_group), "libvirt-qemu", 0, 0},
-    {"instances", "ksm", KEY_BOOL, OFF(ksm), "false", 0, 0},
     {"image_cache", "max_unused_age", KEY_UINT, OFF(image_max_unused_age_s), "86400", 0, 31536000},
     {"image_cache", "max_image_size_gib", KEY_UINT, OFF(image_max_size_gib), "64", 1, 65536},
     {"image_cache", "max_virtual_size_gib", KEY_UINT, OFF(image_max_virtual_size_gib), "65536", 1,
@@ -66,6 +69,20 @@ static const struct key_def keys[] = {
     {"image_cache", "retries", KEY_UINT, OFF(image_retries), "3", 0, 100},
     {"image_cache", "tls_verify", KEY_BOOL, OFF(image_tls_verify), "true", 0, 0},
     {"image_cache", "ca_file", KEY_PATH, OFF(image_ca_file), NULL, 0, 0},
+    {"capacity", "reserved_vcpus", KEY_UINT, OFF(reserved_vcpus), "0", 0, 1048576},
+    {"capacity", "reserved_memory_mb", KEY_UINT, OFF(reserved_memory_mb), "512", 0, 4000000000u},
+    {"capacity", "reserved_disk_gb", KEY_UINT, OFF(reserved_disk_gb), "0", 0, 4000000000u},
+    {"capacity", "vcpu_allocation_ratio", KEY_RATIO, OFF(vcpu_allocation_ratio), "4.0", 0, 0},
+    {"capacity", "memory_allocation_ratio", KEY_RATIO, OFF(memory_allocation_ratio), "1.0", 0, 0},
+    {"capacity", "disk_allocation_ratio", KEY_RATIO, OFF(disk_allocation_ratio), "1.0", 0, 0},
+    {"capacity", "custom_traits", KEY_STRING, OFF(custom_traits_text), NULL, 0, 0},
+    {"capacity", "report_interval", KEY_UINT, OFF(report_interval_s), "60", 1, 3600},
+    {"placement", "endpoint", KEY_URL, OFF(placement_endpoint), NULL, 0, 0},
+    {"placement", "token", KEY_STRING, OFF(placement_token), NULL, 0, 0},
+    {"placement", "timeout", KEY_UINT, OFF(placement_timeout_s), "10", 1, 300},
+    {"placement", "manage_allocations", KEY_BOOL, OFF(placement_manage_allocations), "false", 0,
+     0},
+    {"memory", "ksm", KEY_BOOL, OFF(ksm), "false", 0, 0},
     {"admin", "socket", KEY_PATH, OFF(admin_socket), "/run/nodeagent/admin.sock", 0, 0},
     {"admin", "listen", KEY_HOSTPORT, OFF(admin_listen), NULL, 0, 0},
 };
@@ -143,6 +160,23 @@ set_key(struct agent_config *cfg, const struct key_def *k, const char *value)
             *(bool *)field = false;
         else
             return "must be true or false";
+        return NULL;
+    case KEY_RATIO: {
+        char *end = NULL;
+        errno = 0;
+        double v = strtod(value, &end);
+        if (!*value || errno || *end || !isfinite(v) || v <= 0 || v > 1000)
+            return "must be a number above 0 and at most 1000";
+        *(double *)field = v;
+        return NULL;
+    }
+    case KEY_URL:
+        if (strncmp(value, "http://", 7) != 0 && strncmp(value, "https://", 8) != 0)
+            return "must be an http:// or https:// URL";
+        if (strpbrk(value, " \t\r\n\"<>\\^`{|}"))
+            return "must not contain spaces or quotes";
+        free(*(char **)field);
+        *(char **)field = na_xstrdup(value);
         return NULL;
     case KEY_CHOICE: {
         static char why[160];
@@ -258,9 +292,37 @@ read_key_file(struct agent_config *cfg, struct na_error **err)
     return 0;
 }
 
+/* [capacity] custom_traits: names separated by commas and/or spaces. */
+static int
+split_custom_traits(struct agent_config *cfg, struct na_error **err)
+{
+    const char *sep = ", \t";
+    for (const char *s = cfg->custom_traits_text; *s;) {
+        s += strspn(s, sep);
+        size_t len = strcspn(s, sep);
+        if (!len)
+            break;
+        char *name = na_xstrndup(s, len);
+        s += len;
+        if (!sched_custom_trait_is_valid(name)) {
+            int ret = na_error_set(err, NA_CODE_INTERNAL, 0,
+                                   "%s: [capacity] custom_traits: `%s` is not a custom trait "
+                                   "(CUSTOM_ and then A-Z, 0-9 or _, at most 255 characters)",
+                                   cfg->path, name);
+            free(name);
+            return ret;
+        }
+        cfg->custom_traits =
+            na_xrealloc(cfg->custom_traits, (cfg->n_custom_traits + 1) * sizeof(*cfg->custom_traits));
+        cfg->custom_traits[cfg->n_custom_traits++] = name;
+    }
+    return 0;
+}
+
 static int
 apply_defaults(struct agent_config *cfg, const struct parse_state *st, struct na_error **err)
 {
+    int ret;
     for (size_t i = 0; i < NA_ARRAY_SIZE(keys); i++) {
         if (st->seen[i] || !keys[i].default_value)
             continue;
@@ -277,6 +339,8 @@ apply_defaults(struct agent_config *cfg, const struct parse_state *st, struct na
         return na_error_set(err, NA_CODE_INTERNAL, 0,
                             "%s: [instances] uid_max: %u is below uid_min %u", cfg->path,
                             cfg->uid_max, cfg->uid_min);
+    if (cfg->custom_traits_text && (ret = split_custom_traits(cfg, err)) < 0)
+        return ret;
     if (!cfg->node_id) {
         char host[HOST_NAME_MAX + 1] = "";
         gethostname(host, sizeof(host));
@@ -327,7 +391,8 @@ agent_config_free(struct agent_config *cfg)
     if (!cfg)
         return;
     for (size_t i = 0; i < NA_ARRAY_SIZE(keys); i++) {
-        if (keys[i].type != KEY_UINT && keys[i].type != KEY_LOG_LEVEL && keys[i].type != KEY_BOOL)
+        if (keys[i].type != KEY_UINT && keys[i].type != KEY_LOG_LEVEL && keys[i].type != KEY_BOOL &&
+            keys[i].type != KEY_RATIO)
             free(*(char **)((char *)cfg + keys[i].offset));
     }
     for (size_t i = 0; i < cfg->n_rdkafka; i++) {
@@ -335,6 +400,9 @@ agent_config_free(struct agent_config *cfg)
         free(cfg->rdkafka[i].value);
     }
     free(cfg->rdkafka);
+    for (size_t i = 0; i < cfg->n_custom_traits; i++)
+        free(cfg->custom_traits[i]);
+    free(cfg->custom_traits);
     if (cfg->hmac_key)
         memset(cfg->hmac_key, 0, cfg->hmac_key_size);
     free(cfg->hmac_key);

@@ -55,7 +55,6 @@ struct agent_config {
     unsigned uid_min;
     unsigned uid_max;
     char *qemu_group;
-    bool ksm;
 
     /* [image_cache] */
     unsigned image_max_unused_age_s;
@@ -66,6 +65,27 @@ struct agent_config {
     unsigned image_retries;
     bool image_tls_verify;
     char *image_ca_file;
+
+    /* [capacity] */
+    unsigned reserved_vcpus;
+    unsigned reserved_memory_mb;
+    unsigned reserved_disk_gb;
+    double vcpu_allocation_ratio;
+    double memory_allocation_ratio;
+    double disk_allocation_ratio;
+    char *custom_traits_text; /* as written: "CUSTOM_A, CUSTOM_B" */
+    char **custom_traits;     /* the same, split and checked */
+    size_t n_custom_traits;
+    unsigned report_interval_s;
+
+    /* [placement] */
+    char *placement_endpoint; /* NULL: no reports to Placement */
+    char *placement_token;    /* X-Auth-Token; NULL: none */
+    unsigned placement_timeout_s;
+    bool placement_manage_allocations;
+
+    /* [memory] */
+    bool ksm;
 
     /* [admin] */
     char *admin_socket;

@@ -4,6 +4,7 @@
  * again, in the order they arrived.
  */
 #include "agent/agent.h"
+#include "agent/capacity.h"
 
 #include <string.h>
 
@@ -68,6 +69,7 @@ op_start(void *data)
     else if (h->prepare && h->prepare(op->agent, op, &op->err) < 0 && !op->err)
         na_error_set(&op->err, NA_CODE_INTERNAL, 0, "%s refused without saying why",
                      agent_request_kind_name(op->kind));
+    agent_capacity_changed(op->agent); /* a create or resize claimed */
 }
 
 /* In a worker thread: only op (and op->host) is ours.  prepare() may have failed it. */
@@ -139,6 +141,7 @@ op_done(void *data)
                agent_request_kind_name(op->kind), seconds);
     }
     agent_op_free(op);
+    agent_capacity_changed(a); /* an instance gone, or a resize settled */
     agent_backpressure(a);
 }
 

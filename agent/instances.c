@@ -150,3 +150,15 @@ agent_spec_copy(const Nodeagent__V1__InstanceSpec *spec)
         abort(); /* it was packed from a valid message a moment ago */
     return copy;
 }
+
+void
+agent_instance_claim(const struct agent_instance *inst, struct agent_claim *out)
+{
+    const Nodeagent__V1__Flavor *f = inst->spec ? inst->spec->flavor : NULL;
+    *out = (struct agent_claim){0};
+    if (f)
+        *out = (struct agent_claim){f->vcpus, f->memory_mib, f->root_disk_gib};
+    out->vcpus = NA_MAX(out->vcpus, inst->resizing_to.vcpus);
+    out->memory_mb = NA_MAX(out->memory_mb, inst->resizing_to.memory_mb);
+    out->disk_gb = NA_MAX(out->disk_gb, inst->resizing_to.disk_gb);
+}

@@ -7,6 +7,13 @@
 #include "common/common.h"
 #include "nodeagent.pb-c.h"
 
+/* What an instance holds of the node: Placement's VCPU, MEMORY_MB and DISK_GB. */
+struct agent_claim {
+    uint64_t vcpus;
+    uint64_t memory_mb;
+    uint64_t disk_gb;
+};
+
 struct agent_instance {
     char uuid[37];
     Nodeagent__V1__InstanceSpec *spec; /* owned; name, tenant and flavor live here */
@@ -18,7 +25,14 @@ struct agent_instance {
     char *create_request_id;
     int64_t created_ms;
     int64_t updated_ms;
+    /* While a resize runs: the new flavor's amounts (the instance holds the larger of old
+     * and new of each); all zero otherwise.  Not stored: a resize interrupted by a crash
+     * runs again from prepare(), which sets it again. */
+    struct agent_claim resizing_to;
 };
+
+/* The instance's claim: its flavor, or during a resize the larger of each amount. */
+void agent_instance_claim(const struct agent_instance *inst, struct agent_claim *out);
 
 struct agent_instances {
     struct agent_instance **items;

@@ -88,6 +88,8 @@ void
 agent_outbox_on_delivery(void *agent, int64_t id, bool ok, const char *why)
 {
     struct agent *a = agent;
+    if (id < 1) /* not the outbox's: a capacity report, sent once; the next one follows */
+        return;
     if (!ok) {
         na_log(NA_LOG_WARN, NULL, "bus refused an event; it will be sent again",
                "outbox_id=%lld error=\"%s\"", (long long)id, why ? why : "");

@@ -18,6 +18,7 @@
  * with the new flavor, and started again if it was running.
  */
 #include "agent/agent.h"
+#include "agent/capacity.h"
 #include "storage/qcow2/qcow2.h"
 
 #include <errno.h>
@@ -105,9 +106,13 @@ prepare_create(struct agent *a, struct agent_op *op, struct na_error **err)
         op->owns_record = true;
         return 0;
     }
-    int64_t uid = -1;
-    int ret = allocate_uid(a, &uid, err);
+    const Nodeagent__V1__Flavor *f = spec->flavor;
+    struct agent_claim need = {f->vcpus, f->memory_mib, f->root_disk_gib};
+    int ret = agent_capacity_admit(a, spec->uuid, &need, err);
     if (ret < 0)
+        return ret;
+    int64_t uid = -1;
+    if ((ret = allocate_uid(a, &uid, err)) < 0)
         return ret;
     inst = na_xcalloc(1, sizeof(*inst));
     snprintf(inst->uuid, sizeof(inst->uuid), "%s", spec->uuid);
@@ -476,6 +481,7 @@ finish_respec(struct agent *a, struct agent_op *op, struct na_error **err)
     if (!inst)
         return 0;
     inst->task = NULL;
+    inst->resizing_to = (struct agent_claim){0};
     if (!op->err) {
         nodeagent__v1__instance_spec__free_unpacked(inst->spec, NULL);
         inst->spec = na_steal(&op->spec);
@@ -507,6 +513,15 @@ prepare_resize(struct agent *a, struct agent_op *op, struct na_error **err)
                               "instance %s is %s; only a running or stopped instance can be "
                               "resized",
                               op->instance, agent_state_name(op->state_before));
+    struct agent_claim now, need;
+    agent_instance_claim(inst, &now);
+    need = (struct agent_claim){NA_MAX(now.vcpus, flavor->vcpus),
+                                NA_MAX(now.memory_mb, flavor->memory_mib),
+                                NA_MAX(now.disk_gb, flavor->root_disk_gib)};
+    if ((ret = agent_capacity_admit(a, inst->uuid, &need, err)) < 0)
+        return ret;
+    inst->resizing_to = (struct agent_claim){flavor->vcpus, flavor->memory_mib,
+                                             flavor->root_disk_gib};
     spec_with(op, inst->spec, NULL, flavor);
     return 0;
 }

@@ -65,6 +65,8 @@ enum stmt_id {
     ST_INSTANCE_DELETE,
     ST_INSTANCE_ALL,
     ST_PING,
+    ST_META_GET,
+    ST_META_PUT,
     ST__COUNT
 };
 
@@ -104,6 +106,8 @@ static const char *const stmt_sql[ST__COUNT] = {
                         "coalesce(task, ''), created_ms, updated_ms, uid, image_sha256, "
                         "create_request_id FROM instances ORDER BY created_ms, uuid",
     [ST_PING] = "SELECT 1",
+    [ST_META_GET] = "SELECT value FROM meta WHERE key = ?1",
+    [ST_META_PUT] = "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
 };
 
 struct agent_store {
@@ -562,4 +566,30 @@ agent_store_ping(struct agent_store *store, struct na_error **err)
     int rc = sqlite3_step(s);
     sqlite3_reset(s);
     return rc == SQLITE_ROW ? 0 : db_error(store, err, "ping");
+}
+
+int
+agent_store_meta_get(struct agent_store *store, const char *key, char **value, struct na_error **err)
+{
+    sqlite3_stmt *s = stmt_get(store, ST_META_GET);
+    sqlite3_bind_text(s, 1, key, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        *value = column_text(s, 0);
+    sqlite3_reset(s);
+    if (rc == SQLITE_ROW)
+        return 0;
+    if (rc == SQLITE_DONE)
+        return -ENOENT;
+    return db_error(store, err, "read meta");
+}
+
+int
+agent_store_meta_put(struct agent_store *store, const char *key, const char *value,
+                     struct na_error **err)
+{
+    sqlite3_stmt *s = stmt_get(store, ST_META_PUT);
+    sqlite3_bind_text(s, 1, key, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(s, 2, value, -1, SQLITE_TRANSIENT);
+    return stmt_exec(store, s, err, "write meta");
 }

@@ -113,6 +113,13 @@ int agent_store_instance_load(struct agent_store *store,
                               int (*fn)(const struct agent_instance_rec *rec, void *ctx), void *ctx,
                               struct na_error **err);
 
+/* The meta table: small named values of the node (its Placement provider uuid).
+ * meta_get returns 0 and a new *value, or -ENOENT. */
+int agent_store_meta_get(struct agent_store *store, const char *key, char **value,
+                         struct na_error **err);
+int agent_store_meta_put(struct agent_store *store, const char *key, const char *value,
+                         struct na_error **err);
+
 /* A cheap liveness probe for /healthz. */
 int agent_store_ping(struct agent_store *store, struct na_error **err);
 

@@ -25,6 +25,8 @@
 #include <unistd.h>
 
 #define NA_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define NA_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define NA_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define NA_PRINTF(f, a) __attribute__((format(printf, f, a)))
 
 /* Same values as nodeagent.v1.ErrorCode; agent/ checks the equality at compile time. */

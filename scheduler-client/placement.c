@@ -661,3 +661,65 @@ sched_placement_delete_allocation(const struct sched_placement_config *p, const 
     resp_clear(&res);
     return r;
 }
+
+/* A resource amount of an allocation; 0 when absent. */
+static uint64_t
+amount(json_t *resources, const char *rc)
+{
+    json_t *v = json_object_get(resources, rc);
+    return json_is_integer(v) && json_integer_value(v) > 0 ? (uint64_t)json_integer_value(v) : 0;
+}
+
+int
+sched_placement_provider_allocations(const struct sched_placement_config *p, const char *rp_uuid,
+                                     struct sched_allocation **out, size_t *n,
+                                     struct na_error **err)
+{
+    int r;
+    *out = NULL;
+    *n = 0;
+    if ((r = check_uuid("rp_uuid", rp_uuid, err)) < 0)
+        return r;
+    cleanup_http struct http h;
+    if ((r = http_open(&h, p, err)) < 0)
+        return r;
+    cleanup_free char *path = na_xasprintf("/resource_providers/%s/allocations", rp_uuid);
+    struct resp res = {0};
+    if ((r = http_do(&h, "GET", path, NULL, &res, err)) < 0)
+        goto out;
+    if (placement_not_found(&res)) {
+        r = http_fail(err, NA_CODE_NOT_FOUND, "GET", path, &res,
+                      "the resource provider does not exist");
+        goto out;
+    }
+    if (res.status != 200) {
+        r = http_fail(err, NA_CODE_UNSPECIFIED, "GET", path, &res, NULL);
+        goto out;
+    }
+    json_t *allocs = json_object_get(res.json, "allocations");
+    if (!json_is_object(allocs)) {
+        r = na_error_set(err, NA_CODE_UNAVAILABLE, 0,
+                         "GET %s: HTTP 200 without an \"allocations\" object", path);
+        goto out;
+    }
+    struct sched_allocation *list = na_xcalloc(json_object_size(allocs) + 1, sizeof(*list));
+    size_t count = 0;
+    const char *consumer;
+    json_t *v;
+    json_object_foreach(allocs, consumer, v)
+    {
+        if (!na_uuid_is_valid(consumer))
+            continue;
+        json_t *resources = json_object_get(v, "resources");
+        struct sched_allocation *a = &list[count++];
+        snprintf(a->consumer_uuid, sizeof(a->consumer_uuid), "%s", consumer);
+        a->vcpus = amount(resources, SCHED_RC_VCPU);
+        a->memory_mb = amount(resources, SCHED_RC_MEMORY_MB);
+        a->disk_gb = amount(resources, SCHED_RC_DISK_GB);
+    }
+    *out = list;
+    *n = count;
+out:
+    resp_clear(&res);
+    return r;
+}

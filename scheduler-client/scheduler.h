@@ -168,4 +168,18 @@ int sched_placement_put_allocation(const struct sched_placement_config *p,
 int sched_placement_delete_allocation(const struct sched_placement_config *p,
                                       const char *consumer_uuid, struct na_error **err);
 
+/* One consumer's allocation against a provider. */
+struct sched_allocation {
+    char consumer_uuid[37];
+    uint64_t vcpus;
+    uint64_t memory_mb;
+    uint64_t disk_gb;
+};
+
+/* Every allocation held against rp_uuid (consumers that are not uuids are skipped), in a
+ * new array the caller frees. */
+int sched_placement_provider_allocations(const struct sched_placement_config *p,
+                                         const char *rp_uuid, struct sched_allocation **out,
+                                         size_t *n, struct na_error **err);
+
 #endif

@@ -88,6 +88,9 @@ class Agent:
                    f"bridge = {virtenv.bridge}\n" if virtenv else
                    # No libvirtd unless the test brings one: a socket that is not there.
                    f"[hypervisor]\nuri = qemu:///system?socket={workdir}/no-libvirt-sock\n")
+                # Test hosts have 2 CPUs and tests run up to ten 1-vCPU guests.
+                + ("" if "vcpu_allocation_ratio" in extra_config else
+                   "[capacity]\nvcpu_allocation_ratio = 16\n")
                 + extra_config
             )
         self.proc = None

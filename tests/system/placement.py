@@ -43,12 +43,16 @@ class Placement:
         self.proc = None
         self.url = None
 
-    def start(self, timeout=60):
+    def start(self, timeout=60, port=0, fresh=False):
+        """Starts placement-api on port (0: one the kernel picks); fresh: with an empty
+        database, as a Placement that lost its state."""
+        if fresh and os.path.exists(os.path.join(self.dir, "placement.db")):
+            os.unlink(os.path.join(self.dir, "placement.db"))
         subprocess.run(["placement-manage", "--config-file", self.conf, "db", "sync"],
                        check=True, env=self.env, cwd=self.dir, capture_output=True, timeout=120)
         self.log = open(os.path.join(self.dir, "placement-api.log"), "w")
         # --host: the script's default ('') would listen on every interface.
-        self.proc = subprocess.Popen(["placement-api", "--host", "127.0.0.1", "--port", "0"],
+        self.proc = subprocess.Popen(["placement-api", "--host", "127.0.0.1", "--port", str(port)],
                                      stdout=subprocess.PIPE, stderr=self.log, env=self.env,
                                      cwd=self.dir)
         deadline = time.monotonic() + timeout

@@ -83,6 +83,17 @@ test_full(void **state)
                                        "[bus.rdkafka]\n"
                                        "security.protocol = ssl\n"
                                        "socket.timeout.ms = 30000\n"
+                                       "[capacity]\n"
+                                       "reserved_memory_mb = 2048\n"
+                                       "vcpu_allocation_ratio = 16\n"
+                                       "memory_allocation_ratio = 1.5\n"
+                                       "custom_traits = CUSTOM_SSD,CUSTOM_RACK_A1  CUSTOM_GPU\n"
+                                       "[placement]\n"
+                                       "endpoint = http://placement:8778/\n"
+                                       "token = admin\n"
+                                       "manage_allocations = true\n"
+                                       "[memory]\n"
+                                       "ksm = true\n"
                                        "[admin]\n"
                                        "listen = 127.0.0.1:9100\n");
     assert_string_equal(cfg->node_id, "compute-7.rack2");
@@ -92,6 +103,20 @@ test_full(void **state)
     assert_string_equal(cfg->rdkafka[0].key, "security.protocol");
     assert_string_equal(cfg->rdkafka[1].value, "30000");
     assert_string_equal(cfg->admin_listen, "127.0.0.1:9100");
+    assert_int_equal(cfg->reserved_memory_mb, 2048);
+    assert_int_equal(cfg->reserved_vcpus, 0);
+    assert_true(cfg->vcpu_allocation_ratio == 16.0);
+    assert_true(cfg->memory_allocation_ratio == 1.5);
+    assert_true(cfg->disk_allocation_ratio == 1.0);
+    assert_int_equal(cfg->n_custom_traits, 3);
+    assert_string_equal(cfg->custom_traits[0], "CUSTOM_SSD");
+    assert_string_equal(cfg->custom_traits[1], "CUSTOM_RACK_A1");
+    assert_string_equal(cfg->custom_traits[2], "CUSTOM_GPU");
+    assert_string_equal(cfg->placement_endpoint, "http://placement:8778/");
+    assert_string_equal(cfg->placement_token, "admin");
+    assert_true(cfg->placement_manage_allocations);
+    assert_true(cfg->ksm);
+    assert_int_equal(cfg->report_interval_s, 60);
     agent_config_free(cfg);
 }
 
@@ -101,6 +126,16 @@ test_bad_input(void **state)
     (void)state;
     load_fails("[agent]\nnode_id = n1\nbogus = 1\n", ":3: [agent] bogus: unknown key");
     load_fails("[agnet]\nnode_id = n1\n", ":2: [agnet] node_id: unknown section");
+    load_fails("[capacity]\nvcpu_allocation_ratio = 0\n",
+               "[capacity] vcpu_allocation_ratio: must be a number above 0");
+    load_fails("[capacity]\nmemory_allocation_ratio = nan\n", "memory_allocation_ratio");
+    load_fails("[capacity]\ndisk_allocation_ratio = 1.5x\n", "disk_allocation_ratio");
+    load_fails("[capacity]\ncustom_traits = CUSTOM_OK, ssd\n",
+               "[capacity] custom_traits: `ssd` is not a custom trait");
+    load_fails("[capacity]\ncustom_traits = HW_CPU_X86_AVX2\n", "`HW_CPU_X86_AVX2`");
+    load_fails("[placement]\nendpoint = ftp://x\n",
+               "[placement] endpoint: must be an http:// or https:// URL");
+    load_fails("[instances]\nksm = true\n", "[instances] ksm: unknown key");
     load_fails("[agent]\nworkers = 0\n", ":2: [agent] workers: must be a whole number from 1");
     load_fails("[agent]\nworkers = 4x\n", "[agent] workers: must be a whole number");
     load_fails("[agent]\nworkers = -1\n", "[agent] workers");

@@ -237,12 +237,9 @@ fail:
 }
 
 int
-nodectl_events_next(struct nodectl_events *es, int timeout_ms, Nodeagent__V1__Event **ev,
-                    struct nodectl_delivery *where, struct na_error **err)
+nodectl_topic_next(struct nodectl_events *es, int timeout_ms, struct nodectl_message *m)
 {
-    (void)err;
     events_release_current(es);
-    *ev = NULL;
     es->msg = rd_kafka_consumer_poll(es->rk, timeout_ms);
     if (!es->msg)
         return 0;
@@ -253,14 +250,32 @@ nodectl_events_next(struct nodectl_events *es, int timeout_ms, Nodeagent__V1__Ev
             NA_LOG_WARN(NULL, "bus", "error=\"%s\"", rd_kafka_message_errstr(es->msg));
         return 0;
     }
-    where->partition = es->msg->partition;
-    where->offset = es->msg->offset;
-    es->ev = nodeagent__v1__event__unpack(NULL, es->msg->len, es->msg->payload);
+    *m = (struct nodectl_message){
+        .payload = es->msg->payload,
+        .size = es->msg->len,
+        .key = es->msg->key,
+        .key_len = es->msg->key_len,
+        .where = {es->msg->partition, es->msg->offset},
+    };
+    return 1;
+}
+
+int
+nodectl_events_next(struct nodectl_events *es, int timeout_ms, Nodeagent__V1__Event **ev,
+                    struct nodectl_delivery *where, struct na_error **err)
+{
+    (void)err;
+    *ev = NULL;
+    struct nodectl_message m;
+    if (nodectl_topic_next(es, timeout_ms, &m) == 0)
+        return 0;
+    *where = m.where;
+    es->ev = nodeagent__v1__event__unpack(NULL, m.size, m.payload);
     if (!es->ev)
         fprintf(stderr,
                 "nodectl: warning: undecodable event at partition %d offset %" PRId64
                 " (%zu bytes), skipped\n",
-                (int)es->msg->partition, es->msg->offset, es->msg->len);
+                (int)m.where.partition, m.where.offset, m.size);
     *ev = es->ev;
     return 1;
 }

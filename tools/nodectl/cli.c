@@ -55,6 +55,8 @@ static const enum nodectl_flag f_migrate[] = {
 static const enum nodectl_flag f_events[] = {NODECTL_F_FROM_BEGINNING, NODECTL_F_FILTER_REQUEST_ID,
                                              NODECTL_F_FILTER_INSTANCE, NODECTL_F_COUNT,
                                              NODECTL_F_EVENTS_TIMEOUT};
+static const enum nodectl_flag f_reports[] = {NODECTL_F_FROM_BEGINNING, NODECTL_F_COUNT,
+                                              NODECTL_F_EVENTS_TIMEOUT};
 
 #define FLAGS(arr) arr, NA_ARRAY_SIZE(arr)
 #define REQ(name, kind, flags, summary)                                                            \
@@ -86,6 +88,10 @@ static const struct nodectl_command commands[] = {
      0, nodectl_cmd_status},
     {"instances", "[UUID]", "list instances, or show one (admin socket)", AGENT_REQ_NONE, NULL, 0,
      nodectl_cmd_instances},
+    {"capacity", NULL, "inventory, usage, free, memory sharing, Placement state (admin socket)",
+     AGENT_REQ_NONE, NULL, 0, nodectl_cmd_capacity},
+    {"capacity-reports", NULL, "follow the node's capacity reports on the capacity topic",
+     AGENT_REQ_NONE, FLAGS(f_reports), nodectl_cmd_capacity_reports},
 };
 
 static const struct nodectl_command *

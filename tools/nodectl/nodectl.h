@@ -67,7 +67,7 @@ enum nodectl_exit {
     X(FROM_BEGINNING, "from-beginning", NULL, "start at the oldest event instead of the end")      \
     X(FILTER_REQUEST_ID, "request-id", "ID", "only events of this request")                        \
     X(FILTER_INSTANCE, "instance", "UUID", "only events of this instance")                         \
-    X(COUNT, "count", "N", "exit after N matching events (exit 3 if the timeout comes first)")     \
+    X(COUNT, "count", "N", "exit after N matching messages (exit 3 if the timeout comes first)")   \
     X(EVENTS_TIMEOUT, "timeout", "S", "stop after S seconds (default: follow until interrupted)")
 
 enum nodectl_flag {
@@ -163,6 +163,17 @@ int nodectl_events_next(struct nodectl_events *es, int timeout_ms, Nodeagent__V1
                         struct nodectl_delivery *where, struct na_error **err);
 void nodectl_events_close(struct nodectl_events *es);
 
+/* A message as it came; its pointers are valid until the next call or close. */
+struct nodectl_message {
+    const void *payload;
+    size_t size;
+    const void *key;
+    size_t key_len;
+    struct nodectl_delivery where;
+};
+/* Like nodectl_events_next, for any topic: 1 with *m set, 0 when nothing came. */
+int nodectl_topic_next(struct nodectl_events *es, int timeout_ms, struct nodectl_message *m);
+
 /* --- admin.c --------------------------------------------------------------------------- */
 
 /* GET http://localhost<path> over the admin unix socket.  *http_status and the body as
@@ -187,6 +198,8 @@ int nodectl_cmd_request(const struct nodectl_args *a, struct na_error **err);
 int nodectl_cmd_events(const struct nodectl_args *a, struct na_error **err);
 int nodectl_cmd_status(const struct nodectl_args *a, struct na_error **err);
 int nodectl_cmd_instances(const struct nodectl_args *a, struct na_error **err);
+int nodectl_cmd_capacity(const struct nodectl_args *a, struct na_error **err);
+int nodectl_cmd_capacity_reports(const struct nodectl_args *a, struct na_error **err);
 
 /* The exit status for a failure carrying err's code. */
 int nodectl_exit_code(const struct na_error *err);
