@@ -81,6 +81,7 @@ agent_gauges(struct agent *a, struct agent_gauges *g)
         .bus_delivered = st.delivered,
         .bus_delivery_failed = st.delivery_failed,
     };
+    agent_capacity_gauges(a, g);
 }
 
 void

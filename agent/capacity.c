@@ -714,6 +714,22 @@ agent_capacity_close(struct agent *a)
     uv_close((uv_handle_t *)&c->retry_timer, on_timer_closed);
 }
 
+void
+agent_capacity_gauges(struct agent *a, struct agent_gauges *g)
+{
+    struct agent_capacity *c = a->capacity;
+    g->placement_in_sync = c && c->placement_on ? c->placement_ok : -1;
+    if (!c)
+        return;
+    struct agent_claim used;
+    agent_capacity_usage(a, NULL, &used);
+    for (size_t k = 0; k < SCHED_N_RESOURCES; k++) {
+        const struct sched_resource *r = sched_inventory_find(&c->inv, classes[k]);
+        g->capacity[k] = r ? agent_capacity_limit(r) : 0;
+        g->used[k] = claim_of(&used, k);
+    }
+}
+
 json_t *
 agent_capacity_view(struct agent *a)
 {

@@ -56,6 +56,10 @@ void agent_capacity_changed(struct agent *a);
 /* The bus came back: send the report it missed. */
 void agent_capacity_bus_up(struct agent *a);
 
+/* Fills g's capacity, used and placement_in_sync. */
+struct agent_gauges;
+void agent_capacity_gauges(struct agent *a, struct agent_gauges *g);
+
 /* The agent's view for GET /v1/capacity: the report, plus "placement" {"endpoint",
  * "provider_uuid","ok","error","synced_ms"} and per class "capacity" and "free". */
 json_t *agent_capacity_view(struct agent *a);

@@ -132,5 +132,24 @@ agent_metrics_render(const struct agent_metrics *m, const struct agent_gauges *g
              g->queued, g->running, (long long)g->outbox, (long long)g->bus_lag, g->bus_up ? 1 : 0,
              (unsigned long long)g->bus_received, (unsigned long long)g->bus_delivered,
              (unsigned long long)g->bus_delivery_failed, g->healthy ? 1 : 0, g->uptime_s);
+
+    static const char *const classes[3] = {"VCPU", "MEMORY_MB", "DISK_GB"};
+    text_add(&t, "# HELP nodeagent_capacity What instances may claim of a resource class: "
+                 "(total - reserved) x allocation ratio.\n"
+                 "# TYPE nodeagent_capacity gauge\n");
+    for (size_t i = 0; i < 3; i++)
+        text_add(&t, "nodeagent_capacity{resource_class=\"%s\"} %llu\n", classes[i],
+                 (unsigned long long)g->capacity[i]);
+    text_add(&t, "# HELP nodeagent_capacity_used What the node's instances claim.\n"
+                 "# TYPE nodeagent_capacity_used gauge\n");
+    for (size_t i = 0; i < 3; i++)
+        text_add(&t, "nodeagent_capacity_used{resource_class=\"%s\"} %llu\n", classes[i],
+                 (unsigned long long)g->used[i]);
+    if (g->placement_in_sync >= 0)
+        text_add(&t,
+                 "# HELP nodeagent_placement_in_sync Whether the last report to Placement "
+                 "succeeded.\n# TYPE nodeagent_placement_in_sync gauge\n"
+                 "nodeagent_placement_in_sync %d\n",
+                 g->placement_in_sync);
     return t.buf;
 }

@@ -32,6 +32,9 @@ struct agent_gauges {
     uint64_t bus_received;
     uint64_t bus_delivered;
     uint64_t bus_delivery_failed;
+    int placement_in_sync;  /* 1, 0, or -1 when [placement] endpoint is unset */
+    uint64_t capacity[3];   /* VCPU, MEMORY_MB, DISK_GB: what may be allocated */
+    uint64_t used[3];       /* the instances' claims */
 };
 
 /* code NA_CODE_UNSPECIFIED (0) means success. */

@@ -162,6 +162,7 @@ def test_placement_and_the_bus_hold_the_host_inventory_and_traits(cluster, place
             "CUSTOM_RACK_A1", "CUSTOM_SSD"} <= traits
 
     agree(cluster, agent, placement)
+    assert "nodeagent_placement_in_sync 1\n" in agent.get("/metrics")[1]
     report = bus_reports(cluster)[-1]
     assert report["node_id"] == "n1" and report["instance_count"] == 0
     assert {c["name"] for c in report["health"]["checks"]} == {"bus", "database", "libvirt"}
@@ -250,6 +251,10 @@ def test_a_full_node_refuses_with_no_capacity_and_takes_it_after_a_delete(node):
     assert not os.path.exists(node.dir(c))
     assert instance_uuids(node.agent) == {a, b}
     assert used(view(node.agent))["MEMORY_MB"] == 512
+    _, metrics = node.agent.get("/metrics")
+    assert 'nodeagent_capacity{resource_class="MEMORY_MB"} 600\n' in metrics
+    assert 'nodeagent_capacity_used{resource_class="MEMORY_MB"} 512\n' in metrics
+    assert "nodeagent_placement_in_sync" not in metrics  # no Placement configured
 
     assert node.request("delete", a, check=0)["kind"] == "DONE"
     last = node.create("full-c", ip="10.0.0.7", inst=c, check=0)[1]
@@ -312,6 +317,7 @@ def test_placement_down_then_back_empty_converges_without_an_agent_restart(clust
                  "the agent to notice Placement is gone")
     assert placement.url in v["placement"]["error"], v["placement"]
     assert "placement report failed; retrying" in agent.logs()
+    assert "nodeagent_placement_in_sync 0\n" in agent.get("/metrics")[1]
     # Everything else goes on.
     assert agent.checks()["bus"] and agent.checks()["database"]
     assert bus_reports(cluster)
