@@ -15,6 +15,7 @@ import uuid
 import pytest
 
 from harness import BUILD, wait_for
+from nodes import S
 from placement import ConflictProxy, HostileServer, bump_provider
 
 FLAVOR = {"VCPU": 1, "MEMORY_MB": 256, "DISK_GB": 1}  # nodes.Node.create's flavor
@@ -255,6 +256,14 @@ def test_a_full_node_refuses_with_no_capacity_and_takes_it_after_a_delete(node):
     assert 'nodeagent_capacity{resource_class="MEMORY_MB"} 600\n' in metrics
     assert 'nodeagent_capacity_used{resource_class="MEMORY_MB"} 512\n' in metrics
     assert "nodeagent_placement_in_sync" not in metrics  # no Placement configured
+
+    # A resize that does not fit is refused before the guest is touched.
+    last = node.request("resize", b, "--vcpus", 1, "--memory-mib", 512, "--disk-gib", 1,
+                        check=1)
+    assert last["error"]["code"] == "NO_CAPACITY", last
+    assert "it needs 1 VCPU, 512 MEMORY_MB and 1 DISK_GB" in last["error"]["message"], last
+    assert node.state(b) == S["running"]
+    assert node.dom(b).maxMemory() == 256 * 1024
 
     assert node.request("delete", a, check=0)["kind"] == "DONE"
     last = node.create("full-c", ip="10.0.0.7", inst=c, check=0)[1]
