@@ -12,9 +12,11 @@
  *   GET /v1/requests/<id>        one request's intent: phase, attempts, result
  *   GET /v1/images               cached base images: size, last use, the instances using them
  *   GET /v1/capacity             inventory, usage, free, traits, memory sharing, Placement state
+ *   GET /v1/peers                the other nodes, as their announcements on the bus tell
  */
 #include "agent/admin.h"
 #include "agent/capacity.h"
+#include "agent/peers.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -235,6 +237,8 @@ on_http(void *cls, struct MHD_Connection *c, const char *url, const char *method
         return get_images(a, c);
     if (strcmp(url, "/v1/capacity") == 0 && a->capacity)
         return respond_json(c, MHD_HTTP_OK, agent_capacity_view(a));
+    if (strcmp(url, "/v1/peers") == 0)
+        return respond_json(c, MHD_HTTP_OK, agent_peers_view(a));
     if (strcmp(url, "/v1/instances") == 0)
         return get_instances(a, c, NULL);
     if (strncmp(url, "/v1/instances/", 14) == 0 && na_uuid_is_valid(url + 14))

@@ -8,6 +8,7 @@
 #include "agent/agent.h"
 #include "agent/admin.h"
 #include "agent/capacity.h"
+#include "agent/peers.h"
 #include "storage/qcow2/qcow2.h"
 
 #include <errno.h>
@@ -114,8 +115,10 @@ static void
 on_health(void *ctx, bool up)
 {
     /* Otherwise read on demand by /healthz; logged by the bus. */
-    if (up)
+    if (up) {
         agent_capacity_bus_up(ctx);
+        agent_peers_bus_up(ctx);
+    }
 }
 
 static void
@@ -137,6 +140,7 @@ finish_shutdown(struct agent *a)
     close_handle((uv_handle_t *)&a->sig_int);
     close_handle((uv_handle_t *)&a->sig_hup);
     agent_capacity_close(a);
+    agent_peers_close(a);
     agent_outbox_pump(a);
     agent_bus_close(a->bus, FLUSH_MS);
     a->bus = NULL;
@@ -356,10 +360,11 @@ agent_start(struct agent *a, struct na_error **err)
         .on_request = agent_intake,
         .on_delivery = agent_outbox_on_delivery,
         .on_health = on_health,
+        .on_announcement = agent_peers_on_announcement,
     };
     if ((ret = agent_bus_open(a->loop, cfg, &cb, &a->bus, err)) < 0)
         return ret;
-    if ((ret = agent_capacity_open(a, err)) < 0)
+    if ((ret = agent_capacity_open(a, err)) < 0 || (ret = agent_peers_open(a, err)) < 0)
         return ret;
     if ((ret = agent_replay_open_intents(a, err)) < 0)
         return ret;

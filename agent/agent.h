@@ -35,6 +35,7 @@
 
 struct agent_admin;
 struct agent_capacity;
+struct agent_peers;
 struct qcow2_image_cache;
 
 /* What workers may use: set up at start, never changed after; every member is safe to use
@@ -60,6 +61,7 @@ struct agent {
     struct agent_host host;
     struct agent_mailbox *mailbox;
     struct agent_capacity *capacity;
+    struct agent_peers *peers;
     bool libvirt_up;
     char *libvirt_detail;
     bool reconciling;

@@ -28,6 +28,13 @@ struct agent_bus {
     rd_kafka_queue_t *producer_queue;
     struct kafka_wakeup producer_wake;
 
+    /* Every node's announcements: a consumer of <prefix>.nodes in a group of its own, so
+     * it reads every partition from the start and commits nothing. */
+    char *nodes_topic;
+    rd_kafka_t *watcher;
+    rd_kafka_queue_t *watcher_queue;
+    struct kafka_wakeup watcher_wake;
+
     uv_timer_t poll_timer; /* safety net: serves both queues once a second */
     bool paused;
     bool closing;
@@ -157,6 +164,7 @@ conf_new(struct agent_bus *bus, const struct agent_config *cfg, const char *role
 
 static void consume_ready(struct agent_bus *bus);
 static void produce_ready(struct agent_bus *bus);
+static void watch_ready(struct agent_bus *bus);
 
 static void
 on_consumer_wake(uv_poll_t *h, int status, int events)
@@ -168,6 +176,18 @@ on_consumer_wake(uv_poll_t *h, int status, int events)
     while (read(bus->consumer_wake.fds[0], buf, sizeof(buf)) > 0)
         ;
     consume_ready(bus);
+}
+
+static void
+on_watcher_wake(uv_poll_t *h, int status, int events)
+{
+    (void)status;
+    (void)events;
+    struct agent_bus *bus = h->data;
+    char buf[64];
+    while (read(bus->watcher_wake.fds[0], buf, sizeof(buf)) > 0)
+        ;
+    watch_ready(bus);
 }
 
 static void
@@ -200,6 +220,7 @@ static void
 bus_free(struct agent_bus *bus)
 {
     free(bus->request_topic);
+    free(bus->nodes_topic);
     free(bus);
 }
 
@@ -283,6 +304,28 @@ consume_ready(struct agent_bus *bus)
 }
 
 static void
+watch_ready(struct agent_bus *bus)
+{
+    if (bus->closing || !bus->watcher)
+        return;
+    for (int i = 0; i < CONSUME_BATCH; i++) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(bus->watcher, 0);
+        if (!m)
+            return;
+        if (m->err && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+            na_log(NA_LOG_WARN, NULL, "bus error on the nodes topic", "error=%s detail=\"%s\"",
+                   rd_kafka_err2name(m->err), rd_kafka_message_errstr(m));
+        else if (!m->err)
+            bus->cb.on_announcement(bus->cb.ctx, m->key, m->key_len, m->payload, m->len);
+        rd_kafka_message_destroy(m);
+        if (bus->closing)
+            return;
+    }
+    if (write(bus->watcher_wake.fds[1], "1", 1) < 0 && errno != EAGAIN)
+        na_log(NA_LOG_WARN, NULL, "bus wake-up write failed", "errno=%d", errno);
+}
+
+static void
 produce_ready(struct agent_bus *bus)
 {
     while (rd_kafka_poll(bus->producer, 0) > 0)
@@ -294,6 +337,7 @@ on_poll_timer(uv_timer_t *t)
 {
     struct agent_bus *bus = t->data;
     consume_ready(bus);
+    watch_ready(bus);
     produce_ready(bus);
 }
 
@@ -356,6 +400,39 @@ consumer_open(struct agent_bus *bus, const struct agent_config *cfg, struct na_e
 }
 
 static int
+watcher_open(struct agent_bus *bus, const struct agent_config *cfg, struct na_error **err)
+{
+    char uuid[37];
+    na_uuid_generate(uuid);
+    cleanup_free char *group = na_xasprintf("nodeagent.%s.nodes.%s", cfg->node_id, uuid);
+    const char *defaults[] = {
+        "group.id",           group,      "enable.auto.commit",    "false",
+        "auto.offset.reset",  "earliest", "enable.partition.eof",  "false",
+        "session.timeout.ms", "10000",    "heartbeat.interval.ms", "1000",
+        "reconnect.backoff.max.ms", "2000",
+    };
+    rd_kafka_conf_t *conf = conf_new(bus, cfg, "watcher", defaults, NA_ARRAY_SIZE(defaults), err);
+    if (!conf)
+        return -EINVAL;
+    char why[512];
+    bus->watcher = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof(why));
+    if (!bus->watcher) {
+        rd_kafka_conf_destroy(conf);
+        return na_error_set(err, NA_CODE_INTERNAL, 0, "create bus watcher: %s", why);
+    }
+    rd_kafka_poll_set_consumer(bus->watcher);
+    bus->watcher_queue = rd_kafka_queue_get_consumer(bus->watcher);
+    rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(topics, bus->nodes_topic, RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t e = rd_kafka_subscribe(bus->watcher, topics);
+    rd_kafka_topic_partition_list_destroy(topics);
+    if (e)
+        return na_error_set(err, NA_CODE_INTERNAL, 0, "subscribe to `%s`: %s", bus->nodes_topic,
+                            rd_kafka_err2str(e));
+    return wakeup_start(bus, &bus->watcher_wake, bus->watcher_queue, on_watcher_wake, err);
+}
+
+static int
 producer_open(struct agent_bus *bus, const struct agent_config *cfg, struct na_error **err)
 {
     char buffer_max[32];
@@ -392,9 +469,12 @@ agent_bus_open(uv_loop_t *loop, const struct agent_config *cfg,
     bus->request_topic = agent_topic_node(cfg, cfg->node_id);
     bus->stats.consumer_lag = -1;
 
+    bus->nodes_topic = agent_topic_nodes(cfg);
     int ret = producer_open(bus, cfg, err);
     if (ret == 0)
         ret = consumer_open(bus, cfg, err);
+    if (ret == 0 && cb->on_announcement)
+        ret = watcher_open(bus, cfg, err);
     if (ret < 0) {
         agent_bus_close(bus, 0);
         return ret;
@@ -412,17 +492,17 @@ agent_bus_open(uv_loop_t *loop, const struct agent_config *cfg,
  * timeout_ms: with the bus away, rd_kafka_consumer_close() would wait for ever.  Offsets
  * not committed then are delivered again after the restart, and recognised as duplicates. */
 static void
-consumer_close(struct agent_bus *bus, int timeout_ms)
+consumer_close(rd_kafka_t *consumer, int timeout_ms)
 {
-    rd_kafka_queue_t *q = rd_kafka_queue_new(bus->consumer);
-    rd_kafka_error_t *e = rd_kafka_consumer_close_queue(bus->consumer, q);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(consumer);
+    rd_kafka_error_t *e = rd_kafka_consumer_close_queue(consumer, q);
     uint64_t deadline = na_mono_ns() + (uint64_t)timeout_ms * 1000000u;
-    while (!e && !rd_kafka_consumer_closed(bus->consumer) && na_mono_ns() < deadline) {
+    while (!e && !rd_kafka_consumer_closed(consumer) && na_mono_ns() < deadline) {
         rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 100);
         if (ev)
             rd_kafka_event_destroy(ev);
     }
-    bool closed = !e && rd_kafka_consumer_closed(bus->consumer);
+    bool closed = !e && rd_kafka_consumer_closed(consumer);
     if (e)
         rd_kafka_error_destroy(e);
     rd_kafka_queue_destroy(q);
@@ -430,8 +510,8 @@ consumer_close(struct agent_bus *bus, int timeout_ms)
         na_log(NA_LOG_WARN, NULL,
                "bus consumer did not close in time; offsets not yet "
                "committed are delivered again after the restart",
-               "timeout_ms=%d", timeout_ms);
-    rd_kafka_destroy_flags(bus->consumer, closed ? 0 : RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+               "client=%s timeout_ms=%d", rd_kafka_name(consumer), timeout_ms);
+    rd_kafka_destroy_flags(consumer, closed ? 0 : RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
 }
 
 void
@@ -447,7 +527,12 @@ agent_bus_close(struct agent_bus *bus, int flush_ms)
     if (bus->consumer) {
         wakeup_stop(bus, &bus->consumer_wake, bus->consumer_queue);
         rd_kafka_queue_destroy(bus->consumer_queue);
-        consumer_close(bus, flush_ms);
+        consumer_close(bus->consumer, flush_ms);
+    }
+    if (bus->watcher) {
+        wakeup_stop(bus, &bus->watcher_wake, bus->watcher_queue);
+        rd_kafka_queue_destroy(bus->watcher_queue);
+        consumer_close(bus->watcher, flush_ms);
     }
     if (bus->producer) {
         wakeup_stop(bus, &bus->producer_wake, bus->producer_queue);

@@ -1,5 +1,6 @@
-/* The bus: librdkafka's consumer of this node's request topic and producer of events,
- * capacity reports and announcements, driven from the libuv loop.
+/* The bus: librdkafka's consumer of this node's request topic, a second consumer (the
+ * watcher) of every node's announcements, and the producer of events, capacity reports and
+ * announcements, driven from the libuv loop.
  *
  * librdkafka signals its queues through a pipe (rd_kafka_queue_io_event_enable) that the
  * loop polls, so every callback below runs on the main loop.  The consumer never commits
@@ -37,6 +38,10 @@ struct agent_bus_callbacks {
     void (*on_delivery)(void *ctx, int64_t id, bool ok, const char *why);
     /* Broker connectivity changed. */
     void (*on_health)(void *ctx, bool up);
+    /* A message on <prefix>.nodes (every one, from the start of the topic); NULL: the
+     * topic is not read. */
+    void (*on_announcement)(void *ctx, const void *key, size_t key_len, const uint8_t *payload,
+                            size_t size);
 };
 
 struct agent_bus_stats {

@@ -1,6 +1,7 @@
 #include "agent/config.h"
 #include "scheduler-client/scheduler.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ini.h>
@@ -20,7 +21,8 @@ enum key_type {
     KEY_LOG_LEVEL,
     KEY_HOSTPORT,
     KEY_RATIO, /* a double above 0 and at most 1000 */
-    KEY_URL    /* http:// or https:// */
+    KEY_URL,   /* http:// or https:// */
+    KEY_IPV4   /* dotted quad */
 };
 
 struct key_def {
@@ -83,6 +85,8 @@ static const struct key_def keys[] = {
     {"placement", "manage_allocations", KEY_BOOL, OFF(placement_manage_allocations), "false", 0,
      0},
     {"memory", "ksm", KEY_BOOL, OFF(ksm), "false", 0, 0},
+    {"network", "tunnel_endpoint", KEY_IPV4, OFF(tunnel_endpoint), NULL, 0, 0},
+    {"network", "announce_interval", KEY_UINT, OFF(announce_interval_s), "10", 1, 3600},
     {"admin", "socket", KEY_PATH, OFF(admin_socket), "/run/nodeagent/admin.sock", 0, 0},
     {"admin", "listen", KEY_HOSTPORT, OFF(admin_listen), NULL, 0, 0},
 };
@@ -178,6 +182,14 @@ set_key(struct agent_config *cfg, const struct key_def *k, const char *value)
         free(*(char **)field);
         *(char **)field = na_xstrdup(value);
         return NULL;
+    case KEY_IPV4: {
+        struct in_addr addr;
+        if (inet_pton(AF_INET, value, &addr) != 1)
+            return "must be an IPv4 address (a.b.c.d)";
+        free(*(char **)field);
+        *(char **)field = na_xstrdup(value);
+        return NULL;
+    }
     case KEY_CHOICE: {
         static char why[160];
         size_t len = strlen(value);

@@ -87,6 +87,10 @@ struct agent_config {
     /* [memory] */
     bool ksm;
 
+    /* [network] */
+    char *tunnel_endpoint; /* this node's underlay IPv4 address; NULL: none */
+    unsigned announce_interval_s;
+
     /* [admin] */
     char *admin_socket;
     char *admin_listen; /* "host:port" or NULL */

@@ -182,6 +182,8 @@ static const struct str_rule RULE_TENANT = {1, 64, CHARS_SAFE, 0,
 static const struct str_rule RULE_NODE = {1, 64, CHARS_SAFE, NOT_DOTS,
                                           "a node id: 1..64 characters of [A-Za-z0-9._-], "
                                           "not \".\" or \"..\""};
+static const struct str_rule RULE_VERSION = {
+    1, 64, CHARS_TOKEN, 0, "1..64 characters of printable ASCII without spaces"};
 static const struct str_rule RULE_FLAVOR_NAME = {0, 64, CHARS_PRINTABLE, 0,
                                                  "0..64 characters of printable ASCII"};
 static const struct str_rule RULE_HOSTNAME = {
@@ -805,5 +807,19 @@ agent_validate_envelope(const Nodeagent__V1__Envelope *env, struct na_error **er
              env->sent_at_ms);
     check_opt_str(&v, "reply_to", env->reply_to, &RULE_NODE);
     check_body(&v, env);
+    return v.ret;
+}
+
+int
+agent_validate_announcement(const Nodeagent__V1__NodeAnnouncement *an, struct na_error **err)
+{
+    struct vctx v = {.err = err};
+    check_str(&v, "node_id", an->node_id, &RULE_NODE);
+    if (an->time_ms <= 0)
+        fail(&v, "time_ms", "%" PRId64 " is not a time; expected unix milliseconds", an->time_ms);
+    check_str(&v, "agent_version", an->agent_version, &RULE_VERSION);
+    if (an->tunnel_endpoint && *an->tunnel_endpoint)
+        check_ipv4(&v, "tunnel_endpoint", an->tunnel_endpoint, false);
+    check_u32(&v, "interval_s", an->interval_s, 1, 3600);
     return v.ret;
 }

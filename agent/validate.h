@@ -23,6 +23,10 @@
 
 int agent_validate_envelope(const Nodeagent__V1__Envelope *env, struct na_error **err);
 
+/* A NodeAnnouncement from another agent: node id, time, version, tunnel endpoint (empty,
+ * or an IPv4 address), interval 1..3600 s.  INVALID_ARGUMENT naming the field. */
+int agent_validate_announcement(const Nodeagent__V1__NodeAnnouncement *an, struct na_error **err);
+
 /* Whether request_id is well formed, so that an event about a refused message may echo it
  * (every string an event carries must be valid UTF-8 and safe to log). */
 bool agent_request_id_is_valid(const char *request_id);

@@ -90,6 +90,8 @@ static const struct nodectl_command commands[] = {
      nodectl_cmd_instances},
     {"capacity", NULL, "inventory, usage, free, memory sharing, Placement state (admin socket)",
      AGENT_REQ_NONE, NULL, 0, nodectl_cmd_capacity},
+    {"peers", NULL, "the other nodes, as their announcements tell (admin socket)",
+     AGENT_REQ_NONE, NULL, 0, nodectl_cmd_peers},
     {"capacity-reports", NULL, "follow the node's capacity reports on the capacity topic",
      AGENT_REQ_NONE, FLAGS(f_reports), nodectl_cmd_capacity_reports},
 };

@@ -199,6 +199,7 @@ int nodectl_cmd_events(const struct nodectl_args *a, struct na_error **err);
 int nodectl_cmd_status(const struct nodectl_args *a, struct na_error **err);
 int nodectl_cmd_instances(const struct nodectl_args *a, struct na_error **err);
 int nodectl_cmd_capacity(const struct nodectl_args *a, struct na_error **err);
+int nodectl_cmd_peers(const struct nodectl_args *a, struct na_error **err);
 int nodectl_cmd_capacity_reports(const struct nodectl_args *a, struct na_error **err);
 
 /* The exit status for a failure carrying err's code. */

@@ -1,4 +1,4 @@
-/* `status` and `instances`: the agent's view of itself, read from its admin API.
+/* `status`, `instances` and `peers`: the agent's view of itself, read from its admin API.
  *
  * Contract (the agent's side): GET /v1/status returns {"node_id","version","uptime_s",
  * "healthy","checks":[{"name","ok","detail"}],"instances","queue_depth"} (HTTP 503 when
@@ -155,6 +155,33 @@ nodectl_cmd_instances(const struct nodectl_args *a, struct na_error **err)
     {
         cleanup_free char *text = jtext(v);
         printf("%s: %s\n", key, text);
+    }
+    return NODECTL_EXIT_OK;
+}
+
+int
+nodectl_cmd_peers(const struct nodectl_args *a, struct na_error **err)
+{
+    long status = 0;
+    cleanup_json json_t *body = NULL;
+    int rc = get_ok(a, "/v1/peers", false, &status, &body, err);
+    if (rc < 0)
+        return rc;
+    if (a->g.json) {
+        nodectl_print_json(stdout, body, true);
+        return NODECTL_EXIT_OK;
+    }
+    printf("node %s, tunnel endpoint %s, announcing every %lld s\n", jstr(body, "node_id"),
+           *jstr(body, "tunnel_endpoint") ? jstr(body, "tunnel_endpoint") : "-",
+           (long long)json_integer_value(json_object_get(body, "announce_interval_s")));
+    size_t i;
+    json_t *p;
+    printf("%-24s %-16s %-10s %s\n", "PEER", "TUNNEL ENDPOINT", "VERSION", "HEARD");
+    json_array_foreach(json_object_get(body, "peers"), i, p)
+    {
+        printf("%-24s %-16s %-10s %.1f s ago\n", jstr(p, "node_id"),
+               *jstr(p, "tunnel_endpoint") ? jstr(p, "tunnel_endpoint") : "-",
+               jstr(p, "agent_version"), json_number_value(json_object_get(p, "heard_s_ago")));
     }
     return NODECTL_EXIT_OK;
 }

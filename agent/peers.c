@@ -1,0 +1,257 @@
+/* Peers: announcing this node and keeping the table of the others.  See peers.h. */
+#include "agent/peers.h"
+#include "agent/agent.h"
+#include "agent/validate.h"
+
+#include <string.h>
+
+#define EXPIRY_CHECK_MS 1000
+/* Bus deliveries of announcements carry this id; outbox ids are positive. */
+#define ANNOUNCE_DELIVERY_ID (-1)
+
+struct peer {
+    char node_id[65];
+    char tunnel_endpoint[16];
+    char agent_version[65];
+    uint32_t interval_s;
+    int64_t announced_ms; /* its time_ms */
+    uint64_t heard_ms;    /* loop time of its last announcement */
+};
+
+struct agent_peers {
+    struct agent *a;
+    char *topic;
+    struct peer *items;
+    size_t n, cap;
+    uv_timer_t announce_timer;
+    uv_timer_t expiry_timer;
+    bool missed; /* an announcement was due while the bus was down */
+    int refs;    /* timers still closing */
+};
+
+int
+agent_announcement_check(const Nodeagent__V1__NodeAnnouncement *an, const void *key,
+                         size_t key_len, struct na_error **err)
+{
+    int ret = agent_validate_announcement(an, err);
+    if (ret < 0)
+        return ret;
+    if (key_len != strlen(an->node_id) || memcmp(key, an->node_id, key_len) != 0)
+        return na_error_field(err, "key",
+                              "key: the message's key is not its node_id `%s`; announcements "
+                              "are keyed by the announcing node",
+                              an->node_id);
+    return 0;
+}
+
+static struct peer *
+peer_find(struct agent_peers *p, const char *node_id)
+{
+    for (size_t i = 0; i < p->n; i++)
+        if (strcmp(p->items[i].node_id, node_id) == 0)
+            return &p->items[i];
+    return NULL;
+}
+
+static void
+peer_remove(struct agent_peers *p, struct peer *peer)
+{
+    *peer = p->items[--p->n];
+}
+
+static void
+announce(struct agent_peers *p, bool leaving)
+{
+    struct agent *a = p->a;
+    struct agent_bus_stats st = {0};
+    if (a->bus)
+        agent_bus_get_stats(a->bus, &st);
+    if (!st.up && !leaving) {
+        p->missed = true;
+        return;
+    }
+    Nodeagent__V1__NodeAnnouncement an = NODEAGENT__V1__NODE_ANNOUNCEMENT__INIT;
+    an.node_id = a->cfg->node_id;
+    an.time_ms = na_now_ms();
+    an.agent_version = AGENT_VERSION;
+    an.tunnel_endpoint = a->cfg->tunnel_endpoint ? a->cfg->tunnel_endpoint : "";
+    an.interval_s = a->cfg->announce_interval_s;
+    an.leaving = leaving;
+    size_t size = nodeagent__v1__node_announcement__get_packed_size(&an);
+    cleanup_free uint8_t *buf = na_xmalloc(size ? size : 1);
+    nodeagent__v1__node_announcement__pack(&an, buf);
+    cleanup_error struct na_error *err = NULL;
+    if (agent_bus_produce(a->bus, p->topic, a->cfg->node_id, buf, size, ANNOUNCE_DELIVERY_ID,
+                          &err) < 0) {
+        p->missed = true;
+        na_log(NA_LOG_WARN, NULL, "node announcement not sent", "error=\"%s\"",
+               err ? err->msg : "local queue full");
+        return;
+    }
+    p->missed = false;
+}
+
+static void
+on_announce_timer(uv_timer_t *t)
+{
+    announce(t->data, false);
+}
+
+static void
+on_expiry_timer(uv_timer_t *t)
+{
+    struct agent_peers *p = t->data;
+    uint64_t now = uv_now(p->a->loop);
+    for (size_t i = 0; i < p->n;) {
+        struct peer *peer = &p->items[i];
+        uint64_t limit = (uint64_t)peer->interval_s * 1000 * AGENT_PEER_MISSED_INTERVALS;
+        if (now - peer->heard_ms <= limit) {
+            i++;
+            continue;
+        }
+        na_log(NA_LOG_WARN, NULL, "peer lost: no announcement in time", "peer=%s silent_s=%.1f",
+               peer->node_id, (double)(now - peer->heard_ms) / 1000);
+        peer_remove(p, peer);
+    }
+}
+
+static void
+take(struct agent_peers *p, const Nodeagent__V1__NodeAnnouncement *an)
+{
+    struct peer *peer = peer_find(p, an->node_id);
+    if (an->leaving) {
+        if (peer) {
+            na_log(NA_LOG_INFO, NULL, "peer left", "peer=%s", an->node_id);
+            peer_remove(p, peer);
+        }
+        return;
+    }
+    /* A node's last announcement stays on the (compacted) topic after it is gone: one too
+     * old to be alive, read at start, is not a peer. */
+    int64_t age_ms = na_now_ms() - an->time_ms;
+    if (age_ms > (int64_t)an->interval_s * 1000 * AGENT_PEER_MISSED_INTERVALS) {
+        if (peer) {
+            na_log(NA_LOG_WARN, NULL, "peer lost: its last announcement is stale",
+                   "peer=%s age_s=%.1f", an->node_id, (double)age_ms / 1000);
+            peer_remove(p, peer);
+        }
+        return;
+    }
+    if (!peer) {
+        if (p->n == p->cap) {
+            p->cap = p->cap ? p->cap * 2 : 8;
+            p->items = na_xrealloc(p->items, p->cap * sizeof(*p->items));
+        }
+        peer = &p->items[p->n++];
+        memset(peer, 0, sizeof(*peer));
+        snprintf(peer->node_id, sizeof(peer->node_id), "%s", an->node_id);
+        na_log(NA_LOG_INFO, NULL, "peer joined", "peer=%s tunnel_endpoint=%s version=%s",
+               an->node_id, *an->tunnel_endpoint ? an->tunnel_endpoint : "-", an->agent_version);
+    } else if (strcmp(peer->tunnel_endpoint, an->tunnel_endpoint) != 0) {
+        na_log(NA_LOG_INFO, NULL, "peer moved its tunnel endpoint", "peer=%s from=%s to=%s",
+               an->node_id, *peer->tunnel_endpoint ? peer->tunnel_endpoint : "-",
+               *an->tunnel_endpoint ? an->tunnel_endpoint : "-");
+    }
+    snprintf(peer->tunnel_endpoint, sizeof(peer->tunnel_endpoint), "%s", an->tunnel_endpoint);
+    snprintf(peer->agent_version, sizeof(peer->agent_version), "%s", an->agent_version);
+    peer->interval_s = an->interval_s;
+    peer->announced_ms = an->time_ms;
+    peer->heard_ms = uv_now(p->a->loop);
+}
+
+void
+agent_peers_on_announcement(void *agent, const void *key, size_t key_len, const uint8_t *payload,
+                            size_t size)
+{
+    struct agent *a = agent;
+    struct agent_peers *p = a->peers;
+    if (!p)
+        return;
+    Nodeagent__V1__NodeAnnouncement *an =
+        nodeagent__v1__node_announcement__unpack(NULL, size, payload);
+    if (!an) {
+        na_log(NA_LOG_WARN, NULL, "ignoring a message on the nodes topic that is not a "
+                                  "NodeAnnouncement", "size=%zu", size);
+        return;
+    }
+    cleanup_error struct na_error *err = NULL;
+    if (agent_announcement_check(an, key, key_len, &err) < 0) {
+        char quoted[1024];
+        na_log(NA_LOG_WARN, NULL, "ignoring an invalid node announcement", "error=%s",
+               na_log_quote(quoted, sizeof(quoted), err->msg));
+    } else if (strcmp(an->node_id, a->cfg->node_id) != 0) {
+        take(p, an);
+    }
+    nodeagent__v1__node_announcement__free_unpacked(an, NULL);
+}
+
+void
+agent_peers_bus_up(struct agent *a)
+{
+    if (a->peers && a->peers->missed)
+        announce(a->peers, false);
+}
+
+int
+agent_peers_open(struct agent *a, struct na_error **err)
+{
+    (void)err;
+    struct agent_peers *p = na_xcalloc(1, sizeof(*p));
+    p->a = a;
+    p->topic = agent_topic_nodes(a->cfg);
+    uv_timer_init(a->loop, &p->announce_timer);
+    p->announce_timer.data = p;
+    uv_timer_init(a->loop, &p->expiry_timer);
+    p->expiry_timer.data = p;
+    uint64_t every = (uint64_t)a->cfg->announce_interval_s * 1000;
+    uv_timer_start(&p->announce_timer, on_announce_timer, 0, every);
+    uv_timer_start(&p->expiry_timer, on_expiry_timer, EXPIRY_CHECK_MS, EXPIRY_CHECK_MS);
+    a->peers = p;
+    return 0;
+}
+
+static void
+on_timer_closed(uv_handle_t *h)
+{
+    struct agent_peers *p = h->data;
+    if (--p->refs > 0)
+        return;
+    free(p->items);
+    free(p->topic);
+    free(p);
+}
+
+void
+agent_peers_close(struct agent *a)
+{
+    struct agent_peers *p = a->peers;
+    if (!p)
+        return;
+    if (a->bus)
+        announce(p, true);
+    a->peers = NULL;
+    p->refs = 2;
+    uv_close((uv_handle_t *)&p->announce_timer, on_timer_closed);
+    uv_close((uv_handle_t *)&p->expiry_timer, on_timer_closed);
+}
+
+json_t *
+agent_peers_view(struct agent *a)
+{
+    struct agent_peers *p = a->peers;
+    json_t *list = json_array();
+    uint64_t now = a->loop ? uv_now(a->loop) : 0;
+    for (size_t i = 0; p && i < p->n; i++) {
+        const struct peer *peer = &p->items[i];
+        json_array_append_new(
+            list, json_pack("{s:s, s:s, s:s, s:i, s:I, s:f}", "node_id", peer->node_id,
+                            "tunnel_endpoint", peer->tunnel_endpoint, "agent_version",
+                            peer->agent_version, "interval_s", (int)peer->interval_s,
+                            "announced_ms", (json_int_t)peer->announced_ms, "heard_s_ago",
+                            (double)(now - peer->heard_ms) / 1000.0));
+    }
+    const char *endpoint = a->cfg->tunnel_endpoint ? a->cfg->tunnel_endpoint : "";
+    return json_pack("{s:s, s:s, s:i, s:o}", "node_id", a->cfg->node_id, "tunnel_endpoint",
+                     endpoint, "announce_interval_s", (int)a->cfg->announce_interval_s, "peers",
+                     list);
+}

@@ -1,0 +1,43 @@
+/* Peers: the other agents of the cloud, as their announcements tell.
+ *
+ * Every agent publishes a NodeAnnouncement on <prefix>.nodes (key = node id) every
+ * [network] announce_interval seconds, and one with leaving = true when it stops cleanly.
+ * Every agent reads the whole topic: a node joins the peer table with its first valid
+ * announcement, and leaves it when it says it is leaving or has been silent for three of
+ * its own intervals.  Announcements are untrusted input: one that does not decode, whose
+ * key is not its node id, or whose fields are out of range is logged and ignored.
+ *
+ * The table is the tunnel layer's list of peers (their tunnel endpoints).  Main loop only.
+ */
+#ifndef NODEAGENT_AGENT_PEERS_H
+#define NODEAGENT_AGENT_PEERS_H
+
+#include "common/common.h"
+#include "nodeagent.pb-c.h"
+
+#include <jansson.h>
+
+struct agent;
+
+/* How many of a peer's own intervals it may stay silent before it is dropped. */
+#define AGENT_PEER_MISSED_INTERVALS 3
+
+/* Whether an announcement that arrived with key may be believed; INVALID_ARGUMENT naming
+ * the field otherwise.  Pure; unit-tested. */
+int agent_announcement_check(const Nodeagent__V1__NodeAnnouncement *an, const void *key,
+                             size_t key_len, struct na_error **err);
+
+int agent_peers_open(struct agent *a, struct na_error **err);
+/* Announces that this node is leaving (before the bus flushes), stops the timers. */
+void agent_peers_close(struct agent *a);
+/* The bus's on_announcement callback. */
+void agent_peers_on_announcement(void *agent, const void *key, size_t key_len,
+                                 const uint8_t *payload, size_t size);
+/* The bus came back: announce now. */
+void agent_peers_bus_up(struct agent *a);
+
+/* GET /v1/peers: {"node_id","tunnel_endpoint","announce_interval_s","peers":[{"node_id",
+ * "tunnel_endpoint","agent_version","interval_s","announced_ms","heard_s_ago"}]} */
+json_t *agent_peers_view(struct agent *a);
+
+#endif

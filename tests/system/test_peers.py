@@ -1,0 +1,114 @@
+"""Node announcements on <prefix>.nodes: every agent announces itself, learns its peers and
+their tunnel endpoints, and drops a peer that leaves or goes silent.  Hostile messages on
+the topic are ignored.  Real agents on the devbus; no hypervisor needed."""
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from harness import Cluster, wait_for
+
+
+def config(endpoint):
+    return f"[network]\ntunnel_endpoint = {endpoint}\nannounce_interval = 1\n"
+
+
+def peers(agent):
+    status, body = agent.get_json("/v1/peers")
+    assert status == 200, body
+    return {p["node_id"]: p for p in body["peers"]}
+
+
+# Hand-made NodeAnnouncements (proto/nodeagent.proto), as another writer would send them.
+def varint(n):
+    out = b""
+    while True:
+        b, n = n & 0x7F, n >> 7
+        out += bytes([b | (0x80 if n else 0)])
+        if not n:
+            return out
+
+
+def announcement(node_id, endpoint, time_ms=None, interval=1, version="9.9"):
+    def field(num, wire, payload):
+        return varint(num << 3 | wire) + payload
+
+    def string(num, s):
+        s = s.encode()
+        return field(num, 2, varint(len(s)) + s)
+    time_ms = int(time.time() * 1000) if time_ms is None else time_ms
+    return (string(1, node_id) + field(2, 0, varint(time_ms)) + string(3, version)
+            + string(4, endpoint) + field(5, 0, varint(interval)))
+
+
+@pytest.fixture
+def three(tmp_path):
+    c = Cluster(tmp_path, nodes=("n1", "n2", "n3"))
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+def produce(cluster, key, payload, tmp_path, name):
+    path = os.path.join(str(tmp_path), name)
+    with open(path, "wb") as f:
+        f.write(payload)
+    args = ["kcat", "-P", "-b", cluster.devbus.bootstrap, "-t", f"{cluster.prefix}.nodes"]
+    if key is not None:
+        args += ["-k", key]
+    subprocess.run(args + [path], check=True, timeout=60, capture_output=True)
+
+
+def test_agents_learn_each_other_and_forget_who_leaves_or_goes_silent(three, tmp_path):
+    n1 = three.agent("n1", extra_config=config("192.0.2.1")).start()
+    n2 = three.agent("n2", extra_config=config("192.0.2.2")).start()
+    wait_for(lambda: "n2" in peers(n1) and "n1" in peers(n2), 30, "n1 and n2 to see each other")
+    p = peers(n1)["n2"]
+    assert p["tunnel_endpoint"] == "192.0.2.2" and p["interval_s"] == 1
+    assert p["agent_version"] and p["heard_s_ago"] < 3
+    assert peers(n2)["n1"]["tunnel_endpoint"] == "192.0.2.1"
+    assert "n1" not in peers(n1) and "n2" not in peers(n2)
+    text = three.nodectl("peers", env={"NODECTL_ADMIN_SOCKET": n1.socket}, check=0).stdout
+    assert "n2" in text and "192.0.2.2" in text and "192.0.2.1" in text
+
+    # Hostile messages: not protobuf; a key that is not the node id (claiming n2's identity
+    # with another endpoint); an endpoint that is no address; a node long dead.
+    produce(three, "n2", os.urandom(64) + b"\xff\xff", tmp_path, "junk")
+    produce(three, "n9", announcement("n2", "203.0.113.66"), tmp_path, "spoof")
+    produce(three, "n5", announcement("n5", "not-an-ip"), tmp_path, "badip")
+    produce(three, "n6", announcement("n6", "192.0.2.6", time_ms=int(time.time() * 1000) - 3600000),
+            tmp_path, "stale")
+    produce(three, "n7", announcement("n7", "192.0.2.7"), tmp_path, "good")
+    wait_for(lambda: "n7" in peers(n1), 30, "the well-formed stranger to be taken")
+    logs = n1.logs()
+    assert "not a NodeAnnouncement" in logs
+    assert "is not its node_id `n2`" in logs
+    assert "tunnel_endpoint" in logs and "not-an-ip" in logs
+    got = peers(n1)
+    assert set(got) == {"n2", "n7"}, got
+    assert got["n2"]["tunnel_endpoint"] == "192.0.2.2"
+    # n7 said nothing more: gone after three of its intervals.
+    wait_for(lambda: "n7" not in peers(n1), 30, "the silent stranger to be dropped")
+    assert n1.proc.poll() is None and n1.checks()["bus"]
+
+    # A clean stop says so: dropped at once, not after a timeout.
+    n2.stop()
+    wait_for(lambda: "n2" not in peers(n1), 10, "n2's leaving to be heard")
+    assert 'msg="peer left" peer=n2' in n1.logs()
+
+    # kill -9: no goodbye, dropped after three intervals of silence.
+    n3 = three.agent("n3", extra_config=config("192.0.2.3")).start()
+    wait_for(lambda: "n3" in peers(n1), 30, "n1 to see n3")
+    n3.proc.send_signal(signal.SIGKILL)
+    n3.proc.wait(10)
+    wait_for(lambda: "n3" not in peers(n1), 30, "n3's silence to be noticed")
+    assert 'msg="peer lost: no announcement in time" peer=n3' in n1.logs()
+
+    # A restarted agent reads the whole topic: who left stays gone, who came back is there.
+    n2.start()
+    n1.stop()
+    n1.start()
+    wait_for(lambda: set(peers(n1)) == {"n2"}, 30, "n1 to know exactly n2 after its restart")
