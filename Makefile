@@ -56,6 +56,9 @@ UNIT_BINS := $(UNIT_SRCS:%.c=$(BUILD)/%)
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 BENCH_BINS := $(patsubst %.c,$(BUILD)/%,$(wildcard bench/*.c))
 
+# make run NODES=N: N test hosts joined by an underlay (deploy/hosts.py), one agent each.
+NODES ?= 1
+
 .PHONY: all deps check check-unit check-system run stop bench fuzz install clean format
 all: $(BINS) $(UNIT_BINS)
 
@@ -112,7 +115,7 @@ check-system: $(BINS) $(BUILD)/tests/unit/test_sched_placement
 
 run: deps
 	@$(MAKE) --no-print-directory all
-	@deploy/run.sh start $(abspath $(BUILD))
+	@NODES=$(NODES) deploy/run.sh start $(abspath $(BUILD))
 
 stop:
 	@deploy/run.sh stop

@@ -18,7 +18,7 @@ libxml2-dev libmicrohttpd-dev libcurl4-openssl-dev libssl-dev libcmocka-dev
 kcat python3 python3-pytest valgrind qemu-utils libvirt-dev libisofs-dev busybox
 libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-system libvirt-daemon-system-sysv
 libvirt-clients python3-libvirt qemu-system-x86 openvswitch-switch xorriso
-fdisk dosfstools mtools syslinux syslinux-common cpio iproute2 virtinst
+fdisk dosfstools mtools syslinux syslinux-common cpio iproute2 iputils-ping virtinst
 placement-api python3-os-traits"
 
 missing=""

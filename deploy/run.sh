@@ -1,16 +1,26 @@
 #!/bin/sh
 # The local stack for `make run` / `make stop`, in a private work directory (./run):
-# a private libvirt + Open vSwitch host (deploy/virtenv.py), the test guest image served over
-# HTTP on loopback (deploy/imageserver.py), the embedded bus (nodeagent-devbus) and one agent,
-# node id "demo", which boots a demo guest.  Guests run under TCG (virt_type = qemu).
+# the test guest image served over HTTP on loopback (deploy/imageserver.py), the embedded
+# bus (nodeagent-devbus), and one agent per node, which boot a demo guest on the first node.
+# Guests run under TCG (virt_type = qemu).
+#   NODES=1 (default): one private libvirt + Open vSwitch host (deploy/virtenv.py), node "demo".
+#   NODES=N (2..8): N hosts joined by an underlay (deploy/hosts.py), nodes node1..nodeN, each
+#   announcing its underlay address as its tunnel endpoint.
 #   deploy/run.sh start BUILD_DIR
 #   deploy/run.sh stop
 set -eu
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 RUN="$ROOT/run"
-NODE=demo
 PREFIX=nodeagent
+NODES=${NODES:-1}
+case "$NODES" in
+[1-8]) ;;
+*)
+    echo "run: NODES=$NODES: from 1 to 8" >&2
+    exit 2
+    ;;
+esac
 
 stop_pid() {
     name=$1
@@ -34,13 +44,59 @@ stop_pid() {
 }
 
 stop() {
-    stop_pid agent
+    for f in "$RUN"/agent*.pid; do
+        [ -e "$f" ] || continue
+        stop_pid "$(basename "$f" .pid)"
+    done
     stop_pid devbus
     stop_pid imageserver
     if [ -d "$RUN/virtenv" ]; then
         /usr/bin/python3 "$ROOT/deploy/virtenv.py" stop "$RUN/virtenv" >/dev/null &&
             echo "run: stopped the private libvirt and OVS host"
     fi
+    if [ -d "$RUN/hosts" ]; then
+        /usr/bin/python3 "$ROOT/deploy/hosts.py" stop "$RUN/hosts" >/dev/null &&
+            echo "run: stopped the hosts and their underlay"
+    fi
+}
+
+# start_agent NODE STATE_DIR LIBVIRT_URI BRIDGE TUNNEL_IP: one agent, ./run/agent-NODE.*
+start_agent() {
+    cat >"$RUN/agent-$1.conf" <<EOF
+[agent]
+node_id = $1
+state_dir = $2
+log_file = $RUN/agent-$1.log
+[bus]
+bootstrap_servers = $BOOTSTRAP
+topic_prefix = $PREFIX
+[admin]
+socket = $RUN/admin-$1.sock
+[hypervisor]
+uri = $3
+virt_type = qemu
+cpu_mode = none
+bridge = $4
+EOF
+    if [ -n "$5" ]; then
+        printf '[network]\ntunnel_endpoint = %s\n' "$5" >>"$RUN/agent-$1.conf"
+    fi
+    "$BUILD/nodeagent" -c "$RUN/agent-$1.conf" </dev/null >>"$RUN/agent-$1.log" 2>&1 &
+    echo $! >"$RUN/agent-$1.pid"
+}
+
+# wait_agent NODE: until its admin API answers
+wait_agent() {
+    i=0
+    until "$BUILD/nodectl" --admin-socket "$RUN/admin-$1.sock" status >/dev/null 2>&1; do
+        i=$((i + 1))
+        if [ $i -gt 100 ] || ! kill -0 "$(cat "$RUN/agent-$1.pid")" 2>/dev/null; then
+            echo "run: the agent $1 did not become healthy; see $RUN/agent-$1.log"
+            stop
+            exit 1
+        fi
+        sleep 0.2
+    done
 }
 
 wait_file() { # FILE SECONDS: until FILE is not empty
@@ -63,10 +119,18 @@ start() {
         { echo "run: building the guest image failed; see $RUN/image.log"; exit 1; }
     IMAGE_SHA=$(cut -d' ' -f1 "$ROOT/build/images/nodeagent-guest.qcow2.sha256")
 
-    echo "run: starting a private libvirt and OVS host in $RUN/virtenv"
-    /usr/bin/python3 "$ROOT/deploy/virtenv.py" start "$RUN/virtenv" >"$RUN/virtenv.log" 2>&1 ||
-        { echo "run: the virtualization host did not start; see $RUN/virtenv.log"; stop; exit 1; }
-    . "$RUN/virtenv/env"
+    if [ "$NODES" -eq 1 ]; then
+        NODE_IDS=demo
+        echo "run: starting a private libvirt and OVS host in $RUN/virtenv"
+        /usr/bin/python3 "$ROOT/deploy/virtenv.py" start "$RUN/virtenv" >"$RUN/virtenv.log" 2>&1 ||
+            { echo "run: the virtualization host did not start; see $RUN/virtenv.log"; stop; exit 1; }
+    else
+        NODE_IDS=$(seq -f 'node%g' 1 "$NODES" | tr '\n' ' ')
+        echo "run: starting $NODES hosts joined by an underlay in $RUN/hosts"
+        /usr/bin/python3 "$ROOT/deploy/hosts.py" start "$RUN/hosts" --count "$NODES" \
+            >"$RUN/hosts.out" 2>"$RUN/hosts.log" ||
+            { echo "run: the hosts did not start; see $RUN/hosts.log"; stop; exit 1; }
+    fi
 
     /usr/bin/python3 "$ROOT/deploy/imageserver.py" --root "$ROOT/build/images" </dev/null \
         >"$RUN/imageserver.out" 2>"$RUN/imageserver.log" &
@@ -74,7 +138,10 @@ start() {
     wait_file "$RUN/imageserver.out" 30 || { echo "run: the image server did not start"; stop; exit 1; }
     IMAGE_URL="$(head -n 1 "$RUN/imageserver.out")nodeagent-guest.qcow2"
 
-    "$BUILD/nodeagent-devbus" --prefix "$PREFIX" --node "$NODE" </dev/null \
+    devbus_nodes=""
+    for n in $NODE_IDS; do devbus_nodes="$devbus_nodes --node $n"; done
+    # shellcheck disable=SC2086 # one --node flag per node
+    "$BUILD/nodeagent-devbus" --prefix "$PREFIX" $devbus_nodes </dev/null \
         >"$RUN/devbus.out" 2>"$RUN/devbus.log" &
     echo $! >"$RUN/devbus.pid"
     wait_file "$RUN/devbus.out" 30 || true
@@ -85,47 +152,34 @@ start() {
         exit 1
     fi
 
-    cat >"$RUN/nodeagent.conf" <<EOF
-[agent]
-node_id = $NODE
-state_dir = $NODEAGENT_STATE_DIR
-log_file = $RUN/agent.log
-[bus]
-bootstrap_servers = $BOOTSTRAP
-topic_prefix = $PREFIX
-[admin]
-socket = $RUN/admin.sock
-[hypervisor]
-uri = $NODEAGENT_LIBVIRT_URI
-virt_type = qemu
-cpu_mode = none
-bridge = $NODEAGENT_BRIDGE
-EOF
-    "$BUILD/nodeagent" -c "$RUN/nodeagent.conf" </dev/null >>"$RUN/agent.log" 2>&1 &
-    echo $! >"$RUN/agent.pid"
+    if [ "$NODES" -eq 1 ]; then
+        . "$RUN/virtenv/env"
+        start_agent demo "$NODEAGENT_STATE_DIR" "$NODEAGENT_LIBVIRT_URI" "$NODEAGENT_BRIDGE" ""
+    else
+        # hosts.out: "hI UNDERLAY_IP NETNS DIR" per host
+        while read -r h ip _ dir; do
+            (
+                . "$dir/env"
+                start_agent "node${h#h}" "$NODEAGENT_STATE_DIR" "$NODEAGENT_LIBVIRT_URI" \
+                    "$NODEAGENT_BRIDGE" "$ip"
+            )
+        done <"$RUN/hosts.out"
+        . "$RUN/hosts/h1/env"
+    fi
+    NODE=${NODE_IDS%% *}
 
     cat >"$RUN/env" <<EOF
 export NODECTL_BOOTSTRAP=$BOOTSTRAP
 export NODECTL_PREFIX=$PREFIX
 export NODECTL_NODE=$NODE
-export NODECTL_ADMIN_SOCKET=$RUN/admin.sock
+export NODECTL_ADMIN_SOCKET=$RUN/admin-$NODE.sock
 export PATH="$BUILD:\$PATH"
 export LIBVIRT_DEFAULT_URI='$NODEAGENT_LIBVIRT_URI'
 EOF
-
-    i=0
-    until "$BUILD/nodectl" --admin-socket "$RUN/admin.sock" status >/dev/null 2>&1; do
-        i=$((i + 1))
-        if [ $i -gt 100 ] || ! kill -0 "$(cat "$RUN/agent.pid")" 2>/dev/null; then
-            echo "run: the agent did not become healthy; see $RUN/agent.log"
-            stop
-            exit 1
-        fi
-        sleep 0.2
-    done
+    for n in $NODE_IDS; do wait_agent "$n"; done
 
     . "$RUN/env"
-    echo "run: devbus on $BOOTSTRAP, agent \"$NODE\" healthy"
+    echo "run: devbus on $BOOTSTRAP, agents healthy: $NODE_IDS"
     nodectl status
     DEMO=0b7ae5e6-1d7c-4d3a-9a0e-0a4f5b6c7d8e
     echo
@@ -134,7 +188,7 @@ EOF
         --disk-gib 1 --image-id nodeagent-guest --image-url "$IMAGE_URL" \
         --image-sha256 "$IMAGE_SHA" --image-format qcow2 --hostname demo \
         --nic "port=8d3c6a1e-5b7f-4c2d-9e0a-1f2b3c4d5e6f,network=5e0f7a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b,vni=100,mac=52:54:00:de:00:01,ip=10.0.0.5/24,gateway=10.0.0.1,mtu=1450" \
-        --wait --timeout 300 || { echo "run: the demo create failed; see $RUN/agent.log"; exit 1; }
+        --wait --timeout 300 || { echo "run: the demo create failed; see $RUN/agent-$NODE.log"; exit 1; }
     CONSOLE="$NODEAGENT_STATE_DIR/instances/$DEMO/console.log"
     i=0
     until grep -q "nodeagent-guest: ready" "$CONSOLE" 2>/dev/null; do
@@ -147,14 +201,17 @@ EOF
 
 The stack runs in $RUN.  To use it:
   . $RUN/env        # points nodectl and virsh at this stack
-  nodectl status    # the agent's health and instances
+  nodectl status    # the agent's health and instances (node $NODE)
+  nodectl peers     # the other nodes, from their announcements
   nodectl events    # follow every event on the bus
   nodectl stop $DEMO --wait
   nodectl console-log $DEMO --wait
   virsh list --all; virsh console $DEMO    # the serial console; Ctrl+] leaves
   nodectl create --help    # every request has --help; add --wait for its result
-  curl --unix-socket $RUN/admin.sock http://localhost/metrics
-Logs: $RUN/agent.log, $RUN/devbus.log, $RUN/virtenv/log/.  Stop everything: make stop
+  curl --unix-socket $RUN/admin-$NODE.sock http://localhost/metrics
+  NODECTL_NODE=X NODECTL_ADMIN_SOCKET=$RUN/admin-X.sock nodectl ...   # another node X
+Logs: $RUN/agent-NODE.log, $RUN/devbus.log, $RUN/virtenv/log/ or $RUN/hosts/hI/log/.
+Stop everything: make stop
 EOF
 }
 
