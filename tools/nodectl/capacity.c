@@ -10,7 +10,6 @@
 
 #include "agent/proto_json.h"
 
-#include <signal.h>
 #include <string.h>
 
 static long long
@@ -80,67 +79,29 @@ nodectl_cmd_capacity(const struct nodectl_args *a, struct na_error **err)
     return NODECTL_EXIT_OK;
 }
 
-static void
-events_closep(struct nodectl_events **es)
+static bool
+print_report(const struct nodectl_args *a, const struct nodectl_message *m)
 {
-    nodectl_events_close(*es);
-}
-
-static volatile sig_atomic_t interrupted;
-
-static void
-on_interrupt(int sig)
-{
-    (void)sig;
-    interrupted = 1;
+    const char *node = a->g.node && *a->g.node ? a->g.node : NULL;
+    if (node && (m->key_len != strlen(node) || memcmp(m->key, node, m->key_len) != 0))
+        return false;
+    Nodeagent__V1__CapacityReport *r =
+        nodeagent__v1__capacity_report__unpack(NULL, m->size, m->payload);
+    if (!r) {
+        fprintf(stderr, "nodectl: warning: undecodable capacity report at offset %lld\n",
+                (long long)m->where.offset);
+        return false;
+    }
+    cleanup_json json_t *j = agent_capacity_to_json(r);
+    nodeagent__v1__capacity_report__free_unpacked(r, NULL);
+    json_object_set_new(j, "offset", json_integer(m->where.offset));
+    nodectl_print_json(stdout, j, !a->g.json);
+    return true;
 }
 
 int
 nodectl_cmd_capacity_reports(const struct nodectl_args *a, struct na_error **err)
 {
-    uint32_t count = 0, timeout_s = 0;
-    int rc = nodectl_arg_u32(a, NODECTL_F_COUNT, &count, err);
-    if (rc == 0)
-        rc = nodectl_arg_u32(a, NODECTL_F_EVENTS_TIMEOUT, &timeout_s, err);
-    if (rc < 0)
-        return rc;
-    bool has_timeout = nodectl_arg_str(a, NODECTL_F_EVENTS_TIMEOUT) != NULL;
-
-    __attribute__((cleanup(events_closep))) struct nodectl_events *es = NULL;
     cleanup_free char *topic = na_xasprintf("%s.capacity", a->g.prefix);
-    rc = nodectl_events_open(&a->g, topic, nodectl_arg_bool(a, NODECTL_F_FROM_BEGINNING), &es, err);
-    if (rc < 0)
-        return rc;
-    signal(SIGINT, on_interrupt);
-    signal(SIGTERM, on_interrupt);
-
-    const char *node = a->g.node && *a->g.node ? a->g.node : NULL;
-    int64_t deadline = na_now_ms() + (int64_t)timeout_s * 1000;
-    uint32_t seen = 0;
-    while (!interrupted && (!count || seen < count)) {
-        int64_t left = has_timeout ? deadline - na_now_ms() : 200;
-        if (left <= 0)
-            break;
-        struct nodectl_message m;
-        if (nodectl_topic_next(es, left < 200 ? (int)left : 200, &m) == 0)
-            continue;
-        if (node && (m.key_len != strlen(node) || memcmp(m.key, node, m.key_len) != 0))
-            continue;
-        Nodeagent__V1__CapacityReport *r =
-            nodeagent__v1__capacity_report__unpack(NULL, m.size, m.payload);
-        if (!r) {
-            fprintf(stderr, "nodectl: warning: undecodable capacity report at offset %lld\n",
-                    (long long)m.where.offset);
-            continue;
-        }
-        cleanup_json json_t *j = agent_capacity_to_json(r);
-        nodeagent__v1__capacity_report__free_unpacked(r, NULL);
-        json_object_set_new(j, "offset", json_integer(m.where.offset));
-        nodectl_print_json(stdout, j, !a->g.json);
-        seen++;
-    }
-    if (count && seen < count)
-        return na_error_set(err, NA_CODE_TIMEOUT, 0, "%s after %u of %u capacity reports",
-                            interrupted ? "interrupted" : "timed out", seen, count);
-    return NODECTL_EXIT_OK;
+    return nodectl_follow(a, topic, "capacity reports", print_report, err);
 }

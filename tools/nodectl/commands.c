@@ -5,6 +5,7 @@
 #include "agent/proto_json.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <string.h>
 
@@ -222,7 +223,9 @@ event_matches(const struct nodectl_args *a, const Nodeagent__V1__Event *ev)
 }
 
 int
-nodectl_cmd_events(const struct nodectl_args *a, struct na_error **err)
+nodectl_follow(const struct nodectl_args *a, const char *topic, const char *what,
+               bool (*print)(const struct nodectl_args *a, const struct nodectl_message *m),
+               struct na_error **err)
 {
     uint32_t count = 0, timeout_s = 0;
     int rc = nodectl_arg_u32(a, NODECTL_F_COUNT, &count, err);
@@ -233,7 +236,6 @@ nodectl_cmd_events(const struct nodectl_args *a, struct na_error **err)
     bool has_timeout = nodectl_arg_str(a, NODECTL_F_EVENTS_TIMEOUT) != NULL;
 
     __attribute__((cleanup(events_closep))) struct nodectl_events *es = NULL;
-    cleanup_free char *topic = na_xasprintf("%s.events", a->g.prefix);
     rc = nodectl_events_open(&a->g, topic, nodectl_arg_bool(a, NODECTL_F_FROM_BEGINNING), &es, err);
     if (rc < 0)
         return rc;
@@ -245,18 +247,37 @@ nodectl_cmd_events(const struct nodectl_args *a, struct na_error **err)
         int64_t left = has_timeout ? deadline - na_now_ms() : 200;
         if (left <= 0)
             break;
-        Nodeagent__V1__Event *ev = NULL;
-        struct nodectl_delivery where;
-        rc = nodectl_events_next(es, left < 200 ? (int)left : 200, &ev, &where, err);
-        if (rc < 0)
-            return rc;
-        if (rc == 0 || !ev || !event_matches(a, ev))
-            continue;
-        nodectl_print_event(stdout, a->g.json, ev, &where);
-        seen++;
+        struct nodectl_message m;
+        if (nodectl_topic_next(es, left < 200 ? (int)left : 200, &m) && print(a, &m))
+            seen++;
     }
     if (count && seen < count)
-        return na_error_set(err, NA_CODE_TIMEOUT, 0, "%s after %u of %u events",
-                            interrupted ? "interrupted" : "timed out", seen, count);
+        return na_error_set(err, NA_CODE_TIMEOUT, 0, "%s after %u of %u %s",
+                            interrupted ? "interrupted" : "timed out", seen, count, what);
     return NODECTL_EXIT_OK;
+}
+
+static bool
+print_event(const struct nodectl_args *a, const struct nodectl_message *m)
+{
+    Nodeagent__V1__Event *ev = nodeagent__v1__event__unpack(NULL, m->size, m->payload);
+    if (!ev) {
+        fprintf(stderr,
+                "nodectl: warning: undecodable event at partition %d offset %" PRId64
+                " (%zu bytes), skipped\n",
+                (int)m->where.partition, m->where.offset, m->size);
+        return false;
+    }
+    bool match = event_matches(a, ev);
+    if (match)
+        nodectl_print_event(stdout, a->g.json, ev, &m->where);
+    nodeagent__v1__event__free_unpacked(ev, NULL);
+    return match;
+}
+
+int
+nodectl_cmd_events(const struct nodectl_args *a, struct na_error **err)
+{
+    cleanup_free char *topic = na_xasprintf("%s.events", a->g.prefix);
+    return nodectl_follow(a, topic, "events", print_event, err);
 }

@@ -194,6 +194,13 @@ char *nodectl_error_text(const Nodeagent__V1__Error *e);
 
 /* --- commands.c ------------------------------------------------------------------------ */
 
+/* Prints the messages of topic that print() takes (it returns whether it printed one),
+ * honouring --from-beginning, --count and --timeout, until SIGINT/SIGTERM; what names the
+ * messages in the timeout error ("events"). */
+int nodectl_follow(const struct nodectl_args *a, const char *topic, const char *what,
+                   bool (*print)(const struct nodectl_args *a, const struct nodectl_message *m),
+                   struct na_error **err);
+
 int nodectl_cmd_request(const struct nodectl_args *a, struct na_error **err);
 int nodectl_cmd_events(const struct nodectl_args *a, struct na_error **err);
 int nodectl_cmd_status(const struct nodectl_args *a, struct na_error **err);
