@@ -5,6 +5,7 @@
  */
 #include "agent/agent.h"
 #include "agent/capacity.h"
+#include "agent/peers.h"
 
 #include <string.h>
 
@@ -70,6 +71,7 @@ op_start(void *data)
         na_error_set(&op->err, NA_CODE_INTERNAL, 0, "%s refused without saying why",
                      agent_request_kind_name(op->kind));
     agent_capacity_changed(op->agent); /* a create or resize claimed */
+    agent_peers_changed(op->agent);    /* a create may bring a network */
 }
 
 /* In a worker thread: only op (and op->host) is ours.  prepare() may have failed it. */
@@ -142,6 +144,7 @@ op_done(void *data)
     }
     agent_op_free(op);
     agent_capacity_changed(a); /* an instance gone, or a resize settled */
+    agent_peers_changed(a);
     agent_backpressure(a);
 }
 

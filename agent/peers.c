@@ -3,6 +3,7 @@
 #include "agent/agent.h"
 #include "agent/validate.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #define EXPIRY_CHECK_MS 1000
@@ -16,6 +17,8 @@ struct peer {
     uint32_t interval_s;
     int64_t announced_ms; /* its time_ms */
     uint64_t heard_ms;    /* loop time of its last announcement */
+    uint32_t *vnis;       /* its networks, as it announced them */
+    size_t n_vnis;
 };
 
 struct agent_peers {
@@ -27,6 +30,8 @@ struct agent_peers {
     uv_timer_t expiry_timer;
     bool missed; /* an announcement was due while the bus was down */
     int refs;    /* timers still closing */
+    uint32_t *vnis; /* this node's networks, as last announced */
+    size_t n_vnis;
 };
 
 int
@@ -56,7 +61,38 @@ peer_find(struct agent_peers *p, const char *node_id)
 static void
 peer_remove(struct agent_peers *p, struct peer *peer)
 {
+    free(peer->vnis);
     *peer = p->items[--p->n];
+}
+
+static int
+cmp_u32(const void *x, const void *y)
+{
+    uint32_t a = *(const uint32_t *)x, b = *(const uint32_t *)y;
+    return a < b ? -1 : a > b;
+}
+
+/* The networks of this node's instances, ascending, without duplicates. */
+static uint32_t *
+local_vnis(const struct agent *a, size_t *n)
+{
+    size_t cap = 0;
+    for (size_t i = 0; i < a->instances.n; i++)
+        cap += a->instances.items[i]->spec->n_nics;
+    uint32_t *v = na_xcalloc(cap + 1, sizeof(*v));
+    size_t k = 0;
+    for (size_t i = 0; i < a->instances.n; i++) {
+        const Nodeagent__V1__InstanceSpec *spec = a->instances.items[i]->spec;
+        for (size_t j = 0; j < spec->n_nics; j++)
+            v[k++] = spec->nics[j]->vni;
+    }
+    qsort(v, k, sizeof(*v), cmp_u32);
+    size_t u = 0;
+    for (size_t i = 0; i < k; i++)
+        if (!u || v[u - 1] != v[i])
+            v[u++] = v[i];
+    *n = u;
+    return v;
 }
 
 static void
@@ -77,6 +113,10 @@ announce(struct agent_peers *p, bool leaving)
     an.tunnel_endpoint = a->cfg->tunnel_endpoint ? a->cfg->tunnel_endpoint : "";
     an.interval_s = a->cfg->announce_interval_s;
     an.leaving = leaving;
+    free(p->vnis);
+    p->vnis = local_vnis(a, &p->n_vnis);
+    an.vnis = p->vnis;
+    an.n_vnis = leaving ? 0 : NA_MIN(p->n_vnis, (size_t)AGENT_MAX_NODE_VNIS);
     size_t size = nodeagent__v1__node_announcement__get_packed_size(&an);
     cleanup_free uint8_t *buf = na_xmalloc(size ? size : 1);
     nodeagent__v1__node_announcement__pack(&an, buf);
@@ -156,6 +196,15 @@ take(struct agent_peers *p, const Nodeagent__V1__NodeAnnouncement *an)
     snprintf(peer->agent_version, sizeof(peer->agent_version), "%s", an->agent_version);
     peer->interval_s = an->interval_s;
     peer->announced_ms = an->time_ms;
+    if (peer->n_vnis != an->n_vnis ||
+        (an->n_vnis && memcmp(peer->vnis, an->vnis, an->n_vnis * sizeof(*an->vnis)) != 0)) {
+        free(peer->vnis);
+        peer->vnis = na_xcalloc(an->n_vnis + 1, sizeof(*peer->vnis));
+        if (an->n_vnis)
+            memcpy(peer->vnis, an->vnis, an->n_vnis * sizeof(*an->vnis));
+        peer->n_vnis = an->n_vnis;
+        qsort(peer->vnis, peer->n_vnis, sizeof(*peer->vnis), cmp_u32);
+    }
     peer->heard_ms = uv_now(p->a->loop);
 }
 
@@ -183,6 +232,18 @@ agent_peers_on_announcement(void *agent, const void *key, size_t key_len, const 
         take(p, an);
     }
     nodeagent__v1__node_announcement__free_unpacked(an, NULL);
+}
+
+void
+agent_peers_changed(struct agent *a)
+{
+    struct agent_peers *p = a->peers;
+    if (!p)
+        return;
+    size_t n = 0;
+    cleanup_free uint32_t *now = local_vnis(a, &n);
+    if (n != p->n_vnis || (n && memcmp(now, p->vnis, n * sizeof(*now)) != 0))
+        announce(p, false);
 }
 
 void
@@ -216,7 +277,10 @@ on_timer_closed(uv_handle_t *h)
     struct agent_peers *p = h->data;
     if (--p->refs > 0)
         return;
+    for (size_t i = 0; i < p->n; i++)
+        free(p->items[i].vnis);
     free(p->items);
+    free(p->vnis);
     free(p->topic);
     free(p);
 }
@@ -243,12 +307,15 @@ agent_peers_view(struct agent *a)
     uint64_t now = a->loop ? uv_now(a->loop) : 0;
     for (size_t i = 0; p && i < p->n; i++) {
         const struct peer *peer = &p->items[i];
+        json_t *vnis = json_array();
+        for (size_t k = 0; k < peer->n_vnis; k++)
+            json_array_append_new(vnis, json_integer(peer->vnis[k]));
         json_array_append_new(
-            list, json_pack("{s:s, s:s, s:s, s:i, s:I, s:f}", "node_id", peer->node_id,
+            list, json_pack("{s:s, s:s, s:s, s:i, s:I, s:f, s:o}", "node_id", peer->node_id,
                             "tunnel_endpoint", peer->tunnel_endpoint, "agent_version",
                             peer->agent_version, "interval_s", (int)peer->interval_s,
                             "announced_ms", (json_int_t)peer->announced_ms, "heard_s_ago",
-                            (double)(now - peer->heard_ms) / 1000.0));
+                            (double)(now - peer->heard_ms) / 1000.0, "vnis", vnis));
     }
     const char *endpoint = a->cfg->tunnel_endpoint ? a->cfg->tunnel_endpoint : "";
     return json_pack("{s:s, s:s, s:i, s:o}", "node_id", a->cfg->node_id, "tunnel_endpoint",

@@ -7,7 +7,10 @@
  * its own intervals.  Announcements are untrusted input: one that does not decode, whose
  * key is not its node id, or whose fields are out of range is logged and ignored.
  *
- * The table is the tunnel layer's list of peers (their tunnel endpoints).  Main loop only.
+ * Each announcement lists the node's networks (the VNIs of its instances' NICs), and a new
+ * one goes out as soon as they change, so that every node knows which peers host which
+ * networks.  The table is the tunnel layer's list of peers (their tunnel endpoints and
+ * networks).  Main loop only.
  */
 #ifndef NODEAGENT_AGENT_PEERS_H
 #define NODEAGENT_AGENT_PEERS_H
@@ -33,11 +36,13 @@ void agent_peers_close(struct agent *a);
 /* The bus's on_announcement callback. */
 void agent_peers_on_announcement(void *agent, const void *key, size_t key_len,
                                  const uint8_t *payload, size_t size);
+/* The instance table changed: announce now if this node's networks did. */
+void agent_peers_changed(struct agent *a);
 /* The bus came back: announce now. */
 void agent_peers_bus_up(struct agent *a);
 
 /* GET /v1/peers: {"node_id","tunnel_endpoint","announce_interval_s","peers":[{"node_id",
- * "tunnel_endpoint","agent_version","interval_s","announced_ms","heard_s_ago"}]} */
+ * "tunnel_endpoint","agent_version","interval_s","announced_ms","heard_s_ago","vnis"}]} */
 json_t *agent_peers_view(struct agent *a);
 
 #endif

@@ -821,5 +821,11 @@ agent_validate_announcement(const Nodeagent__V1__NodeAnnouncement *an, struct na
     if (an->tunnel_endpoint && *an->tunnel_endpoint)
         check_ipv4(&v, "tunnel_endpoint", an->tunnel_endpoint, false);
     check_u32(&v, "interval_s", an->interval_s, 1, 3600);
+    check_count(&v, "vnis", an->n_vnis, 0, AGENT_MAX_NODE_VNIS);
+    for (size_t i = 0; i < an->n_vnis && !v.ret; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "vnis[%zu]", i);
+        check_u32(&v, name, an->vnis[i], 1, 16777215);
+    }
     return v.ret;
 }

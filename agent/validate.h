@@ -23,8 +23,12 @@
 
 int agent_validate_envelope(const Nodeagent__V1__Envelope *env, struct na_error **err);
 
+/* At most this many networks in one node's announcement. */
+#define AGENT_MAX_NODE_VNIS 4096
+
 /* A NodeAnnouncement from another agent: node id, time, version, tunnel endpoint (empty,
- * or an IPv4 address), interval 1..3600 s.  INVALID_ARGUMENT naming the field. */
+ * or an IPv4 address), interval 1..3600 s, at most AGENT_MAX_NODE_VNIS VNIs of
+ * 1..16777215.  INVALID_ARGUMENT naming the field. */
 int agent_validate_announcement(const Nodeagent__V1__NodeAnnouncement *an, struct na_error **err);
 
 /* Whether request_id is well formed, so that an event about a refused message may echo it

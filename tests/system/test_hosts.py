@@ -4,6 +4,7 @@ underlay address as its tunnel endpoint; and a teardown that leaves nothing behi
 import os
 import subprocess
 import tempfile
+import uuid
 
 import pytest
 
@@ -15,7 +16,7 @@ def namespaces():
     return {line.split()[0] for line in out.splitlines() if line.strip()}
 
 
-def test_two_hosts_reach_each_other_and_their_agents_learn_each_others_endpoint(tmp_path):
+def test_two_hosts_reach_each_other_and_their_agents_learn_each_others_endpoint(tmp_path, images):
     from hosts import Hosts
     hosts = Hosts(tempfile.mkdtemp(prefix="nodeagent-hosts-"), 2)
     cluster = Cluster(tmp_path, nodes=("h1", "h2"))
@@ -48,6 +49,24 @@ def test_two_hosts_reach_each_other_and_their_agents_learn_each_others_endpoint(
         wait_for(lambda: endpoints(agents[0]) == {"h2": hosts[1].underlay_ip}
                  and endpoints(agents[1]) == {"h1": hosts[0].underlay_ip}, 30,
                  "each agent to know the other's tunnel endpoint")
+
+        # A guest with a NIC on VNI 4242 on h1: h2 learns that h1 hosts that network, and
+        # forgets it when the guest is gone.
+        def vnis_of_h1():
+            _, body = agents[1].get_json("/v1/peers")
+            return {p["node_id"]: p["vnis"] for p in body["peers"]}.get("h1")
+        inst = str(uuid.uuid4())
+        cluster.nodectl(
+            "create", "--uuid", inst, "--name", "g1", "--tenant", "t1", "--vcpus", 1,
+            "--memory-mib", 256, "--disk-gib", 1, "--image-id", "guest", "--image-url",
+            images.url + "guest.qcow2", "--image-sha256", images.guest_sha, "--image-format",
+            "qcow2", "--hostname", "g1", "--nic",
+            f"port={uuid.uuid4()},network={uuid.uuid4()},vni=4242,mac=52:54:00:00:42:42,"
+            f"ip=10.42.0.5/24", "--wait", "--timeout", 240, node="h1", timeout=300, check=0)
+        wait_for(lambda: vnis_of_h1() == [4242], 30, "h2 to learn h1's network")
+        cluster.nodectl("delete", inst, "--wait", "--timeout", 120, node="h1", timeout=180,
+                        check=0)
+        wait_for(lambda: vnis_of_h1() == [], 30, "h2 to learn h1 has no network left")
     finally:
         cluster.close()
         hosts.stop()

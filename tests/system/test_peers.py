@@ -31,7 +31,7 @@ def varint(n):
             return out
 
 
-def announcement(node_id, endpoint, time_ms=None, interval=1, version="9.9"):
+def announcement(node_id, endpoint, time_ms=None, interval=1, version="9.9", vnis=()):
     def field(num, wire, payload):
         return varint(num << 3 | wire) + payload
 
@@ -39,8 +39,10 @@ def announcement(node_id, endpoint, time_ms=None, interval=1, version="9.9"):
         s = s.encode()
         return field(num, 2, varint(len(s)) + s)
     time_ms = int(time.time() * 1000) if time_ms is None else time_ms
+    packed = b"".join(varint(v) for v in vnis)
     return (string(1, node_id) + field(2, 0, varint(time_ms)) + string(3, version)
-            + string(4, endpoint) + field(5, 0, varint(interval)))
+            + string(4, endpoint) + field(5, 0, varint(interval))
+            + (field(7, 2, varint(len(packed)) + packed) if vnis else b""))
 
 
 @pytest.fixture
@@ -81,7 +83,8 @@ def test_agents_learn_each_other_and_forget_who_leaves_or_goes_silent(three, tmp
     produce(three, "n5", announcement("n5", "not-an-ip"), tmp_path, "badip")
     produce(three, "n6", announcement("n6", "192.0.2.6", time_ms=int(time.time() * 1000) - 3600000),
             tmp_path, "stale")
-    produce(three, "n7", announcement("n7", "192.0.2.7"), tmp_path, "good")
+    produce(three, "n8", announcement("n8", "192.0.2.8", vnis=(5, 0)), tmp_path, "badvni")
+    produce(three, "n7", announcement("n7", "192.0.2.7", vnis=(9, 5)), tmp_path, "good")
     wait_for(lambda: "n7" in peers(n1), 30, "the well-formed stranger to be taken")
     logs = n1.logs()
     assert "not a NodeAnnouncement" in logs
@@ -90,6 +93,8 @@ def test_agents_learn_each_other_and_forget_who_leaves_or_goes_silent(three, tmp
     got = peers(n1)
     assert set(got) == {"n2", "n7"}, got
     assert got["n2"]["tunnel_endpoint"] == "192.0.2.2"
+    assert got["n7"]["vnis"] == [5, 9] and got["n2"]["vnis"] == []
+    assert "vnis[1]" in logs
     # n7 said nothing more: gone after three of its intervals.
     wait_for(lambda: "n7" not in peers(n1), 30, "the silent stranger to be dropped")
     assert n1.proc.poll() is None and n1.checks()["bus"]

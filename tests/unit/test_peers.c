@@ -80,6 +80,14 @@ test_bad_announcements_are_refused_naming_the_field(void **state)
     refused(&an, "compute-7", "time_ms", "not a time");
 
     an = good();
+    uint32_t vnis[] = {7, 0};
+    an.vnis = vnis;
+    an.n_vnis = 2;
+    refused(&an, "compute-7", "vnis[1]", "out of range");
+    vnis[1] = 16777216;
+    refused(&an, "compute-7", "vnis[1]", "out of range");
+
+    an = good();
     an.agent_version = "0.1 \x01";
     refused(&an, "compute-7", "agent_version", "printable ASCII");
 }

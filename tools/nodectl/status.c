@@ -176,12 +176,21 @@ nodectl_cmd_peers(const struct nodectl_args *a, struct na_error **err)
            (long long)json_integer_value(json_object_get(body, "announce_interval_s")));
     size_t i;
     json_t *p;
-    printf("%-24s %-16s %-10s %s\n", "PEER", "TUNNEL ENDPOINT", "VERSION", "HEARD");
+    printf("%-24s %-16s %-10s %-12s %s\n", "PEER", "TUNNEL ENDPOINT", "VERSION", "HEARD",
+           "NETWORKS (VNI)");
     json_array_foreach(json_object_get(body, "peers"), i, p)
     {
-        printf("%-24s %-16s %-10s %.1f s ago\n", jstr(p, "node_id"),
+        char heard[32];
+        snprintf(heard, sizeof(heard), "%.1f s ago",
+                 json_number_value(json_object_get(p, "heard_s_ago")));
+        printf("%-24s %-16s %-10s %-12s", jstr(p, "node_id"),
                *jstr(p, "tunnel_endpoint") ? jstr(p, "tunnel_endpoint") : "-",
-               jstr(p, "agent_version"), json_number_value(json_object_get(p, "heard_s_ago")));
+               jstr(p, "agent_version"), heard);
+        size_t k;
+        json_t *v;
+        json_array_foreach(json_object_get(p, "vnis"), k, v)
+            printf("%s%lld", k ? "," : " ", (long long)json_integer_value(v));
+        printf("\n");
     }
     return NODECTL_EXIT_OK;
 }
