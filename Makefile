@@ -34,7 +34,17 @@ CFLAGS += -std=gnu11 -Wall -Wextra -Werror -Wno-missing-field-initializers \
 	-Wshadow -Wstrict-prototypes -Wformat=2 -fno-strict-aliasing -D_GNU_SOURCE $(SAN_FLAGS)
 CPPFLAGS += -I. -I$(GEN) $(PKG_CFLAGS)
 LDFLAGS += $(SAN_FLAGS)
-LDLIBS += $(PKG_LIBS) -lpthread -lm
+LDLIBS += $(OVS_LIB) $(PKG_LIBS) -lpthread -lm -latomic
+
+# Open vSwitch's C library (Debian ships no -dev package): built once per version of the
+# openvswitch-source package by deploy/build-ovs.sh, shared by every build directory.
+OVS_VERSION = $(shell dpkg-query -W -f='$${Version}' openvswitch-source 2>/dev/null)
+OVS_DIR = build/ovs-$(OVS_VERSION)
+OVS_STAMP = $(OVS_DIR)/.done
+OVS_LIB = $(OVS_DIR)/obj/lib/.libs/libopenvswitch.a
+OVS_CPPFLAGS = -isystem $(OVS_DIR)/obj -isystem $(OVS_DIR)/src/include \
+	-isystem $(OVS_DIR)/obj/include -isystem $(OVS_DIR)/src/lib -isystem $(OVS_DIR)/obj/lib \
+	-isystem $(OVS_DIR)/src
 
 PROTO_C := $(GEN)/nodeagent.pb-c.c
 PROTO_H := $(GEN)/nodeagent.pb-c.h
@@ -76,9 +86,16 @@ $(BUILD)/%.o: %.c $(PROTO_H)
 	@echo "  CC      $<"
 	@$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
 
-$(LIB): $(LIB_OBJS)
+$(OVS_STAMP):
+	@deploy/build-ovs.sh $(OVS_DIR)
+
+# Only net/ovs sees Open vSwitch's headers.
+$(BUILD)/net/ovs/%.o: CPPFLAGS += $(OVS_CPPFLAGS)
+$(BUILD)/net/ovs/%.o: | $(OVS_STAMP)
+
+$(LIB): $(LIB_OBJS) $(OVS_STAMP)
 	@rm -f $@
-	@ar rcs $@ $^
+	@ar rcs $@ $(LIB_OBJS)
 
 $(BUILD)/nodeagent: $(BUILD)/agent/main.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
