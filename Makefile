@@ -34,7 +34,7 @@ CFLAGS += -std=gnu11 -Wall -Wextra -Werror -Wno-missing-field-initializers \
 	-Wshadow -Wstrict-prototypes -Wformat=2 -fno-strict-aliasing -D_GNU_SOURCE $(SAN_FLAGS)
 CPPFLAGS += -I. -I$(GEN) $(PKG_CFLAGS)
 LDFLAGS += $(SAN_FLAGS)
-LDLIBS += $(OVS_LIB) $(PKG_LIBS) -lpthread -lm -latomic
+LDLIBS += $(PKG_LIBS) -lpthread -lm -latomic
 
 # Open vSwitch's C library (Debian ships no -dev package): built once per version of the
 # openvswitch-source package by deploy/build-ovs.sh, shared by every build directory.
@@ -53,7 +53,9 @@ PROTO_H := $(GEN)/nodeagent.pb-c.h
 LIB_SRCS := $(wildcard common/*.c) $(filter-out agent/main.c,$(wildcard agent/*.c)) \
 	$(wildcard hypervisor/*.c) $(wildcard storage/qcow2/*.c) $(wildcard net/ovs/*.c) \
 	$(wildcard scheduler-client/*.c)
-LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/gen/nodeagent.pb-c.o
+LIB_OBJS := $(filter-out $(BUILD)/net/ovs/%,$(LIB_SRCS:%.c=$(BUILD)/%.o)) \
+	$(BUILD)/gen/nodeagent.pb-c.o $(BUILD)/net/ovs.o
+NET_OVS_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(wildcard net/ovs/*.c))
 LIB := $(BUILD)/libnodeagent.a
 
 NODECTL_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(wildcard tools/nodectl/*.c))
@@ -93,7 +95,16 @@ $(OVS_STAMP):
 $(BUILD)/net/ovs/%.o: CPPFLAGS += $(OVS_CPPFLAGS)
 $(BUILD)/net/ovs/%.o: | $(OVS_STAMP)
 
-$(LIB): $(LIB_OBJS) $(OVS_STAMP)
+# net/ovs and the members of libopenvswitch.a it needs, as one object whose only global
+# symbols are net/ovs's own: the library's json_*, hash_*, uuid_*, xmalloc... would
+# otherwise take the place of jansson's and others' functions of the same names.
+$(BUILD)/net/ovs.o: $(NET_OVS_OBJS) $(OVS_STAMP)
+	@echo "  LD      $@"
+	@ld -r -o $@.tmp $(NET_OVS_OBJS) $(OVS_LIB)
+	@objcopy -w --keep-global-symbol='ovs_net_*' --keep-global-symbol='ovs_flows_*' $@.tmp $@
+	@rm -f $@.tmp
+
+$(LIB): $(LIB_OBJS)
 	@rm -f $@
 	@ar rcs $@ $(LIB_OBJS)
 

@@ -85,6 +85,13 @@ static const struct key_def keys[] = {
     {"memory", "ksm", KEY_BOOL, OFF(ksm), "false", 0, 0},
     {"admin", "socket", KEY_PATH, OFF(admin_socket), "/run/nodeagent/admin.sock", 0, 0},
     {"admin", "listen", KEY_HOSTPORT, OFF(admin_listen), NULL, 0, 0},
+    {"network", "enabled", KEY_BOOL, OFF(net_enabled), "true", 0, 0},
+    {"network", "ovsdb", KEY_STRING, OFF(net_ovsdb), "unix:/var/run/openvswitch/db.sock", 0, 0},
+    {"network", "datapath_type", KEY_CHOICE, OFF(net_datapath_type), "system", 0, 0,
+     "system|netdev"},
+    {"network", "bind_timeout", KEY_UINT, OFF(net_bind_timeout_s), "60", 1, 3600},
+    {"network", "underlay_mtu", KEY_UINT, OFF(net_underlay_mtu), "1500", 576, 65535},
+    {"network", "tunnel_overhead", KEY_UINT, OFF(net_tunnel_overhead), "50", 0, 200},
 };
 
 struct parse_state {

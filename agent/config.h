@@ -90,6 +90,14 @@ struct agent_config {
     /* [admin] */
     char *admin_socket;
     char *admin_listen; /* "host:port" or NULL */
+
+    /* [network] */
+    bool net_enabled;
+    char *net_ovsdb;         /* "unix:PATH" */
+    char *net_datapath_type; /* "system" or "netdev" */
+    unsigned net_bind_timeout_s;
+    unsigned net_underlay_mtu;
+    unsigned net_tunnel_overhead;
 };
 
 /* Loads and validates path.  On error, err's message reads "FILE:LINE: [section] key: why". */

@@ -70,6 +70,7 @@ op_start(void *data)
         na_error_set(&op->err, NA_CODE_INTERNAL, 0, "%s refused without saying why",
                      agent_request_kind_name(op->kind));
     agent_capacity_changed(op->agent); /* a create or resize claimed */
+    agent_net_sync(op->agent);         /* a create's ports are desired from now on */
 }
 
 /* In a worker thread: only op (and op->host) is ours.  prepare() may have failed it. */
@@ -142,6 +143,7 @@ op_done(void *data)
     }
     agent_op_free(op);
     agent_capacity_changed(a); /* an instance gone, or a resize settled */
+    agent_net_sync(a);
     agent_backpressure(a);
 }
 
