@@ -100,6 +100,9 @@ uri = $NODEAGENT_LIBVIRT_URI
 virt_type = qemu
 cpu_mode = none
 bridge = $NODEAGENT_BRIDGE
+[network]
+ovsdb = $NODEAGENT_OVS_DB
+datapath_type = netdev
 EOF
     "$BUILD/nodeagent" -c "$RUN/nodeagent.conf" </dev/null >>"$RUN/agent.log" 2>&1 &
     echo $! >"$RUN/agent.pid"
