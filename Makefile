@@ -34,7 +34,17 @@ CFLAGS += -std=gnu11 -Wall -Wextra -Werror -Wno-missing-field-initializers \
 	-Wshadow -Wstrict-prototypes -Wformat=2 -fno-strict-aliasing -D_GNU_SOURCE $(SAN_FLAGS)
 CPPFLAGS += -I. -I$(GEN) $(PKG_CFLAGS)
 LDFLAGS += $(SAN_FLAGS)
-LDLIBS += $(PKG_LIBS) -lpthread -lm
+LDLIBS += $(PKG_LIBS) -lpthread -lm -latomic
+
+# Open vSwitch's C library (Debian ships no -dev package): built once per version of the
+# openvswitch-source package by deploy/build-ovs.sh, shared by every build directory.
+OVS_VERSION = $(shell dpkg-query -W -f='$${Version}' openvswitch-source 2>/dev/null)
+OVS_DIR = build/ovs-$(OVS_VERSION)
+OVS_STAMP = $(OVS_DIR)/.done
+OVS_LIB = $(OVS_DIR)/obj/lib/.libs/libopenvswitch.a
+OVS_CPPFLAGS = -isystem $(OVS_DIR)/obj -isystem $(OVS_DIR)/src/include \
+	-isystem $(OVS_DIR)/obj/include -isystem $(OVS_DIR)/src/lib -isystem $(OVS_DIR)/obj/lib \
+	-isystem $(OVS_DIR)/src
 
 PROTO_C := $(GEN)/nodeagent.pb-c.c
 PROTO_H := $(GEN)/nodeagent.pb-c.h
@@ -43,7 +53,9 @@ PROTO_H := $(GEN)/nodeagent.pb-c.h
 LIB_SRCS := $(wildcard common/*.c) $(filter-out agent/main.c,$(wildcard agent/*.c)) \
 	$(wildcard hypervisor/*.c) $(wildcard storage/qcow2/*.c) $(wildcard net/ovs/*.c) \
 	$(wildcard scheduler-client/*.c)
-LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/gen/nodeagent.pb-c.o
+LIB_OBJS := $(filter-out $(BUILD)/net/ovs/%,$(LIB_SRCS:%.c=$(BUILD)/%.o)) \
+	$(BUILD)/gen/nodeagent.pb-c.o $(BUILD)/net/ovs.o
+NET_OVS_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(wildcard net/ovs/*.c))
 LIB := $(BUILD)/libnodeagent.a
 
 NODECTL_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(wildcard tools/nodectl/*.c))
@@ -79,9 +91,25 @@ $(BUILD)/%.o: %.c $(PROTO_H)
 	@echo "  CC      $<"
 	@$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
 
+$(OVS_STAMP):
+	@deploy/build-ovs.sh $(OVS_DIR)
+
+# Only net/ovs sees Open vSwitch's headers.
+$(BUILD)/net/ovs/%.o: CPPFLAGS += $(OVS_CPPFLAGS)
+$(BUILD)/net/ovs/%.o: | $(OVS_STAMP)
+
+# net/ovs and the members of libopenvswitch.a it needs, as one object whose only global
+# symbols are net/ovs's own: the library's json_*, hash_*, uuid_*, xmalloc... would
+# otherwise take the place of jansson's and others' functions of the same names.
+$(BUILD)/net/ovs.o: $(NET_OVS_OBJS) $(OVS_STAMP)
+	@echo "  LD      $@"
+	@ld -r -o $@.tmp $(NET_OVS_OBJS) $(OVS_LIB)
+	@objcopy -w --keep-global-symbol='ovs_net_*' --keep-global-symbol='ovs_flows_*' $@.tmp $@
+	@rm -f $@.tmp
+
 $(LIB): $(LIB_OBJS)
 	@rm -f $@
-	@ar rcs $@ $^
+	@ar rcs $@ $(LIB_OBJS)
 
 $(BUILD)/nodeagent: $(BUILD)/agent/main.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)

@@ -60,7 +60,8 @@ agent_health(struct agent *a, struct agent_check checks[AGENT_N_CHECKS])
     virt->ok = a->libvirt_up;
     snprintf(virt->detail, sizeof(virt->detail), "%s (%s)",
              a->libvirt_detail ? a->libvirt_detail : "connecting", a->cfg->hv_uri);
-    return bus->ok && db->ok && virt->ok;
+    agent_net_health(a, &checks[3]);
+    return bus->ok && db->ok && virt->ok && checks[3].ok;
 }
 
 void
@@ -340,6 +341,8 @@ agent_start(struct agent *a, struct na_error **err)
     };
     if ((ret = hv_open(cfg->hv_uri, &hv_cb, &a->host.hv, err)) < 0)
         return ret;
+    if ((ret = agent_net_open(a, err)) < 0)
+        return ret;
 
     a->dispatch = agent_dispatch_new(a->loop);
     agent_outbox_init(a);
@@ -402,6 +405,7 @@ agent_run(const struct agent_config *cfg)
     uv_run(&loop, UV_RUN_DEFAULT);
 
     agent_dispatch_free(a.dispatch);
+    agent_net_close(&a);
     agent_store_close(a.store);
     agent_instances_clear(&a.instances);
     qcow2_image_cache_close(a.host.images);

@@ -36,6 +36,7 @@
 struct agent_admin;
 struct agent_capacity;
 struct agent_peers;
+struct ovs_net;
 struct qcow2_image_cache;
 
 /* What workers may use: set up at start, never changed after; every member is safe to use
@@ -47,6 +48,7 @@ struct agent_host {
     char *instances_dir; /* <state_dir>/instances */
     char *images_dir;    /* <state_dir>/images */
     gid_t qemu_gid;      /* [instances] qemu_group; (gid_t)-1 when the group is missing */
+    struct ovs_net *net; /* tenant networks; NULL when [network] enabled = false */
 };
 
 struct agent {
@@ -185,14 +187,25 @@ void agent_outbox_on_delivery(void *agent, int64_t id, bool ok, const char *why)
 void agent_outbox_close(struct agent *a);
 
 /* Health, for /healthz, /v1/status and /metrics: one check per dependency. */
-#define AGENT_N_CHECKS 3
+#define AGENT_N_CHECKS 4
 struct agent_check {
-    const char *name; /* "bus", "database", "libvirt" */
+    const char *name; /* "bus", "database", "libvirt", "ovs" */
     bool ok;
     char detail[256];
 };
 bool agent_health(struct agent *a, struct agent_check checks[AGENT_N_CHECKS]);
 void agent_gauges(struct agent *a, struct agent_gauges *g);
+
+/* Tenant networks (network.c). */
+int agent_net_open(struct agent *a, struct na_error **err);
+void agent_net_close(struct agent *a);
+/* Hands net/ovs the ports of the instance table; after anything that may change it. */
+void agent_net_sync(struct agent *a);
+int agent_net_check_nics(struct agent *a, const Nodeagent__V1__InstanceSpec *spec,
+                         struct na_error **err);
+/* A guest NIC's MTU: the requested one (0: none), at most underlay minus tunnel overhead. */
+unsigned agent_nic_mtu(const struct agent_config *cfg, unsigned requested);
+void agent_net_health(struct agent *a, struct agent_check *c);
 /* Called when the number of queued operations changed: pauses or resumes the bus. */
 void agent_backpressure(struct agent *a);
 /* A write to the state store failed where the agent cannot go on safely: stop at once,

@@ -85,10 +85,17 @@ static const struct key_def keys[] = {
     {"placement", "manage_allocations", KEY_BOOL, OFF(placement_manage_allocations), "false", 0,
      0},
     {"memory", "ksm", KEY_BOOL, OFF(ksm), "false", 0, 0},
-    {"network", "tunnel_endpoint", KEY_IPV4, OFF(tunnel_endpoint), NULL, 0, 0},
-    {"network", "announce_interval", KEY_UINT, OFF(announce_interval_s), "10", 1, 3600},
     {"admin", "socket", KEY_PATH, OFF(admin_socket), "/run/nodeagent/admin.sock", 0, 0},
     {"admin", "listen", KEY_HOSTPORT, OFF(admin_listen), NULL, 0, 0},
+    {"network", "enabled", KEY_BOOL, OFF(net_enabled), "true", 0, 0},
+    {"network", "ovsdb", KEY_STRING, OFF(net_ovsdb), "unix:/var/run/openvswitch/db.sock", 0, 0},
+    {"network", "datapath_type", KEY_CHOICE, OFF(net_datapath_type), "system", 0, 0,
+     "system|netdev"},
+    {"network", "bind_timeout", KEY_UINT, OFF(net_bind_timeout_s), "60", 1, 3600},
+    {"network", "underlay_mtu", KEY_UINT, OFF(net_underlay_mtu), "1500", 576, 65535},
+    {"network", "tunnel_overhead", KEY_UINT, OFF(net_tunnel_overhead), "50", 0, 200},
+    {"network", "tunnel_endpoint", KEY_IPV4, OFF(tunnel_endpoint), NULL, 0, 0},
+    {"network", "announce_interval", KEY_UINT, OFF(announce_interval_s), "10", 1, 3600},
 };
 
 struct parse_state {

@@ -87,13 +87,19 @@ struct agent_config {
     /* [memory] */
     bool ksm;
 
-    /* [network] */
-    char *tunnel_endpoint; /* this node's underlay IPv4 address; NULL: none */
-    unsigned announce_interval_s;
-
     /* [admin] */
     char *admin_socket;
     char *admin_listen; /* "host:port" or NULL */
+
+    /* [network] */
+    bool net_enabled;
+    char *net_ovsdb;         /* "unix:PATH" */
+    char *net_datapath_type; /* "system" or "netdev" */
+    unsigned net_bind_timeout_s;
+    unsigned net_underlay_mtu;
+    unsigned net_tunnel_overhead;
+    char *tunnel_endpoint; /* this node's underlay IPv4 address; NULL: none */
+    unsigned announce_interval_s;
 };
 
 /* Loads and validates path.  On error, err's message reads "FILE:LINE: [section] key: why". */

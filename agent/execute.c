@@ -72,6 +72,7 @@ op_start(void *data)
                      agent_request_kind_name(op->kind));
     agent_capacity_changed(op->agent); /* a create or resize claimed */
     agent_peers_changed(op->agent);    /* a create may bring a network */
+    agent_net_sync(op->agent);         /* a create's ports are desired from now on */
 }
 
 /* In a worker thread: only op (and op->host) is ours.  prepare() may have failed it. */
@@ -145,6 +146,7 @@ op_done(void *data)
     agent_op_free(op);
     agent_capacity_changed(a); /* an instance gone, or a resize settled */
     agent_peers_changed(a);
+    agent_net_sync(a);
     agent_backpressure(a);
 }
 

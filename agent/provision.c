@@ -19,6 +19,7 @@
  */
 #include "agent/agent.h"
 #include "agent/capacity.h"
+#include "net/ovs/ovs.h"
 #include "storage/qcow2/qcow2.h"
 
 #include <errno.h>
@@ -108,8 +109,8 @@ prepare_create(struct agent *a, struct agent_op *op, struct na_error **err)
     }
     const Nodeagent__V1__Flavor *f = spec->flavor;
     struct agent_claim need = {f->vcpus, f->memory_mib, f->root_disk_gib};
-    int ret = agent_capacity_admit(a, spec->uuid, &need, err);
-    if (ret < 0)
+    int ret = agent_net_check_nics(a, spec, err);
+    if (ret < 0 || (ret = agent_capacity_admit(a, spec->uuid, &need, err)) < 0)
         return ret;
     int64_t uid = -1;
     if ((ret = allocate_uid(a, &uid, err)) < 0)
@@ -181,7 +182,7 @@ make_config_drive(struct agent_op *op, const struct instance_paths *p, struct na
             .ips = (const char *const *)n->ips,
             .n_ips = n->n_ips,
             .gateway = n->gateway,
-            .mtu = n->mtu,
+            .mtu = agent_nic_mtu(op->host->cfg, n->mtu),
         };
     }
     struct qcow2_config_drive_kv meta[128];
@@ -217,7 +218,7 @@ define_domain(struct agent_op *op, const struct instance_paths *p, const char *b
             .port_id = spec->nics[i]->port_id,
             .mac = spec->nics[i]->mac,
             .bridge = cfg->bridge,
-            .mtu = spec->nics[i]->mtu,
+            .mtu = agent_nic_mtu(cfg, spec->nics[i]->mtu),
         };
     struct hv_domain_spec d = {
         .uuid = spec->uuid,
@@ -294,6 +295,22 @@ start_and_read_state(struct agent_op *op, bool start, struct na_error **err)
     return 0;
 }
 
+/* A create is RUNNING only once its NICs can talk: each tap is on the bridge with its
+ * port's flows (until then the bridge drops everything it sends or should receive). */
+static int
+wait_ports_bound(struct agent_op *op, struct na_error **err)
+{
+    const Nodeagent__V1__InstanceSpec *spec = op->spec;
+    if (!op->host->net || spec->n_nics == 0)
+        return 0;
+    agent_op_progress(op, 90, "binding %zu port(s)", spec->n_nics);
+    const char *ids[16];
+    size_t n = 0;
+    for (size_t i = 0; i < spec->n_nics && i < NA_ARRAY_SIZE(ids); i++)
+        ids[n++] = spec->nics[i]->port_id;
+    return ovs_net_wait_bound(op->host->net, ids, n, op->host->cfg->net_bind_timeout_s * 1000, err);
+}
+
 static int
 run_create(struct agent_op *op, struct na_error **err)
 {
@@ -325,7 +342,7 @@ run_create(struct agent_op *op, struct na_error **err)
         goto fail;
     na_failpoint("create.defined");
 
-    if ((ret = start_and_read_state(op, true, err)) < 0)
+    if ((ret = start_and_read_state(op, true, err)) < 0 || (ret = wait_ports_bound(op, err)) < 0)
         goto fail;
     op->image_sha256 = na_xstrdup(spec->image->sha256);
     return 0;

@@ -8,7 +8,8 @@
 # rather than -systemd: it creates the libvirt-qemu user and the default configuration
 # without pulling in systemd.  placement-api (OpenStack Placement, for the scheduler client's
 # tests, run privately by tests/system/placement.py) installs a service that the same
-# policy-rc.d keeps from starting.
+# policy-rc.d keeps from starting.  openvswitch-source: Debian ships no libopenvswitch-dev, so
+# the build compiles Open vSwitch's C library from it (deploy/build-ovs.sh, once per version).
 set -eu
 
 PKGS="build-essential pkg-config clang
@@ -19,7 +20,7 @@ kcat python3 python3-pytest valgrind qemu-utils libvirt-dev libisofs-dev busybox
 libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-system libvirt-daemon-system-sysv
 libvirt-clients python3-libvirt qemu-system-x86 openvswitch-switch xorriso
 fdisk dosfstools mtools syslinux syslinux-common cpio iproute2 iputils-ping virtinst
-placement-api python3-os-traits"
+placement-api python3-os-traits openvswitch-source"
 
 missing=""
 for p in $PKGS; do

@@ -77,9 +77,12 @@ uri = $3
 virt_type = qemu
 cpu_mode = none
 bridge = $4
+[network]
+ovsdb = $NODEAGENT_OVS_DB
+datapath_type = netdev
 EOF
     if [ -n "$5" ]; then
-        printf '[network]\ntunnel_endpoint = %s\n' "$5" >>"$RUN/agent-$1.conf"
+        printf 'tunnel_endpoint = %s\n' "$5" >>"$RUN/agent-$1.conf"
     fi
     "$BUILD/nodeagent" -c "$RUN/agent-$1.conf" </dev/null >>"$RUN/agent-$1.log" 2>&1 &
     echo $! >"$RUN/agent-$1.pid"

@@ -223,6 +223,18 @@ class VirtEnv:
     def pid(self, name):
         return _read_pid(self.pidfile(name))
 
+    def restart_ovs(self, name, timeout=60):
+        """Kills ovsdb-server or ovs-vswitchd (by its pid) and has the supervisor start it
+        again with the same arguments; returns once the bridge's OpenFlow socket answers."""
+        assert name in ("ovsdb-server", "ovs-vswitchd")
+        pid = self.pid(name)
+        os.kill(pid, signal.SIGKILL)
+        _wait(lambda: not _alive(pid), timeout, f"{name} (pid {pid}) to die")
+        os.kill(self.pid("supervisor"), signal.SIGUSR1)
+        _wait(lambda: self.pid(name) != pid and _can_connect(self.ovs_db_sock) and
+              _can_connect(os.path.join(self.ovs_rundir, f"{self.bridge}.mgmt")),
+              timeout, f"{name} to answer again")
+
     def restart_libvirtd(self, timeout=60):
         """Starts libvirtd again after it was killed; returns once it answers."""
         os.kill(self.pid("supervisor"), signal.SIGUSR1)
@@ -481,6 +493,7 @@ class _Supervisor:
         self.kvm = kvm
         self.env = VirtEnv(topdir, netns=netns, bridge=bridge)
         self.env._run = self.run_cmd
+        self.spawn_args = {}
         self.procs = []  # (name, Popen)
         self.stopping = False
         # As a subreaper this process inherits libvirt's daemonized QEMUs (the capability
@@ -602,6 +615,7 @@ class _Supervisor:
         self.procs.append((name, p))
         with open(self.env.pidfile(name), "w") as f:
             f.write(f"{p.pid}\n")
+        self.spawn_args[name] = (args, extra_env)
         return p
 
     def start_daemons(self):
@@ -645,16 +659,16 @@ class _Supervisor:
         self.respawn = True
 
     def respawn_libvirtd(self):
-        """SIGUSR1: start libvirtd again if it died (tests kill it to see the agent
-        reconnect)."""
+        """SIGUSR1: start libvirtd, ovsdb-server or ovs-vswitchd again if it died (tests
+        kill them to see the agent reconnect), with the arguments of its first start."""
         self.respawn = False
-        for i, (name, p) in enumerate(self.procs):
-            if name == "libvirtd" and (p.returncode is not None or not _alive(p.pid)):
-                self.procs.pop(i)
-                self.spawn("libvirtd", ["libvirtd", "--pid-file",
-                                        os.path.join(self.env.piddir, "libvirtd.own.pid")])
-                _log("libvirtd started again")
-                return
+        for name in ("ovsdb-server", "ovs-vswitchd", "libvirtd"):
+            for i, (n, p) in enumerate(self.procs):
+                if n == name and (p.returncode is not None or not _alive(p.pid)):
+                    self.procs.pop(i)
+                    self.spawn(name, *self.spawn_args[name])
+                    _log(f"{name} started again")
+                    break
 
     def reap_and_wait(self):
         """Reaps every child (adopted QEMUs too) until SIGTERM. A daemon that dies is

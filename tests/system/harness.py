@@ -85,9 +85,13 @@ class Agent:
                 f"[bus]\nbootstrap_servers = {devbus.bootstrap}\ntopic_prefix = {devbus.prefix}\n"
                 f"[admin]\nsocket = {self.socket}\n"
                 + (f"[hypervisor]\nuri = {virtenv.uri}\nvirt_type = qemu\ncpu_mode = none\n"
-                   f"bridge = {virtenv.bridge}\n" if virtenv else
+                   f"bridge = {virtenv.bridge}\n"
+                   + ("" if "[network]" in extra_config else
+                      f"[network]\novsdb = {virtenv.ovs_db}\ndatapath_type = netdev\n"
+                      f"bind_timeout = 30\n") if virtenv else
                    # No libvirtd unless the test brings one: a socket that is not there.
-                   f"[hypervisor]\nuri = qemu:///system?socket={workdir}/no-libvirt-sock\n")
+                   f"[hypervisor]\nuri = qemu:///system?socket={workdir}/no-libvirt-sock\n"
+                   f"[network]\nenabled = false\n")
                 # Test hosts have 2 CPUs and tests run up to ten 1-vCPU guests.
                 + ("" if "vcpu_allocation_ratio" in extra_config else
                    "[capacity]\nvcpu_allocation_ratio = 16\n")

@@ -58,6 +58,11 @@ class ImageServer:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+def network_id(vni):
+    """One tenant network per VNI, as in a cloud: the agent refuses two networks with one VNI."""
+    return str(uuid.uuid5(uuid.NAMESPACE_OID, f"nodeagent-test-vni-{vni}"))
+
+
 class Node:
     """An agent on a private libvirt + OVS host, and the bus to talk to it."""
 
@@ -69,14 +74,14 @@ class Node:
         self.agent = None
         self.conn = None
 
-    def start(self, extra_config=None, **kw):
+    def start(self, extra_config=None, need=("bus", "database", "libvirt", "ovs"), **kw):
         """Starts (or restarts) the agent; its configuration is fixed at the first start."""
         if not self.agent:
             self.agent = self.cluster.agent(
                 virtenv=self.env,
                 extra_config=self.extra_config if extra_config is None else extra_config)
         self.agent.start(**kw)
-        self.agent.wait_healthy(need=("bus", "database", "libvirt"))
+        self.agent.wait_healthy(need=need)
         if not self.conn:
             self.conn = libvirt.open(self.env.uri)
         return self
@@ -88,15 +93,16 @@ class Node:
         return lines[-1] if lines else {"returncode": r.returncode, "stderr": r.stderr}
 
     def create(self, name, ip="10.0.0.5", inst=None, url=None, sha=None, disk=1, extra=(),
-               check=0):
+               check=0, vni=7, mac=None, port=None):
         inst = inst or str(uuid.uuid4())
+        mac = mac or "52:54:00:" + os.urandom(3).hex(":")
         last = self.request(
             "create", "--uuid", inst, "--name", name, "--tenant", "t1", "--vcpus", "1",
             "--memory-mib", "256", "--disk-gib", disk, "--image-id", "guest", "--image-url",
             url or self.images.url + "guest.qcow2", "--image-sha256",
             sha or self.images.guest_sha, "--image-format", "qcow2", "--hostname", name,
-            "--nic", f"port={uuid.uuid4()},network={uuid.uuid4()},vni=7,"
-            f"mac=52:54:00:{os.urandom(3).hex(':')},ip={ip}/24,gateway=10.0.0.1,mtu=1450",
+            "--nic", f"port={port or uuid.uuid4()},network={network_id(vni)},vni={vni},"
+            f"mac={mac},ip={ip}/24,gateway=10.0.0.1,mtu=1450",
             *extra, check=check)
         return inst, last
 

@@ -1,0 +1,170 @@
+/* The flow table of the integration bridge, computed from the bound ports (pure: no OVS).
+ *
+ * table 0, ingress, per port P (network VNI, MAC M, addresses A):
+ *   priority 100  in_port=P,dl_src=M,ip,nw_src=A              -> reg6=VNI, table 1
+ *   priority 100  in_port=P,dl_src=M,arp,arp_sha=M,arp_spa=A  -> reg6=VNI, table 1
+ *   priority 0    drop (unbound taps, spoofed frames, IPv6, anything else)
+ * table 1, forwarding within the network:
+ *   priority 100  reg6=VNI,dl_dst=M  -> output:P      (exact MAC forwarding)
+ *   priority 50   reg6=VNI           -> every port of the network (broadcast, multicast,
+ *                                       unknown unicast; OVS never sends back to in_port)
+ *   priority 0    drop
+ */
+#include "net/ovs/ovs-private.h"
+
+#include <arpa/inet.h>
+#include <string.h>
+
+struct flow_list {
+    struct ovs_flow *items;
+    size_t n, cap;
+};
+
+static void
+push(struct flow_list *l, char *key, char *actions)
+{
+    if (l->n == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 64;
+        l->items = na_xrealloc(l->items, l->cap * sizeof(*l->items));
+    }
+    l->items[l->n++] = (struct ovs_flow){key, actions};
+}
+
+static int
+cmp_flow(const void *a, const void *b)
+{
+    return strcmp(((const struct ovs_flow *)a)->key, ((const struct ovs_flow *)b)->key);
+}
+
+/* The canonical lowercase MAC, or false. */
+static bool
+mac_canonical(const char *s, char out[18])
+{
+    uint8_t m[6];
+    if (!na_mac_parse(s, m))
+        return false;
+    snprintf(out, 18, "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
+    return true;
+}
+
+/* The IPv4 address of "a.b.c.d[/len]", canonical, or false. */
+static bool
+ipv4_canonical(const char *s, char out[INET_ADDRSTRLEN])
+{
+    char buf[64];
+    snprintf(buf, sizeof(buf), "%s", s);
+    char *slash = strchr(buf, '/');
+    if (slash)
+        *slash = '\0';
+    struct in_addr a;
+    if (inet_pton(AF_INET, buf, &a) != 1)
+        return false;
+    return inet_ntop(AF_INET, &a, out, INET_ADDRSTRLEN) != NULL;
+}
+
+static int
+cmp_vni(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int
+cmp_int(const void *a, const void *b)
+{
+    int x = *(const int *)a, y = *(const int *)b;
+    return x < y ? -1 : x > y;
+}
+
+void
+ovs_flows_compute(const struct ovs_bound_port *ports, size_t n_ports, struct ovs_flows *out)
+{
+    struct flow_list l = {0};
+    push(&l, na_xstrdup("table=0,priority=0"), na_xstrdup("drop"));
+    push(&l, na_xstrdup("table=1,priority=0"), na_xstrdup("drop"));
+
+    bool *ok = na_xcalloc(n_ports + 1, sizeof(*ok));
+    char (*macs)[18] = na_xcalloc(n_ports + 1, sizeof(*macs));
+    uint32_t *vnis = na_xcalloc(n_ports + 1, sizeof(*vnis));
+    size_t n_vnis = 0;
+    for (size_t i = 0; i < n_ports; i++) {
+        const struct ovs_net_port *p = ports[i].port;
+        ok[i] = ports[i].ofport > 0 && mac_canonical(p->mac, macs[i]);
+        if (!ok[i])
+            continue;
+        int P = ports[i].ofport;
+        for (size_t j = 0; j < p->n_ips; j++) {
+            char ip[INET_ADDRSTRLEN];
+            if (!ipv4_canonical(p->ips[j], ip))
+                continue;
+            char *actions = na_xasprintf("load:%u->NXM_NX_REG6[],resubmit(,1)", p->vni);
+            push(&l, na_xasprintf("table=0,priority=100,in_port=%d,dl_src=%s,ip,nw_src=%s", P,
+                                  macs[i], ip),
+                 actions);
+            push(&l,
+                 na_xasprintf("table=0,priority=100,in_port=%d,dl_src=%s,arp,arp_sha=%s,arp_spa=%s",
+                              P, macs[i], macs[i], ip),
+                 na_xstrdup(actions));
+        }
+        push(&l, na_xasprintf("table=1,priority=100,reg6=%u,dl_dst=%s", p->vni, macs[i]),
+             na_xasprintf("output:%d", P));
+        vnis[n_vnis++] = p->vni;
+    }
+    qsort(vnis, n_vnis, sizeof(*vnis), cmp_vni);
+    for (size_t v = 0; v < n_vnis; v++) {
+        if (v > 0 && vnis[v] == vnis[v - 1])
+            continue;
+        /* The flood list in port number order, so that the same ports give the same flow. */
+        int *ofports = na_xcalloc(n_ports, sizeof(*ofports));
+        size_t n = 0;
+        for (size_t i = 0; i < n_ports; i++)
+            if (ok[i] && ports[i].port->vni == vnis[v])
+                ofports[n++] = ports[i].ofport;
+        qsort(ofports, n, sizeof(*ofports), cmp_int);
+        size_t size = 0;
+        char *actions = NULL;
+        FILE *f = open_memstream(&actions, &size);
+        for (size_t i = 0; i < n; i++)
+            if (i == 0 || ofports[i] != ofports[i - 1])
+                fprintf(f, "%soutput:%d", i ? "," : "", ofports[i]);
+        fclose(f);
+        push(&l, na_xasprintf("table=1,priority=50,reg6=%u", vnis[v]), actions);
+        free(ofports);
+    }
+    free(ok);
+    free(macs);
+    free(vnis);
+
+    qsort(l.items, l.n, sizeof(*l.items), cmp_flow);
+    /* Two ports with one MAC and address on one port number would give one key twice. */
+    size_t w = 0;
+    for (size_t i = 0; i < l.n; i++) {
+        if (w > 0 && strcmp(l.items[w - 1].key, l.items[i].key) == 0) {
+            free(l.items[i].key);
+            free(l.items[i].actions);
+            continue;
+        }
+        l.items[w++] = l.items[i];
+    }
+    out->items = l.items;
+    out->n = w;
+}
+
+const struct ovs_flow *
+ovs_flows_find(const struct ovs_flows *flows, const char *key)
+{
+    struct ovs_flow k = {(char *)key, NULL};
+    return flows->n ? bsearch(&k, flows->items, flows->n, sizeof(k), cmp_flow) : NULL;
+}
+
+void
+ovs_flows_clear(struct ovs_flows *flows)
+{
+    for (size_t i = 0; i < flows->n; i++) {
+        free(flows->items[i].key);
+        free(flows->items[i].actions);
+    }
+    free(flows->items);
+    flows->items = NULL;
+    flows->n = 0;
+}

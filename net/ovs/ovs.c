@@ -1,0 +1,552 @@
+/* The OVS thread: ovsdb-idl and OpenFlow, converging the integration bridge to the desired
+ * ports.  See ovs.h for what it does; this file is the how.
+ *
+ * Locking: cfg strings, thread, wake and exit are set before the thread starts and never
+ * change.  Fields marked (mu) are shared with the agent's threads under mu.  Everything
+ * else belongs to the OVS thread alone.
+ */
+#include <config.h>
+
+#include "net/ovs/ovs-private.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <time.h>
+
+#include "fatal-signal.h"
+#include "latch.h"
+#include "lib/vswitch-idl.h"
+#include "openvswitch/ofp-bundle.h"
+#include "openvswitch/ofp-errors.h"
+#include "openvswitch/ofp-flow.h"
+#include "openvswitch/ofp-msgs.h"
+#include "openvswitch/ofp-util.h"
+#include "openvswitch/ofpbuf.h"
+#include "openvswitch/poll-loop.h"
+#include "openvswitch/vconn.h"
+#include "openvswitch/vlog.h"
+#include "ovs-thread.h"
+#include "ovsdb-idl.h"
+#include "timeval.h"
+#include "util.h"
+
+/* A desired port, owning its strings. */
+struct owned_port {
+    struct ovs_net_port view; /* points into the fields below */
+    char *id;
+    char *mac;
+    char **ips;
+    size_t n_ips;
+};
+
+struct port_set {
+    struct owned_port *items;
+    size_t n;
+};
+
+struct ovs_net {
+    char *ovsdb;
+    char *bridge;
+    char *datapath_type;
+    char *openflow; /* "unix:<rundir>/<bridge>.mgmt" */
+    pthread_t thread;
+    struct latch wake; /* set by the agent when the desired ports change */
+    struct latch exit;
+
+    pthread_mutex_t mu;
+    pthread_cond_t bound_changed;
+    struct port_set desired; /* (mu) */
+    uint64_t desired_gen;    /* (mu) bumped by every ovs_net_set_ports */
+    char **bound;            /* (mu) ids of the ports whose flows are installed */
+    size_t n_bound;          /* (mu) */
+    bool db_up, of_up;       /* (mu) */
+
+    /* The OVS thread's own. */
+    struct port_set ports; /* a copy of desired */
+    uint64_t ports_gen;
+    struct ovs_flows installed; /* what the bridge holds, as far as the thread knows */
+    bool installed_known;       /* false after a (re)connection: replace everything */
+    struct vconn *vconn;
+    long long retry_at;
+};
+
+static void
+port_set_clear(struct port_set *s)
+{
+    for (size_t i = 0; i < s->n; i++) {
+        free(s->items[i].id);
+        free(s->items[i].mac);
+        for (size_t j = 0; j < s->items[i].n_ips; j++)
+            free(s->items[i].ips[j]);
+        free(s->items[i].ips);
+    }
+    free(s->items);
+    s->items = NULL;
+    s->n = 0;
+}
+
+static void
+port_set_copy(struct port_set *dst, const struct ovs_net_port *ports, size_t n)
+{
+    dst->items = na_xcalloc(n + 1, sizeof(*dst->items));
+    dst->n = n;
+    for (size_t i = 0; i < n; i++) {
+        struct owned_port *o = &dst->items[i];
+        o->id = na_xstrdup(ports[i].id);
+        o->mac = na_xstrdup(ports[i].mac);
+        o->n_ips = ports[i].n_ips;
+        o->ips = na_xcalloc(o->n_ips + 1, sizeof(*o->ips));
+        for (size_t j = 0; j < o->n_ips; j++)
+            o->ips[j] = na_xstrdup(ports[i].ips[j]);
+        o->view = (struct ovs_net_port){o->id, ports[i].vni, o->mac, (const char *const *)o->ips,
+                                        o->n_ips};
+    }
+}
+
+/* --- the database side ----------------------------------------------------------------- */
+
+static const struct ovsrec_bridge *
+find_bridge(struct ovsdb_idl *idl, const char *name)
+{
+    const struct ovsrec_bridge *br;
+    OVSREC_BRIDGE_FOR_EACH (br, idl)
+        if (strcmp(br->name, name) == 0)
+            return br;
+    return NULL;
+}
+
+/* The integration bridge exists, with its datapath type and fail_mode=secure (without a
+ * controller, a standalone bridge would fall back to NORMAL switching: no isolation). */
+static void
+ensure_bridge(struct ovs_net *net, struct ovsdb_idl *idl, struct ovsdb_idl_txn *txn,
+              const struct ovsrec_bridge *br)
+{
+    if (!br) {
+        const struct ovsrec_open_vswitch *root = ovsrec_open_vswitch_first(idl);
+        if (!root)
+            return;
+        struct ovsrec_interface *iface = ovsrec_interface_insert(txn);
+        ovsrec_interface_set_name(iface, net->bridge);
+        ovsrec_interface_set_type(iface, "internal");
+        struct ovsrec_port *port = ovsrec_port_insert(txn);
+        ovsrec_port_set_name(port, net->bridge);
+        ovsrec_port_set_interfaces(port, &iface, 1);
+        struct ovsrec_bridge *nbr = ovsrec_bridge_insert(txn);
+        ovsrec_bridge_set_name(nbr, net->bridge);
+        ovsrec_bridge_set_ports(nbr, &port, 1);
+        ovsrec_bridge_set_fail_mode(nbr, "secure");
+        ovsrec_bridge_set_datapath_type(nbr, net->datapath_type);
+        ovsrec_bridge_update_external_ids_setkey(nbr, "nodeagent-managed", "true");
+        ovsrec_open_vswitch_update_bridges_addvalue(root, nbr);
+        na_log(NA_LOG_INFO, NULL, "creating the integration bridge", "bridge=%s datapath_type=%s",
+               net->bridge, net->datapath_type);
+        return;
+    }
+    if (!br->fail_mode || strcmp(br->fail_mode, "secure") != 0)
+        ovsrec_bridge_set_fail_mode(br, "secure");
+    if (strcmp(br->datapath_type, net->datapath_type) != 0)
+        ovsrec_bridge_set_datapath_type(br, net->datapath_type);
+}
+
+/* The OpenFlow port number of the port's interface on the bridge, or 0 when it has none
+ * yet.  An interface whose attached-mac (set by libvirt) is not the port's MAC is not it. */
+static int
+find_ofport(const struct ovsrec_bridge *br, const struct ovs_net_port *p)
+{
+    for (size_t i = 0; br && i < br->n_ports; i++) {
+        const struct ovsrec_port *port = br->ports[i];
+        for (size_t j = 0; j < port->n_interfaces; j++) {
+            const struct ovsrec_interface *iface = port->interfaces[j];
+            const char *id = smap_get(&iface->external_ids, "iface-id");
+            if (!id || strcmp(id, p->id) != 0 || iface->n_ofport == 0 || iface->ofport[0] <= 0)
+                continue;
+            const char *mac = smap_get(&iface->external_ids, "attached-mac");
+            if (mac && strcasecmp(mac, p->mac) != 0)
+                continue;
+            return (int)iface->ofport[0];
+        }
+    }
+    return 0;
+}
+
+/* --- the OpenFlow side ----------------------------------------------------------------- */
+
+static void
+close_vconn(struct ovs_net *net, const char *why)
+{
+    if (net->vconn) {
+        na_log(NA_LOG_WARN, NULL, "OpenFlow connection lost", "bridge=%s error=\"%s\"",
+               net->bridge, why);
+        vconn_close(net->vconn);
+        net->vconn = NULL;
+    }
+    net->installed_known = false;
+    net->retry_at = time_msec() + 500;
+    pthread_mutex_lock(&net->mu);
+    net->of_up = false;
+    pthread_mutex_unlock(&net->mu);
+}
+
+static int
+queue_flow_mod(struct ovs_list *requests, enum ofputil_protocol proto, int command,
+               const char *text)
+{
+    struct ofputil_flow_mod fm;
+    enum ofputil_protocol usable;
+    char *error = parse_ofp_flow_mod_str(&fm, text, NULL, NULL, command, &usable);
+    if (error) {
+        na_log(NA_LOG_ERROR, NULL, "bad flow", "flow=\"%s\" error=\"%s\"", text, error);
+        free(error);
+        return -EINVAL;
+    }
+    struct ofpbuf *msg = ofputil_encode_flow_mod(&fm, proto);
+    ovs_list_push_back(requests, &msg->list_node);
+    minimatch_destroy(&fm.match);
+    free(fm.ofpacts);
+    return 0;
+}
+
+/* Makes the bridge's flows with the agent's cookie equal to want, in one atomic bundle:
+ * everything after a (re)connection, the difference with what is installed otherwise. */
+static int
+install(struct ovs_net *net, const struct ovs_flows *want)
+{
+    enum ofputil_protocol proto = ofputil_protocol_from_ofp_version(vconn_get_version(net->vconn));
+    struct ovs_list requests;
+    ovs_list_init(&requests);
+    int ret = 0;
+    size_t n_changes = 0;
+    if (!net->installed_known) {
+        char *text = na_xasprintf("cookie=%#x/-1", OVS_NET_COOKIE);
+        ret = queue_flow_mod(&requests, proto, OFPFC_DELETE, text);
+        free(text);
+        n_changes++;
+    } else {
+        for (size_t i = 0; i < net->installed.n && ret == 0; i++) {
+            if (ovs_flows_find(want, net->installed.items[i].key))
+                continue;
+            char *text = na_xasprintf("cookie=%#x/-1,%s", OVS_NET_COOKIE, net->installed.items[i].key);
+            ret = queue_flow_mod(&requests, proto, OFPFC_DELETE_STRICT, text);
+            free(text);
+            n_changes++;
+        }
+    }
+    for (size_t i = 0; i < want->n && ret == 0; i++) {
+        const struct ovs_flow *have =
+            net->installed_known ? ovs_flows_find(&net->installed, want->items[i].key) : NULL;
+        if (have && strcmp(have->actions, want->items[i].actions) == 0)
+            continue;
+        char *text = na_xasprintf("cookie=%#x,%s,actions=%s", OVS_NET_COOKIE, want->items[i].key,
+                                  want->items[i].actions);
+        ret = queue_flow_mod(&requests, proto, OFPFC_ADD, text);
+        free(text);
+        n_changes++;
+    }
+    if (ret < 0 || n_changes == 0) {
+        ofpbuf_list_delete(&requests);
+        return ret;
+    }
+    struct ovs_list errors;
+    int error = vconn_bundle_transact(net->vconn, &requests, OFPBF_ATOMIC | OFPBF_ORDERED, &errors);
+    ofpbuf_list_delete(&requests);
+    if (!error && !ovs_list_is_empty(&errors)) {
+        struct ofpbuf *first = CONTAINER_OF(ovs_list_front(&errors), struct ofpbuf, list_node);
+        enum ofperr e = ofperr_decode_msg(first->data, NULL);
+        na_log(NA_LOG_ERROR, NULL, "bridge refused the flows", "bridge=%s error=\"%s\"",
+               net->bridge, ofperr_to_string(e));
+        error = EPROTO;
+    }
+    ofpbuf_list_delete(&errors);
+    if (error) {
+        close_vconn(net, ovs_strerror(error));
+        return -error;
+    }
+    na_log(NA_LOG_DEBUG, NULL, "flows converged", "bridge=%s flows=%zu changes=%zu", net->bridge,
+           want->n, n_changes);
+    return 0;
+}
+
+/* Answers echo requests and notices a closed connection. */
+static void
+drain_vconn(struct ovs_net *net)
+{
+    for (int i = 0; net->vconn && i < 50; i++) {
+        struct ofpbuf *msg = NULL;
+        int error = vconn_recv(net->vconn, &msg);
+        if (error == EAGAIN)
+            return;
+        if (error) {
+            close_vconn(net, error == EOF ? "closed by ovs-vswitchd" : ovs_strerror(error));
+            return;
+        }
+        enum ofptype type;
+        if (!ofptype_decode(&type, msg->data) && type == OFPTYPE_ECHO_REQUEST)
+            vconn_send(net->vconn, ofputil_encode_echo_reply(msg->data));
+        ofpbuf_delete(msg);
+    }
+}
+
+static void
+connect_vconn(struct ovs_net *net)
+{
+    if (net->vconn || time_msec() < net->retry_at)
+        return;
+    int error = vconn_open_block(net->openflow, 1u << OFP14_VERSION, 0, 1000, &net->vconn);
+    if (error) {
+        net->vconn = NULL;
+        net->retry_at = time_msec() + 500;
+        return;
+    }
+    net->installed_known = false;
+    pthread_mutex_lock(&net->mu);
+    net->of_up = true;
+    pthread_mutex_unlock(&net->mu);
+    na_log(NA_LOG_INFO, NULL, "OpenFlow connection up", "bridge=%s", net->bridge);
+}
+
+/* --- the thread ------------------------------------------------------------------------ */
+
+static void
+publish_bound(struct ovs_net *net, const struct ovs_bound_port *bound, size_t n, bool db_up)
+{
+    char **ids = na_xcalloc(n + 1, sizeof(*ids));
+    size_t n_ids = 0;
+    for (size_t i = 0; i < n; i++)
+        if (bound[i].ofport > 0)
+            ids[n_ids++] = na_xstrdup(bound[i].port->id);
+    pthread_mutex_lock(&net->mu);
+    for (size_t i = 0; i < net->n_bound; i++)
+        free(net->bound[i]);
+    free(net->bound);
+    net->bound = ids;
+    net->n_bound = n_ids;
+    net->db_up = db_up;
+    pthread_cond_broadcast(&net->bound_changed);
+    pthread_mutex_unlock(&net->mu);
+}
+
+static void
+take_desired(struct ovs_net *net)
+{
+    pthread_mutex_lock(&net->mu);
+    if (net->desired_gen != net->ports_gen) {
+        port_set_clear(&net->ports);
+        struct ovs_net_port *views = na_xcalloc(net->desired.n + 1, sizeof(*views));
+        for (size_t i = 0; i < net->desired.n; i++)
+            views[i] = net->desired.items[i].view;
+        port_set_copy(&net->ports, views, net->desired.n);
+        free(views);
+        net->ports_gen = net->desired_gen;
+    }
+    pthread_mutex_unlock(&net->mu);
+}
+
+static void *
+ovs_thread(void *arg)
+{
+    struct ovs_net *net = arg;
+    struct ovsdb_idl_loop loop = OVSDB_IDL_LOOP_INITIALIZER(
+        ovsdb_idl_create(net->ovsdb, &ovsrec_idl_class, true, true));
+    bool was_up = false;
+    while (!latch_is_set(&net->exit)) {
+        latch_poll(&net->wake);
+        struct ovsdb_idl_txn *txn = ovsdb_idl_loop_run(&loop);
+        take_desired(net);
+        bool db_up = ovsdb_idl_is_connected(loop.idl) && ovsdb_idl_has_ever_connected(loop.idl);
+        if (db_up != was_up)
+            na_log(db_up ? NA_LOG_INFO : NA_LOG_WARN, NULL,
+                   db_up ? "OVS database connected" : "OVS database not connected",
+                   "ovsdb=\"%s\"", net->ovsdb);
+        was_up = db_up;
+        const struct ovsrec_bridge *br = db_up ? find_bridge(loop.idl, net->bridge) : NULL;
+        if (db_up && txn)
+            ensure_bridge(net, loop.idl, txn, br);
+
+        connect_vconn(net);
+        drain_vconn(net);
+        /* Without the database, what is bound is unknown: leave the flows as they are. */
+        if (br && net->vconn) {
+            struct ovs_bound_port *bound = na_xcalloc(net->ports.n + 1, sizeof(*bound));
+            for (size_t i = 0; i < net->ports.n; i++)
+                bound[i] = (struct ovs_bound_port){&net->ports.items[i].view,
+                                                   find_ofport(br, &net->ports.items[i].view)};
+            struct ovs_flows want = {0};
+            ovs_flows_compute(bound, net->ports.n, &want);
+            if (install(net, &want) == 0) {
+                ovs_flows_clear(&net->installed);
+                net->installed = want;
+                net->installed_known = true;
+                publish_bound(net, bound, net->ports.n, true);
+            } else {
+                ovs_flows_clear(&want);
+            }
+            free(bound);
+        } else if (!db_up) {
+            pthread_mutex_lock(&net->mu);
+            net->db_up = false;
+            pthread_mutex_unlock(&net->mu);
+        }
+
+        ovsdb_idl_loop_commit_and_wait(&loop);
+        latch_wait(&net->wake);
+        latch_wait(&net->exit);
+        if (net->vconn) {
+            vconn_run(net->vconn);
+            vconn_run_wait(net->vconn);
+            vconn_recv_wait(net->vconn);
+        } else {
+            poll_timer_wait_until(net->retry_at);
+        }
+        poll_block();
+    }
+    if (net->vconn)
+        vconn_close(net->vconn);
+    net->vconn = NULL;
+    ovsdb_idl_loop_destroy(&loop);
+    return NULL;
+}
+
+/* Open vSwitch catches SIGTERM, SIGINT, SIGHUP, SIGALRM and SIGSEGV the first time its poll
+ * loop runs, and would then re-raise them itself; the agent's loop handles those signals.
+ * Let the library install its handlers now, then put the agent's back. */
+static void
+keep_signal_handlers(void)
+{
+    static const int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGALRM, SIGSEGV};
+    struct sigaction saved[NA_ARRAY_SIZE(sigs)];
+    for (size_t i = 0; i < NA_ARRAY_SIZE(sigs); i++)
+        sigaction(sigs[i], NULL, &saved[i]);
+    fatal_signal_init();
+    for (size_t i = 0; i < NA_ARRAY_SIZE(sigs); i++)
+        sigaction(sigs[i], &saved[i], NULL);
+}
+
+int
+ovs_net_start(const struct ovs_net_config *cfg, struct ovs_net **out, struct na_error **err)
+{
+    if (strncmp(cfg->ovsdb, "unix:", 5) != 0)
+        return na_error_quiet(err, NA_CODE_INVALID_ARGUMENT, EINVAL,
+                              "[network] ovsdb: `%s` is not unix:PATH", cfg->ovsdb);
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, keep_signal_handlers);
+    ovs_set_program_name("nodeagent", "nodeagent");
+    vlog_set_levels(NULL, VLF_ANY_DESTINATION, VLL_WARN);
+
+    struct ovs_net *net = na_xcalloc(1, sizeof(*net));
+    net->ovsdb = na_xstrdup(cfg->ovsdb);
+    net->bridge = na_xstrdup(cfg->bridge);
+    net->datapath_type = na_xstrdup(cfg->datapath_type);
+    /* The bridge's management socket sits beside the database's (ovs_rundir). */
+    const char *path = cfg->ovsdb + 5;
+    const char *slash = strrchr(path, '/');
+    net->openflow = na_xasprintf("unix:%.*s/%s.mgmt", slash ? (int)(slash - path) : 1,
+                                 slash ? path : ".", cfg->bridge);
+    pthread_mutex_init(&net->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&net->bound_changed, &ca);
+    pthread_condattr_destroy(&ca);
+    latch_init(&net->wake);
+    latch_init(&net->exit);
+    net->thread = ovs_thread_create("ovs", ovs_thread, net);
+    *out = net;
+    return 0;
+}
+
+void
+ovs_net_stop(struct ovs_net *net)
+{
+    if (!net)
+        return;
+    latch_set(&net->exit);
+    xpthread_join(net->thread, NULL);
+    latch_destroy(&net->wake);
+    latch_destroy(&net->exit);
+    port_set_clear(&net->desired);
+    port_set_clear(&net->ports);
+    for (size_t i = 0; i < net->n_bound; i++)
+        free(net->bound[i]);
+    free(net->bound);
+    ovs_flows_clear(&net->installed);
+    pthread_mutex_destroy(&net->mu);
+    pthread_cond_destroy(&net->bound_changed);
+    free(net->ovsdb);
+    free(net->bridge);
+    free(net->datapath_type);
+    free(net->openflow);
+    free(net);
+}
+
+void
+ovs_net_set_ports(struct ovs_net *net, const struct ovs_net_port *ports, size_t n_ports)
+{
+    struct port_set s;
+    port_set_copy(&s, ports, n_ports);
+    pthread_mutex_lock(&net->mu);
+    port_set_clear(&net->desired);
+    net->desired = s;
+    net->desired_gen++;
+    pthread_mutex_unlock(&net->mu);
+    latch_set(&net->wake);
+}
+
+static bool
+all_bound(const struct ovs_net *net, const char *const *ids, size_t n_ids, size_t *missing)
+{
+    for (size_t i = 0; i < n_ids; i++) {
+        bool found = false;
+        for (size_t j = 0; j < net->n_bound && !found; j++)
+            found = strcmp(net->bound[j], ids[i]) == 0;
+        if (!found) {
+            *missing = i;
+            return false;
+        }
+    }
+    return true;
+}
+
+int
+ovs_net_wait_bound(struct ovs_net *net, const char *const *ids, size_t n_ids, unsigned timeout_ms,
+                   struct na_error **err)
+{
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += timeout_ms / 1000;
+    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+    if (deadline.tv_nsec >= 1000000000) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000;
+    }
+    size_t missing = 0;
+    pthread_mutex_lock(&net->mu);
+    int rc = 0;
+    while (!all_bound(net, ids, n_ids, &missing) && rc != ETIMEDOUT)
+        rc = pthread_cond_timedwait(&net->bound_changed, &net->mu, &deadline);
+    bool ok = all_bound(net, ids, n_ids, &missing);
+    bool db_up = net->db_up, of_up = net->of_up;
+    pthread_mutex_unlock(&net->mu);
+    if (ok)
+        return 0;
+    return na_error_quiet(err, NA_CODE_NETWORK, ETIMEDOUT,
+                          "port %s did not bind on bridge %s within %u ms (%s)", ids[missing],
+                          net->bridge, timeout_ms,
+                          !db_up   ? "the OVS database is not connected"
+                          : !of_up ? "no OpenFlow connection to the bridge"
+                                   : "no interface on the bridge has its iface-id and MAC");
+}
+
+bool
+ovs_net_healthy(struct ovs_net *net, char *detail, size_t detail_size)
+{
+    pthread_mutex_lock(&net->mu);
+    bool db_up = net->db_up, of_up = net->of_up;
+    pthread_mutex_unlock(&net->mu);
+    snprintf(detail, detail_size, "%s",
+             !db_up   ? "OVS database not connected"
+             : !of_up ? "no OpenFlow connection to the integration bridge"
+                      : "ok");
+    return db_up && of_up;
+}

@@ -1,0 +1,60 @@
+/* net/ovs: tenant networks on Open vSwitch.
+ *
+ * One thread of its own runs Open vSwitch's poll loop (the way ovn-controller does): an
+ * ovsdb-idl connection to the local ovsdb-server and an OpenFlow connection to the
+ * integration bridge.  The agent's loop hands it the *desired* ports (ovs_net_set_ports);
+ * the thread makes sure the bridge exists (datapath type from the config, fail_mode=secure),
+ * finds each port's interface (libvirt's tap, external_ids:iface-id = port id), computes the
+ * whole flow table of the bridge from the bound ports and makes OpenFlow equal to it in one
+ * atomic bundle per change: what is missing is added, what is extra is deleted, and after
+ * every (re)connection the table is replaced as a whole.  Every flow the agent installs
+ * carries OVS_NET_COOKIE; flows with another cookie are never touched.
+ *
+ * Isolation: a network is known inside the bridge by its VNI (in reg6).  The table's default
+ * is drop, so a tap that is not bound sends and receives nothing.  A bound port may send
+ * only from its MAC, IPv4 only from its addresses, ARP only for its addresses; frames go to
+ * the ports of the same network only (exact MAC forwarding, broadcast and unknown unicast
+ * flooded within the network).
+ *
+ * Threads: ovs_net_start/stop/set_ports from the agent's loop; ovs_net_wait_bound from any
+ * thread (a worker waits there for a create's ports).  The shared fields are under one
+ * mutex (see ovs.c).
+ */
+#ifndef NODEAGENT_NET_OVS_H
+#define NODEAGENT_NET_OVS_H
+
+#include "common/common.h"
+
+#define OVS_NET_COOKIE 0x4e41u /* "NA": marks the agent's flows */
+
+struct ovs_net;
+
+struct ovs_net_config {
+    const char *ovsdb;         /* "unix:/var/run/openvswitch/db.sock" */
+    const char *bridge;        /* "br-int" */
+    const char *datapath_type; /* "system" or "netdev" */
+};
+
+/* One port (NIC) of an instance on this node. */
+struct ovs_net_port {
+    const char *id; /* the port id: libvirt's iface-id */
+    uint32_t vni;
+    const char *mac;             /* "52:54:00:12:34:56" */
+    const char *const *ips;      /* "10.0.0.5/24" or "10.0.0.5"; IPv6 ones are ignored */
+    size_t n_ips;
+};
+
+int ovs_net_start(const struct ovs_net_config *cfg, struct ovs_net **out, struct na_error **err);
+/* Stops the thread; the flows stay in OVS (guests keep their network while the agent is
+ * away).  Accepts NULL. */
+void ovs_net_stop(struct ovs_net *net);
+/* Replaces the desired ports (copied). */
+void ovs_net_set_ports(struct ovs_net *net, const struct ovs_net_port *ports, size_t n_ports);
+/* Waits until every port in ids has its flows installed, or timeout_ms passes (then fails
+ * with NA_CODE_NETWORK, naming the ports that did not bind). */
+int ovs_net_wait_bound(struct ovs_net *net, const char *const *ids, size_t n_ids,
+                       unsigned timeout_ms, struct na_error **err);
+/* Whether both the database and the OpenFlow connection are up; detail says why not. */
+bool ovs_net_healthy(struct ovs_net *net, char *detail, size_t detail_size);
+
+#endif

@@ -1,0 +1,143 @@
+/* The flow table net/ovs computes from the bound ports: anti-spoofing per port, forwarding
+ * only within a network, default drop, and the same table for the same ports whatever their
+ * order. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "net/ovs/ovs-private.h"
+
+static const char *ips_a[] = {"10.0.0.5/24"};
+static const char *ips_b[] = {"10.0.0.6/24", "fd00::6/64"};
+static const char *ips_c[] = {"10.0.0.5/24"}; /* another tenant, the same range */
+
+static const struct ovs_net_port port_a = {"pa", 100, "52:54:00:00:00:0A", ips_a, 1};
+static const struct ovs_net_port port_b = {"pb", 100, "52:54:00:00:00:0b", ips_b, 2};
+static const struct ovs_net_port port_c = {"pc", 200, "52:54:00:00:00:0c", ips_c, 1};
+
+static const char *
+actions(const struct ovs_flows *f, const char *key)
+{
+    const struct ovs_flow *flow = ovs_flows_find(f, key);
+    return flow ? flow->actions : NULL;
+}
+
+static void
+test_no_ports_is_drop_only(void **state)
+{
+    (void)state;
+    struct ovs_flows f = {0};
+    ovs_flows_compute(NULL, 0, &f);
+    assert_int_equal(f.n, 2);
+    assert_string_equal(actions(&f, "table=0,priority=0"), "drop");
+    assert_string_equal(actions(&f, "table=1,priority=0"), "drop");
+    ovs_flows_clear(&f);
+}
+
+static void
+test_port_may_send_only_from_its_mac_and_addresses(void **state)
+{
+    (void)state;
+    struct ovs_bound_port ports[] = {{&port_a, 5}};
+    struct ovs_flows f = {0};
+    ovs_flows_compute(ports, 1, &f);
+    /* MAC canonical (lowercase), prefix length gone. */
+    assert_string_equal(
+        actions(&f, "table=0,priority=100,in_port=5,dl_src=52:54:00:00:00:0a,ip,nw_src=10.0.0.5"),
+        "load:100->NXM_NX_REG6[],resubmit(,1)");
+    assert_string_equal(actions(&f, "table=0,priority=100,in_port=5,dl_src=52:54:00:00:00:0a,"
+                                    "arp,arp_sha=52:54:00:00:00:0a,arp_spa=10.0.0.5"),
+                        "load:100->NXM_NX_REG6[],resubmit(,1)");
+    assert_string_equal(actions(&f, "table=1,priority=100,reg6=100,dl_dst=52:54:00:00:00:0a"),
+                        "output:5");
+    assert_string_equal(actions(&f, "table=1,priority=50,reg6=100"), "output:5");
+    /* Nothing else in table 0 matches in_port=5: every other frame meets the drop. */
+    size_t from_a = 0;
+    for (size_t i = 0; i < f.n; i++)
+        from_a += strstr(f.items[i].key, "in_port=5,") != NULL;
+    assert_int_equal(from_a, 2);
+    assert_int_equal(f.n, 6);
+    ovs_flows_clear(&f);
+}
+
+static void
+test_networks_are_kept_apart(void **state)
+{
+    (void)state;
+    struct ovs_bound_port ports[] = {{&port_c, 9}, {&port_b, 7}, {&port_a, 5}};
+    struct ovs_flows f = {0};
+    ovs_flows_compute(ports, 3, &f);
+    assert_string_equal(actions(&f, "table=1,priority=50,reg6=100"), "output:5,output:7");
+    assert_string_equal(actions(&f, "table=1,priority=50,reg6=200"), "output:9");
+    /* The same address in two networks: each port's traffic is tagged with its own VNI. */
+    assert_string_equal(
+        actions(&f, "table=0,priority=100,in_port=9,dl_src=52:54:00:00:00:0c,ip,nw_src=10.0.0.5"),
+        "load:200->NXM_NX_REG6[],resubmit(,1)");
+    /* IPv6 addresses give no flow: IPv6 is dropped. */
+    for (size_t i = 0; i < f.n; i++)
+        assert_null(strstr(f.items[i].key, "fd00"));
+    /* Every output of a network's flows goes to a port of that network. */
+    for (size_t i = 0; i < f.n; i++)
+        if (strstr(f.items[i].key, "reg6=200"))
+            assert_null(strstr(f.items[i].actions, "output:5"));
+    ovs_flows_clear(&f);
+}
+
+static void
+test_same_ports_same_table_in_any_order(void **state)
+{
+    (void)state;
+    struct ovs_bound_port one[] = {{&port_a, 5}, {&port_b, 7}, {&port_c, 9}};
+    struct ovs_bound_port two[] = {{&port_c, 9}, {&port_a, 5}, {&port_b, 7}};
+    struct ovs_flows f1 = {0}, f2 = {0};
+    ovs_flows_compute(one, 3, &f1);
+    ovs_flows_compute(two, 3, &f2);
+    assert_int_equal(f1.n, f2.n);
+    for (size_t i = 0; i < f1.n; i++) {
+        assert_string_equal(f1.items[i].key, f2.items[i].key);
+        assert_string_equal(f1.items[i].actions, f2.items[i].actions);
+        if (i > 0)
+            assert_true(strcmp(f1.items[i - 1].key, f1.items[i].key) < 0);
+    }
+    ovs_flows_clear(&f1);
+    ovs_flows_clear(&f2);
+}
+
+static void
+test_unbound_or_malformed_ports_get_nothing(void **state)
+{
+    (void)state;
+    static const char *bad_ips[] = {"10.0.0.7,in_port=1", "10.0.0.300", "x"};
+    struct ovs_net_port bad_mac = {"px", 100, "52:54:00:00:00:0d,actions=NORMAL", ips_a, 1};
+    struct ovs_net_port bad_ip = {"py", 100, "52:54:00:00:00:0e", bad_ips, 3};
+    struct ovs_bound_port ports[] = {{&port_a, 0}, {&bad_mac, 3}, {&bad_ip, 4}};
+    struct ovs_flows f = {0};
+    ovs_flows_compute(ports, 3, &f);
+    /* port_a has no ofport yet; bad_mac is refused; bad_ip only gets its delivery flows. */
+    for (size_t i = 0; i < f.n; i++) {
+        assert_null(strstr(f.items[i].key, "in_port=3"));
+        assert_null(strstr(f.items[i].key, "NORMAL"));
+        assert_null(strstr(f.items[i].key, "in_port=4"));
+        assert_null(strstr(f.items[i].key, "0a"));
+    }
+    assert_string_equal(actions(&f, "table=1,priority=50,reg6=100"), "output:4");
+    assert_int_equal(f.n, 4);
+    ovs_flows_clear(&f);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_no_ports_is_drop_only),
+        cmocka_unit_test(test_port_may_send_only_from_its_mac_and_addresses),
+        cmocka_unit_test(test_networks_are_kept_apart),
+        cmocka_unit_test(test_same_ports_same_table_in_any_order),
+        cmocka_unit_test(test_unbound_or_malformed_ports_get_nothing),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
