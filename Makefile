@@ -96,7 +96,8 @@ $(OVS_STAMP):
 
 # Only net/ovs sees Open vSwitch's headers.
 $(BUILD)/net/ovs/%.o: CPPFLAGS += $(OVS_CPPFLAGS)
-$(BUILD)/net/ovs/%.o: | $(OVS_STAMP)
+# (An explicit rule: a recipe-less pattern rule would not add the prerequisite.)
+$(NET_OVS_OBJS): | $(OVS_STAMP)
 
 # net/ovs and the members of libopenvswitch.a it needs, as one object whose only global
 # symbols are net/ovs's own: the library's json_*, hash_*, uuid_*, xmalloc... would
