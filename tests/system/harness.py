@@ -6,6 +6,7 @@ own temporary directory.  Only loopback is used.
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -86,9 +87,11 @@ class Agent:
                 f"[admin]\nsocket = {self.socket}\n"
                 + (f"[hypervisor]\nuri = {virtenv.uri}\nvirt_type = qemu\ncpu_mode = none\n"
                    f"bridge = {virtenv.bridge}\n"
-                   + ("" if "[network]" in extra_config else
-                      f"[network]\novsdb = {virtenv.ovs_db}\ndatapath_type = netdev\n"
-                      f"bind_timeout = 30\n") if virtenv else
+                   + "[network]\n" + "".join(
+                       f"{k} = {v}\n" for k, v in (("ovsdb", virtenv.ovs_db),
+                                                    ("datapath_type", "netdev"),
+                                                    ("bind_timeout", 30))
+                       if not re.search(rf"^{k}\s*=", extra_config, re.M)) if virtenv else
                    # No libvirtd unless the test brings one: a socket that is not there.
                    f"[hypervisor]\nuri = qemu:///system?socket={workdir}/no-libvirt-sock\n"
                    f"[network]\nenabled = false\n")
