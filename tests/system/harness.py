@@ -196,9 +196,10 @@ class Cluster:
                                  f"stdout: {r.stdout}\nstderr: {r.stderr}")
         return r
 
-    def events(self, timeout=3, **filters):
-        """Every event on the events topic so far (JSON dicts), optionally filtered."""
-        args = ["events", "--from-beginning", "--json", "--timeout", timeout]
+    def events(self, timeout=60, **filters):
+        """Every event on the events topic so far (JSON dicts), optionally filtered: read to
+        the end the topic had when nodectl started (timeout bounds the read)."""
+        args = ["events", "--from-beginning", "--to-end", "--json", "--timeout", timeout]
         r = self.nodectl(*args, timeout=timeout + 60, check=0)
         out = [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
         for k, v in filters.items():

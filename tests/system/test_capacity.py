@@ -64,9 +64,9 @@ def view(agent):
     return body
 
 
-def bus_reports(cluster, timeout=2):
-    r = cluster.nodectl("capacity-reports", "--from-beginning", "--json", "--timeout", timeout,
-                        check=0)
+def bus_reports(cluster, timeout=60):
+    r = cluster.nodectl("capacity-reports", "--from-beginning", "--to-end", "--json",
+                        "--timeout", timeout, check=0, timeout=timeout + 30)
     return [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
 
 

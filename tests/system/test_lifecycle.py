@@ -312,10 +312,18 @@ def test_ten_creates_at_once_run_concurrently_and_share_one_download(cluster, vi
              "--hostname", f"c{i}", "--request-id", f"c-{i}"], stdout=subprocess.DEVNULL))
     for s in senders:
         assert s.wait(60) == 0
-    done = wait_for(lambda: len([e for e in cluster.events() if e["request_id"].startswith("c-")
-                                 and e["kind"] == "DONE"]) == 10 and cluster.events(),
-                    300, "ten DONE events", interval=1)
-    assert done
+    def ended():
+        evs = [e for e in cluster.events() if e["request_id"].startswith("c-")]
+        return evs if len({e["request_id"] for e in evs if e["kind"] in ("DONE", "FAILED")}) == 10 else None
+    try:
+        evs = wait_for(ended, 300, "ten terminal events", interval=1)
+    except AssertionError:
+        kinds = [(e["request_id"], e["kind"], e.get("message", "")) for e in cluster.events()
+                 if e["request_id"].startswith("c-")]
+        raise AssertionError(f"not all ten creates ended; events: {kinds}\nagent log tail:\n"
+                             + "\n".join(node.agent.logs().splitlines()[-60:]))
+    failed = [(e["request_id"], e.get("message")) for e in evs if e["kind"] == "FAILED"]
+    assert not failed
     logs = node.agent.logs().splitlines()
     first_done = next(i for i, l in enumerate(logs) if 'msg="request done"' in l and "kind=create" in l)
     started = [l for l in logs[:first_done] if 'msg="executing request"' in l and "kind=create" in l]

@@ -146,6 +146,9 @@ struct nodectl_events {
     rd_kafka_t *rk;
     rd_kafka_message_t *msg;
     Nodeagent__V1__Event *ev;
+    int n_parts;
+    int64_t *end;  /* per partition: its high watermark when opened */
+    int64_t *next; /* per partition: the offset after the last message read, or -1 */
 };
 
 static void
@@ -207,17 +210,20 @@ nodectl_events_open(const struct nodectl_global *g, const char *topic, bool from
         goto fail;
     rd_kafka_poll_set_consumer(es->rk);
     parts = rd_kafka_topic_partition_list_new(n);
+    es->n_parts = n;
+    es->end = na_xcalloc((size_t)n + 1, sizeof(*es->end));
+    es->next = na_xcalloc((size_t)n + 1, sizeof(*es->next));
     for (int p = 0; p < n; p++) {
         int64_t lo = 0, hi = 0;
-        if (!from_beginning) {
-            rd_kafka_resp_err_t e =
-                rd_kafka_query_watermark_offsets(es->rk, topic, p, &lo, &hi, METADATA_TIMEOUT_MS);
-            if (e) {
-                rc = na_error_set(err, NA_CODE_UNAVAILABLE, 0, "watermarks of %s [%d]: %s", topic,
-                                  p, rd_kafka_err2str(e));
-                goto fail;
-            }
+        rd_kafka_resp_err_t e =
+            rd_kafka_query_watermark_offsets(es->rk, topic, p, &lo, &hi, METADATA_TIMEOUT_MS);
+        if (e) {
+            rc = na_error_set(err, NA_CODE_UNAVAILABLE, 0, "watermarks of %s [%d]: %s", topic, p,
+                              rd_kafka_err2str(e));
+            goto fail;
         }
+        es->end[p] = hi;
+        es->next[p] = from_beginning ? lo : hi;
         rd_kafka_topic_partition_list_add(parts, topic, p)->offset =
             from_beginning ? RD_KAFKA_OFFSET_BEGINNING : hi;
     }
@@ -250,6 +256,8 @@ nodectl_topic_next(struct nodectl_events *es, int timeout_ms, struct nodectl_mes
             NA_LOG_WARN(NULL, "bus", "error=\"%s\"", rd_kafka_message_errstr(es->msg));
         return 0;
     }
+    if (es->msg->partition >= 0 && es->msg->partition < es->n_parts)
+        es->next[es->msg->partition] = es->msg->offset + 1;
     *m = (struct nodectl_message){
         .payload = es->msg->payload,
         .size = es->msg->len,
@@ -280,11 +288,22 @@ nodectl_events_next(struct nodectl_events *es, int timeout_ms, Nodeagent__V1__Ev
     return 1;
 }
 
+bool
+nodectl_topic_at_end(const struct nodectl_events *es)
+{
+    for (int p = 0; p < es->n_parts; p++)
+        if (es->next[p] < es->end[p])
+            return false;
+    return true;
+}
+
 void
 nodectl_events_close(struct nodectl_events *es)
 {
     if (!es)
         return;
+    free(es->end);
+    free(es->next);
     events_release_current(es);
     if (es->rk) {
         rd_kafka_consumer_close(es->rk);

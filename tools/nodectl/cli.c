@@ -52,11 +52,11 @@ static const enum nodectl_flag f_console[] = {NODECTL_F_TAIL_BYTES, REQ_COMMON};
 static const enum nodectl_flag f_migrate[] = {
     NODECTL_F_TO,        NODECTL_F_MAX_DOWNTIME_MS,   NODECTL_F_BANDWIDTH, NODECTL_F_AUTO_CONVERGE,
     NODECTL_F_POST_COPY, NODECTL_F_MIGRATION_TIMEOUT, REQ_COMMON};
-static const enum nodectl_flag f_events[] = {NODECTL_F_FROM_BEGINNING, NODECTL_F_FILTER_REQUEST_ID,
-                                             NODECTL_F_FILTER_INSTANCE, NODECTL_F_COUNT,
-                                             NODECTL_F_EVENTS_TIMEOUT};
-static const enum nodectl_flag f_reports[] = {NODECTL_F_FROM_BEGINNING, NODECTL_F_COUNT,
-                                              NODECTL_F_EVENTS_TIMEOUT};
+static const enum nodectl_flag f_events[] = {
+    NODECTL_F_FROM_BEGINNING, NODECTL_F_TO_END, NODECTL_F_FILTER_REQUEST_ID,
+    NODECTL_F_FILTER_INSTANCE, NODECTL_F_COUNT, NODECTL_F_EVENTS_TIMEOUT};
+static const enum nodectl_flag f_reports[] = {NODECTL_F_FROM_BEGINNING, NODECTL_F_TO_END,
+                                              NODECTL_F_COUNT, NODECTL_F_EVENTS_TIMEOUT};
 
 #define FLAGS(arr) arr, NA_ARRAY_SIZE(arr)
 #define REQ(name, kind, flags, summary)                                                            \

@@ -242,8 +242,9 @@ nodectl_follow(const struct nodectl_args *a, const char *topic, const char *what
 
     int64_t deadline = na_now_ms() + (int64_t)timeout_s * 1000;
     uint32_t seen = 0;
+    bool to_end = nodectl_arg_bool(a, NODECTL_F_TO_END);
     catch_interrupts();
-    while (!interrupted && (!count || seen < count)) {
+    while (!interrupted && (!count || seen < count) && !(to_end && nodectl_topic_at_end(es))) {
         int64_t left = has_timeout ? deadline - na_now_ms() : 200;
         if (left <= 0)
             break;
@@ -253,7 +254,10 @@ nodectl_follow(const struct nodectl_args *a, const char *topic, const char *what
     }
     if (count && seen < count)
         return na_error_set(err, NA_CODE_TIMEOUT, 0, "%s after %u of %u %s",
-                            interrupted ? "interrupted" : "timed out", seen, count, what);
+                            interrupted                                 ? "interrupted"
+                            : to_end && nodectl_topic_at_end(es) ? "reached the end of the topic"
+                                                                        : "timed out",
+                            seen, count, what);
     return NODECTL_EXIT_OK;
 }
 

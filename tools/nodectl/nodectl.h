@@ -65,6 +65,7 @@ enum nodectl_exit {
     X(POST_COPY, "post-copy", NULL, "allow switching to post-copy")                                \
     X(MIGRATION_TIMEOUT, "migration-timeout-s", "S", "migration timeout (0: the agent's default)") \
     X(FROM_BEGINNING, "from-beginning", NULL, "start at the oldest event instead of the end")      \
+    X(TO_END, "to-end", NULL, "exit at the end of the topic as it was when nodectl started")      \
     X(FILTER_REQUEST_ID, "request-id", "ID", "only events of this request")                        \
     X(FILTER_INSTANCE, "instance", "UUID", "only events of this instance")                         \
     X(COUNT, "count", "N", "exit after N matching messages (exit 3 if the timeout comes first)")   \
@@ -173,6 +174,8 @@ struct nodectl_message {
 };
 /* Like nodectl_events_next, for any topic: 1 with *m set, 0 when nothing came. */
 int nodectl_topic_next(struct nodectl_events *es, int timeout_ms, struct nodectl_message *m);
+/* Whether every partition has been read up to where it ended when the topic was opened. */
+bool nodectl_topic_at_end(const struct nodectl_events *es);
 
 /* --- admin.c --------------------------------------------------------------------------- */
 
