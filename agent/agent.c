@@ -364,6 +364,7 @@ agent_start(struct agent *a, struct na_error **err)
         .on_delivery = agent_outbox_on_delivery,
         .on_health = on_health,
         .on_announcement = agent_peers_on_announcement,
+        .on_nodes_caught_up = agent_peers_caught_up,
     };
     if ((ret = agent_bus_open(a->loop, cfg, &cb, &a->bus, err)) < 0)
         return ret;

@@ -33,6 +33,8 @@ struct agent_bus {
     char *nodes_topic;
     rd_kafka_t *watcher;
     rd_kafka_queue_t *watcher_queue;
+    uint64_t nodes_eof;      /* partitions (below 64) of the nodes topic read to their end */
+    bool nodes_caught_up;
     struct kafka_wakeup watcher_wake;
 
     uv_timer_t poll_timer; /* safety net: serves both queues once a second */
@@ -303,6 +305,30 @@ consume_ready(struct agent_bus *bus)
         na_log(NA_LOG_WARN, NULL, "bus wake-up write failed", "errno=%d", errno);
 }
 
+/* Once every assigned partition of the nodes topic has reported its end, the agent has
+ * heard what the topic knew at start. */
+static void
+nodes_partition_eof(struct agent_bus *bus, int32_t partition)
+{
+    if (bus->nodes_caught_up || partition < 0 || partition >= 64)
+        return;
+    bus->nodes_eof |= UINT64_C(1) << partition;
+    rd_kafka_topic_partition_list_t *assigned = NULL;
+    if (rd_kafka_assignment(bus->watcher, &assigned) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return;
+    bool all = assigned->cnt > 0;
+    for (int i = 0; i < assigned->cnt && all; i++) {
+        int32_t p = assigned->elems[i].partition;
+        all = p >= 0 && p < 64 && (bus->nodes_eof & (UINT64_C(1) << p));
+    }
+    rd_kafka_topic_partition_list_destroy(assigned);
+    if (!all)
+        return;
+    bus->nodes_caught_up = true;
+    if (bus->cb.on_nodes_caught_up)
+        bus->cb.on_nodes_caught_up(bus->cb.ctx);
+}
+
 static void
 watch_ready(struct agent_bus *bus)
 {
@@ -312,10 +338,12 @@ watch_ready(struct agent_bus *bus)
         rd_kafka_message_t *m = rd_kafka_consumer_poll(bus->watcher, 0);
         if (!m)
             return;
-        if (m->err && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
+            nodes_partition_eof(bus, m->partition);
+        else if (m->err)
             na_log(NA_LOG_WARN, NULL, "bus error on the nodes topic", "error=%s detail=\"%s\"",
                    rd_kafka_err2name(m->err), rd_kafka_message_errstr(m));
-        else if (!m->err)
+        else
             bus->cb.on_announcement(bus->cb.ctx, m->key, m->key_len, m->payload, m->len);
         rd_kafka_message_destroy(m);
         if (bus->closing)
@@ -407,7 +435,7 @@ watcher_open(struct agent_bus *bus, const struct agent_config *cfg, struct na_er
     cleanup_free char *group = na_xasprintf("nodeagent.%s.nodes.%s", cfg->node_id, uuid);
     const char *defaults[] = {
         "group.id",           group,      "enable.auto.commit",    "false",
-        "auto.offset.reset",  "earliest", "enable.partition.eof",  "false",
+        "auto.offset.reset",  "earliest", "enable.partition.eof",  "true",
         "session.timeout.ms", "10000",    "heartbeat.interval.ms", "1000",
         "reconnect.backoff.max.ms", "2000",
     };

@@ -42,6 +42,9 @@ struct agent_bus_callbacks {
      * topic is not read. */
     void (*on_announcement)(void *ctx, const void *key, size_t key_len, const uint8_t *payload,
                             size_t size);
+    /* Every partition of <prefix>.nodes has been read to its end once: what the topic knew
+     * of the other nodes when the agent started is known now.  Called once. */
+    void (*on_nodes_caught_up)(void *ctx);
 };
 
 struct agent_bus_stats {

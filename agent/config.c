@@ -95,6 +95,7 @@ static const struct key_def keys[] = {
     {"network", "underlay_mtu", KEY_UINT, OFF(net_underlay_mtu), "1500", 576, 65535},
     {"network", "tunnel_overhead", KEY_UINT, OFF(net_tunnel_overhead), "50", 0, 200},
     {"network", "tunnel_endpoint", KEY_IPV4, OFF(tunnel_endpoint), NULL, 0, 0},
+    {"network", "tunnel_type", KEY_CHOICE, OFF(net_tunnel_type), "geneve", 0, 0, "geneve|vxlan"},
     {"network", "announce_interval", KEY_UINT, OFF(announce_interval_s), "10", 1, 3600},
 };
 

@@ -99,6 +99,7 @@ struct agent_config {
     unsigned net_underlay_mtu;
     unsigned net_tunnel_overhead;
     char *tunnel_endpoint; /* this node's underlay IPv4 address; NULL: none */
+    char *net_tunnel_type; /* "geneve" or "vxlan" */
     unsigned announce_interval_s;
 };
 

@@ -1,7 +1,9 @@
 /* The agent's side of tenant networks: it starts net/ovs, hands it the ports of the
- * instance table as the desired state whenever that table may have changed, checks a
- * create's NICs against the networks already on the node, and gives guests their MTU. */
+ * instance table and the peers of the peer table as the desired state whenever either may
+ * have changed, checks a create's NICs against the networks already on the node, and gives
+ * guests their MTU. */
 #include "agent/agent.h"
+#include "agent/peers.h"
 #include "net/ovs/ovs.h"
 
 #include <errno.h>
@@ -17,6 +19,8 @@ agent_net_open(struct agent *a, struct na_error **err)
         .ovsdb = cfg->net_ovsdb,
         .bridge = cfg->bridge,
         .datapath_type = cfg->net_datapath_type,
+        .tunnel_type = cfg->net_tunnel_type,
+        .local_ip = cfg->tunnel_endpoint,
     };
     int ret = ovs_net_start(&c, &a->host.net, err);
     if (ret < 0)
@@ -52,6 +56,18 @@ agent_net_sync(struct agent *a)
     }
     ovs_net_set_ports(a->host.net, ports, n);
     free(ports);
+    agent_net_sync_peers(a);
+}
+
+void
+agent_net_sync_peers(struct agent *a)
+{
+    if (!a->host.net || !agent_peers_settled(a))
+        return;
+    struct ovs_net_peer *peers = NULL;
+    size_t n = agent_peers_for_tunnels(a, &peers);
+    ovs_net_set_peers(a->host.net, peers, n);
+    free(peers);
 }
 
 /* Inside the bridge a network is known by its VNI: two networks with one VNI on a node

@@ -2,6 +2,7 @@
 #include "agent/peers.h"
 #include "agent/agent.h"
 #include "agent/validate.h"
+#include "net/ovs/ovs.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,7 @@ struct agent_peers {
     int refs;    /* timers still closing */
     uint32_t *vnis; /* this node's networks, as last announced */
     size_t n_vnis;
+    bool settled;   /* the nodes topic has been read to its end once */
 };
 
 int
@@ -152,10 +154,12 @@ on_expiry_timer(uv_timer_t *t)
         na_log(NA_LOG_WARN, NULL, "peer lost: no announcement in time", "peer=%s silent_s=%.1f",
                peer->node_id, (double)(now - peer->heard_ms) / 1000);
         peer_remove(p, peer);
+        agent_net_sync_peers(p->a);
     }
 }
 
-static void
+/* Takes the announcement into the table; whether what the tunnels depend on changed. */
+static bool
 take(struct agent_peers *p, const Nodeagent__V1__NodeAnnouncement *an)
 {
     struct peer *peer = peer_find(p, an->node_id);
@@ -163,8 +167,9 @@ take(struct agent_peers *p, const Nodeagent__V1__NodeAnnouncement *an)
         if (peer) {
             na_log(NA_LOG_INFO, NULL, "peer left", "peer=%s", an->node_id);
             peer_remove(p, peer);
+            return true;
         }
-        return;
+        return false;
     }
     /* A node's last announcement stays on the (compacted) topic after it is gone: one too
      * old to be alive, read at start, is not a peer. */
@@ -174,9 +179,11 @@ take(struct agent_peers *p, const Nodeagent__V1__NodeAnnouncement *an)
             na_log(NA_LOG_WARN, NULL, "peer lost: its last announcement is stale",
                    "peer=%s age_s=%.1f", an->node_id, (double)age_ms / 1000);
             peer_remove(p, peer);
+            return true;
         }
-        return;
+        return false;
     }
+    bool changed = !peer || strcmp(peer->tunnel_endpoint, an->tunnel_endpoint) != 0;
     if (!peer) {
         if (p->n == p->cap) {
             p->cap = p->cap ? p->cap * 2 : 8;
@@ -204,8 +211,10 @@ take(struct agent_peers *p, const Nodeagent__V1__NodeAnnouncement *an)
             memcpy(peer->vnis, an->vnis, an->n_vnis * sizeof(*an->vnis));
         peer->n_vnis = an->n_vnis;
         qsort(peer->vnis, peer->n_vnis, sizeof(*peer->vnis), cmp_u32);
+        changed = true;
     }
     peer->heard_ms = uv_now(p->a->loop);
+    return changed;
 }
 
 void
@@ -228,10 +237,28 @@ agent_peers_on_announcement(void *agent, const void *key, size_t key_len, const 
         char quoted[1024];
         na_log(NA_LOG_WARN, NULL, "ignoring an invalid node announcement", "error=%s",
                na_log_quote(quoted, sizeof(quoted), err->msg));
-    } else if (strcmp(an->node_id, a->cfg->node_id) != 0) {
-        take(p, an);
+    } else if (strcmp(an->node_id, a->cfg->node_id) != 0 && take(p, an)) {
+        agent_net_sync_peers(a);
     }
     nodeagent__v1__node_announcement__free_unpacked(an, NULL);
+}
+
+void
+agent_peers_caught_up(void *agent)
+{
+    struct agent *a = agent;
+    if (!a->peers || a->peers->settled)
+        return;
+    a->peers->settled = true;
+    na_log(NA_LOG_INFO, NULL, "peers known: the nodes topic has been read to its end",
+           "peers=%zu", a->peers->n);
+    agent_net_sync_peers(a);
+}
+
+bool
+agent_peers_settled(const struct agent *a)
+{
+    return a->peers && a->peers->settled;
 }
 
 void
@@ -297,6 +324,18 @@ agent_peers_close(struct agent *a)
     p->refs = 2;
     uv_close((uv_handle_t *)&p->announce_timer, on_timer_closed);
     uv_close((uv_handle_t *)&p->expiry_timer, on_timer_closed);
+}
+
+size_t
+agent_peers_for_tunnels(struct agent *a, struct ovs_net_peer **out)
+{
+    struct agent_peers *p = a->peers;
+    size_t n = p ? p->n : 0;
+    *out = na_xcalloc(n + 1, sizeof(**out));
+    for (size_t i = 0; i < n; i++)
+        (*out)[i] = (struct ovs_net_peer){p->items[i].node_id, p->items[i].tunnel_endpoint,
+                                          p->items[i].vnis, p->items[i].n_vnis};
+    return n;
 }
 
 json_t *

@@ -36,10 +36,21 @@ void agent_peers_close(struct agent *a);
 /* The bus's on_announcement callback. */
 void agent_peers_on_announcement(void *agent, const void *key, size_t key_len,
                                  const uint8_t *payload, size_t size);
+/* The bus's on_nodes_caught_up callback: the table holds every node the topic knew of at
+ * start; from now on it is handed to the tunnel layer (before, the tunnels stay as they
+ * are in Open vSwitch, so that a restart of the agent does not cut them). */
+void agent_peers_caught_up(void *agent);
+/* Whether the table is complete (agent_peers_caught_up was called). */
+bool agent_peers_settled(const struct agent *a);
 /* The instance table changed: announce now if this node's networks did. */
 void agent_peers_changed(struct agent *a);
 /* The bus came back: announce now. */
 void agent_peers_bus_up(struct agent *a);
+
+/* The peers as the tunnel layer wants them: *out (the caller frees the array) points into
+ * the table, valid until the table next changes.  Main loop only. */
+struct ovs_net_peer;
+size_t agent_peers_for_tunnels(struct agent *a, struct ovs_net_peer **out);
 
 /* GET /v1/peers: {"node_id","tunnel_endpoint","announce_interval_s","peers":[{"node_id",
  * "tunnel_endpoint","agent_version","interval_s","announced_ms","heard_s_ago","vnis"}]} */

@@ -55,11 +55,24 @@ class Host:
         self.index = index
         self.netns = netns
         self.underlay_ip = f"{SUBNET}.{index}"
+        self.underlay_mac = f"02:00:0a:c8:00:{index:02x}"
         self.env = VirtEnv(os.path.join(topdir, f"h{index}"), netns=netns)
 
     def exec(self, *cmd, **kw):
         """Runs cmd in the host's network namespace (ip netns exec)."""
         return subprocess.run(["ip", "netns", "exec", self.netns, *cmd], **kw)
+
+    def restart_ovs(self, name):
+        """Restarts ovs-vswitchd or ovsdb-server, and puts the underlay address back on br-ul
+        as a host's network configuration would: with the netdev datapath, br-ul's internal
+        port is a tap that ovs-vswitchd makes anew when it starts, without the address."""
+        self.env.restart_ovs(name)
+        self.configure_underlay()
+
+    def configure_underlay(self):
+        _ip("-n", self.netns, "addr", "replace", f"{self.underlay_ip}/{PREFIX_LEN}", "dev",
+            UNDERLAY_BRIDGE)
+        _ip("-n", self.netns, "link", "set", UNDERLAY_BRIDGE, "mtu", str(MTU), "up")
 
 
 class Hosts:
@@ -119,10 +132,13 @@ class Hosts:
         _ip("-n", self.underlay_ns, "link", "set", f"h{host.index}", "master", "ul", "up")
         _ip("-n", ns, "link", "set", "ul0", "up")
         host.env.start()
+        # A fixed MAC, as a node's network configuration gives it: ovs-vswitchd makes the
+        # internal port anew when it restarts, and a new random MAC would leave the other
+        # hosts' tunnel neighbour entries pointing at the old one.
         host.env.vsctl("add-br", UNDERLAY_BRIDGE, "--", "set", "bridge", UNDERLAY_BRIDGE,
-                       "datapath_type=netdev", "--", "add-port", UNDERLAY_BRIDGE, "ul0")
-        _ip("-n", ns, "addr", "add", f"{host.underlay_ip}/{PREFIX_LEN}", "dev", UNDERLAY_BRIDGE)
-        _ip("-n", ns, "link", "set", UNDERLAY_BRIDGE, "mtu", str(MTU), "up")
+                       "datapath_type=netdev", f"other_config:hwaddr={host.underlay_mac}", "--",
+                       "add-port", UNDERLAY_BRIDGE, "ul0")
+        host.configure_underlay()
 
     def stop(self):
         """Idempotent: every host, then every namespace named in hosts.json."""

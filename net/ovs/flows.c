@@ -1,13 +1,22 @@
-/* The flow table of the integration bridge, computed from the bound ports (pure: no OVS).
+/* The flow table of the integration bridge, computed from the bound ports and tunnels (pure:
+ * no OVS).
  *
  * table 0, ingress, per port P (network VNI, MAC M, addresses A):
  *   priority 100  in_port=P,dl_src=M,ip,nw_src=A              -> reg6=VNI, table 1
  *   priority 100  in_port=P,dl_src=M,arp,arp_sha=M,arp_spa=A  -> reg6=VNI, table 1
- *   priority 0    drop (unbound taps, spoofed frames, IPv6, anything else)
- * table 1, forwarding within the network:
+ *                 per tunnel T and network VNI that both sides host:
+ *   priority 100  in_port=T,tun_id=VNI  -> reg6=VNI, learn the source MAC, table 2
+ *   priority 0    drop (unbound taps, spoofed frames, IPv6, other networks, anything else)
+ * table 1, from a local port:
  *   priority 100  reg6=VNI,dl_dst=M  -> output:P      (exact MAC forwarding)
- *   priority 50   reg6=VNI           -> every port of the network (broadcast, multicast,
- *                                       unknown unicast; OVS never sends back to in_port)
+ *   priority 80   (learned) reg6=VNI,dl_dst=remote MAC -> tun_id=VNI, output:T
+ *   priority 50   reg6=VNI  -> every local port of the network and every tunnel to a peer
+ *                              with it (broadcast, multicast, unknown unicast; OVS never
+ *                              sends back to in_port)
+ *   priority 0    drop
+ * table 2, from a tunnel: local ports only, never back into the mesh:
+ *   priority 100  reg6=VNI,dl_dst=M  -> output:P
+ *   priority 50   reg6=VNI           -> every local port of the network
  *   priority 0    drop
  */
 #include "net/ovs/ovs-private.h"
@@ -76,12 +85,59 @@ cmp_int(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+static bool
+has_vni(const uint32_t *vnis, size_t n, uint32_t vni)
+{
+    return n && bsearch(&vni, vnis, n, sizeof(*vnis), cmp_vni) != NULL;
+}
+
+/* "output:P,..." for the local ports of network vni, in port number order (the same ports
+ * give the same flow), then, with tunnels, the tunnel key and "output:T,..." for every
+ * tunnel that carries the network. */
+static char *
+flood_actions(const struct ovs_bound_port *ports, size_t n_ports, const bool *ok,
+              const struct ovs_bound_tunnel *tunnels, size_t n_tunnels, uint32_t vni)
+{
+    int *ofports = na_xcalloc(n_ports + 1, sizeof(*ofports));
+    size_t n = 0;
+    for (size_t i = 0; i < n_ports; i++)
+        if (ok[i] && ports[i].port->vni == vni)
+            ofports[n++] = ports[i].ofport;
+    qsort(ofports, n, sizeof(*ofports), cmp_int);
+    size_t size = 0;
+    char *actions = NULL;
+    FILE *f = open_memstream(&actions, &size);
+    const char *sep = "";
+    for (size_t i = 0; i < n; i++) {
+        if (i == 0 || ofports[i] != ofports[i - 1])
+            fprintf(f, "%soutput:%d", sep, ofports[i]);
+        sep = ",";
+    }
+    free(ofports);
+    ofports = na_xcalloc(n_tunnels + 1, sizeof(*ofports));
+    n = 0;
+    for (size_t t = 0; t < n_tunnels; t++)
+        if (tunnels[t].ofport > 0 && has_vni(tunnels[t].vnis, tunnels[t].n_vnis, vni))
+            ofports[n++] = tunnels[t].ofport;
+    qsort(ofports, n, sizeof(*ofports), cmp_int);
+    if (n)
+        fprintf(f, "%sload:%u->NXM_NX_TUN_ID[]", sep, vni);
+    for (size_t i = 0; i < n; i++)
+        if (i == 0 || ofports[i] != ofports[i - 1])
+            fprintf(f, ",output:%d", ofports[i]);
+    fclose(f);
+    free(ofports);
+    return actions;
+}
+
 void
-ovs_flows_compute(const struct ovs_bound_port *ports, size_t n_ports, struct ovs_flows *out)
+ovs_flows_compute(const struct ovs_bound_port *ports, size_t n_ports,
+                  const struct ovs_bound_tunnel *tunnels, size_t n_tunnels, struct ovs_flows *out)
 {
     struct flow_list l = {0};
     push(&l, na_xstrdup("table=0,priority=0"), na_xstrdup("drop"));
     push(&l, na_xstrdup("table=1,priority=0"), na_xstrdup("drop"));
+    push(&l, na_xstrdup("table=2,priority=0"), na_xstrdup("drop"));
 
     bool *ok = na_xcalloc(n_ports + 1, sizeof(*ok));
     char (*macs)[18] = na_xcalloc(n_ports + 1, sizeof(*macs));
@@ -108,35 +164,48 @@ ovs_flows_compute(const struct ovs_bound_port *ports, size_t n_ports, struct ovs
         }
         push(&l, na_xasprintf("table=1,priority=100,reg6=%u,dl_dst=%s", p->vni, macs[i]),
              na_xasprintf("output:%d", P));
+        if (n_tunnels)
+            push(&l, na_xasprintf("table=2,priority=100,reg6=%u,dl_dst=%s", p->vni, macs[i]),
+                 na_xasprintf("output:%d", P));
         vnis[n_vnis++] = p->vni;
     }
     qsort(vnis, n_vnis, sizeof(*vnis), cmp_vni);
+    size_t u = 0;
+    for (size_t v = 0; v < n_vnis; v++)
+        if (!u || vnis[u - 1] != vnis[v])
+            vnis[u++] = vnis[v];
+    n_vnis = u;
+
     for (size_t v = 0; v < n_vnis; v++) {
-        if (v > 0 && vnis[v] == vnis[v - 1])
+        push(&l, na_xasprintf("table=1,priority=50,reg6=%u", vnis[v]),
+             flood_actions(ports, n_ports, ok, tunnels, n_tunnels, vnis[v]));
+        if (n_tunnels)
+            push(&l, na_xasprintf("table=2,priority=50,reg6=%u", vnis[v]),
+                 flood_actions(ports, n_ports, ok, NULL, 0, vnis[v]));
+    }
+    for (size_t t = 0; t < n_tunnels; t++) {
+        if (tunnels[t].ofport <= 0)
             continue;
-        /* The flood list in port number order, so that the same ports give the same flow. */
-        int *ofports = na_xcalloc(n_ports, sizeof(*ofports));
-        size_t n = 0;
-        for (size_t i = 0; i < n_ports; i++)
-            if (ok[i] && ports[i].port->vni == vnis[v])
-                ofports[n++] = ports[i].ofport;
-        qsort(ofports, n, sizeof(*ofports), cmp_int);
-        size_t size = 0;
-        char *actions = NULL;
-        FILE *f = open_memstream(&actions, &size);
-        for (size_t i = 0; i < n; i++)
-            if (i == 0 || ofports[i] != ofports[i - 1])
-                fprintf(f, "%soutput:%d", i ? "," : "", ofports[i]);
-        fclose(f);
-        push(&l, na_xasprintf("table=1,priority=50,reg6=%u", vnis[v]), actions);
-        free(ofports);
+        for (size_t k = 0; k < tunnels[t].n_vnis; k++) {
+            uint32_t vni = tunnels[t].vnis[k];
+            if (!has_vni(vnis, n_vnis, vni))
+                continue;
+            push(&l, na_xasprintf("table=0,priority=100,in_port=%d,tun_id=%u", tunnels[t].ofport,
+                                  vni),
+                 na_xasprintf("load:%u->NXM_NX_REG6[],learn(table=1,priority=80,idle_timeout=%u,"
+                              "cookie=%#x,NXM_NX_REG6[],NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],"
+                              "load:NXM_NX_TUN_ID[]->NXM_NX_TUN_ID[],output:NXM_OF_IN_PORT[]),"
+                              "resubmit(,2)",
+                              vni, OVS_NET_LEARNED_IDLE_S, OVS_NET_LEARNED_COOKIE));
+        }
     }
     free(ok);
     free(macs);
     free(vnis);
 
     qsort(l.items, l.n, sizeof(*l.items), cmp_flow);
-    /* Two ports with one MAC and address on one port number would give one key twice. */
+    /* Two ports with one MAC and address on one port number would give one key twice, and
+     * so would two tunnels on one port number. */
     size_t w = 0;
     for (size_t i = 0; i < l.n; i++) {
         if (w > 0 && strcmp(l.items[w - 1].key, l.items[i].key) == 0) {
@@ -148,6 +217,20 @@ ovs_flows_compute(const struct ovs_bound_port *ports, size_t n_ports, struct ovs
     }
     out->items = l.items;
     out->n = w;
+}
+
+bool
+ovs_flows_is_tunnel_ingress(const struct ovs_flow *flow)
+{
+    return strncmp(flow->key, "table=0,", 8) == 0 && strstr(flow->key, ",tun_id=") != NULL;
+}
+
+void
+ovs_net_tunnel_port_name(const char *remote_ip, char name[16])
+{
+    struct in_addr a = {0};
+    inet_pton(AF_INET, remote_ip, &a);
+    snprintf(name, 16, "nat%08x", (unsigned)ntohl(a.s_addr));
 }
 
 const struct ovs_flow *

@@ -10,6 +10,14 @@ struct ovs_bound_port {
     int ofport;
 };
 
+/* A tunnel port to a peer endpoint, with the networks the peers behind it host. */
+struct ovs_bound_tunnel {
+    const char *remote_ip;
+    int ofport;
+    const uint32_t *vnis; /* ascending */
+    size_t n_vnis;
+};
+
 /* One flow in ovs-ofctl syntax; key ("table=T,priority=P,MATCH") identifies it. */
 struct ovs_flow {
     char *key;
@@ -21,9 +29,17 @@ struct ovs_flows {
     size_t n;
 };
 
-/* The whole flow table for the bound ports.  A port whose MAC is not a MAC is left out
- * (and so is any address that is not an IPv4 address). */
-void ovs_flows_compute(const struct ovs_bound_port *ports, size_t n_ports, struct ovs_flows *out);
+/* The whole flow table for the bound ports and tunnels.  A port whose MAC is not a MAC is
+ * left out (and so is any address that is not an IPv4 address); a tunnel carries only the
+ * networks that have a bound port here. */
+void ovs_flows_compute(const struct ovs_bound_port *ports, size_t n_ports,
+                       const struct ovs_bound_tunnel *tunnels, size_t n_tunnels,
+                       struct ovs_flows *out);
+/* Whether the flow is a tunnel's ingress (the flows that learn remote MACs). */
+bool ovs_flows_is_tunnel_ingress(const struct ovs_flow *flow);
+/* The name of the tunnel port to remote_ip: "nat" and the address in hex (11 characters,
+ * within an interface name's 15). */
+void ovs_net_tunnel_port_name(const char *remote_ip, char name[16]);
 const struct ovs_flow *ovs_flows_find(const struct ovs_flows *flows, const char *key);
 void ovs_flows_clear(struct ovs_flows *flows);
 

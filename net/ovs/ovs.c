@@ -46,10 +46,25 @@ struct port_set {
     size_t n;
 };
 
+/* A tunnel the bridge should have: one per peer endpoint, with the networks of the peers
+ * there that this node hosts too. */
+struct tunnel {
+    char *remote_ip;
+    uint32_t *vnis; /* ascending */
+    size_t n_vnis;
+};
+
+struct tunnel_set {
+    struct tunnel *items;
+    size_t n;
+};
+
 struct ovs_net {
     char *ovsdb;
     char *bridge;
     char *datapath_type;
+    char *tunnel_type;
+    char *local_ip; /* NULL: no tunnels */
     char *openflow; /* "unix:<rundir>/<bridge>.mgmt" */
     pthread_t thread;
     struct latch wake; /* set by the agent when the desired ports change */
@@ -57,14 +72,20 @@ struct ovs_net {
 
     pthread_mutex_t mu;
     pthread_cond_t bound_changed;
-    struct port_set desired; /* (mu) */
-    uint64_t desired_gen;    /* (mu) bumped by every ovs_net_set_ports */
+    struct port_set desired;         /* (mu) */
+    struct ovs_net_peer *peers;      /* (mu) owned copies */
+    size_t n_peers;                  /* (mu) */
+    bool peers_known;                /* (mu) ovs_net_set_peers has been called */
+    uint64_t desired_gen;            /* (mu) bumped by every ovs_net_set_ports/peers */
+    uint64_t converged_gen;          /* (mu) the desired_gen the bridge's flows last matched */
     char **bound;            /* (mu) ids of the ports whose flows are installed */
     size_t n_bound;          /* (mu) */
     bool db_up, of_up;       /* (mu) */
 
     /* The OVS thread's own. */
-    struct port_set ports; /* a copy of desired */
+    struct port_set ports;     /* a copy of desired */
+    struct tunnel_set tunnels; /* computed from ports and peers */
+    bool tunnels_known;        /* false: peers unknown yet, tunnels as recorded in OVS */
     uint64_t ports_gen;
     struct ovs_flows installed; /* what the bridge holds, as far as the thread knows */
     bool installed_known;       /* false after a (re)connection: replace everything */
@@ -102,6 +123,83 @@ port_set_copy(struct port_set *dst, const struct ovs_net_port *ports, size_t n)
             o->ips[j] = na_xstrdup(ports[i].ips[j]);
         o->view = (struct ovs_net_port){o->id, ports[i].vni, o->mac, (const char *const *)o->ips,
                                         o->n_ips};
+    }
+}
+
+static void
+peers_free(struct ovs_net_peer *peers, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free((char *)peers[i].node_id);
+        free((char *)peers[i].endpoint);
+        free((uint32_t *)peers[i].vnis);
+    }
+    free(peers);
+}
+
+static void
+tunnel_set_clear(struct tunnel_set *s)
+{
+    for (size_t i = 0; i < s->n; i++) {
+        free(s->items[i].remote_ip);
+        free(s->items[i].vnis);
+    }
+    free(s->items);
+    s->items = NULL;
+    s->n = 0;
+}
+
+static int
+cmp_u32(const void *x, const void *y)
+{
+    uint32_t a = *(const uint32_t *)x, b = *(const uint32_t *)y;
+    return a < b ? -1 : a > b;
+}
+
+static bool
+ports_have_vni(const struct port_set *ports, uint32_t vni)
+{
+    for (size_t i = 0; i < ports->n; i++)
+        if (ports->items[i].view.vni == vni)
+            return true;
+    return false;
+}
+
+/* One tunnel per peer endpoint that hosts a network this node hosts; none without a local
+ * endpoint.  Peers that share an endpoint share its tunnel. */
+static void
+tunnels_compute(const struct ovs_net *net, const struct ovs_net_peer *peers, size_t n_peers,
+                struct tunnel_set *out)
+{
+    out->items = na_xcalloc(n_peers + 1, sizeof(*out->items));
+    out->n = 0;
+    for (size_t i = 0; net->local_ip && i < n_peers; i++) {
+        const struct ovs_net_peer *peer = &peers[i];
+        if (!*peer->endpoint || strcmp(peer->endpoint, net->local_ip) == 0)
+            continue;
+        struct tunnel *t = NULL;
+        for (size_t k = 0; k < out->n && !t; k++)
+            if (strcmp(out->items[k].remote_ip, peer->endpoint) == 0)
+                t = &out->items[k];
+        for (size_t j = 0; j < peer->n_vnis; j++) {
+            if (!ports_have_vni(&net->ports, peer->vnis[j]))
+                continue;
+            if (!t) {
+                t = &out->items[out->n++];
+                t->remote_ip = na_xstrdup(peer->endpoint);
+            }
+            t->vnis = na_xrealloc(t->vnis, (t->n_vnis + 1) * sizeof(*t->vnis));
+            t->vnis[t->n_vnis++] = peer->vnis[j];
+        }
+    }
+    for (size_t k = 0; k < out->n; k++) {
+        struct tunnel *t = &out->items[k];
+        qsort(t->vnis, t->n_vnis, sizeof(*t->vnis), cmp_u32);
+        size_t u = 0;
+        for (size_t j = 0; j < t->n_vnis; j++)
+            if (!u || t->vnis[u - 1] != t->vnis[j])
+                t->vnis[u++] = t->vnis[j];
+        t->n_vnis = u;
     }
 }
 
@@ -171,6 +269,144 @@ find_ofport(const struct ovsrec_bridge *br, const struct ovs_net_port *p)
     return 0;
 }
 
+static const struct tunnel *
+tunnel_find(const struct tunnel_set *tunnels, const char *remote_ip)
+{
+    for (size_t i = 0; remote_ip && i < tunnels->n; i++)
+        if (strcmp(tunnels->items[i].remote_ip, remote_ip) == 0)
+            return &tunnels->items[i];
+    return NULL;
+}
+
+/* Whether the tunnel interface is what the configuration asks for. */
+static bool
+tunnel_iface_right(const struct ovs_net *net, const struct ovsrec_interface *iface,
+                   const char *remote_ip)
+{
+    const char *remote = smap_get(&iface->options, "remote_ip");
+    const char *key = smap_get(&iface->options, "key");
+    const char *local = smap_get(&iface->options, "local_ip");
+    return net->local_ip && strcmp(iface->type, net->tunnel_type) == 0 && remote &&
+           strcmp(remote, remote_ip) == 0 && key && strcmp(key, "flow") == 0 && local &&
+           strcmp(local, net->local_ip) == 0;
+}
+
+/* "300,301": a tunnel's networks as recorded on its port (external_ids:nodeagent-vnis). */
+static char *
+vnis_text(const struct tunnel *t)
+{
+    size_t size = 0;
+    char *text = NULL;
+    FILE *f = open_memstream(&text, &size);
+    for (size_t i = 0; i < t->n_vnis; i++)
+        fprintf(f, "%s%u", i ? "," : "", t->vnis[i]);
+    fclose(f);
+    return text;
+}
+
+/* Until the agent knows its peers (just after it started), the tunnels are the ones
+ * recorded on the bridge, with the networks recorded on them, so that a restart of the
+ * agent neither cuts nor changes them. */
+static void
+tunnels_from_bridge(const struct ovs_net *net, const struct ovsrec_bridge *br,
+                    struct tunnel_set *out)
+{
+    out->items = na_xcalloc(br->n_ports + 1, sizeof(*out->items));
+    out->n = 0;
+    for (size_t i = 0; net->local_ip && i < br->n_ports; i++) {
+        const char *remote = smap_get(&br->ports[i]->external_ids, "nodeagent-tunnel");
+        const char *vnis = smap_get(&br->ports[i]->external_ids, "nodeagent-vnis");
+        if (!remote || !vnis || tunnel_find(out, remote))
+            continue;
+        struct tunnel *t = &out->items[out->n++];
+        t->remote_ip = na_xstrdup(remote);
+        t->vnis = na_xcalloc(strlen(vnis) / 2 + 2, sizeof(*t->vnis));
+        for (const char *p = vnis; *p;) {
+            char *end = NULL;
+            unsigned long v = strtoul(p, &end, 10);
+            if (end == p || v > UINT32_MAX)
+                break;
+            if (ports_have_vni(&net->ports, (uint32_t)v))
+                t->vnis[t->n_vnis++] = (uint32_t)v;
+            p = *end == ',' ? end + 1 : end;
+        }
+        qsort(t->vnis, t->n_vnis, sizeof(*t->vnis), cmp_u32);
+    }
+}
+
+/* Makes the bridge's tunnel ports (the ones marked nodeagent-tunnel) equal to the wanted
+ * tunnels: a port to a peer that hosts none of this node's networks any more, or whose
+ * settings are stale, is removed; a missing one is added. */
+static void
+ensure_tunnels(struct ovs_net *net, struct ovsdb_idl_txn *txn, const struct ovsrec_bridge *br)
+{
+    bool *present = na_xcalloc(net->tunnels.n + 1, sizeof(*present));
+    for (size_t i = 0; i < br->n_ports; i++) {
+        const struct ovsrec_port *port = br->ports[i];
+        const char *remote = smap_get(&port->external_ids, "nodeagent-tunnel");
+        if (!remote)
+            continue;
+        const struct tunnel *t = tunnel_find(&net->tunnels, remote);
+        bool right = t && port->n_interfaces == 1 &&
+                     tunnel_iface_right(net, port->interfaces[0], remote);
+        if (right) {
+            present[t - net->tunnels.items] = true;
+            char *vnis = vnis_text(t);
+            const char *had = smap_get(&port->external_ids, "nodeagent-vnis");
+            if (!had || strcmp(had, vnis) != 0)
+                ovsrec_port_update_external_ids_setkey(port, "nodeagent-vnis", vnis);
+            free(vnis);
+            continue;
+        }
+        na_log(NA_LOG_INFO, NULL, "removing a tunnel port", "bridge=%s port=%s remote_ip=%s",
+               net->bridge, port->name, remote);
+        ovsrec_bridge_update_ports_delvalue(br, port);
+    }
+    for (size_t k = 0; k < net->tunnels.n; k++) {
+        if (present[k])
+            continue;
+        const char *remote = net->tunnels.items[k].remote_ip;
+        char name[16];
+        ovs_net_tunnel_port_name(remote, name);
+        struct ovsrec_interface *iface = ovsrec_interface_insert(txn);
+        ovsrec_interface_set_name(iface, name);
+        ovsrec_interface_set_type(iface, net->tunnel_type);
+        struct smap options = SMAP_INITIALIZER(&options);
+        smap_add(&options, "remote_ip", remote);
+        smap_add(&options, "local_ip", net->local_ip);
+        smap_add(&options, "key", "flow");
+        ovsrec_interface_set_options(iface, &options);
+        smap_destroy(&options);
+        struct ovsrec_port *port = ovsrec_port_insert(txn);
+        ovsrec_port_set_name(port, name);
+        ovsrec_port_set_interfaces(port, &iface, 1);
+        ovsrec_port_update_external_ids_setkey(port, "nodeagent-tunnel", remote);
+        char *vnis = vnis_text(&net->tunnels.items[k]);
+        ovsrec_port_update_external_ids_setkey(port, "nodeagent-vnis", vnis);
+        free(vnis);
+        ovsrec_bridge_update_ports_addvalue(br, port);
+        na_log(NA_LOG_INFO, NULL, "adding a tunnel port", "bridge=%s port=%s type=%s remote_ip=%s",
+               net->bridge, name, net->tunnel_type, remote);
+    }
+    free(present);
+}
+
+/* The OpenFlow port number of the tunnel to remote_ip, or 0 when it has none yet. */
+static int
+find_tunnel_ofport(const struct ovs_net *net, const struct ovsrec_bridge *br, const char *remote_ip)
+{
+    for (size_t i = 0; br && i < br->n_ports; i++) {
+        const struct ovsrec_port *port = br->ports[i];
+        const char *remote = smap_get(&port->external_ids, "nodeagent-tunnel");
+        if (!remote || strcmp(remote, remote_ip) != 0 || port->n_interfaces != 1)
+            continue;
+        const struct ovsrec_interface *iface = port->interfaces[0];
+        if (tunnel_iface_right(net, iface, remote_ip) && iface->n_ofport && iface->ofport[0] > 0)
+            return (int)iface->ofport[0];
+    }
+    return 0;
+}
+
 /* --- the OpenFlow side ----------------------------------------------------------------- */
 
 static void
@@ -218,6 +454,9 @@ install(struct ovs_net *net, const struct ovs_flows *want)
     ovs_list_init(&requests);
     int ret = 0;
     size_t n_changes = 0;
+    /* Learned flows point at tunnel port numbers: they go with any tunnel ingress flow that
+     * goes or changes (a tunnel or a network leaving), and after a (re)connection. */
+    bool forget_learned = !net->installed_known;
     if (!net->installed_known) {
         char *text = na_xasprintf("cookie=%#x/-1", OVS_NET_COOKIE);
         ret = queue_flow_mod(&requests, proto, OFPFC_DELETE, text);
@@ -225,13 +464,24 @@ install(struct ovs_net *net, const struct ovs_flows *want)
         n_changes++;
     } else {
         for (size_t i = 0; i < net->installed.n && ret == 0; i++) {
-            if (ovs_flows_find(want, net->installed.items[i].key))
+            const struct ovs_flow *old = &net->installed.items[i];
+            const struct ovs_flow *now = ovs_flows_find(want, old->key);
+            if (ovs_flows_is_tunnel_ingress(old) &&
+                (!now || strcmp(now->actions, old->actions) != 0))
+                forget_learned = true;
+            if (now)
                 continue;
-            char *text = na_xasprintf("cookie=%#x/-1,%s", OVS_NET_COOKIE, net->installed.items[i].key);
+            char *text = na_xasprintf("cookie=%#x/-1,%s", OVS_NET_COOKIE, old->key);
             ret = queue_flow_mod(&requests, proto, OFPFC_DELETE_STRICT, text);
             free(text);
             n_changes++;
         }
+    }
+    if (forget_learned && ret == 0) {
+        char *text = na_xasprintf("cookie=%#x/-1", OVS_NET_LEARNED_COOKIE);
+        ret = queue_flow_mod(&requests, proto, OFPFC_DELETE, text);
+        free(text);
+        n_changes++;
     }
     for (size_t i = 0; i < want->n && ret == 0; i++) {
         const struct ovs_flow *have =
@@ -309,7 +559,8 @@ connect_vconn(struct ovs_net *net)
 /* --- the thread ------------------------------------------------------------------------ */
 
 static void
-publish_bound(struct ovs_net *net, const struct ovs_bound_port *bound, size_t n, bool db_up)
+publish_bound(struct ovs_net *net, const struct ovs_bound_port *bound, size_t n, bool db_up,
+              uint64_t gen)
 {
     char **ids = na_xcalloc(n + 1, sizeof(*ids));
     size_t n_ids = 0;
@@ -323,6 +574,7 @@ publish_bound(struct ovs_net *net, const struct ovs_bound_port *bound, size_t n,
     net->bound = ids;
     net->n_bound = n_ids;
     net->db_up = db_up;
+    net->converged_gen = gen;
     pthread_cond_broadcast(&net->bound_changed);
     pthread_mutex_unlock(&net->mu);
 }
@@ -338,6 +590,10 @@ take_desired(struct ovs_net *net)
             views[i] = net->desired.items[i].view;
         port_set_copy(&net->ports, views, net->desired.n);
         free(views);
+        tunnel_set_clear(&net->tunnels);
+        net->tunnels_known = net->peers_known;
+        if (net->tunnels_known)
+            tunnels_compute(net, net->peers, net->n_peers, &net->tunnels);
         net->ports_gen = net->desired_gen;
     }
     pthread_mutex_unlock(&net->mu);
@@ -361,8 +617,15 @@ ovs_thread(void *arg)
                    "ovsdb=\"%s\"", net->ovsdb);
         was_up = db_up;
         const struct ovsrec_bridge *br = db_up ? find_bridge(loop.idl, net->bridge) : NULL;
-        if (db_up && txn)
+        if (br && !net->tunnels_known) {
+            tunnel_set_clear(&net->tunnels);
+            tunnels_from_bridge(net, br, &net->tunnels);
+        }
+        if (db_up && txn) {
             ensure_bridge(net, loop.idl, txn, br);
+            if (br && net->tunnels_known)
+                ensure_tunnels(net, txn, br);
+        }
 
         connect_vconn(net);
         drain_vconn(net);
@@ -372,13 +635,20 @@ ovs_thread(void *arg)
             for (size_t i = 0; i < net->ports.n; i++)
                 bound[i] = (struct ovs_bound_port){&net->ports.items[i].view,
                                                    find_ofport(br, &net->ports.items[i].view)};
+            struct ovs_bound_tunnel *tunnels = na_xcalloc(net->tunnels.n + 1, sizeof(*tunnels));
+            for (size_t i = 0; i < net->tunnels.n; i++) {
+                const struct tunnel *t = &net->tunnels.items[i];
+                tunnels[i] = (struct ovs_bound_tunnel){
+                    t->remote_ip, find_tunnel_ofport(net, br, t->remote_ip), t->vnis, t->n_vnis};
+            }
             struct ovs_flows want = {0};
-            ovs_flows_compute(bound, net->ports.n, &want);
+            ovs_flows_compute(bound, net->ports.n, tunnels, net->tunnels.n, &want);
+            free(tunnels);
             if (install(net, &want) == 0) {
                 ovs_flows_clear(&net->installed);
                 net->installed = want;
                 net->installed_known = true;
-                publish_bound(net, bound, net->ports.n, true);
+                publish_bound(net, bound, net->ports.n, true, net->ports_gen);
             } else {
                 ovs_flows_clear(&want);
             }
@@ -438,6 +708,8 @@ ovs_net_start(const struct ovs_net_config *cfg, struct ovs_net **out, struct na_
     net->ovsdb = na_xstrdup(cfg->ovsdb);
     net->bridge = na_xstrdup(cfg->bridge);
     net->datapath_type = na_xstrdup(cfg->datapath_type);
+    net->tunnel_type = na_xstrdup(cfg->tunnel_type ? cfg->tunnel_type : "geneve");
+    net->local_ip = cfg->local_ip && *cfg->local_ip ? na_xstrdup(cfg->local_ip) : NULL;
     /* The bridge's management socket sits beside the database's (ovs_rundir). */
     const char *path = cfg->ovsdb + 5;
     const char *slash = strrchr(path, '/');
@@ -451,6 +723,7 @@ ovs_net_start(const struct ovs_net_config *cfg, struct ovs_net **out, struct na_
     pthread_condattr_destroy(&ca);
     latch_init(&net->wake);
     latch_init(&net->exit);
+    net->desired_gen = 1; /* the empty set, not yet installed */
     net->thread = ovs_thread_create("ovs", ovs_thread, net);
     *out = net;
     return 0;
@@ -467,6 +740,8 @@ ovs_net_stop(struct ovs_net *net)
     latch_destroy(&net->exit);
     port_set_clear(&net->desired);
     port_set_clear(&net->ports);
+    peers_free(net->peers, net->n_peers);
+    tunnel_set_clear(&net->tunnels);
     for (size_t i = 0; i < net->n_bound; i++)
         free(net->bound[i]);
     free(net->bound);
@@ -476,6 +751,8 @@ ovs_net_stop(struct ovs_net *net)
     free(net->ovsdb);
     free(net->bridge);
     free(net->datapath_type);
+    free(net->tunnel_type);
+    free(net->local_ip);
     free(net->openflow);
     free(net);
 }
@@ -488,6 +765,27 @@ ovs_net_set_ports(struct ovs_net *net, const struct ovs_net_port *ports, size_t 
     pthread_mutex_lock(&net->mu);
     port_set_clear(&net->desired);
     net->desired = s;
+    net->desired_gen++;
+    pthread_mutex_unlock(&net->mu);
+    latch_set(&net->wake);
+}
+
+void
+ovs_net_set_peers(struct ovs_net *net, const struct ovs_net_peer *peers, size_t n_peers)
+{
+    struct ovs_net_peer *copy = na_xcalloc(n_peers + 1, sizeof(*copy));
+    for (size_t i = 0; i < n_peers; i++) {
+        uint32_t *vnis = na_xcalloc(peers[i].n_vnis + 1, sizeof(*vnis));
+        if (peers[i].n_vnis)
+            memcpy(vnis, peers[i].vnis, peers[i].n_vnis * sizeof(*vnis));
+        copy[i] = (struct ovs_net_peer){na_xstrdup(peers[i].node_id),
+                                        na_xstrdup(peers[i].endpoint), vnis, peers[i].n_vnis};
+    }
+    pthread_mutex_lock(&net->mu);
+    peers_free(net->peers, net->n_peers);
+    net->peers = copy;
+    net->n_peers = n_peers;
+    net->peers_known = true;
     net->desired_gen++;
     pthread_mutex_unlock(&net->mu);
     latch_set(&net->wake);
@@ -536,6 +834,27 @@ ovs_net_wait_bound(struct ovs_net *net, const char *const *ids, size_t n_ids, un
                           !db_up   ? "the OVS database is not connected"
                           : !of_up ? "no OpenFlow connection to the bridge"
                                    : "no interface on the bridge has its iface-id and MAC");
+}
+
+int
+ovs_net_wait_converged(struct ovs_net *net, unsigned timeout_ms)
+{
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += timeout_ms / 1000;
+    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+    if (deadline.tv_nsec >= 1000000000) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000;
+    }
+    pthread_mutex_lock(&net->mu);
+    uint64_t target = net->desired_gen;
+    int rc = 0;
+    while (net->converged_gen < target && rc != ETIMEDOUT)
+        rc = pthread_cond_timedwait(&net->bound_changed, &net->mu, &deadline);
+    bool ok = net->converged_gen >= target;
+    pthread_mutex_unlock(&net->mu);
+    return ok ? 0 : -ETIMEDOUT;
 }
 
 bool

@@ -10,6 +10,15 @@
  * every (re)connection the table is replaced as a whole.  Every flow the agent installs
  * carries OVS_NET_COOKIE; flows with another cookie are never touched.
  *
+ * Tunnels: with a local tunnel endpoint configured, the agent hands the thread its peers too
+ * (ovs_net_set_peers: each peer's endpoint and networks).  The bridge gets one tunnel port
+ * (Geneve or VXLAN, key=flow, marked external_ids:nodeagent-tunnel=<remote ip>) to each peer
+ * endpoint that hosts one of this node's networks, and none to any other; the VNI travels
+ * as the tunnel key.  Broadcast and unknown unicast from a local port go to the network's
+ * local ports and to every tunnel of a peer with that network; a frame from a tunnel goes to
+ * local ports only, so nothing is ever sent back into the mesh.  The source MAC of a frame
+ * from a tunnel is learned (per network) so that unicast to it takes that tunnel alone.
+ *
  * Isolation: a network is known inside the bridge by its VNI (in reg6).  The table's default
  * is drop, so a tap that is not bound sends and receives nothing.  A bound port may send
  * only from its MAC, IPv4 only from its addresses, ARP only for its addresses; frames go to
@@ -25,7 +34,9 @@
 
 #include "common/common.h"
 
-#define OVS_NET_COOKIE 0x4e41u /* "NA": marks the agent's flows */
+#define OVS_NET_COOKIE 0x4e41u         /* "NA": marks the agent's flows */
+#define OVS_NET_LEARNED_COOKIE 0x4e42u /* flows learned from tunnels (remote MACs) */
+#define OVS_NET_LEARNED_IDLE_S 300
 
 struct ovs_net;
 
@@ -33,6 +44,8 @@ struct ovs_net_config {
     const char *ovsdb;         /* "unix:/var/run/openvswitch/db.sock" */
     const char *bridge;        /* "br-int" */
     const char *datapath_type; /* "system" or "netdev" */
+    const char *tunnel_type;   /* "geneve" or "vxlan" */
+    const char *local_ip;      /* this node's tunnel endpoint; NULL: no tunnels */
 };
 
 /* One port (NIC) of an instance on this node. */
@@ -44,16 +57,29 @@ struct ovs_net_port {
     size_t n_ips;
 };
 
+/* Another node, as its announcements tell. */
+struct ovs_net_peer {
+    const char *node_id;
+    const char *endpoint;  /* its tunnel endpoint (IPv4); "" when it has none */
+    const uint32_t *vnis;  /* the networks it hosts */
+    size_t n_vnis;
+};
+
 int ovs_net_start(const struct ovs_net_config *cfg, struct ovs_net **out, struct na_error **err);
 /* Stops the thread; the flows stay in OVS (guests keep their network while the agent is
  * away).  Accepts NULL. */
 void ovs_net_stop(struct ovs_net *net);
 /* Replaces the desired ports (copied). */
 void ovs_net_set_ports(struct ovs_net *net, const struct ovs_net_port *ports, size_t n_ports);
+/* Replaces the peers (copied). */
+void ovs_net_set_peers(struct ovs_net *net, const struct ovs_net_peer *peers, size_t n_peers);
 /* Waits until every port in ids has its flows installed, or timeout_ms passes (then fails
  * with NA_CODE_NETWORK, naming the ports that did not bind). */
 int ovs_net_wait_bound(struct ovs_net *net, const char *const *ids, size_t n_ids,
                        unsigned timeout_ms, struct na_error **err);
+/* Waits until the bridge's flows match everything set before the call (-ETIMEDOUT after
+ * timeout_ms).  For benchmarks and tools; a create waits with ovs_net_wait_bound. */
+int ovs_net_wait_converged(struct ovs_net *net, unsigned timeout_ms);
 /* Whether both the database and the OpenFlow connection are up; detail says why not. */
 bool ovs_net_healthy(struct ovs_net *net, char *detail, size_t detail_size);
 

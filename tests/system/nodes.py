@@ -66,7 +66,8 @@ def network_id(vni):
 class Node:
     """An agent on a private libvirt + OVS host, and the bus to talk to it."""
 
-    def __init__(self, cluster, virtenv, images, extra_config=""):
+    def __init__(self, cluster, virtenv, images, extra_config="", node_id="n1"):
+        self.node_id = node_id
         self.cluster = cluster
         self.env = virtenv
         self.images = images
@@ -78,7 +79,7 @@ class Node:
         """Starts (or restarts) the agent; its configuration is fixed at the first start."""
         if not self.agent:
             self.agent = self.cluster.agent(
-                virtenv=self.env,
+                self.node_id, virtenv=self.env,
                 extra_config=self.extra_config if extra_config is None else extra_config)
         self.agent.start(**kw)
         self.agent.wait_healthy(need=need)
@@ -88,7 +89,7 @@ class Node:
 
     def request(self, *args, check=None, timeout=300):
         r = self.cluster.nodectl(*args, "--wait", "--json", "--timeout", timeout, check=check,
-                                 timeout=timeout + 30)
+                                 timeout=timeout + 30, node=self.node_id)
         lines = [json.loads(x) for x in r.stdout.splitlines() if x.startswith("{")]
         return lines[-1] if lines else {"returncode": r.returncode, "stderr": r.stderr}
 

@@ -31,10 +31,11 @@ test_no_ports_is_drop_only(void **state)
 {
     (void)state;
     struct ovs_flows f = {0};
-    ovs_flows_compute(NULL, 0, &f);
-    assert_int_equal(f.n, 2);
+    ovs_flows_compute(NULL, 0, NULL, 0, &f);
+    assert_int_equal(f.n, 3);
     assert_string_equal(actions(&f, "table=0,priority=0"), "drop");
     assert_string_equal(actions(&f, "table=1,priority=0"), "drop");
+    assert_string_equal(actions(&f, "table=2,priority=0"), "drop");
     ovs_flows_clear(&f);
 }
 
@@ -44,7 +45,7 @@ test_port_may_send_only_from_its_mac_and_addresses(void **state)
     (void)state;
     struct ovs_bound_port ports[] = {{&port_a, 5}};
     struct ovs_flows f = {0};
-    ovs_flows_compute(ports, 1, &f);
+    ovs_flows_compute(ports, 1, NULL, 0, &f);
     /* MAC canonical (lowercase), prefix length gone. */
     assert_string_equal(
         actions(&f, "table=0,priority=100,in_port=5,dl_src=52:54:00:00:00:0a,ip,nw_src=10.0.0.5"),
@@ -60,7 +61,7 @@ test_port_may_send_only_from_its_mac_and_addresses(void **state)
     for (size_t i = 0; i < f.n; i++)
         from_a += strstr(f.items[i].key, "in_port=5,") != NULL;
     assert_int_equal(from_a, 2);
-    assert_int_equal(f.n, 6);
+    assert_int_equal(f.n, 7);
     ovs_flows_clear(&f);
 }
 
@@ -70,7 +71,7 @@ test_networks_are_kept_apart(void **state)
     (void)state;
     struct ovs_bound_port ports[] = {{&port_c, 9}, {&port_b, 7}, {&port_a, 5}};
     struct ovs_flows f = {0};
-    ovs_flows_compute(ports, 3, &f);
+    ovs_flows_compute(ports, 3, NULL, 0, &f);
     assert_string_equal(actions(&f, "table=1,priority=50,reg6=100"), "output:5,output:7");
     assert_string_equal(actions(&f, "table=1,priority=50,reg6=200"), "output:9");
     /* The same address in two networks: each port's traffic is tagged with its own VNI. */
@@ -94,8 +95,8 @@ test_same_ports_same_table_in_any_order(void **state)
     struct ovs_bound_port one[] = {{&port_a, 5}, {&port_b, 7}, {&port_c, 9}};
     struct ovs_bound_port two[] = {{&port_c, 9}, {&port_a, 5}, {&port_b, 7}};
     struct ovs_flows f1 = {0}, f2 = {0};
-    ovs_flows_compute(one, 3, &f1);
-    ovs_flows_compute(two, 3, &f2);
+    ovs_flows_compute(one, 3, NULL, 0, &f1);
+    ovs_flows_compute(two, 3, NULL, 0, &f2);
     assert_int_equal(f1.n, f2.n);
     for (size_t i = 0; i < f1.n; i++) {
         assert_string_equal(f1.items[i].key, f2.items[i].key);
@@ -116,7 +117,7 @@ test_unbound_or_malformed_ports_get_nothing(void **state)
     struct ovs_net_port bad_ip = {"py", 100, "52:54:00:00:00:0e", bad_ips, 3};
     struct ovs_bound_port ports[] = {{&port_a, 0}, {&bad_mac, 3}, {&bad_ip, 4}};
     struct ovs_flows f = {0};
-    ovs_flows_compute(ports, 3, &f);
+    ovs_flows_compute(ports, 3, NULL, 0, &f);
     /* port_a has no ofport yet; bad_mac is refused; bad_ip only gets its delivery flows. */
     for (size_t i = 0; i < f.n; i++) {
         assert_null(strstr(f.items[i].key, "in_port=3"));
@@ -125,8 +126,76 @@ test_unbound_or_malformed_ports_get_nothing(void **state)
         assert_null(strstr(f.items[i].key, "0a"));
     }
     assert_string_equal(actions(&f, "table=1,priority=50,reg6=100"), "output:4");
-    assert_int_equal(f.n, 4);
+    assert_int_equal(f.n, 5);
     ovs_flows_clear(&f);
+}
+
+static const uint32_t vnis_100_300[] = {100, 300};
+static const uint32_t vnis_100_200[] = {100, 200};
+
+static void
+test_tunnels_carry_only_the_networks_both_sides_host(void **state)
+{
+    (void)state;
+    /* Local: A and B on 100, C on 200.  Peer X (port 20) hosts 100 and 300, peer Y (port
+     * 21) hosts 100 and 200. */
+    struct ovs_bound_port ports[] = {{&port_a, 5}, {&port_b, 7}, {&port_c, 9}};
+    struct ovs_bound_tunnel tunnels[] = {{"10.200.0.2", 20, vnis_100_300, 2},
+                                         {"10.200.0.3", 21, vnis_100_200, 2}};
+    struct ovs_flows f = {0};
+    ovs_flows_compute(ports, 3, tunnels, 2, &f);
+    /* From a local port: local ports first, then the tunnels of peers with the network,
+     * the VNI as the tunnel key. */
+    assert_string_equal(actions(&f, "table=1,priority=50,reg6=100"),
+                        "output:5,output:7,load:100->NXM_NX_TUN_ID[],output:20,output:21");
+    assert_string_equal(actions(&f, "table=1,priority=50,reg6=200"),
+                        "output:9,load:200->NXM_NX_TUN_ID[],output:21");
+    /* From a tunnel: local ports only. */
+    assert_string_equal(actions(&f, "table=2,priority=50,reg6=100"), "output:5,output:7");
+    assert_string_equal(actions(&f, "table=2,priority=50,reg6=200"), "output:9");
+    assert_string_equal(actions(&f, "table=2,priority=100,reg6=200,dl_dst=52:54:00:00:00:0c"),
+                        "output:9");
+    /* Ingress from each tunnel for the shared networks only; 300 is nobody's here. */
+    const char *in100 = actions(&f, "table=0,priority=100,in_port=20,tun_id=100");
+    assert_non_null(in100);
+    assert_non_null(strstr(in100, "load:100->NXM_NX_REG6[],learn(table=1,"));
+    assert_non_null(strstr(in100, "cookie=0x4e42"));
+    assert_non_null(strstr(in100, "resubmit(,2)"));
+    assert_non_null(actions(&f, "table=0,priority=100,in_port=21,tun_id=200"));
+    assert_null(actions(&f, "table=0,priority=100,in_port=20,tun_id=200"));
+    assert_null(actions(&f, "table=0,priority=100,in_port=20,tun_id=300"));
+    size_t ingress = 0;
+    for (size_t i = 0; i < f.n; i++) {
+        ingress += ovs_flows_is_tunnel_ingress(&f.items[i]);
+        assert_null(strstr(f.items[i].key, "300"));
+    }
+    assert_int_equal(ingress, 3);
+    ovs_flows_clear(&f);
+}
+
+static void
+test_a_tunnel_without_a_port_number_gets_nothing(void **state)
+{
+    (void)state;
+    struct ovs_bound_port ports[] = {{&port_a, 5}};
+    struct ovs_bound_tunnel tunnels[] = {{"10.200.0.2", 0, vnis_100_300, 2}};
+    struct ovs_flows f = {0};
+    ovs_flows_compute(ports, 1, tunnels, 1, &f);
+    assert_string_equal(actions(&f, "table=1,priority=50,reg6=100"), "output:5");
+    for (size_t i = 0; i < f.n; i++)
+        assert_false(ovs_flows_is_tunnel_ingress(&f.items[i]));
+    ovs_flows_clear(&f);
+}
+
+static void
+test_tunnel_port_names(void **state)
+{
+    (void)state;
+    char name[16];
+    ovs_net_tunnel_port_name("10.200.0.2", name);
+    assert_string_equal(name, "nat0ac80002");
+    ovs_net_tunnel_port_name("255.255.255.255", name);
+    assert_string_equal(name, "natffffffff");
 }
 
 int
@@ -138,6 +207,9 @@ main(void)
         cmocka_unit_test(test_networks_are_kept_apart),
         cmocka_unit_test(test_same_ports_same_table_in_any_order),
         cmocka_unit_test(test_unbound_or_malformed_ports_get_nothing),
+        cmocka_unit_test(test_tunnels_carry_only_the_networks_both_sides_host),
+        cmocka_unit_test(test_a_tunnel_without_a_port_number_gets_nothing),
+        cmocka_unit_test(test_tunnel_port_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,185 @@
+"""Tenant networks across nodes: two test hosts (deploy/hosts.py, each its own OVS and
+libvirtd in a network namespace of its own, joined by an underlay), an agent on each that
+learns the other from its announcements and tunnels to it.  What the guests reach is asked
+of the guests (ping on their consoles); what crosses the underlay is read off the underlay's
+wire by a raw socket; what the bridges hold is read with ovs-vsctl and ovs-ofctl."""
+import struct
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from harness import Cluster, wait_for
+from nodes import Node
+from test_network import Guest, flows, ping
+
+GENEVE_PORT = 6081
+
+# Tunnel frames on an underlay device: UDP to the Geneve port, the VNI from the Geneve
+# header, the inner frame's source MAC and, for IPv4 and ARP, its source address.
+CAPTURE = r"""
+import socket, struct, sys, time
+dev, port, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+s.bind((dev, 0))
+s.settimeout(0.2)
+print("ready", flush=True)
+end = time.monotonic() + seconds
+while time.monotonic() < end:
+    try:
+        f = s.recv(4096)
+    except socket.timeout:
+        continue
+    if len(f) < 14 + 20 + 8 + 8 + 14 or struct.unpack("!H", f[12:14])[0] != 0x0800 or f[23] != 17:
+        continue
+    ip = 14 + (f[14] & 0x0f) * 4
+    if struct.unpack("!H", f[ip + 2:ip + 4])[0] != port:
+        continue
+    gen = ip + 8
+    vni = int.from_bytes(f[gen + 4:gen + 7], "big")
+    inner = gen + 8 + (f[gen] & 0x3f) * 4
+    etype = struct.unpack("!H", f[inner + 12:inner + 14])[0]
+    src = ""
+    if etype == 0x0800:
+        src = socket.inet_ntoa(f[inner + 26:inner + 30])
+    elif etype == 0x0806:
+        src = socket.inet_ntoa(f[inner + 28:inner + 32])
+    print(vni, f[inner + 6:inner + 12].hex(":"), hex(etype), src, flush=True)
+"""
+
+
+class UnderlayCapture:
+    """Tunnel frames on a device of the underlay namespace: [(vni, inner src MAC, ethertype,
+    inner src IP), ...]."""
+
+    def __init__(self, netns, dev, seconds):
+        self.proc = subprocess.Popen(["ip", "netns", "exec", netns, "/usr/bin/python3", "-c",
+                                      CAPTURE, dev, str(GENEVE_PORT), str(seconds)],
+                                     stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout.readline().strip() == "ready"
+
+    def frames(self):
+        out, _ = self.proc.communicate(timeout=120)
+        frames = []
+        for line in out.splitlines():
+            parts = line.split() + [""]
+            frames.append((int(parts[0]), parts[1], parts[2], parts[3]))
+        return frames
+
+
+def tunnel_ports(node):
+    """{port name: remote_ip} of the agent's tunnel ports on the node's br-int."""
+    out = node.env.vsctl("--bare", "--columns=name,external_ids", "find", "Port",
+                         "external_ids:nodeagent-tunnel!=x")
+    ports, name = {}, None
+    for line in out.splitlines():
+        ids = dict(t.split("=", 1) for t in line.split() if "=" in t)
+        if "nodeagent-tunnel" in ids:
+            ports[name] = ids["nodeagent-tunnel"]
+        elif line.strip():
+            name = line.strip()
+    return ports
+
+
+def agent_flows(node):
+    """The flows the agent installed (cookie 0x4e41), not those learned from tunnels."""
+    return [f for f in flows(node) if "cookie=0x4e41" in f]
+
+
+@pytest.fixture
+def two_nodes(tmp_path, images):
+    from hosts import Hosts
+    hosts = Hosts(tempfile.mkdtemp(prefix="nodeagent-hosts-"), 2)
+    cluster = Cluster(tmp_path, nodes=("h1", "h2"))
+    try:
+        hosts.start()
+        nodes = [Node(cluster, h.env, images, node_id=f"h{h.index}", extra_config=(
+            f"[network]\ntunnel_endpoint = {h.underlay_ip}\nannounce_interval = 1\n")).start()
+            for h in hosts]
+        yield hosts, nodes
+    finally:
+        cluster.close()
+        hosts.stop()
+
+
+def test_one_network_on_two_nodes_talks_through_the_tunnel_and_no_other(two_nodes):
+    hosts, (n1, n2) = two_nodes
+    a = Guest(n1, "tun-a", "10.0.0.5", 300)
+    d = Guest(n1, "tun-d", "10.0.0.7", 301)
+    b = Guest(n2, "tun-b", "10.0.0.6", 300)
+    c = Guest(n2, "tun-c", "10.0.0.5", 301)  # another tenant, with A's address
+    for g in (a, b, c, d):
+        g.ready()
+    # Each node has one tunnel, to the other, once it has heard of the other's networks.
+    wait_for(lambda: tunnel_ports(n1) == {"nat0ac80002": hosts[1].underlay_ip}
+             and tunnel_ports(n2) == {"nat0ac80001": hosts[0].underlay_ip}, 60,
+             "one tunnel port on each node")
+
+    cap = UnderlayCapture(hosts.underlay_ns, "h1", 40)
+    r = a.run([ping(b.ip, "a_b")], ["a_b"])
+    assert r["a_b"] == 0
+    # D's ARP for 10.0.0.5 goes to C, across the underlay in network 301, and not to A,
+    # which has that address in network 300 on D's own node.
+    r = d.run([ping("10.0.0.5", "d_c")], ["d_c"])
+    assert r["d_c"] == 0
+    r = a.run(['grep -q "^10.0.0.7 " /proc/net/arp; echo "@@a_arp=$?@@"'], ["a_arp"])
+    assert r["a_arp"] == 1
+    # Other tenants, on the other node or on this one, are out of reach.
+    r = b.run([ping(d.ip, "b_d")], ["b_d"])
+    assert r["b_d"] == 1
+    r = c.run([ping(b.ip, "c_b")], ["c_b"])
+    assert r["c_b"] == 1
+    frames = cap.frames()
+
+    # On the underlay, the tenants' frames carry their network's VNI, and only theirs.
+    assert frames, "no tunnel frames on the underlay"
+    by_vni = {}
+    for vni, mac, _, _ in frames:
+        by_vni.setdefault(vni, set()).add(mac)
+    assert set(by_vni) == {300, 301}, by_vni
+    assert by_vni[300] <= {a.mac, b.mac} and by_vni[300] == {a.mac, b.mac}, by_vni
+    assert by_vni[301] <= {c.mac, d.mac} and d.mac in by_vni[301], by_vni
+    assert not [f for f in frames if f[3] == b.ip and f[0] != 300]
+    # The guests' MTU leaves room for the encapsulation.
+    r = b.run(['[ "$(cat /sys/class/net/eth0/mtu)" = 1450 ]; echo "@@mtu=$?@@"'], ["mtu"])
+    assert r["mtu"] == 0
+
+
+def test_restarts_converge_and_the_last_port_of_a_network_takes_its_tunnel(two_nodes):
+    hosts, (n1, n2) = two_nodes
+    a = Guest(n1, "tr-a", "10.0.0.5", 310).ready()
+    b = Guest(n2, "tr-b", "10.0.0.6", 310).ready()
+    wait_for(lambda: tunnel_ports(n1) and tunnel_ports(n2), 60, "a tunnel port on each node")
+    r = a.run([ping(b.ip, "before")], ["before"])
+    assert r["before"] == 0
+    before = agent_flows(n1)
+    assert [f for f in before if "tun_id=0x136" in f], before
+
+    for what in ("agent", "ovs-vswitchd", "ovsdb-server"):
+        if what == "agent":
+            n1.agent.stop()
+            n1.start()
+        else:
+            hosts[0].restart_ovs(what)
+        t0 = time.monotonic()
+        wait_for(lambda: agent_flows(n1) == before, 60, f"the same flows after restarting {what}",
+                 interval=0.2)
+        print(f"{what} restart: flows back in {time.monotonic() - t0:.2f} s")
+        # The first frame after ovs-vswitchd restarts waits for the underlay neighbour to be
+        # resolved again (OVS's userspace tunnels lose that cache): the restart itself.
+        r = a.run(['t0=$(cut -d. -f1 /proc/uptime)', f'ping -c 1 -w 30 {b.ip} >/dev/null 2>&1; '
+                   'echo "@@after=$?@@ @@secs=$(( $(cut -d. -f1 /proc/uptime) - t0 ))@@"'],
+                  ["after", "secs"])
+        print(f"{what} restart: B answered A after {r['secs']} s")
+        assert r["after"] == 0, what
+
+    # B, the last port of network 310 on n2, goes: both tunnels go, and with them every
+    # flow of the tunnel; n1 keeps A's own flows.
+    assert n2.request("delete", b.inst, check=0)["kind"] == "DONE"
+    wait_for(lambda: not tunnel_ports(n1) and not tunnel_ports(n2), 60,
+             "the tunnel ports to go from both nodes")
+    wait_for(lambda: not [f for f in flows(n1) if "tun_id" in f or "NXM_NX_TUN_ID" in f], 30,
+             "n1's tunnel flows (and learned ones) to go")
+    assert [f for f in agent_flows(n1) if f"dl_src={a.mac}" in f]
+    assert len(agent_flows(n2)) == 3, agent_flows(n2)  # only the drops
