@@ -6,13 +6,15 @@
 #   BENCH_COUNT=50 bench/run.sh ...   overlays per tool and base (default 200)
 #   BENCH_CREATE_COUNT=10             create latency samples per tool (default 10)
 #   BENCH_CREATE_ROUNDS=3             rounds of 10 sequential / 10 concurrent creates (default 3)
+#   BENCH_OVS_ROUNDS=10               rounds of OVS convergence per tool (default 10)
 #   PYTHON=/usr/bin/python3           the Python with python3-libvirt (default that one)
 #   BENCH_DIR=/var/lib/x bench/run.sh where the images go (default a new dir under $TMPDIR,
 #                                     or /tmp); the filesystem matters, since both tools fsync
 #
 # Each program prints Markdown sections on stdout; the document is only replaced when all of
 # them succeed, so a failed run never leaves half a report behind.  bench/create_latency.py
-# starts (and stops) its own private libvirt + OVS host, devbus, agent and image server.
+# starts (and stops) its own private libvirt + OVS host, devbus, agent and image server;
+# bench/ovs_converge.py its own private OVS host.
 set -eu
 
 [ $# -eq 1 ] || { echo "usage: bench/run.sh BUILD_DIR" >&2; exit 2; }
@@ -45,6 +47,10 @@ echo "bench: create latency ($create_count creates per tool) and 10 concurrent a
 "$python" bench/create_latency.py --build "$build" --count "$create_count" \
     --rounds "$create_rounds" >"$work/create.md"
 
+echo "bench: OVS convergence (200 ports on 50 networks, against ovs-ofctl add-flows)" >&2
+"$python" bench/ovs_converge.py --build "$build" --ports 200 --networks 50 \
+    --rounds "${BENCH_OVS_ROUNDS:-10}" >"$work/ovs.md"
+
 model=$(sed -n 's/^model name[[:space:]]*:[[:space:]]*//p' /proc/cpuinfo | head -n 1)
 fstype=$(df -P -T "$work" | awk 'NR == 2 { print $2 }')
 {
@@ -55,17 +61,18 @@ fstype=$(df -P -T "$work" | awk 'NR == 2 { print $2 }')
     echo
     echo "- machine: $(nproc) CPUs, ${model:-unknown CPU model}"
     echo "- kernel: $(uname -sr)"
-    echo "- peer: $("$qemu_img" --version | head -n 1)"
+    echo "- peers: $("$qemu_img" --version | head -n 1); virsh, virt-install and ovs-ofctl (versions in their sections)"
     echo "- images in: \`$(dirname "$work")\` ($fstype)"
     echo "- commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- . ':!docs/benchmarks.md' 2>/dev/null || echo ' (with local changes)')"
     echo
     echo "Each benchmark runs our code and the peer tool side by side in the same run and"
     echo "reports medians and their ratio; tests hold no timing thresholds."
-    echo "Benchmark still to come, with its issue: OVS port convergence."
     echo
     cat "$work/overlay.md"
     echo
     cat "$work/create.md"
+    echo
+    cat "$work/ovs.md"
 } >"$work/benchmarks.md"
 mv "$work/benchmarks.md" "$out"
 echo "bench: wrote $out" >&2

@@ -59,6 +59,15 @@ struct tunnel_set {
     size_t n;
 };
 
+/* When the OVS thread first saw a port's interface on the bridge, for the `port bound` log
+ * line (how long the interface waited for its flows). */
+struct port_seen {
+    char *id;
+    int ofport;
+    double seen_ms; /* CLOCK_MONOTONIC */
+    bool bound;
+};
+
 struct ovs_net {
     char *ovsdb;
     char *bridge;
@@ -85,6 +94,8 @@ struct ovs_net {
     /* The OVS thread's own. */
     struct port_set ports;     /* a copy of desired */
     struct tunnel_set tunnels; /* computed from ports and peers */
+    struct port_seen *seen;    /* one per port with an interface on the bridge */
+    size_t n_seen;
     bool tunnels_known;        /* false: peers unknown yet, tunnels as recorded in OVS */
     uint64_t ports_gen;
     struct ovs_flows installed; /* what the bridge holds, as far as the thread knows */
@@ -558,6 +569,58 @@ connect_vconn(struct ovs_net *net)
 
 /* --- the thread ------------------------------------------------------------------------ */
 
+static double
+monotonic_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
+/* Notes the ports whose interface is on the bridge (with the time it was first seen), and
+ * forgets the others. */
+static void
+note_seen(struct ovs_net *net, const struct ovs_bound_port *bound, size_t n)
+{
+    struct port_seen *now = na_xcalloc(n + 1, sizeof(*now));
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (bound[i].ofport <= 0)
+            continue;
+        struct port_seen *old = NULL;
+        for (size_t j = 0; j < net->n_seen && !old; j++)
+            if (net->seen[j].id && strcmp(net->seen[j].id, bound[i].port->id) == 0 &&
+                net->seen[j].ofport == bound[i].ofport)
+                old = &net->seen[j];
+        if (old) {
+            now[k++] = *old;
+            old->id = NULL;
+        } else {
+            now[k++] = (struct port_seen){na_xstrdup(bound[i].port->id), bound[i].ofport,
+                                          monotonic_ms(), false};
+        }
+    }
+    for (size_t j = 0; j < net->n_seen; j++)
+        free(net->seen[j].id);
+    free(net->seen);
+    net->seen = now;
+    net->n_seen = k;
+}
+
+/* After the flows went in: one line per port bound since the last time. */
+static void
+log_newly_bound(struct ovs_net *net)
+{
+    double now = monotonic_ms();
+    for (size_t i = 0; i < net->n_seen; i++) {
+        if (net->seen[i].bound)
+            continue;
+        net->seen[i].bound = true;
+        na_log(NA_LOG_INFO, NULL, "port bound", "port=%s bridge=%s ofport=%d ms=%.3f",
+               net->seen[i].id, net->bridge, net->seen[i].ofport, now - net->seen[i].seen_ms);
+    }
+}
+
 static void
 publish_bound(struct ovs_net *net, const struct ovs_bound_port *bound, size_t n, bool db_up,
               uint64_t gen)
@@ -641,10 +704,12 @@ ovs_thread(void *arg)
                 tunnels[i] = (struct ovs_bound_tunnel){
                     t->remote_ip, find_tunnel_ofport(net, br, t->remote_ip), t->vnis, t->n_vnis};
             }
+            note_seen(net, bound, net->ports.n);
             struct ovs_flows want = {0};
             ovs_flows_compute(bound, net->ports.n, tunnels, net->tunnels.n, &want);
             free(tunnels);
             if (install(net, &want) == 0) {
+                log_newly_bound(net);
                 ovs_flows_clear(&net->installed);
                 net->installed = want;
                 net->installed_known = true;
@@ -742,6 +807,9 @@ ovs_net_stop(struct ovs_net *net)
     port_set_clear(&net->ports);
     peers_free(net->peers, net->n_peers);
     tunnel_set_clear(&net->tunnels);
+    for (size_t i = 0; i < net->n_seen; i++)
+        free(net->seen[i].id);
+    free(net->seen);
     for (size_t i = 0; i < net->n_bound; i++)
         free(net->bound[i]);
     free(net->bound);
