@@ -192,14 +192,10 @@ EOF
         --image-sha256 "$IMAGE_SHA" --image-format qcow2 --hostname demo \
         --nic "port=8d3c6a1e-5b7f-4c2d-9e0a-1f2b3c4d5e6f,network=5e0f7a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b,vni=100,mac=52:54:00:de:00:01,ip=10.0.0.5/24,gateway=10.0.0.1,mtu=1450" \
         --wait --timeout 300 || { echo "run: the demo create failed; see $RUN/agent-$NODE.log"; exit 1; }
-    CONSOLE="$NODEAGENT_STATE_DIR/instances/$DEMO/console.log"
-    i=0
-    until grep -q "nodeagent-guest: ready" "$CONSOLE" 2>/dev/null; do
-        i=$((i + 1))
-        [ $i -lt 600 ] || { echo "run: the guest did not say ready in 60 s; see $CONSOLE"; exit 1; }
-        sleep 0.1
-    done
-    echo "run: the guest's console says: $(grep -a "nodeagent-guest: ready" "$CONSOLE" | tail -n 1)"
+    wait_console_ready "$NODEAGENT_STATE_DIR/instances/$DEMO/console.log"
+    if [ "$NODES" -gt 1 ]; then
+        demo_on_node2
+    fi
     cat <<EOF
 
 The stack runs in $RUN.  To use it:
@@ -216,6 +212,34 @@ The stack runs in $RUN.  To use it:
 Logs: $RUN/agent-NODE.log, $RUN/devbus.log, $RUN/virtenv/log/ or $RUN/hosts/hI/log/.
 Stop everything: make stop
 EOF
+}
+
+# With several nodes, a second guest on node2 in the demo's network: the two reach each
+# other through the Geneve tunnel the agents set up between their hosts.
+demo_on_node2() {
+    DEMO2=6f1c2d3e-4a5b-4c6d-8e7f-9a0b1c2d3e4f
+    echo
+    echo "run: creating a second demo instance $DEMO2 on node2, in the same network"
+    NODECTL_NODE=node2 NODECTL_ADMIN_SOCKET="$RUN/admin-node2.sock" nodectl create \
+        --uuid "$DEMO2" --name demo2 --tenant demo --vcpus 1 --memory-mib 256 \
+        --disk-gib 1 --image-id nodeagent-guest --image-url "$IMAGE_URL" \
+        --image-sha256 "$IMAGE_SHA" --image-format qcow2 --hostname demo2 \
+        --nic "port=2a3b4c5d-6e7f-4a8b-9c0d-1e2f3a4b5c6d,network=5e0f7a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b,vni=100,mac=52:54:00:de:00:02,ip=10.0.0.6/24,gateway=10.0.0.1,mtu=1450" \
+        --wait --timeout 300 || { echo "run: the second demo create failed; see $RUN/agent-node2.log"; exit 1; }
+    wait_console_ready "$RUN/hosts/h2/state/instances/$DEMO2/console.log"
+    echo "run: node1 and node2 tunnel network 100 to each other (ports nat0ac80002 and"
+    echo "     nat0ac80001 on their br-int); from demo's console, ping 10.0.0.6 reaches demo2"
+}
+
+# Waits (up to 120 s) for a guest's console to say it is ready, and shows that line.
+wait_console_ready() {
+    i=0
+    until grep -q "nodeagent-guest: ready" "$1" 2>/dev/null; do
+        i=$((i + 1))
+        [ $i -lt 1200 ] || { echo "run: the guest did not say ready in 120 s; see $1"; exit 1; }
+        sleep 0.1
+    done
+    echo "run: the guest's console says: $(grep -a "nodeagent-guest: ready" "$1" | tail -n 1)"
 }
 
 case "${1:-}" in

@@ -874,18 +874,26 @@ all_bound(const struct ovs_net *net, const char *const *ids, size_t n_ids, size_
     return true;
 }
 
+/* CLOCK_MONOTONIC (bound_changed's clock) timeout_ms from now. */
+static struct timespec
+deadline_after(unsigned timeout_ms)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    t.tv_sec += timeout_ms / 1000;
+    t.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+    if (t.tv_nsec >= 1000000000) {
+        t.tv_sec++;
+        t.tv_nsec -= 1000000000;
+    }
+    return t;
+}
+
 int
 ovs_net_wait_bound(struct ovs_net *net, const char *const *ids, size_t n_ids, unsigned timeout_ms,
                    struct na_error **err)
 {
-    struct timespec deadline;
-    clock_gettime(CLOCK_MONOTONIC, &deadline);
-    deadline.tv_sec += timeout_ms / 1000;
-    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-    if (deadline.tv_nsec >= 1000000000) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000;
-    }
+    struct timespec deadline = deadline_after(timeout_ms);
     size_t missing = 0;
     pthread_mutex_lock(&net->mu);
     int rc = 0;
@@ -907,14 +915,7 @@ ovs_net_wait_bound(struct ovs_net *net, const char *const *ids, size_t n_ids, un
 int
 ovs_net_wait_converged(struct ovs_net *net, unsigned timeout_ms)
 {
-    struct timespec deadline;
-    clock_gettime(CLOCK_MONOTONIC, &deadline);
-    deadline.tv_sec += timeout_ms / 1000;
-    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-    if (deadline.tv_nsec >= 1000000000) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000;
-    }
+    struct timespec deadline = deadline_after(timeout_ms);
     pthread_mutex_lock(&net->mu);
     uint64_t target = net->desired_gen;
     int rc = 0;

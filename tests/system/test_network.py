@@ -78,8 +78,8 @@ class Guest:
         assert last["kind"] == "DONE", last
         assert last["state"] == "RUNNING", last
 
-    def ready(self):
-        self.node.wait_ready(self.inst, self.name, self.ip)
+    def ready(self, timeout=120):
+        self.node.wait_ready(self.inst, self.name, self.ip, timeout=timeout)
         return self
 
     def run(self, script, marks, timeout=90):

@@ -3,6 +3,7 @@ libvirtd in a network namespace of its own, joined by an underlay), an agent on 
 learns the other from its announcements and tunnels to it.  What the guests reach is asked
 of the guests (ping on their consoles); what crosses the underlay is read off the underlay's
 wire by a raw socket; what the bridges hold is read with ovs-vsctl and ovs-ofctl."""
+import signal
 import struct
 import subprocess
 import tempfile
@@ -14,10 +15,11 @@ from harness import Cluster, wait_for
 from nodes import Node
 from test_network import Guest, flows, ping
 
-GENEVE_PORT = 6081
+UDP_PORTS = {"geneve": 6081, "vxlan": 4789}
 
-# Tunnel frames on an underlay device: UDP to the Geneve port, the VNI from the Geneve
-# header, the inner frame's source MAC and, for IPv4 and ARP, its source address.
+# Tunnel frames on an underlay device: UDP to the tunnel's port, the VNI from the Geneve or
+# VXLAN header (bytes 4-6 of both), the inner frame's source MAC and, for IPv4 and ARP, its
+# source address.
 CAPTURE = r"""
 import socket, struct, sys, time
 dev, port, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
@@ -38,7 +40,7 @@ while time.monotonic() < end:
         continue
     gen = ip + 8
     vni = int.from_bytes(f[gen + 4:gen + 7], "big")
-    inner = gen + 8 + (f[gen] & 0x3f) * 4
+    inner = gen + 8 + ((f[gen] & 0x3f) * 4 if port == 6081 else 0)  # Geneve options
     etype = struct.unpack("!H", f[inner + 12:inner + 14])[0]
     src = ""
     if etype == 0x0800:
@@ -53,9 +55,9 @@ class UnderlayCapture:
     """Tunnel frames on a device of the underlay namespace: [(vni, inner src MAC, ethertype,
     inner src IP), ...]."""
 
-    def __init__(self, netns, dev, seconds):
+    def __init__(self, netns, dev, udp_port, seconds):
         self.proc = subprocess.Popen(["ip", "netns", "exec", netns, "/usr/bin/python3", "-c",
-                                      CAPTURE, dev, str(GENEVE_PORT), str(seconds)],
+                                      CAPTURE, dev, str(udp_port), str(seconds)],
                                      stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout.readline().strip() == "ready"
 
@@ -88,35 +90,41 @@ def agent_flows(node):
 
 
 @pytest.fixture
-def two_nodes(tmp_path, images):
+def two_nodes(tmp_path, images, request):
+    """Two hosts with an agent each; the tunnel type is the test's parameter (geneve when
+    it has none)."""
     from hosts import Hosts
+    tunnel_type = getattr(request, "param", "geneve")
     hosts = Hosts(tempfile.mkdtemp(prefix="nodeagent-hosts-"), 2)
     cluster = Cluster(tmp_path, nodes=("h1", "h2"))
     try:
         hosts.start()
         nodes = [Node(cluster, h.env, images, node_id=f"h{h.index}", extra_config=(
-            f"[network]\ntunnel_endpoint = {h.underlay_ip}\nannounce_interval = 1\n")).start()
+            f"[network]\ntunnel_endpoint = {h.underlay_ip}\nannounce_interval = 1\n"
+            f"tunnel_type = {tunnel_type}\n")).start()
             for h in hosts]
-        yield hosts, nodes
+        yield hosts, nodes, tunnel_type
     finally:
         cluster.close()
         hosts.stop()
 
 
+@pytest.mark.parametrize("two_nodes", ["geneve", "vxlan"], indirect=True)
 def test_one_network_on_two_nodes_talks_through_the_tunnel_and_no_other(two_nodes):
-    hosts, (n1, n2) = two_nodes
+    hosts, (n1, n2), tunnel_type = two_nodes
     a = Guest(n1, "tun-a", "10.0.0.5", 300)
     d = Guest(n1, "tun-d", "10.0.0.7", 301)
     b = Guest(n2, "tun-b", "10.0.0.6", 300)
     c = Guest(n2, "tun-c", "10.0.0.5", 301)  # another tenant, with A's address
     for g in (a, b, c, d):
-        g.ready()
+        g.ready(timeout=300)  # four guests booting at once under TCG on the test host
     # Each node has one tunnel, to the other, once it has heard of the other's networks.
     wait_for(lambda: tunnel_ports(n1) == {"nat0ac80002": hosts[1].underlay_ip}
              and tunnel_ports(n2) == {"nat0ac80001": hosts[0].underlay_ip}, 60,
              "one tunnel port on each node")
 
-    cap = UnderlayCapture(hosts.underlay_ns, "h1", 40)
+    assert n1.env.vsctl("get", "Interface", "nat0ac80002", "type").strip() == tunnel_type
+    cap = UnderlayCapture(hosts.underlay_ns, "h1", UDP_PORTS[tunnel_type], 40)
     r = a.run([ping(b.ip, "a_b")], ["a_b"])
     assert r["a_b"] == 0
     # D's ARP for 10.0.0.5 goes to C, across the underlay in network 301, and not to A,
@@ -147,7 +155,7 @@ def test_one_network_on_two_nodes_talks_through_the_tunnel_and_no_other(two_node
 
 
 def test_restarts_converge_and_the_last_port_of_a_network_takes_its_tunnel(two_nodes):
-    hosts, (n1, n2) = two_nodes
+    hosts, (n1, n2), _ = two_nodes
     a = Guest(n1, "tr-a", "10.0.0.5", 310).ready()
     b = Guest(n2, "tr-b", "10.0.0.6", 310).ready()
     wait_for(lambda: tunnel_ports(n1) and tunnel_ports(n2), 60, "a tunnel port on each node")
@@ -173,6 +181,16 @@ def test_restarts_converge_and_the_last_port_of_a_network_takes_its_tunnel(two_n
                   ["after", "secs"])
         print(f"{what} restart: B answered A after {r['secs']} s")
         assert r["after"] == 0, what
+
+    # n2's agent dies without a word: n1 drops it after three of its announce intervals,
+    # and the tunnel with it; n2's agent back, the tunnel comes back and A reaches B again.
+    n2.agent.stop(signal.SIGKILL)
+    wait_for(lambda: not tunnel_ports(n1), 30, "n1 to drop the silent peer's tunnel")
+    assert "peer lost: no announcement in time" in n1.agent.logs()
+    n2.start()
+    wait_for(lambda: tunnel_ports(n1), 30, "n1 to tunnel to n2 again")
+    r = a.run([f'ping -c 1 -w 30 {b.ip} >/dev/null 2>&1; echo "@@back=$?@@"'], ["back"])
+    assert r["back"] == 0
 
     # B, the last port of network 310 on n2, goes: both tunnels go, and with them every
     # flow of the tunnel; n1 keeps A's own flows.
