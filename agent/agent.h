@@ -199,10 +199,11 @@ void agent_gauges(struct agent *a, struct agent_gauges *g);
 /* Tenant networks (network.c). */
 int agent_net_open(struct agent *a, struct na_error **err);
 void agent_net_close(struct agent *a);
-/* Hands net/ovs the ports of the instance table (and the peers); after anything that may
- * change it. */
+/* Hands net/ovs the ports of the instance table; after anything that may change it. */
 void agent_net_sync(struct agent *a);
-/* Hands net/ovs the peers of the peer table; after anything that changes it. */
+/* Hands net/ovs the peers of the peer table (once it is settled); after anything that
+ * changes it.  net/ovs recomputes the tunnels from the peers it has whenever the ports
+ * change. */
 void agent_net_sync_peers(struct agent *a);
 int agent_net_check_nics(struct agent *a, const Nodeagent__V1__InstanceSpec *spec,
                          struct na_error **err);

@@ -56,7 +56,6 @@ agent_net_sync(struct agent *a)
     }
     ovs_net_set_ports(a->host.net, ports, n);
     free(ports);
-    agent_net_sync_peers(a);
 }
 
 void
