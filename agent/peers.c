@@ -88,12 +88,7 @@ local_vnis(const struct agent *a, size_t *n)
         for (size_t j = 0; j < spec->n_nics; j++)
             v[k++] = spec->nics[j]->vni;
     }
-    qsort(v, k, sizeof(*v), cmp_u32);
-    size_t u = 0;
-    for (size_t i = 0; i < k; i++)
-        if (!u || v[u - 1] != v[i])
-            v[u++] = v[i];
-    *n = u;
+    *n = na_u32_sort_unique(v, k);
     return v;
 }
 

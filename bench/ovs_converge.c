@@ -21,7 +21,6 @@
 #include <spawn.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 
 extern char **environ;
 
@@ -40,9 +39,7 @@ struct port_line {
 static double
 now_ms(void)
 {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+    return (double)na_mono_ns() / 1e6;
 }
 
 static int

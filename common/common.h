@@ -148,6 +148,9 @@ int64_t na_now_ms(void);
 /* Monotonic clock in nanoseconds. */
 uint64_t na_mono_ns(void);
 
+/* Sorts v ascending and drops repeats; returns how many are left. */
+size_t na_u32_sort_unique(uint32_t *v, size_t n);
+
 /* --- digests and signing
  * -------------------------------------------------------------------------- */
 

@@ -169,12 +169,7 @@ ovs_flows_compute(const struct ovs_bound_port *ports, size_t n_ports,
                  na_xasprintf("output:%d", P));
         vnis[n_vnis++] = p->vni;
     }
-    qsort(vnis, n_vnis, sizeof(*vnis), cmp_vni);
-    size_t u = 0;
-    for (size_t v = 0; v < n_vnis; v++)
-        if (!u || vnis[u - 1] != vnis[v])
-            vnis[u++] = vnis[v];
-    n_vnis = u;
+    n_vnis = na_u32_sort_unique(vnis, n_vnis);
 
     for (size_t v = 0; v < n_vnis; v++) {
         push(&l, na_xasprintf("table=1,priority=50,reg6=%u", vnis[v]),

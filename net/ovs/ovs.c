@@ -1,5 +1,6 @@
 /* The OVS thread: ovsdb-idl and OpenFlow, converging the integration bridge to the desired
- * ports.  See ovs.h for what it does; this file is the how.
+ * ports and peers.  See ovs.h for what it does; this file is the how (the flow table is
+ * computed in flows.c, the tunnel ports are managed in tunnels.c).
  *
  * Locking: cfg strings, thread, wake and exit are set before the thread starts and never
  * change.  Fields marked (mu) are shared with the agent's threads under mu.  Everything
@@ -8,6 +9,7 @@
 #include <config.h>
 
 #include "net/ovs/ovs-private.h"
+#include "net/ovs/tunnels.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -46,25 +48,12 @@ struct port_set {
     size_t n;
 };
 
-/* A tunnel the bridge should have: one per peer endpoint, with the networks of the peers
- * there that this node hosts too. */
-struct tunnel {
-    char *remote_ip;
-    uint32_t *vnis; /* ascending */
-    size_t n_vnis;
-};
-
-struct tunnel_set {
-    struct tunnel *items;
-    size_t n;
-};
-
 /* When the OVS thread first saw a port's interface on the bridge, for the `port bound` log
  * line (how long the interface waited for its flows). */
 struct port_seen {
     char *id;
     int ofport;
-    double seen_ms; /* CLOCK_MONOTONIC */
+    uint64_t seen_ns; /* na_mono_ns() */
     bool bound;
 };
 
@@ -74,6 +63,7 @@ struct ovs_net {
     char *datapath_type;
     char *tunnel_type;
     char *local_ip; /* NULL: no tunnels */
+    struct ovs_tunnel_config tunnel_cfg; /* points at bridge, tunnel_type, local_ip */
     char *openflow; /* "unix:<rundir>/<bridge>.mgmt" */
     pthread_t thread;
     struct latch wake; /* set by the agent when the desired ports change */
@@ -93,7 +83,7 @@ struct ovs_net {
 
     /* The OVS thread's own. */
     struct port_set ports;     /* a copy of desired */
-    struct tunnel_set tunnels; /* computed from ports and peers */
+    struct ovs_tunnel_set tunnels; /* computed from ports and peers */
     struct port_seen *seen;    /* one per port with an interface on the bridge */
     size_t n_seen;
     bool tunnels_known;        /* false: peers unknown yet, tunnels as recorded in OVS */
@@ -148,70 +138,15 @@ peers_free(struct ovs_net_peer *peers, size_t n)
     free(peers);
 }
 
-static void
-tunnel_set_clear(struct tunnel_set *s)
+/* The networks of the ports, ascending, without repeats. */
+static uint32_t *
+local_vnis(const struct port_set *ports, size_t *n)
 {
-    for (size_t i = 0; i < s->n; i++) {
-        free(s->items[i].remote_ip);
-        free(s->items[i].vnis);
-    }
-    free(s->items);
-    s->items = NULL;
-    s->n = 0;
-}
-
-static int
-cmp_u32(const void *x, const void *y)
-{
-    uint32_t a = *(const uint32_t *)x, b = *(const uint32_t *)y;
-    return a < b ? -1 : a > b;
-}
-
-static bool
-ports_have_vni(const struct port_set *ports, uint32_t vni)
-{
+    uint32_t *v = na_xcalloc(ports->n + 1, sizeof(*v));
     for (size_t i = 0; i < ports->n; i++)
-        if (ports->items[i].view.vni == vni)
-            return true;
-    return false;
-}
-
-/* One tunnel per peer endpoint that hosts a network this node hosts; none without a local
- * endpoint.  Peers that share an endpoint share its tunnel. */
-static void
-tunnels_compute(const struct ovs_net *net, const struct ovs_net_peer *peers, size_t n_peers,
-                struct tunnel_set *out)
-{
-    out->items = na_xcalloc(n_peers + 1, sizeof(*out->items));
-    out->n = 0;
-    for (size_t i = 0; net->local_ip && i < n_peers; i++) {
-        const struct ovs_net_peer *peer = &peers[i];
-        if (!*peer->endpoint || strcmp(peer->endpoint, net->local_ip) == 0)
-            continue;
-        struct tunnel *t = NULL;
-        for (size_t k = 0; k < out->n && !t; k++)
-            if (strcmp(out->items[k].remote_ip, peer->endpoint) == 0)
-                t = &out->items[k];
-        for (size_t j = 0; j < peer->n_vnis; j++) {
-            if (!ports_have_vni(&net->ports, peer->vnis[j]))
-                continue;
-            if (!t) {
-                t = &out->items[out->n++];
-                t->remote_ip = na_xstrdup(peer->endpoint);
-            }
-            t->vnis = na_xrealloc(t->vnis, (t->n_vnis + 1) * sizeof(*t->vnis));
-            t->vnis[t->n_vnis++] = peer->vnis[j];
-        }
-    }
-    for (size_t k = 0; k < out->n; k++) {
-        struct tunnel *t = &out->items[k];
-        qsort(t->vnis, t->n_vnis, sizeof(*t->vnis), cmp_u32);
-        size_t u = 0;
-        for (size_t j = 0; j < t->n_vnis; j++)
-            if (!u || t->vnis[u - 1] != t->vnis[j])
-                t->vnis[u++] = t->vnis[j];
-        t->n_vnis = u;
-    }
+        v[i] = ports->items[i].view.vni;
+    *n = na_u32_sort_unique(v, ports->n);
+    return v;
 }
 
 /* --- the database side ----------------------------------------------------------------- */
@@ -276,144 +211,6 @@ find_ofport(const struct ovsrec_bridge *br, const struct ovs_net_port *p)
                 continue;
             return (int)iface->ofport[0];
         }
-    }
-    return 0;
-}
-
-static const struct tunnel *
-tunnel_find(const struct tunnel_set *tunnels, const char *remote_ip)
-{
-    for (size_t i = 0; remote_ip && i < tunnels->n; i++)
-        if (strcmp(tunnels->items[i].remote_ip, remote_ip) == 0)
-            return &tunnels->items[i];
-    return NULL;
-}
-
-/* Whether the tunnel interface is what the configuration asks for. */
-static bool
-tunnel_iface_right(const struct ovs_net *net, const struct ovsrec_interface *iface,
-                   const char *remote_ip)
-{
-    const char *remote = smap_get(&iface->options, "remote_ip");
-    const char *key = smap_get(&iface->options, "key");
-    const char *local = smap_get(&iface->options, "local_ip");
-    return net->local_ip && strcmp(iface->type, net->tunnel_type) == 0 && remote &&
-           strcmp(remote, remote_ip) == 0 && key && strcmp(key, "flow") == 0 && local &&
-           strcmp(local, net->local_ip) == 0;
-}
-
-/* "300,301": a tunnel's networks as recorded on its port (external_ids:nodeagent-vnis). */
-static char *
-vnis_text(const struct tunnel *t)
-{
-    size_t size = 0;
-    char *text = NULL;
-    FILE *f = open_memstream(&text, &size);
-    for (size_t i = 0; i < t->n_vnis; i++)
-        fprintf(f, "%s%u", i ? "," : "", t->vnis[i]);
-    fclose(f);
-    return text;
-}
-
-/* Until the agent knows its peers (just after it started), the tunnels are the ones
- * recorded on the bridge, with the networks recorded on them, so that a restart of the
- * agent neither cuts nor changes them. */
-static void
-tunnels_from_bridge(const struct ovs_net *net, const struct ovsrec_bridge *br,
-                    struct tunnel_set *out)
-{
-    out->items = na_xcalloc(br->n_ports + 1, sizeof(*out->items));
-    out->n = 0;
-    for (size_t i = 0; net->local_ip && i < br->n_ports; i++) {
-        const char *remote = smap_get(&br->ports[i]->external_ids, "nodeagent-tunnel");
-        const char *vnis = smap_get(&br->ports[i]->external_ids, "nodeagent-vnis");
-        if (!remote || !vnis || tunnel_find(out, remote))
-            continue;
-        struct tunnel *t = &out->items[out->n++];
-        t->remote_ip = na_xstrdup(remote);
-        t->vnis = na_xcalloc(strlen(vnis) / 2 + 2, sizeof(*t->vnis));
-        for (const char *p = vnis; *p;) {
-            char *end = NULL;
-            unsigned long v = strtoul(p, &end, 10);
-            if (end == p || v > UINT32_MAX)
-                break;
-            if (ports_have_vni(&net->ports, (uint32_t)v))
-                t->vnis[t->n_vnis++] = (uint32_t)v;
-            p = *end == ',' ? end + 1 : end;
-        }
-        qsort(t->vnis, t->n_vnis, sizeof(*t->vnis), cmp_u32);
-    }
-}
-
-/* Makes the bridge's tunnel ports (the ones marked nodeagent-tunnel) equal to the wanted
- * tunnels: a port to a peer that hosts none of this node's networks any more, or whose
- * settings are stale, is removed; a missing one is added. */
-static void
-ensure_tunnels(struct ovs_net *net, struct ovsdb_idl_txn *txn, const struct ovsrec_bridge *br)
-{
-    bool *present = na_xcalloc(net->tunnels.n + 1, sizeof(*present));
-    for (size_t i = 0; i < br->n_ports; i++) {
-        const struct ovsrec_port *port = br->ports[i];
-        const char *remote = smap_get(&port->external_ids, "nodeagent-tunnel");
-        if (!remote)
-            continue;
-        const struct tunnel *t = tunnel_find(&net->tunnels, remote);
-        bool right = t && port->n_interfaces == 1 &&
-                     tunnel_iface_right(net, port->interfaces[0], remote);
-        if (right) {
-            present[t - net->tunnels.items] = true;
-            char *vnis = vnis_text(t);
-            const char *had = smap_get(&port->external_ids, "nodeagent-vnis");
-            if (!had || strcmp(had, vnis) != 0)
-                ovsrec_port_update_external_ids_setkey(port, "nodeagent-vnis", vnis);
-            free(vnis);
-            continue;
-        }
-        na_log(NA_LOG_INFO, NULL, "removing a tunnel port", "bridge=%s port=%s remote_ip=%s",
-               net->bridge, port->name, remote);
-        ovsrec_bridge_update_ports_delvalue(br, port);
-    }
-    for (size_t k = 0; k < net->tunnels.n; k++) {
-        if (present[k])
-            continue;
-        const char *remote = net->tunnels.items[k].remote_ip;
-        char name[16];
-        ovs_net_tunnel_port_name(remote, name);
-        struct ovsrec_interface *iface = ovsrec_interface_insert(txn);
-        ovsrec_interface_set_name(iface, name);
-        ovsrec_interface_set_type(iface, net->tunnel_type);
-        struct smap options = SMAP_INITIALIZER(&options);
-        smap_add(&options, "remote_ip", remote);
-        smap_add(&options, "local_ip", net->local_ip);
-        smap_add(&options, "key", "flow");
-        ovsrec_interface_set_options(iface, &options);
-        smap_destroy(&options);
-        struct ovsrec_port *port = ovsrec_port_insert(txn);
-        ovsrec_port_set_name(port, name);
-        ovsrec_port_set_interfaces(port, &iface, 1);
-        ovsrec_port_update_external_ids_setkey(port, "nodeagent-tunnel", remote);
-        char *vnis = vnis_text(&net->tunnels.items[k]);
-        ovsrec_port_update_external_ids_setkey(port, "nodeagent-vnis", vnis);
-        free(vnis);
-        ovsrec_bridge_update_ports_addvalue(br, port);
-        na_log(NA_LOG_INFO, NULL, "adding a tunnel port", "bridge=%s port=%s type=%s remote_ip=%s",
-               net->bridge, name, net->tunnel_type, remote);
-    }
-    free(present);
-}
-
-/* The OpenFlow port number of the tunnel to remote_ip, or 0 when it has none yet. */
-static int
-find_tunnel_ofport(const struct ovs_net *net, const struct ovsrec_bridge *br, const char *remote_ip)
-{
-    for (size_t i = 0; br && i < br->n_ports; i++) {
-        const struct ovsrec_port *port = br->ports[i];
-        const char *remote = smap_get(&port->external_ids, "nodeagent-tunnel");
-        if (!remote || strcmp(remote, remote_ip) != 0 || port->n_interfaces != 1)
-            continue;
-        const struct ovsrec_interface *iface = port->interfaces[0];
-        if (tunnel_iface_right(net, iface, remote_ip) && iface->n_ofport && iface->ofport[0] > 0)
-            return (int)iface->ofport[0];
     }
     return 0;
 }
@@ -569,14 +366,6 @@ connect_vconn(struct ovs_net *net)
 
 /* --- the thread ------------------------------------------------------------------------ */
 
-static double
-monotonic_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
-}
-
 /* Notes the ports whose interface is on the bridge (with the time it was first seen), and
  * forgets the others. */
 static void
@@ -597,7 +386,7 @@ note_seen(struct ovs_net *net, const struct ovs_bound_port *bound, size_t n)
             old->id = NULL;
         } else {
             now[k++] = (struct port_seen){na_xstrdup(bound[i].port->id), bound[i].ofport,
-                                          monotonic_ms(), false};
+                                          na_mono_ns(), false};
         }
     }
     for (size_t j = 0; j < net->n_seen; j++)
@@ -611,13 +400,14 @@ note_seen(struct ovs_net *net, const struct ovs_bound_port *bound, size_t n)
 static void
 log_newly_bound(struct ovs_net *net)
 {
-    double now = monotonic_ms();
+    uint64_t now = na_mono_ns();
     for (size_t i = 0; i < net->n_seen; i++) {
         if (net->seen[i].bound)
             continue;
         net->seen[i].bound = true;
         na_log(NA_LOG_INFO, NULL, "port bound", "port=%s bridge=%s ofport=%d ms=%.3f",
-               net->seen[i].id, net->bridge, net->seen[i].ofport, now - net->seen[i].seen_ms);
+               net->seen[i].id, net->bridge, net->seen[i].ofport,
+               (double)(now - net->seen[i].seen_ns) / 1e6);
     }
 }
 
@@ -653,10 +443,14 @@ take_desired(struct ovs_net *net)
             views[i] = net->desired.items[i].view;
         port_set_copy(&net->ports, views, net->desired.n);
         free(views);
-        tunnel_set_clear(&net->tunnels);
+        ovs_tunnels_clear(&net->tunnels);
         net->tunnels_known = net->peers_known;
-        if (net->tunnels_known)
-            tunnels_compute(net, net->peers, net->n_peers, &net->tunnels);
+        if (net->tunnels_known) {
+            size_t n = 0;
+            cleanup_free uint32_t *vnis = local_vnis(&net->ports, &n);
+            ovs_tunnels_compute(&net->tunnel_cfg, vnis, n, net->peers, net->n_peers,
+                                &net->tunnels);
+        }
         net->ports_gen = net->desired_gen;
     }
     pthread_mutex_unlock(&net->mu);
@@ -681,13 +475,15 @@ ovs_thread(void *arg)
         was_up = db_up;
         const struct ovsrec_bridge *br = db_up ? find_bridge(loop.idl, net->bridge) : NULL;
         if (br && !net->tunnels_known) {
-            tunnel_set_clear(&net->tunnels);
-            tunnels_from_bridge(net, br, &net->tunnels);
+            size_t n = 0;
+            cleanup_free uint32_t *vnis = local_vnis(&net->ports, &n);
+            ovs_tunnels_clear(&net->tunnels);
+            ovs_tunnels_from_bridge(&net->tunnel_cfg, br, vnis, n, &net->tunnels);
         }
         if (db_up && txn) {
             ensure_bridge(net, loop.idl, txn, br);
             if (br && net->tunnels_known)
-                ensure_tunnels(net, txn, br);
+                ovs_tunnels_ensure(&net->tunnel_cfg, txn, br, &net->tunnels);
         }
 
         connect_vconn(net);
@@ -700,9 +496,10 @@ ovs_thread(void *arg)
                                                    find_ofport(br, &net->ports.items[i].view)};
             struct ovs_bound_tunnel *tunnels = na_xcalloc(net->tunnels.n + 1, sizeof(*tunnels));
             for (size_t i = 0; i < net->tunnels.n; i++) {
-                const struct tunnel *t = &net->tunnels.items[i];
+                const struct ovs_tunnel *t = &net->tunnels.items[i];
                 tunnels[i] = (struct ovs_bound_tunnel){
-                    t->remote_ip, find_tunnel_ofport(net, br, t->remote_ip), t->vnis, t->n_vnis};
+                    t->remote_ip, ovs_tunnels_ofport(&net->tunnel_cfg, br, t->remote_ip), t->vnis,
+                    t->n_vnis};
             }
             note_seen(net, bound, net->ports.n);
             struct ovs_flows want = {0};
@@ -775,6 +572,7 @@ ovs_net_start(const struct ovs_net_config *cfg, struct ovs_net **out, struct na_
     net->datapath_type = na_xstrdup(cfg->datapath_type);
     net->tunnel_type = na_xstrdup(cfg->tunnel_type ? cfg->tunnel_type : "geneve");
     net->local_ip = cfg->local_ip && *cfg->local_ip ? na_xstrdup(cfg->local_ip) : NULL;
+    net->tunnel_cfg = (struct ovs_tunnel_config){net->bridge, net->tunnel_type, net->local_ip};
     /* The bridge's management socket sits beside the database's (ovs_rundir). */
     const char *path = cfg->ovsdb + 5;
     const char *slash = strrchr(path, '/');
@@ -806,7 +604,7 @@ ovs_net_stop(struct ovs_net *net)
     port_set_clear(&net->desired);
     port_set_clear(&net->ports);
     peers_free(net->peers, net->n_peers);
-    tunnel_set_clear(&net->tunnels);
+    ovs_tunnels_clear(&net->tunnels);
     for (size_t i = 0; i < net->n_seen; i++)
         free(net->seen[i].id);
     free(net->seen);
