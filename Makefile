@@ -50,7 +50,7 @@ PROTO_C := $(GEN)/nodeagent.pb-c.c
 PROTO_H := $(GEN)/nodeagent.pb-c.h
 
 # Every module's sources; each module's main() lives in the tool or agent/main.c.
-LIB_SRCS := $(wildcard common/*.c) $(filter-out agent/main.c,$(wildcard agent/*.c)) \
+LIB_SRCS := $(wildcard common/*.c) $(wildcard proto/*.c) $(filter-out agent/main.c,$(wildcard agent/*.c)) \
 	$(wildcard hypervisor/*.c) $(wildcard storage/qcow2/*.c) $(wildcard net/ovs/*.c) \
 	$(wildcard scheduler-client/*.c)
 LIB_OBJS := $(filter-out $(BUILD)/net/ovs/%,$(LIB_SRCS:%.c=$(BUILD)/%.o)) \
