@@ -164,7 +164,8 @@ static int
 write_pem(const char *path, mode_t mode, bool replace, EVP_PKEY *key, bool private_key,
           struct na_error **err)
 {
-    BIO *bio = BIO_new(BIO_s_mem());
+    /* Secure heap for a private key, so that the buffer is cleansed when freed. */
+    BIO *bio = BIO_new(private_key ? BIO_s_secmem() : BIO_s_mem());
     if (!bio)
         abort();
     int ok = private_key ? PEM_write_bio_PrivateKey(bio, key, NULL, NULL, 0, NULL, NULL)
@@ -212,10 +213,14 @@ trust_key_generate(const char *priv_path, const char *pub_path, EVP_PKEY **out,
         return na_error_set(err, NA_CODE_INTERNAL, 0, "generate an Ed25519 key (%s)",
                             ssl_reason(reason, sizeof(reason)));
     int ret = write_pem(priv_path, 0600, false, key, true, err);
-    if (ret == 0 && pub_path)
-        ret = trust_key_write_public(key, pub_path, err);
     if (ret < 0)
         return ret;
+    /* Without its public half the new private key is useless, and left behind it would make
+     * a retry fail (it is never replaced): it was created just above, so it is ours. */
+    if (pub_path && (ret = trust_key_write_public(key, pub_path, err)) < 0) {
+        unlink(priv_path);
+        return ret;
+    }
     if (out)
         *out = na_steal(&key);
     return 0;
@@ -477,7 +482,8 @@ trust_cert_check(EVP_PKEY *cp_pub, const uint8_t *data, size_t size, int64_t now
                            "the node certificate is not signed by the control plane's key");
     } else if ((ret = cert_fields_check(c, &cert, err)) < 0) {
         ret = na_error_wrap(err, "node certificate");
-        (*err)->code = NA_CODE_UNAUTHENTICATED;
+        if (err && *err)
+            (*err)->code = NA_CODE_UNAUTHENTICATED;
     } else if (now_ms > cert.not_after_ms) {
         ret = na_error_set(err, NA_CODE_UNAUTHENTICATED, 0,
                            "the node certificate of `%s` expired %.0f s ago", cert.node_id,
