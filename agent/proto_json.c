@@ -152,6 +152,9 @@ agent_event_to_json(const Nodeagent__V1__Event *ev)
     json_object_set_new(j, "message", str(ev->message));
     json_object_set_new(j, "progress_percent", json_integer(ev->progress_percent));
     json_object_set_new(j, "request_offset", json_integer(ev->request_offset));
+    /* Only with a refusal before authentication: other events keep their shape. */
+    if (ev->unverified_request_id && *ev->unverified_request_id)
+        json_object_set_new(j, "unverified_request_id", str(ev->unverified_request_id));
     json_object_set_new(j, "replayed", json_boolean(ev->replayed));
     if (ev->console_log.len)
         json_object_set_new(j, "console_log",

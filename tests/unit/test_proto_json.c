@@ -82,6 +82,29 @@ test_event_minimal_omits_optional_keys(void **state)
 }
 
 static void
+test_event_refused_before_authentication(void **state)
+{
+    (void)state;
+    Nodeagent__V1__Error e = NODEAGENT__V1__ERROR__INIT;
+    e.code = NODEAGENT__V1__ERROR_CODE__ERROR_CODE_UNAUTHENTICATED;
+    e.message = "no signature";
+    Nodeagent__V1__Event ev = NODEAGENT__V1__EVENT__INIT;
+    ev.event_id = "e2";
+    ev.node_id = "n1";
+    ev.kind = NODEAGENT__V1__EVENT_KIND__EVENT_KIND_FAILED;
+    ev.error = &e;
+    ev.request_offset = 12;
+    ev.unverified_request_id = "r9";
+    cleanup_json json_t *j = agent_event_to_json(&ev);
+    assert_json_equal(j, "{\"event_id\":\"e2\",\"request_id\":\"\",\"instance_uuid\":\"\","
+                         "\"node_id\":\"n1\",\"time_ms\":0,\"kind\":\"FAILED\","
+                         "\"request_kind\":\"\",\"error\":{\"code\":\"UNAUTHENTICATED\","
+                         "\"message\":\"no signature\",\"field\":\"\"},\"message\":\"\","
+                         "\"progress_percent\":0,\"request_offset\":12,"
+                         "\"unverified_request_id\":\"r9\",\"replayed\":false}");
+}
+
+static void
 test_event_every_kind_name(void **state)
 {
     (void)state;
@@ -239,6 +262,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_event_failed_full),
         cmocka_unit_test(test_event_minimal_omits_optional_keys),
+        cmocka_unit_test(test_event_refused_before_authentication),
         cmocka_unit_test(test_event_every_kind_name),
         cmocka_unit_test(test_event_unknown_enums_render_as_numbers),
         cmocka_unit_test(test_event_console_log_utf8_repair),
