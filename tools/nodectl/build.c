@@ -373,6 +373,9 @@ nodectl_build_envelope(const struct nodectl_args *a, Nodeagent__V1__Envelope **o
     }
     env->request_id = na_xstrdup(rid);
     env->sent_at_ms = na_now_ms();
+    /* Signed with the rest: an agent refuses an envelope meant for another node.  Empty
+     * without --node (only possible with --out). */
+    env->target_node = dup_or_empty(a->g.node && *a->g.node ? a->g.node : NULL);
     int rc = build_body(a, env, err);
     if (rc < 0) {
         nodeagent__v1__envelope__free_unpacked(env, NULL);

@@ -90,8 +90,8 @@ on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 
 int
 nodectl_bus_send(const struct nodectl_global *g, const char *topic, const char *key,
-                 const void *data, size_t size, const char *hmac, struct nodectl_delivery *out,
-                 struct na_error **err)
+                 const void *data, size_t size, const struct nodectl_signatures *sigs,
+                 struct nodectl_delivery *out, struct na_error **err)
 {
     /* A CLI should not sit for librdkafka's default 5 minutes when the bus is away. */
     static const char *const defaults[] = {"message.timeout.ms", "30000", "enable.idempotence",
@@ -111,9 +111,12 @@ nodectl_bus_send(const struct nodectl_global *g, const char *topic, const char *
         return na_error_set(err, NA_CODE_UNAVAILABLE, 0, "kafka producer: %s", errstr);
     }
 
-    rd_kafka_headers_t *hdrs = rd_kafka_headers_new(1);
-    if (hmac)
-        rd_kafka_header_add(hdrs, NA_HMAC_HEADER, -1, hmac, (ssize_t)strlen(hmac));
+    rd_kafka_headers_t *hdrs = rd_kafka_headers_new(2);
+    if (sigs && sigs->hmac)
+        rd_kafka_header_add(hdrs, NA_HMAC_HEADER, -1, sigs->hmac, (ssize_t)strlen(sigs->hmac));
+    if (sigs && sigs->signature)
+        rd_kafka_header_add(hdrs, TRUST_SIGNATURE_HEADER, -1, sigs->signature,
+                            (ssize_t)strlen(sigs->signature));
     rd_kafka_resp_err_t perr = rd_kafka_producev(
         rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, strlen(key)),
         RD_KAFKA_V_VALUE((void *)data, size), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),

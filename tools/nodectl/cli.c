@@ -21,7 +21,7 @@ static bool
 flag_repeatable(enum nodectl_flag f)
 {
     return f == NODECTL_F_NIC || f == NODECTL_F_SSH_KEY || f == NODECTL_F_SSH_KEY_FILE ||
-           f == NODECTL_F_META;
+           f == NODECTL_F_META || f == NODECTL_F_ENDPOINT;
 }
 
 #define REQ_COMMON NODECTL_F_REQUEST_ID, NODECTL_F_WAIT, NODECTL_F_WAIT_TIMEOUT, NODECTL_F_OUT
@@ -53,10 +53,15 @@ static const enum nodectl_flag f_migrate[] = {
     NODECTL_F_TO,        NODECTL_F_MAX_DOWNTIME_MS,   NODECTL_F_BANDWIDTH, NODECTL_F_AUTO_CONVERGE,
     NODECTL_F_POST_COPY, NODECTL_F_MIGRATION_TIMEOUT, REQ_COMMON};
 static const enum nodectl_flag f_events[] = {
-    NODECTL_F_FROM_BEGINNING, NODECTL_F_TO_END, NODECTL_F_FILTER_REQUEST_ID,
-    NODECTL_F_FILTER_INSTANCE, NODECTL_F_COUNT, NODECTL_F_EVENTS_TIMEOUT};
+    NODECTL_F_FROM_BEGINNING,  NODECTL_F_TO_END, NODECTL_F_FILTER_REQUEST_ID,
+    NODECTL_F_FILTER_INSTANCE, NODECTL_F_COUNT,  NODECTL_F_EVENTS_TIMEOUT};
 static const enum nodectl_flag f_reports[] = {NODECTL_F_FROM_BEGINNING, NODECTL_F_TO_END,
                                               NODECTL_F_COUNT, NODECTL_F_EVENTS_TIMEOUT};
+static const enum nodectl_flag f_keygen[] = {NODECTL_F_PUBLIC_OUT};
+static const enum nodectl_flag f_cert_issue[] = {
+    NODECTL_F_NODE_ID,       NODECTL_F_PUBLIC_KEY,   NODECTL_F_ENDPOINT, NODECTL_F_DAYS,
+    NODECTL_F_NOT_BEFORE_MS, NODECTL_F_NOT_AFTER_MS, NODECTL_F_CERT_OUT};
+static const enum nodectl_flag f_cert_show[] = {NODECTL_F_CONTROL_PLANE_KEY};
 
 #define FLAGS(arr) arr, NA_ARRAY_SIZE(arr)
 #define REQ(name, kind, flags, summary)                                                            \
@@ -90,19 +95,44 @@ static const struct nodectl_command commands[] = {
      nodectl_cmd_instances},
     {"capacity", NULL, "inventory, usage, free, memory sharing, Placement state (admin socket)",
      AGENT_REQ_NONE, NULL, 0, nodectl_cmd_capacity},
-    {"peers", NULL, "the other nodes, as their announcements tell (admin socket)",
-     AGENT_REQ_NONE, NULL, 0, nodectl_cmd_peers},
+    {"peers", NULL, "the other nodes, as their announcements tell (admin socket)", AGENT_REQ_NONE,
+     NULL, 0, nodectl_cmd_peers},
     {"capacity-reports", NULL, "follow the node's capacity reports on the capacity topic",
      AGENT_REQ_NONE, FLAGS(f_reports), nodectl_cmd_capacity_reports},
+    /* A name of two words is a command group and its verb, given as two arguments. */
+    {"keygen", "FILE", "make an Ed25519 key pair: FILE (0600, never replaced) and FILE.pub",
+     AGENT_REQ_NONE, FLAGS(f_keygen), nodectl_cmd_keygen},
+    {"node-cert issue", NULL, "issue a node certificate, signed with --key", AGENT_REQ_NONE,
+     FLAGS(f_cert_issue), nodectl_cmd_node_cert_issue},
+    {"node-cert show", "FILE", "print a node certificate; with --control-plane-key, check it",
+     AGENT_REQ_NONE, FLAGS(f_cert_show), nodectl_cmd_node_cert_show},
 };
 
+/* The command called name: one word, or a group and its verb ("node-cert", "issue"). */
 static const struct nodectl_command *
-find_command(const char *name)
+find_command(const char *group, const char *name)
 {
-    for (size_t i = 0; i < NA_ARRAY_SIZE(commands); i++)
-        if (strcmp(commands[i].name, name) == 0)
+    for (size_t i = 0; i < NA_ARRAY_SIZE(commands); i++) {
+        const char *n = commands[i].name;
+        const char *space = strchr(n, ' ');
+        if (group ? space && (size_t)(space - n) == strlen(group) &&
+                        strncmp(n, group, strlen(group)) == 0 && strcmp(space + 1, name) == 0
+                  : !space && strcmp(n, name) == 0)
             return &commands[i];
+    }
     return NULL;
+}
+
+static bool
+is_group(const char *name)
+{
+    for (size_t i = 0; i < NA_ARRAY_SIZE(commands); i++) {
+        const char *n = commands[i].name;
+        const char *space = strchr(n, ' ');
+        if (space && (size_t)(space - n) == strlen(name) && strncmp(n, name, strlen(name)) == 0)
+            return true;
+    }
+    return false;
 }
 
 /* The flag of cmd called name, or -1. */
@@ -117,7 +147,7 @@ find_flag(const struct nodectl_command *cmd, const char *name, size_t name_len)
     return -1;
 }
 
-enum global_opt { G_NONE, G_BOOTSTRAP, G_PREFIX, G_NODE, G_HMAC, G_ADMIN, G_JSON, G_HELP };
+enum global_opt { G_NONE, G_BOOTSTRAP, G_PREFIX, G_NODE, G_KEY, G_HMAC, G_ADMIN, G_JSON, G_HELP };
 
 static const struct {
     const char *name;
@@ -130,8 +160,11 @@ static const struct {
      "Kafka bootstrap servers (default localhost:9092)"},
     {"prefix", G_PREFIX, "P", "NODECTL_PREFIX", "topic prefix (default nodeagent)"},
     {"node", G_NODE, "ID", "NODECTL_NODE", "target node: requests go to topic P.node.ID"},
+    {"key", G_KEY, "FILE", "NODEAGENT_CP_KEY",
+     "control plane's Ed25519 private key (PEM, mode 0600): signs requests "
+     "(header " TRUST_SIGNATURE_HEADER ") and certificates"},
     {"hmac-key-file", G_HMAC, "F", "NODECTL_HMAC_KEY_FILE",
-     "sign envelopes with the key in F (header " NA_HMAC_HEADER ")"},
+     "also sign requests with the legacy HMAC key in F (header " NA_HMAC_HEADER ")"},
     {"admin-socket", G_ADMIN, "PATH", "NODECTL_ADMIN_SOCKET",
      "agent admin socket (default /run/nodeagent/admin.sock)"},
     {"json", G_JSON, NULL, NULL, "one JSON object per line"},
@@ -166,6 +199,9 @@ set_global(struct nodectl_args *a, enum global_opt opt, const char *value)
         break;
     case G_NODE:
         a->g.node = value;
+        break;
+    case G_KEY:
+        a->g.key_file = value;
         break;
     case G_HMAC:
         a->g.hmac_key_file = value;
@@ -207,10 +243,12 @@ parse_long(int argc, char **argv, int *i, struct nodectl_args *a, struct na_erro
     int f = find_flag(a->cmd, arg, len);
     enum global_opt g = f < 0 ? find_global(arg, len) : G_NONE;
     if (f < 0 && g == G_NONE) {
-        if (a->cmd)
+        if (a->cmd || a->group) {
+            const char *name = a->cmd ? a->cmd->name : a->group;
             return na_error_set(err, NA_CODE_INVALID_ARGUMENT, 0,
                                 "unknown option `--%.*s` for %s (see nodectl %s --help)", (int)len,
-                                arg, a->cmd->name, a->cmd->name);
+                                arg, name, name);
+        }
         return na_error_set(err, NA_CODE_INVALID_ARGUMENT, 0,
                             "unknown option `--%.*s` (see nodectl --help)", (int)len, arg);
     }
@@ -246,9 +284,19 @@ add_rdkafka_prop(struct nodectl_args *a, const char *kv)
 static int
 parse_positional(struct nodectl_args *a, const char *arg, struct na_error **err)
 {
-    if (!a->cmd) {
-        a->cmd = find_command(arg);
+    if (!a->cmd && a->group) {
+        a->cmd = find_command(a->group, arg);
         if (!a->cmd)
+            return na_error_set(err, NA_CODE_INVALID_ARGUMENT, 0,
+                                "unknown command `%s %s` (see nodectl %s --help)", a->group, arg,
+                                a->group);
+        return 0;
+    }
+    if (!a->cmd) {
+        a->cmd = find_command(NULL, arg);
+        if (!a->cmd && is_group(arg))
+            a->group = arg;
+        else if (!a->cmd)
             return na_error_set(err, NA_CODE_INVALID_ARGUMENT, 0,
                                 "unknown command `%s` (see nodectl --help)", arg);
         return 0;
@@ -268,6 +316,7 @@ nodectl_parse(int argc, char **argv, struct nodectl_args *a, struct na_error **e
     a->g.prefix = env_or("NODECTL_PREFIX", "nodeagent");
     a->g.node = env_or("NODECTL_NODE", NULL);
     a->g.hmac_key_file = env_or("NODECTL_HMAC_KEY_FILE", NULL);
+    a->g.key_file = env_or("NODEAGENT_CP_KEY", NULL);
     a->g.admin_socket = env_or("NODECTL_ADMIN_SOCKET", "/run/nodeagent/admin.sock");
 
     bool options_done = false;
@@ -296,6 +345,9 @@ nodectl_parse(int argc, char **argv, struct nodectl_args *a, struct na_error **e
     }
     if (a->help)
         return 0;
+    if (!a->cmd && a->group)
+        return na_error_set(err, NA_CODE_INVALID_ARGUMENT, 0,
+                            "%s needs a subcommand (see nodectl %s --help)", a->group, a->group);
     if (!a->cmd)
         return na_error_set(err, NA_CODE_INVALID_ARGUMENT, 0,
                             "no command given (see nodectl --help)");
@@ -349,8 +401,9 @@ nodectl_usage(FILE *out, const struct nodectl_command *cmd)
             fprintf(out, "  %-26s %s\n", left, commands[i].summary);
         }
         print_globals(out);
-        fprintf(out, "\nExit status: 0 ok (sent, DONE, healthy), 1 request FAILED or agent "
-                     "unhealthy,\n2 usage, 3 timeout, 4 bus or admin socket error.\n"
+        fprintf(out, "\nExit status: 0 ok (sent, DONE, healthy), 1 request FAILED, agent "
+                     "unhealthy or\ncertificate check failed, 2 usage, 3 timeout, 4 bus or "
+                     "admin socket error.\n"
                      "`nodectl COMMAND --help` lists a command's options.\n");
         return;
     }
@@ -364,6 +417,40 @@ nodectl_usage(FILE *out, const struct nodectl_command *cmd)
         }
     }
     print_globals(out);
+}
+
+void
+nodectl_usage_group(FILE *out, const char *group)
+{
+    fprintf(out, "usage: nodectl %s VERB [ARGS] [options]\n\nCommands:\n", group);
+    size_t len = strlen(group);
+    for (size_t i = 0; i < NA_ARRAY_SIZE(commands); i++) {
+        const char *n = commands[i].name;
+        if (strncmp(n, group, len) != 0 || n[len] != ' ')
+            continue;
+        char left[64];
+        snprintf(left, sizeof(left), "%s%s%s", n, commands[i].positional ? " " : "",
+                 commands[i].positional ? commands[i].positional : "");
+        fprintf(out, "  %-26s %s\n", left, commands[i].summary);
+    }
+    fprintf(out, "\n`nodectl %s VERB --help` lists a command's options.\n", group);
+}
+
+int
+nodectl_arg_i64(const struct nodectl_args *a, enum nodectl_flag f, int64_t *out,
+                struct na_error **err)
+{
+    const char *s = nodectl_arg_str(a, f);
+    if (!s)
+        return 0;
+    char *end = NULL;
+    errno = 0;
+    long long v = (s[0] >= '0' && s[0] <= '9') || s[0] == '-' ? strtoll(s, &end, 10) : 0;
+    if (!end || end == s || *end || errno)
+        return na_error_set(err, NA_CODE_INVALID_ARGUMENT, 0, "--%s: `%s` is not a number",
+                            flag_infos[f].name, s);
+    *out = v;
+    return 0;
 }
 
 const char *

@@ -69,10 +69,10 @@ write_file(const char *path, const void *data, size_t size, struct na_error **er
     return 0;
 }
 
-/* The signature header value for data, or NULL without a key file. */
+/* The legacy HMAC header value for data; *signed_out false without --hmac-key-file. */
 static int
-sign(const struct nodectl_global *g, const uint8_t *data, size_t size, char hex[65],
-     bool *signed_out, struct na_error **err)
+sign_hmac(const struct nodectl_global *g, const uint8_t *data, size_t size, char hex[65],
+          bool *signed_out, struct na_error **err)
 {
     *signed_out = false;
     if (!g->hmac_key_file)
@@ -92,10 +92,23 @@ sign(const struct nodectl_global *g, const uint8_t *data, size_t size, char hex[
     return 0;
 }
 
+/* Whether ev is the agent's refusal, before authentication, of the very message we sent:
+ * its request id is only what the message claimed, so anyone could have sent a message
+ * with our id; the offset the producer got for ours is what makes it ours. */
+static bool
+is_our_refusal(const struct nodectl_args *a, const Nodeagent__V1__Event *ev, const char *request_id,
+               const struct nodectl_delivery *sent)
+{
+    return ev->kind == NODEAGENT__V1__EVENT_KIND__EVENT_KIND_FAILED && !*ev->request_id &&
+           strcmp(ev->unverified_request_id, request_id) == 0 &&
+           ev->request_offset == sent->offset &&
+           (!*ev->node_id || strcmp(ev->node_id, a->g.node) == 0);
+}
+
 /* Prints the request's events until its terminal one; returns the exit status. */
 static int
 wait_for_result(const struct nodectl_args *a, struct nodectl_events *es, const char *request_id,
-                uint32_t timeout_s, struct na_error **err)
+                const struct nodectl_delivery *sent, uint32_t timeout_s, struct na_error **err)
 {
     bool console = a->cmd->kind == AGENT_REQ_CONSOLE_LOG;
     /* With console-log the log itself is the output; events go to stderr in text mode. */
@@ -111,7 +124,19 @@ wait_for_result(const struct nodectl_args *a, struct nodectl_events *es, const c
         int rc = nodectl_events_next(es, left < 200 ? (int)left : 200, &ev, &where, err);
         if (rc < 0)
             return rc;
-        if (rc == 0 || !ev || strcmp(ev->request_id, request_id) != 0)
+        if (rc == 0 || !ev)
+            continue;
+        if (is_our_refusal(a, ev, request_id, sent)) {
+            nodectl_print_event(ev_out, a->g.json, ev, &where);
+            cleanup_free char *text =
+                ev->error ? nodectl_error_text(ev->error) : na_xstrdup("UNSPECIFIED: no error");
+            fprintf(stderr,
+                    "error: the agent refused the message at offset %" PRId64
+                    " before authentication (its request id was not trusted): %s\n",
+                    sent->offset, text);
+            return NODECTL_EXIT_FAILED;
+        }
+        if (strcmp(ev->request_id, request_id) != 0)
             continue;
         nodectl_print_event(ev_out, a->g.json, ev, &where);
         if (ev->kind == NODEAGENT__V1__EVENT_KIND__EVENT_KIND_DONE) {
@@ -167,15 +192,32 @@ nodectl_cmd_request(const struct nodectl_args *a, struct na_error **err)
     cleanup_free uint8_t *buf = na_xmalloc(size);
     nodeagent__v1__envelope__pack(env, buf);
 
+    /* The key is loaded before anything is written or sent, so a bad one costs nothing. */
+    cleanup_pkey EVP_PKEY *cp_key = NULL;
+    rc = nodectl_cp_key_load(&a->g, &cp_key, err);
+    if (rc < 0)
+        return rc;
+    char signature[TRUST_SIGNATURE_HEX_LEN + 1];
+    if (cp_key && (rc = trust_sign_hex(cp_key, TRUST_REQUEST, buf, size, signature, err)) < 0)
+        return rc;
+
     const char *out_file = nodectl_arg_str(a, NODECTL_F_OUT);
     if (out_file) {
+        cleanup_free char *sig_file = cp_key ? na_xasprintf("%s.sig", out_file) : NULL;
         rc = write_file(out_file, buf, size, err);
+        if (rc == 0 && sig_file)
+            rc = write_file(sig_file, signature, strlen(signature), err);
         if (rc < 0)
             return rc;
         if (a->g.json) {
             cleanup_json json_t *j = json_pack("{s:s, s:s, s:I}", "request_id", env->request_id,
                                                "file", out_file, "size", (json_int_t)size);
+            if (sig_file)
+                json_object_set_new(j, "signature_file", json_string(sig_file));
             nodectl_print_json(stdout, j, false);
+        } else if (sig_file) {
+            printf("request_id=%s written to %s (%zu bytes), signature to %s\n", env->request_id,
+                   out_file, size, sig_file);
         } else {
             printf("request_id=%s written to %s (%zu bytes)\n", env->request_id, out_file, size);
         }
@@ -186,10 +228,14 @@ nodectl_cmd_request(const struct nodectl_args *a, struct na_error **err)
         return na_error_set(err, NA_CODE_INVALID_ARGUMENT, 0,
                             "no target node: give --node ID or set NODECTL_NODE");
     char hmac[65];
-    bool is_signed = false;
-    rc = sign(&a->g, buf, size, hmac, &is_signed, err);
+    bool has_hmac = false;
+    rc = sign_hmac(&a->g, buf, size, hmac, &has_hmac, err);
     if (rc < 0)
         return rc;
+    struct nodectl_signatures sigs = {
+        .hmac = has_hmac ? hmac : NULL,
+        .signature = cp_key ? signature : NULL,
+    };
 
     /* Reading starts before producing, at offsets fixed now, so a fast reply is not missed. */
     __attribute__((cleanup(events_closep))) struct nodectl_events *es = NULL;
@@ -203,14 +249,13 @@ nodectl_cmd_request(const struct nodectl_args *a, struct na_error **err)
 
     cleanup_free char *topic = na_xasprintf("%s.node.%s", a->g.prefix, a->g.node);
     struct nodectl_delivery d = {0};
-    rc = nodectl_bus_send(&a->g, topic, agent_request_key(env), buf, size, is_signed ? hmac : NULL,
-                          &d, err);
+    rc = nodectl_bus_send(&a->g, topic, agent_request_key(env), buf, size, &sigs, &d, err);
     if (rc < 0)
         return rc;
     print_sent(a, env->request_id, topic, &d);
     if (!wait)
         return NODECTL_EXIT_OK;
-    return wait_for_result(a, es, env->request_id, timeout_s, err);
+    return wait_for_result(a, es, env->request_id, &d, timeout_s, err);
 }
 
 static bool
@@ -254,9 +299,9 @@ nodectl_follow(const struct nodectl_args *a, const char *topic, const char *what
     }
     if (count && seen < count)
         return na_error_set(err, NA_CODE_TIMEOUT, 0, "%s after %u of %u %s",
-                            interrupted                                 ? "interrupted"
+                            interrupted                          ? "interrupted"
                             : to_end && nodectl_topic_at_end(es) ? "reached the end of the topic"
-                                                                        : "timed out",
+                                                                 : "timed out",
                             seen, count, what);
     return NODECTL_EXIT_OK;
 }

@@ -16,7 +16,10 @@ main(int argc, char **argv)
         return NODECTL_EXIT_USAGE;
     }
     if (a.help) {
-        nodectl_usage(stdout, a.cmd);
+        if (!a.cmd && a.group)
+            nodectl_usage_group(stdout, a.group);
+        else
+            nodectl_usage(stdout, a.cmd);
         nodectl_args_free(&a);
         return NODECTL_EXIT_OK;
     }

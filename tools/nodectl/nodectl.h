@@ -2,9 +2,10 @@
  *
  * A thin layer: cli.c turns argv into struct nodectl_args (raw strings per flag, typed
  * accessors that refuse unparseable values), build.c turns those into an Envelope, bus.c
- * moves bytes over Kafka, admin.c talks to the agent's admin socket, output.c prints, and
- * commands.c strings these together per subcommand.  Nothing here checks that a request
- * makes sense: the agent validates, and tests send bad values through nodectl on purpose.
+ * moves bytes over Kafka, admin.c talks to the agent's admin socket, output.c prints,
+ * keys.c makes keys and node certificates with proto/trust, and commands.c strings these
+ * together per subcommand.  Nothing here checks that a request makes sense: the agent
+ * validates, and tests send bad values through nodectl on purpose.
  *
  * Every function that can fail follows the common convention (struct na_error **, negative
  * return); nodectl_exit_code() maps an error's code to the documented exit status.
@@ -15,8 +16,10 @@
 #include "agent/requests.h"
 #include "common/common.h"
 #include "nodeagent.pb-c.h"
+#include "proto/trust.h"
 
 #include <jansson.h>
+#include <sys/types.h>
 
 enum nodectl_exit {
     NODECTL_EXIT_OK = 0,      /* sent, or DONE */
@@ -33,7 +36,9 @@ enum nodectl_exit {
     X(REQUEST_ID, "request-id", "ID", "request id, the idempotency key (default: a new uuid)")     \
     X(WAIT, "wait", NULL, "wait for the DONE or FAILED event, printing progress")                  \
     X(WAIT_TIMEOUT, "timeout", "S", "with --wait: give up after S seconds (default 300)")          \
-    X(OUT, "out", "FILE", "write the serialized Envelope to FILE instead of sending it")           \
+    X(OUT, "out", "FILE",                                                                          \
+      "write the serialized Envelope to FILE instead of sending it; with --key, also its "         \
+      "hex signature (the nodeagent-signature header value, no newline) to FILE.sig")              \
     X(UUID, "uuid", "UUID", "instance uuid (default: a new uuid)")                                 \
     X(NAME, "name", "NAME", "instance name")                                                       \
     X(TENANT, "tenant", "ID", "tenant id")                                                         \
@@ -65,11 +70,26 @@ enum nodectl_exit {
     X(POST_COPY, "post-copy", NULL, "allow switching to post-copy")                                \
     X(MIGRATION_TIMEOUT, "migration-timeout-s", "S", "migration timeout (0: the agent's default)") \
     X(FROM_BEGINNING, "from-beginning", NULL, "start at the oldest event instead of the end")      \
-    X(TO_END, "to-end", NULL, "exit at the end of the topic as it was when nodectl started")      \
+    X(TO_END, "to-end", NULL, "exit at the end of the topic as it was when nodectl started")       \
     X(FILTER_REQUEST_ID, "request-id", "ID", "only events of this request")                        \
     X(FILTER_INSTANCE, "instance", "UUID", "only events of this instance")                         \
     X(COUNT, "count", "N", "exit after N matching messages (exit 3 if the timeout comes first)")   \
-    X(EVENTS_TIMEOUT, "timeout", "S", "stop after S seconds (default: follow until interrupted)")
+    X(EVENTS_TIMEOUT, "timeout", "S", "stop after S seconds (default: follow until interrupted)")  \
+    X(PUBLIC_OUT, "public-out", "PUBFILE", "write the public key to PUBFILE (default FILE.pub)")   \
+    X(NODE_ID, "node-id", "ID", "the node the certificate is for (required)")                      \
+    X(PUBLIC_KEY, "public-key", "PUBFILE",                                                         \
+      "the node's Ed25519 key, PEM public or private key file (required)")                         \
+    X(ENDPOINT, "endpoint", "IP",                                                                  \
+      "a tunnel endpoint (IPv4) the node may announce (repeatable, at most 16)")                   \
+    X(DAYS, "days", "N", "valid for N days from not-before (default 365)")                         \
+    X(NOT_BEFORE_MS, "not-before-ms", "MS", "valid from MS, unix milliseconds (default: now)")     \
+    X(NOT_AFTER_MS, "not-after-ms", "MS",                                                          \
+      "valid until MS, unix milliseconds, instead of --days (tests: an expired certificate)")      \
+    X(CERT_OUT, "cert-out", "FILE",                                                                \
+      "write the SignedNodeCertificate to FILE, mode 0644, replacing it atomically (required)")    \
+    X(CONTROL_PLANE_KEY, "control-plane-key", "PUBFILE",                                           \
+      "check the signature and validity now against this control-plane public key (exit 1 if "     \
+      "the check fails)")
 
 enum nodectl_flag {
 #define X(ID, name, metavar, help) NODECTL_F_##ID,
@@ -83,6 +103,7 @@ struct nodectl_global {
     const char *prefix;
     const char *node;
     const char *hmac_key_file;
+    const char *key_file; /* the control plane's Ed25519 private key */
     const char *admin_socket;
     const char **rdkafka_props; /* "key=value", passed to librdkafka verbatim */
     size_t n_rdkafka_props;
@@ -109,6 +130,7 @@ struct nodectl_values {
 struct nodectl_args {
     struct nodectl_global g;
     const struct nodectl_command *cmd; /* NULL with a bare --help */
+    const char *group; /* the first word of a two-word command ("node-cert"), if one */
     const char *positional;
     struct nodectl_values flags[NODECTL_F__COUNT];
     bool help;
@@ -122,6 +144,8 @@ int nodectl_parse(int argc, char **argv, struct nodectl_args *a, struct na_error
 void nodectl_args_free(struct nodectl_args *a);
 /* Global help when cmd is NULL, else that subcommand's. */
 void nodectl_usage(FILE *out, const struct nodectl_command *cmd);
+/* The help of a command group ("node-cert"): its subcommands. */
+void nodectl_usage_group(FILE *out, const char *group);
 
 const char *nodectl_arg_str(const struct nodectl_args *a, enum nodectl_flag f);
 bool nodectl_arg_bool(const struct nodectl_args *a, enum nodectl_flag f);
@@ -130,6 +154,9 @@ int nodectl_arg_u32(const struct nodectl_args *a, enum nodectl_flag f, uint32_t 
                     struct na_error **err);
 /* Decimal unsigned number with an upper bound; INVALID_ARGUMENT naming `what` otherwise. */
 int nodectl_parse_u32(const char *s, const char *what, uint32_t *out, struct na_error **err);
+/* Like nodectl_arg_u32 for a signed 64-bit number. */
+int nodectl_arg_i64(const struct nodectl_args *a, enum nodectl_flag f, int64_t *out,
+                    struct na_error **err);
 
 /* --- build.c --------------------------------------------------------------------------- */
 
@@ -145,10 +172,16 @@ struct nodectl_delivery {
     int64_t offset;
 };
 
-/* Produces one message and waits for its delivery report.  hmac may be NULL. */
+/* The signature headers of a request; a NULL member is not sent. */
+struct nodectl_signatures {
+    const char *hmac;      /* NA_HMAC_HEADER, legacy */
+    const char *signature; /* TRUST_SIGNATURE_HEADER, Ed25519 by the control plane */
+};
+
+/* Produces one message and waits for its delivery report. */
 int nodectl_bus_send(const struct nodectl_global *g, const char *topic, const char *key,
-                     const void *data, size_t size, const char *hmac, struct nodectl_delivery *out,
-                     struct na_error **err);
+                     const void *data, size_t size, const struct nodectl_signatures *sigs,
+                     struct nodectl_delivery *out, struct na_error **err);
 
 struct nodectl_events;
 
@@ -194,6 +227,8 @@ void nodectl_print_event(FILE *out, bool json, const Nodeagent__V1__Event *ev,
 void nodectl_print_json(FILE *out, json_t *j, bool pretty);
 /* "CODE: message (field F)" of an event's error into a new string. */
 char *nodectl_error_text(const Nodeagent__V1__Error *e);
+/* Unix milliseconds as ISO 8601 UTC with milliseconds ("2025-01-31T12:00:00.000Z"). */
+void nodectl_format_time(int64_t ms, char *buf, size_t size);
 
 /* --- commands.c ------------------------------------------------------------------------ */
 
@@ -211,6 +246,18 @@ int nodectl_cmd_instances(const struct nodectl_args *a, struct na_error **err);
 int nodectl_cmd_capacity(const struct nodectl_args *a, struct na_error **err);
 int nodectl_cmd_peers(const struct nodectl_args *a, struct na_error **err);
 int nodectl_cmd_capacity_reports(const struct nodectl_args *a, struct na_error **err);
+
+/* --- keys.c: keys, node certificates, request signatures -------------------------------- */
+
+/* The control plane's key from --key / NODEAGENT_CP_KEY; *out NULL when none is given. */
+int nodectl_cp_key_load(const struct nodectl_global *g, EVP_PKEY **out, struct na_error **err);
+/* Writes data to path through a temporary file and a rename, with mode. */
+int nodectl_write_atomic(const char *path, const void *data, size_t size, mode_t mode,
+                         struct na_error **err);
+
+int nodectl_cmd_keygen(const struct nodectl_args *a, struct na_error **err);
+int nodectl_cmd_node_cert_issue(const struct nodectl_args *a, struct na_error **err);
+int nodectl_cmd_node_cert_show(const struct nodectl_args *a, struct na_error **err);
 
 /* The exit status for a failure carrying err's code. */
 int nodectl_exit_code(const struct na_error *err);

@@ -30,8 +30,8 @@ nodectl_error_text(const Nodeagent__V1__Error *e)
     return na_xasprintf("%s: %s", code, e->message);
 }
 
-static void
-format_time(int64_t ms, char *buf, size_t size)
+void
+nodectl_format_time(int64_t ms, char *buf, size_t size)
 {
     time_t s = (time_t)(ms / 1000);
     struct tm tm;
@@ -44,13 +44,15 @@ static void
 print_event_text(FILE *out, const Nodeagent__V1__Event *ev)
 {
     char ts[40], kind_buf[16], state_buf[16];
-    format_time(ev->time_ms, ts, sizeof(ts));
+    nodectl_format_time(ev->time_ms, ts, sizeof(ts));
     fprintf(out, "%s %s %s instance=%s request_id=%s node=%s", ts,
             agent_proto_enum_name(&nodeagent__v1__event_kind__descriptor, (int)ev->kind, kind_buf,
                                   sizeof(kind_buf)),
             *ev->request_kind ? ev->request_kind : "-",
             *ev->instance_uuid ? ev->instance_uuid : "-", *ev->request_id ? ev->request_id : "-",
             *ev->node_id ? ev->node_id : "-");
+    if (*ev->unverified_request_id)
+        fprintf(out, " unverified_request_id=%s", ev->unverified_request_id);
     if (ev->state)
         fprintf(out, " state=%s",
                 agent_proto_enum_name(&nodeagent__v1__instance_state__descriptor, (int)ev->state,
