@@ -36,7 +36,7 @@ enum nodectl_exit {
     X(REQUEST_ID, "request-id", "ID", "request id, the idempotency key (default: a new uuid)")     \
     X(WAIT, "wait", NULL,                                                                          \
       "wait for the DONE or FAILED event, printing progress; a refusal before authentication "     \
-      "ends it only when it names our request id and the offset we were given")                    \
+      "ends it only when it names our request id, our node and the offset we were given")          \
     X(WAIT_TIMEOUT, "timeout", "S", "with --wait: give up after S seconds (default 300)")          \
     X(OUT, "out", "FILE",                                                                          \
       "write the serialized Envelope to FILE instead of sending it; with --key, also its "         \
