@@ -1,6 +1,7 @@
 # nodeagent: the one build entry.
 #   make            build everything into build/ (or build/asan with SANITIZE=1)
-#   make check      install missing packages, build, run unit and system tests
+#   make check      install missing packages, build, run unit tests, every fuzz target
+#                   briefly, and the system tests
 #   make run        install missing packages, build, start the local stack
 #   make stop       stop what `make run` started
 #   make bench      run the benchmarks, writing docs/benchmarks.md
@@ -71,7 +72,7 @@ BENCH_BINS := $(patsubst %.c,$(BUILD)/%,$(wildcard bench/*.c))
 # make run NODES=N: N test hosts joined by an underlay (deploy/hosts.py), one agent each.
 NODES ?= 1
 
-.PHONY: all deps check check-unit check-system run stop bench fuzz install clean format
+.PHONY: all deps check check-unit check-fuzz check-system run stop bench fuzz install clean format
 all: $(BINS) $(UNIT_BINS)
 
 deps:
@@ -133,7 +134,12 @@ $(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIB)
 check: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory check-unit
+	@$(MAKE) --no-print-directory check-fuzz
 	@if [ "$(SANITIZE)" != 1 ]; then $(MAKE) --no-print-directory check-system; fi
+
+# Every libFuzzer target, briefly (`make fuzz` runs them longer).
+check-fuzz:
+	@FUZZ_TIME=$${FUZZ_TIME:-5} tests/fuzz/run.sh
 
 check-unit: $(UNIT_BINS)
 	@tests/run-unit.sh $(UNIT_BINS)

@@ -16,6 +16,7 @@
  */
 #include "agent/admin.h"
 #include "agent/capacity.h"
+#include "agent/identity.h"
 #include "agent/peers.h"
 
 #include <dirent.h>
@@ -85,7 +86,13 @@ health_json(struct agent *a, bool *healthy)
     for (size_t i = 0; i < AGENT_N_CHECKS; i++)
         json_array_append_new(list, json_pack("{s:s, s:b, s:s}", "name", checks[i].name, "ok",
                                               checks[i].ok, "detail", checks[i].detail));
-    return json_pack("{s:b, s:o}", "healthy", *healthy, "checks", list);
+    json_t *warnings = json_array();
+    if (a->identity && a->identity->insecure)
+        json_array_append_new(warnings, json_string("[bus] insecure_unsigned = true: requests and "
+                                                    "announcements are not authenticated"));
+    return json_pack("{s:b, s:o, s:b, s:o}", "healthy", *healthy, "checks", list,
+                     "insecure_unsigned", a->identity && a->identity->insecure, "warnings",
+                     warnings);
 }
 
 static enum MHD_Result

@@ -8,6 +8,7 @@
 #include "agent/agent.h"
 #include "agent/admin.h"
 #include "agent/capacity.h"
+#include "agent/identity.h"
 #include "agent/peers.h"
 #include "storage/qcow2/qcow2.h"
 
@@ -82,7 +83,12 @@ agent_gauges(struct agent *a, struct agent_gauges *g)
         .bus_received = st.received,
         .bus_delivered = st.delivered,
         .bus_delivery_failed = st.delivery_failed,
+        .insecure_unsigned = a->identity && a->identity->insecure,
+        .peers = agent_peers_count(a),
     };
+    if (a->identity && !a->identity->insecure)
+        g->node_cert_expiry_s =
+            (double)(a->identity->cert_info.not_after_ms - na_now_ms()) / 1000.0;
     agent_capacity_gauges(a, g);
 }
 
@@ -325,6 +331,17 @@ agent_start(struct agent *a, struct na_error **err)
         return ret;
     if (chmod(cfg->state_dir, 0711) < 0 || chmod(a->host.instances_dir, 0711) < 0)
         return na_error_set(err, NA_CODE_INTERNAL, errno, "set the mode of `%s`", cfg->state_dir);
+    if ((ret = agent_identity_load(cfg, true, &a->identity, err)) < 0)
+        return ret;
+    if (a->identity->insecure)
+        na_log(NA_LOG_WARN, NULL,
+               "INSECURE: [bus] insecure_unsigned = true: requests and announcements are not "
+               "authenticated; anyone who can write to the bus controls this node",
+               NULL);
+    else
+        na_log(NA_LOG_INFO, NULL, "identity loaded",
+               "node_key=%s fingerprint=%s cert_not_after_ms=%lld", cfg->node_key,
+               a->identity->fingerprint, (long long)a->identity->cert_info.not_after_ms);
     cleanup_free char *db = na_xasprintf("%s/state.db", cfg->state_dir);
     if ((ret = agent_store_open(db, &a->store, err)) < 0)
         return ret;
@@ -414,6 +431,7 @@ agent_run(const struct agent_config *cfg)
     free(a.host.images_dir);
     free(a.libvirt_detail);
     free(a.topic_events);
+    agent_identity_free(a.identity);
     if (uv_loop_close(&loop) != 0)
         na_log(NA_LOG_WARN, NULL, "event loop closed with handles still open", NULL);
     return a.exit_status;

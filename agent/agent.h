@@ -31,11 +31,12 @@
 #include <sys/types.h>
 #include <uv.h>
 
-#define AGENT_VERSION "0.1.0"
+#define AGENT_VERSION "0.2.0"
 
 struct agent_admin;
 struct agent_capacity;
 struct agent_peers;
+struct agent_identity;
 struct ovs_net;
 struct qcow2_image_cache;
 
@@ -53,6 +54,7 @@ struct agent_host {
 
 struct agent {
     const struct agent_config *cfg;
+    struct agent_identity *identity;
     uv_loop_t *loop;
     struct agent_store *store;
     struct agent_bus *bus;

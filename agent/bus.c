@@ -1,4 +1,5 @@
 #include "agent/bus.h"
+#include "proto/trust.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -33,7 +34,7 @@ struct agent_bus {
     char *nodes_topic;
     rd_kafka_t *watcher;
     rd_kafka_queue_t *watcher_queue;
-    uint64_t nodes_eof;      /* partitions (below 64) of the nodes topic read to their end */
+    uint64_t nodes_eof; /* partitions (below 64) of the nodes topic read to their end */
     bool nodes_caught_up;
     struct kafka_wakeup watcher_wake;
 
@@ -254,6 +255,39 @@ wakeup_stop(struct agent_bus *bus, struct kafka_wakeup *w, rd_kafka_queue_t *q)
     w->started = false;
 }
 
+/* The last value of header name, or NULL. */
+static const void *
+header_value(rd_kafka_headers_t *hdrs, const char *name, size_t *size)
+{
+    const void *val = NULL;
+    *size = 0;
+    if (!hdrs || rd_kafka_header_get_last(hdrs, name, &val, size) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return NULL;
+    return val ? val : "";
+}
+
+static void
+message_view(rd_kafka_message_t *m, struct agent_bus_msg *msg)
+{
+    *msg = (struct agent_bus_msg){
+        .payload = m->payload,
+        .size = m->len,
+        .key = m->key,
+        .key_len = m->key_len,
+        .topic = rd_kafka_topic_name(m->rkt),
+        .partition = m->partition,
+        .offset = m->offset,
+        .handle = m,
+    };
+    rd_kafka_headers_t *hdrs = NULL;
+    if (rd_kafka_message_headers(m, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return;
+    struct agent_bus_headers *h = &msg->headers;
+    h->signature = header_value(hdrs, TRUST_SIGNATURE_HEADER, &h->signature_len);
+    h->certificate = header_value(hdrs, TRUST_CERTIFICATE_HEADER, &h->certificate_len);
+    h->hmac = header_value(hdrs, NA_HMAC_HEADER, &h->hmac_len);
+}
+
 static void
 handle_message(struct agent_bus *bus, rd_kafka_message_t *m)
 {
@@ -263,24 +297,8 @@ handle_message(struct agent_bus *bus, rd_kafka_message_t *m)
                    rd_kafka_err2name(m->err), rd_kafka_message_errstr(m));
         return;
     }
-    struct agent_bus_msg msg = {
-        .payload = m->payload,
-        .size = m->len,
-        .topic = rd_kafka_topic_name(m->rkt),
-        .partition = m->partition,
-        .offset = m->offset,
-        .handle = m,
-    };
-    rd_kafka_headers_t *hdrs = NULL;
-    if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        const void *val = NULL;
-        size_t size = 0;
-        if (rd_kafka_header_get_last(hdrs, NA_HMAC_HEADER, &val, &size) ==
-            RD_KAFKA_RESP_ERR_NO_ERROR) {
-            msg.signature = val;
-            msg.signature_len = size;
-        }
-    }
+    struct agent_bus_msg msg;
+    message_view(m, &msg);
     bus->stats.received++;
     bus->cb.on_request(bus->cb.ctx, &msg);
 }
@@ -343,8 +361,11 @@ watch_ready(struct agent_bus *bus)
         else if (m->err)
             na_log(NA_LOG_WARN, NULL, "bus error on the nodes topic", "error=%s detail=\"%s\"",
                    rd_kafka_err2name(m->err), rd_kafka_message_errstr(m));
-        else
-            bus->cb.on_announcement(bus->cb.ctx, m->key, m->key_len, m->payload, m->len);
+        else {
+            struct agent_bus_msg msg;
+            message_view(m, &msg);
+            bus->cb.on_announcement(bus->cb.ctx, &msg);
+        }
         rd_kafka_message_destroy(m);
         if (bus->closing)
             return;
@@ -434,10 +455,20 @@ watcher_open(struct agent_bus *bus, const struct agent_config *cfg, struct na_er
     na_uuid_generate(uuid);
     cleanup_free char *group = na_xasprintf("nodeagent.%s.nodes.%s", cfg->node_id, uuid);
     const char *defaults[] = {
-        "group.id",           group,      "enable.auto.commit",    "false",
-        "auto.offset.reset",  "earliest", "enable.partition.eof",  "true",
-        "session.timeout.ms", "10000",    "heartbeat.interval.ms", "1000",
-        "reconnect.backoff.max.ms", "2000",
+        "group.id",
+        group,
+        "enable.auto.commit",
+        "false",
+        "auto.offset.reset",
+        "earliest",
+        "enable.partition.eof",
+        "true",
+        "session.timeout.ms",
+        "10000",
+        "heartbeat.interval.ms",
+        "1000",
+        "reconnect.backoff.max.ms",
+        "2000",
     };
     rd_kafka_conf_t *conf = conf_new(bus, cfg, "watcher", defaults, NA_ARRAY_SIZE(defaults), err);
     if (!conf)
@@ -589,14 +620,34 @@ agent_bus_ack(struct agent_bus *bus, const struct agent_bus_msg *msg)
 
 int
 agent_bus_produce(struct agent_bus *bus, const char *topic, const char *key, const uint8_t *payload,
-                  size_t size, int64_t id, struct na_error **err)
+                  size_t size, const struct agent_bus_headers *headers, int64_t id,
+                  struct na_error **err)
 {
     size_t key_len = key ? strlen(key) : 0;
-    rd_kafka_resp_err_t e = rd_kafka_producev(
-        bus->producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-        RD_KAFKA_V_VALUE((void *)payload, size),
-        RD_KAFKA_V_KEY(key_len ? (void *)key : NULL, key_len),
-        RD_KAFKA_V_OPAQUE((void *)(intptr_t)id), RD_KAFKA_V_END);
+    rd_kafka_headers_t *hdrs = NULL;
+    if (headers && (headers->signature || headers->certificate)) {
+        hdrs = rd_kafka_headers_new(2);
+        if (headers->signature)
+            rd_kafka_header_add(hdrs, TRUST_SIGNATURE_HEADER, -1, headers->signature,
+                                (ssize_t)headers->signature_len);
+        if (headers->certificate)
+            rd_kafka_header_add(hdrs, TRUST_CERTIFICATE_HEADER, -1, headers->certificate,
+                                (ssize_t)headers->certificate_len);
+    }
+    rd_kafka_resp_err_t e =
+        hdrs ? rd_kafka_producev(
+                   bus->producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                   RD_KAFKA_V_VALUE((void *)payload, size),
+                   RD_KAFKA_V_KEY(key_len ? (void *)key : NULL, key_len), RD_KAFKA_V_HEADERS(hdrs),
+                   RD_KAFKA_V_OPAQUE((void *)(intptr_t)id), RD_KAFKA_V_END)
+             : rd_kafka_producev(bus->producer, RD_KAFKA_V_TOPIC(topic),
+                                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                 RD_KAFKA_V_VALUE((void *)payload, size),
+                                 RD_KAFKA_V_KEY(key_len ? (void *)key : NULL, key_len),
+                                 RD_KAFKA_V_OPAQUE((void *)(intptr_t)id), RD_KAFKA_V_END);
+    /* On success the message owns the headers. */
+    if (e && hdrs)
+        rd_kafka_headers_destroy(hdrs);
     if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL)
         return -ENOBUFS;
     if (e)

@@ -19,14 +19,26 @@
 
 struct agent_bus;
 
+/* The trust headers of a message (proto/trust.h); values are not NUL-terminated, NULL
+ * when the header is absent. */
+struct agent_bus_headers {
+    const char *signature; /* nodeagent-signature: hex Ed25519 */
+    size_t signature_len;
+    const char *certificate; /* nodeagent-certificate: hex SignedNodeCertificate */
+    size_t certificate_len;
+    const char *hmac; /* nodeagent-hmac: legacy hex HMAC-SHA256 */
+    size_t hmac_len;
+};
+
 struct agent_bus_msg {
     const uint8_t *payload;
     size_t size;
+    const void *key;
+    size_t key_len;
     const char *topic;
     int32_t partition;
     int64_t offset;
-    const char *signature; /* value of the nodeagent-hmac header, not NUL-terminated */
-    size_t signature_len;
+    struct agent_bus_headers headers;
     void *handle; /* the bus's own, for agent_bus_ack() */
 };
 
@@ -39,9 +51,8 @@ struct agent_bus_callbacks {
     /* Broker connectivity changed. */
     void (*on_health)(void *ctx, bool up);
     /* A message on <prefix>.nodes (every one, from the start of the topic); NULL: the
-     * topic is not read. */
-    void (*on_announcement)(void *ctx, const void *key, size_t key_len, const uint8_t *payload,
-                            size_t size);
+     * topic is not read.  Never acked. */
+    void (*on_announcement)(void *ctx, const struct agent_bus_msg *msg);
     /* Every partition of <prefix>.nodes has been read to its end once: what the topic knew
      * of the other nodes when the agent started is known now.  Called once. */
     void (*on_nodes_caught_up)(void *ctx);
@@ -65,9 +76,11 @@ int agent_bus_open(uv_loop_t *loop, const struct agent_config *cfg,
 void agent_bus_close(struct agent_bus *bus, int flush_ms);
 
 void agent_bus_ack(struct agent_bus *bus, const struct agent_bus_msg *msg);
-/* Queues a message; returns 0, or -ENOBUFS when the local queue is full. */
+/* Queues a message; returns 0, or -ENOBUFS when the local queue is full.  headers may be
+ * NULL; its hmac is never sent. */
 int agent_bus_produce(struct agent_bus *bus, const char *topic, const char *key,
-                      const uint8_t *payload, size_t size, int64_t id, struct na_error **err);
+                      const uint8_t *payload, size_t size, const struct agent_bus_headers *headers,
+                      int64_t id, struct na_error **err);
 /* Pauses or resumes consumption (backpressure when the dispatcher queue is long). */
 void agent_bus_pause(struct agent_bus *bus, bool paused);
 void agent_bus_get_stats(struct agent_bus *bus, struct agent_bus_stats *out);

@@ -12,9 +12,9 @@
 
 #define KSM_DIR "/sys/kernel/mm/ksm"
 #define META_PROVIDER_UUID "placement.provider_uuid"
-#define MIN_GAP_MS 1000         /* reports on change: at most one a second */
-#define RETRY_MIN_MS 1000       /* Placement sync retries: 1 s, doubling ... */
-#define RETRY_MAX_MS 60000      /* ... up to a minute */
+#define MIN_GAP_MS 1000    /* reports on change: at most one a second */
+#define RETRY_MIN_MS 1000  /* Placement sync retries: 1 s, doubling ... */
+#define RETRY_MAX_MS 60000 /* ... up to a minute */
 #define ALLOCATION_USER "nodeagent"
 /* Bus deliveries of capacity reports carry this id; outbox ids are positive. */
 #define CAPACITY_DELIVERY_ID (-1)
@@ -335,7 +335,7 @@ send_bus_report(struct agent_capacity *c, const struct agent_claim *used)
     cleanup_free uint8_t *buf = na_xmalloc(size ? size : 1);
     nodeagent__v1__capacity_report__pack(&rep.r, buf);
     cleanup_error struct na_error *err = NULL;
-    if (agent_bus_produce(a->bus, c->topic, a->cfg->node_id, buf, size, CAPACITY_DELIVERY_ID,
+    if (agent_bus_produce(a->bus, c->topic, a->cfg->node_id, buf, size, NULL, CAPACITY_DELIVERY_ID,
                           &err) < 0) {
         c->bus_missed = true;
         na_log(NA_LOG_WARN, NULL, "capacity report not sent; it goes with the next one",
@@ -672,7 +672,8 @@ agent_capacity_open(struct agent *a, struct na_error **err)
                    "error=\"%s\"", kerr->msg);
     }
     read_ksm(&c->ksm_on, &c->pages_sharing);
-    na_log(NA_LOG_INFO, NULL, "capacity", "vcpu=%llu memory_mb=%llu disk_gb=%llu traits=%zu "
+    na_log(NA_LOG_INFO, NULL, "capacity",
+           "vcpu=%llu memory_mb=%llu disk_gb=%llu traits=%zu "
            "provider_uuid=%s placement=%s ksm=%s",
            (unsigned long long)c->inv.resources[0].total,
            (unsigned long long)c->inv.resources[1].total,

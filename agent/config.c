@@ -49,6 +49,11 @@ static const struct key_def keys[] = {
     {"agent", "reconcile_interval", KEY_UINT, OFF(reconcile_interval_s), "60", 5, 3600},
     {"bus", "bootstrap_servers", KEY_STRING, OFF(bootstrap_servers), "localhost:9092", 0, 0},
     {"bus", "topic_prefix", KEY_NAME, OFF(topic_prefix), "nodeagent", 0, 0},
+    {"bus", "control_plane_key", KEY_PATH, OFF(control_plane_key), NULL, 0, 0},
+    {"bus", "node_key", KEY_PATH, OFF(node_key), NULL, 0, 0},
+    {"bus", "node_cert", KEY_PATH, OFF(node_cert), NULL, 0, 0},
+    {"bus", "insecure_unsigned", KEY_BOOL, OFF(insecure_unsigned), "false", 0, 0},
+    {"bus", "max_request_age", KEY_UINT, OFF(max_request_age_s), "900", 10, 86400},
     {"bus", "hmac_key_file", KEY_PATH, OFF(hmac_key_file), NULL, 0, 0},
     {"bus", "event_buffer_max", KEY_UINT, OFF(event_buffer_max), "10000", 1, 10000000},
     {"hypervisor", "uri", KEY_STRING, OFF(hv_uri), "qemu:///system", 0, 0},
@@ -82,8 +87,7 @@ static const struct key_def keys[] = {
     {"placement", "endpoint", KEY_URL, OFF(placement_endpoint), NULL, 0, 0},
     {"placement", "token", KEY_STRING, OFF(placement_token), NULL, 0, 0},
     {"placement", "timeout", KEY_UINT, OFF(placement_timeout_s), "10", 1, 300},
-    {"placement", "manage_allocations", KEY_BOOL, OFF(placement_manage_allocations), "false", 0,
-     0},
+    {"placement", "manage_allocations", KEY_BOOL, OFF(placement_manage_allocations), "false", 0, 0},
     {"memory", "ksm", KEY_BOOL, OFF(ksm), "false", 0, 0},
     {"admin", "socket", KEY_PATH, OFF(admin_socket), "/run/nodeagent/admin.sock", 0, 0},
     {"admin", "listen", KEY_HOSTPORT, OFF(admin_listen), NULL, 0, 0},
@@ -97,6 +101,8 @@ static const struct key_def keys[] = {
     {"network", "tunnel_endpoint", KEY_IPV4, OFF(tunnel_endpoint), NULL, 0, 0},
     {"network", "tunnel_type", KEY_CHOICE, OFF(net_tunnel_type), "geneve", 0, 0, "geneve|vxlan"},
     {"network", "announce_interval", KEY_UINT, OFF(announce_interval_s), "10", 1, 3600},
+    {"peers", "max_peers", KEY_UINT, OFF(max_peers), "1000", 1, 100000},
+    {"peers", "max_vnis", KEY_UINT, OFF(max_peer_vnis), "4096", 1, 4096},
 };
 
 struct parse_state {
@@ -332,8 +338,8 @@ split_custom_traits(struct agent_config *cfg, struct na_error **err)
             free(name);
             return ret;
         }
-        cfg->custom_traits =
-            na_xrealloc(cfg->custom_traits, (cfg->n_custom_traits + 1) * sizeof(*cfg->custom_traits));
+        cfg->custom_traits = na_xrealloc(cfg->custom_traits,
+                                         (cfg->n_custom_traits + 1) * sizeof(*cfg->custom_traits));
         cfg->custom_traits[cfg->n_custom_traits++] = name;
     }
     return 0;
@@ -371,6 +377,10 @@ apply_defaults(struct agent_config *cfg, const struct parse_state *st, struct na
                                 cfg->path, host);
         cfg->node_id = na_xstrdup(host);
     }
+    if (!cfg->node_key)
+        cfg->node_key = na_xasprintf("%s/node.key", cfg->state_dir);
+    if (!cfg->node_cert)
+        cfg->node_cert = na_xasprintf("%s/node.cert", cfg->state_dir);
     return 0;
 }
 

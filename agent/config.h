@@ -33,6 +33,11 @@ struct agent_config {
     /* [bus] */
     char *bootstrap_servers;
     char *topic_prefix;
+    char *control_plane_key; /* the control plane's Ed25519 public key (PEM) */
+    char *node_key;          /* this node's Ed25519 private key; default state_dir/node.key */
+    char *node_cert;         /* its SignedNodeCertificate; default state_dir/node.cert */
+    bool insecure_unsigned;  /* accept unsigned requests and announcements */
+    unsigned max_request_age_s;
     char *hmac_key_file;
     uint8_t *hmac_key; /* contents of hmac_key_file, NULL when unset */
     size_t hmac_key_size;
@@ -101,6 +106,10 @@ struct agent_config {
     char *tunnel_endpoint; /* this node's underlay IPv4 address; NULL: none */
     char *net_tunnel_type; /* "geneve" or "vxlan" */
     unsigned announce_interval_s;
+
+    /* [peers] */
+    unsigned max_peers;
+    unsigned max_peer_vnis;
 };
 
 /* Loads and validates path.  On error, err's message reads "FILE:LINE: [section] key: why". */

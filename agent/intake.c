@@ -1,12 +1,17 @@
 /* Intake: what happens to a message from the node topic before it runs.
  *
- * verify signature → decode → validate → known request_id? (re-publish, or CONFLICT) →
- * record the intent and its ACCEPTED event in one transaction → ack the bus offset →
- * hand to execute.c.  Every message ends with an event and an acked offset; nothing here
- * blocks but the SQLite commit.
+ * authenticate (signature by the kind's signer, decode, addressed to this node, fresh) →
+ * validate → known request_id? (re-publish, or CONFLICT) → record the intent and its
+ * ACCEPTED event in one transaction → ack the bus offset → hand to execute.c.  Every
+ * message ends with an event and an acked offset; nothing here blocks but the SQLite
+ * commit.  A message refused before it is authenticated gets a FAILED event whose
+ * request_id is empty (the id it carried goes to unverified_request_id): whoever can write
+ * to the topic must not be able to make this agent answer someone else's request.
  */
 #include "agent/agent.h"
+#include "agent/identity.h"
 #include "agent/validate.h"
+#include "proto/trust.h"
 
 #include <errno.h>
 #include <string.h>
@@ -18,10 +23,12 @@ struct intake {
     enum agent_request_kind kind;
     const char *request_id; /* "" unless decoded */
     const char *instance;
+    bool authenticated; /* signed by the kind's signer, for this node, fresh */
     struct na_log_ctx log;
 };
 
-/* A refused message's strings may be any bytes: echo only well-formed identifiers. */
+/* A refused message's strings may be any bytes: echo only well-formed identifiers, and
+ * its request id as the answer only when the message is authenticated. */
 static void
 intake_refuse(struct intake *in, const struct na_error *err)
 {
@@ -31,31 +38,120 @@ intake_refuse(struct intake *in, const struct na_error *err)
         in->log.instance = in->instance = "";
     Nodeagent__V1__Event ev;
     Nodeagent__V1__Error slot;
-    agent_event_init(in->a, &ev, NODEAGENT__V1__EVENT_KIND__EVENT_KIND_FAILED, in->request_id,
-                     in->instance, agent_request_kind_name(in->kind), in->msg->offset);
+    agent_event_init(in->a, &ev, NODEAGENT__V1__EVENT_KIND__EVENT_KIND_FAILED,
+                     in->authenticated ? in->request_id : "", in->instance,
+                     agent_request_kind_name(in->kind), in->msg->offset);
+    if (!in->authenticated)
+        ev.unverified_request_id = (char *)in->request_id;
     agent_event_set_error(&ev, &slot, err);
     agent_event_emit(in->a, &ev);
     agent_metrics_count(&in->a->metrics, in->kind, err->code);
     char quoted[1024];
-    na_log(NA_LOG_WARN, &in->log, "request refused", "kind=%s offset=%lld code=%s error=%s",
-           agent_request_kind_name(in->kind), (long long)in->msg->offset, na_code_name(err->code),
+    na_log(NA_LOG_WARN, &in->log, "request refused",
+           "kind=%s offset=%lld authenticated=%s code=%s error=%s",
+           agent_request_kind_name(in->kind), (long long)in->msg->offset,
+           in->authenticated ? "yes" : "no", na_code_name(err->code),
            na_log_quote(quoted, sizeof(quoted), err->msg));
 }
 
+/* A control-plane request: the control plane's Ed25519 signature, or the legacy HMAC when
+ * [bus] hmac_key_file is set. */
 static int
-check_signature(struct intake *in, struct na_error **err)
+check_control_plane_signature(struct intake *in, struct na_error **err)
 {
     const struct agent_config *cfg = in->a->cfg;
-    if (!in->msg->signature)
+    const struct agent_bus_headers *h = &in->msg->headers;
+    long long offset = (long long)in->msg->offset;
+    if (h->signature) {
+        if (trust_verify_hex(in->a->identity->cp_key, TRUST_REQUEST, in->msg->payload,
+                             in->msg->size, h->signature, h->signature_len))
+            return 0;
         return na_error_set(err, NA_CODE_UNAUTHENTICATED, 0,
-                            "message at offset %lld has no %s header; this node requires "
-                            "signed requests",
-                            (long long)in->msg->offset, NA_HMAC_HEADER);
-    if (!na_hmac_sha256_verify(cfg->hmac_key, cfg->hmac_key_size, in->msg->payload, in->msg->size,
-                               in->msg->signature, in->msg->signature_len))
+                            "message at offset %lld: its %s is not the control plane's "
+                            "signature of a request",
+                            offset, TRUST_SIGNATURE_HEADER);
+    }
+    if (h->hmac && cfg->hmac_key) {
+        if (na_hmac_sha256_verify(cfg->hmac_key, cfg->hmac_key_size, in->msg->payload,
+                                  in->msg->size, h->hmac, h->hmac_len))
+            return 0;
         return na_error_set(err, NA_CODE_UNAUTHENTICATED, 0,
-                            "message at offset %lld has a wrong %s signature",
-                            (long long)in->msg->offset, NA_HMAC_HEADER);
+                            "message at offset %lld has a wrong %s signature", offset,
+                            NA_HMAC_HEADER);
+    }
+    return na_error_set(err, NA_CODE_UNAUTHENTICATED, 0,
+                        "message at offset %lld has no %s header; this node takes only requests "
+                        "signed by the control plane",
+                        offset, TRUST_SIGNATURE_HEADER);
+}
+
+/* A peer message: signed by the certified key of the node it says it comes from. */
+static int
+check_peer_signature(struct intake *in, struct na_error **err)
+{
+    struct trust_node_cert cert;
+    int ret =
+        agent_identity_check_node_message(in->a->identity, TRUST_PEER_MESSAGE, in->msg, &cert, err);
+    if (ret < 0)
+        return na_error_wrap(err, "peer message at offset %lld", (long long)in->msg->offset);
+    const char *from = in->env->reply_to ? in->env->reply_to : "";
+    if (strcmp(from, cert.node_id) != 0)
+        return na_error_set(err, NA_CODE_UNAUTHENTICATED, 0,
+                            "peer message at offset %lld: reply_to `%s` is not `%s`, whose "
+                            "certificate signed it",
+                            (long long)in->msg->offset,
+                            agent_node_id_is_valid(from) ? from : "(invalid)", cert.node_id);
+    return 0;
+}
+
+/* The envelope is for this node, and neither stale nor from the future.  Both fields are
+ * inside the signed bytes, so a captured request cannot be replayed onto another node, or
+ * after the request ids that would recognise it have been forgotten. */
+static int
+check_binding(struct intake *in, struct na_error **err)
+{
+    const struct agent_config *cfg = in->a->cfg;
+    const char *target = in->env->target_node ? in->env->target_node : "";
+    if (strcmp(target, cfg->node_id) != 0)
+        return na_error_field(err, "target_node",
+                              "target_node: the envelope is for node `%s`, and this is `%s`",
+                              agent_node_id_is_valid(target) ? target : "(invalid)", cfg->node_id);
+    int64_t now = na_now_ms(), sent = in->env->sent_at_ms;
+    int64_t max_age_ms = (int64_t)cfg->max_request_age_s * 1000;
+    if (sent < now - max_age_ms)
+        return na_error_field(err, "sent_at_ms",
+                              "sent_at_ms: the envelope was sent %.0f s ago; this node takes "
+                              "envelopes at most [bus] max_request_age = %u s old",
+                              (double)(now - sent) / 1000, cfg->max_request_age_s);
+    if (sent > now + TRUST_MAX_FUTURE_MS)
+        return na_error_field(err, "sent_at_ms",
+                              "sent_at_ms: the envelope is dated %.0f s in the future (at most "
+                              "%d s of clock skew is allowed)",
+                              (double)(sent - now) / 1000, TRUST_MAX_FUTURE_MS / 1000);
+    return 0;
+}
+
+static int
+authenticate(struct intake *in, struct na_error **err)
+{
+    bool peer = in->env && agent_request_signer(in->kind) == AGENT_SIGNER_PEER;
+    int ret = 0;
+    if (in->a->identity->insecure)
+        ret = 0;
+    else if (peer)
+        ret = check_peer_signature(in, err);
+    else
+        ret = check_control_plane_signature(in, err);
+    if (ret < 0)
+        return ret;
+    if (!in->env)
+        return na_error_set(err, NA_CODE_MALFORMED, 0,
+                            "message at offset %lld (%zu bytes) is not a decodable "
+                            "nodeagent.v1.Envelope",
+                            (long long)in->msg->offset, in->msg->size);
+    if ((ret = check_binding(in, err)) < 0)
+        return ret;
+    in->authenticated = !in->a->identity->insecure;
     return 0;
 }
 
@@ -159,13 +255,7 @@ agent_intake(void *agent, const struct agent_bus_msg *msg)
         in.log.instance = in.instance;
     }
 
-    if (a->cfg->hmac_key && check_signature(&in, &err) < 0) {
-        intake_refuse(&in, err);
-    } else if (!in.env) {
-        na_error_set(&err, NA_CODE_MALFORMED, 0,
-                     "message at offset %lld (%zu bytes) is not a decodable "
-                     "nodeagent.v1.Envelope",
-                     (long long)msg->offset, msg->size);
+    if (authenticate(&in, &err) < 0) {
         intake_refuse(&in, err);
     } else if (agent_validate_envelope(in.env, &err) < 0) {
         /* Not recorded: the sender may fix the request and send it with the same id. */

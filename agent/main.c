@@ -1,6 +1,7 @@
 /* nodeagent: the compute-node agent.  Parses the command line, loads the configuration,
  * and hands over to agent_run(). */
 #include "agent/agent.h"
+#include "agent/identity.h"
 
 #include <getopt.h>
 #include <sys/stat.h>
@@ -19,7 +20,9 @@ usage(FILE *out)
             "admin socket.\n"
             "\n"
             "  -c, --config PATH   configuration file (default %s)\n"
-            "  -t, --check-config  load and validate the configuration, then exit\n"
+            "  -t, --check-config  load and validate the configuration and the keys it names\n"
+            "                      (control plane key, node key and certificate), then exit;\n"
+            "                      makes the node key when there is none yet\n"
             "  -V, --version       print the version and exit\n"
             "  -h, --help          print this help and exit\n"
             "\n"
@@ -74,9 +77,21 @@ main(int argc, char **argv)
         return 1;
     }
     if (check_only) {
-        printf("%s: configuration is valid (node_id %s)\n", path, cfg->node_id);
+        struct agent_identity *id = NULL;
+        int ret = agent_identity_load(cfg, true, &id, &err);
+        if (ret < 0)
+            fprintf(stderr, "nodeagent: %s\n", err->msg);
+        else if (id->insecure)
+            printf("%s: configuration is valid (node_id %s); WARNING: [bus] insecure_unsigned "
+                   "= true: requests and announcements are not authenticated\n",
+                   path, cfg->node_id);
+        else
+            printf("%s: configuration is valid (node_id %s, node key %s, certificate valid "
+                   "until %lld ms)\n",
+                   path, cfg->node_id, id->fingerprint, (long long)id->cert_info.not_after_ms);
+        agent_identity_free(id);
         agent_config_free(cfg);
-        return 0;
+        return ret < 0 ? 1 : 0;
     }
     na_log_set_level(cfg->log_level);
     if (na_log_open(cfg->log_file, &err) < 0) {

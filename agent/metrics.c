@@ -58,6 +58,39 @@ result_label(enum na_code code, char *buf, size_t size)
     return buf;
 }
 
+const char *
+agent_announce_refusal_name(enum agent_announce_refusal r)
+{
+    static const char *const names[] = {
+#define X(ID, label) [AGENT_ANNOUNCE_REFUSED_##ID] = label,
+        AGENT_ANNOUNCE_REFUSALS(X)
+#undef X
+    };
+    return r < AGENT_ANNOUNCE_REFUSED__COUNT ? names[r] : "unknown";
+}
+
+static void
+render_trust(struct text *t, const struct agent_metrics *m, const struct agent_gauges *g)
+{
+    text_add(t, "# HELP nodeagent_announcements_refused_total Node announcements not believed, "
+                "by reason.\n# TYPE nodeagent_announcements_refused_total counter\n");
+    for (int r = 0; r < AGENT_ANNOUNCE_REFUSED__COUNT; r++)
+        text_add(t, "nodeagent_announcements_refused_total{reason=\"%s\"} %llu\n",
+                 agent_announce_refusal_name((enum agent_announce_refusal)r),
+                 (unsigned long long)m->announcements_refused[r]);
+    text_add(t,
+             "# HELP nodeagent_peers Other nodes in the peer table.\n"
+             "# TYPE nodeagent_peers gauge\nnodeagent_peers %zu\n"
+             "# HELP nodeagent_insecure_unsigned Whether [bus] insecure_unsigned lets "
+             "unauthenticated requests and announcements in.\n"
+             "# TYPE nodeagent_insecure_unsigned gauge\nnodeagent_insecure_unsigned %d\n"
+             "# HELP nodeagent_node_cert_expiry_seconds Seconds until this node's certificate "
+             "expires (0 without one).\n"
+             "# TYPE nodeagent_node_cert_expiry_seconds gauge\n"
+             "nodeagent_node_cert_expiry_seconds %.0f\n",
+             g->peers, g->insecure_unsigned ? 1 : 0, g->node_cert_expiry_s);
+}
+
 char *
 agent_metrics_render(const struct agent_metrics *m, const struct agent_gauges *g)
 {
@@ -83,6 +116,7 @@ agent_metrics_render(const struct agent_metrics *m, const struct agent_gauges *g
              "# TYPE nodeagent_duplicate_requests_total counter\n"
              "nodeagent_duplicate_requests_total %llu\n",
              (unsigned long long)m->duplicates);
+    render_trust(&t, m, g);
 
     text_add(&t, "# HELP nodeagent_operation_duration_seconds Time from a request's arrival "
                  "to its terminal event.\n"

@@ -13,12 +13,31 @@
 #define AGENT_METRICS_N_CODES 17 /* na_code values 0..16; 0 counts successes */
 #define AGENT_METRICS_N_BUCKETS 12
 
+/* Why an announcement on <prefix>.nodes was not believed: X(ID, label). */
+#define AGENT_ANNOUNCE_REFUSALS(X)                                                                 \
+    X(UNAUTHENTICATED, "unauthenticated") /* no, or a wrong, signature or certificate */           \
+    X(MALFORMED, "malformed")             /* not a NodeAnnouncement, or a field out of range */    \
+    X(IDENTITY, "identity")               /* node id or key other than the certificate's */        \
+    X(ENDPOINT, "endpoint")               /* a tunnel endpoint the certificate does not allow */   \
+    X(STALE, "stale")                     /* too old, or from the future */                        \
+    X(REPLAYED, "replayed")               /* not newer than the node's last one */                 \
+    X(LIMIT, "limit")                     /* [peers] max_peers or max_vnis reached */
+
+enum agent_announce_refusal {
+#define X(ID, label) AGENT_ANNOUNCE_REFUSED_##ID,
+    AGENT_ANNOUNCE_REFUSALS(X)
+#undef X
+        AGENT_ANNOUNCE_REFUSED__COUNT
+};
+const char *agent_announce_refusal_name(enum agent_announce_refusal r);
+
 struct agent_metrics {
     uint64_t requests[AGENT_REQ__COUNT][AGENT_METRICS_N_CODES];
     uint64_t latency_buckets[AGENT_REQ__COUNT][AGENT_METRICS_N_BUCKETS];
     uint64_t latency_count[AGENT_REQ__COUNT];
     double latency_sum[AGENT_REQ__COUNT];
     uint64_t duplicates;
+    uint64_t announcements_refused[AGENT_ANNOUNCE_REFUSED__COUNT];
 };
 
 struct agent_gauges {
@@ -32,9 +51,12 @@ struct agent_gauges {
     uint64_t bus_received;
     uint64_t bus_delivered;
     uint64_t bus_delivery_failed;
-    int placement_in_sync;  /* 1, 0, or -1 when [placement] endpoint is unset */
-    uint64_t capacity[3];   /* VCPU, MEMORY_MB, DISK_GB: what may be allocated */
-    uint64_t used[3];       /* the instances' claims */
+    int placement_in_sync; /* 1, 0, or -1 when [placement] endpoint is unset */
+    uint64_t capacity[3];  /* VCPU, MEMORY_MB, DISK_GB: what may be allocated */
+    uint64_t used[3];      /* the instances' claims */
+    bool insecure_unsigned;
+    double node_cert_expiry_s; /* seconds until the node certificate expires; 0 insecure */
+    size_t peers;
 };
 
 /* code NA_CODE_UNSPECIFIED (0) means success. */

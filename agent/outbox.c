@@ -16,7 +16,7 @@ produce_row(int64_t id, const char *topic, const char *key, const struct agent_b
 {
     struct agent *a = ctx;
     cleanup_error struct na_error *err = NULL;
-    int ret = agent_bus_produce(a->bus, topic, key, payload->data, payload->size, id, &err);
+    int ret = agent_bus_produce(a->bus, topic, key, payload->data, payload->size, NULL, id, &err);
     if (ret == -ENOBUFS)
         return 1; /* local queue full: try again when the bus has drained some */
     if (ret < 0) {

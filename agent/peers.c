@@ -1,9 +1,13 @@
 /* Peers: announcing this node and keeping the table of the others.  See peers.h. */
 #include "agent/peers.h"
 #include "agent/agent.h"
+#include "agent/announcement.h"
+#include "agent/identity.h"
 #include "agent/validate.h"
+#include "proto/trust.h"
 #include "net/ovs/ovs.h"
 
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,27 +33,12 @@ struct agent_peers {
     size_t n, cap;
     uv_timer_t announce_timer;
     uv_timer_t expiry_timer;
-    bool missed; /* an announcement was due while the bus was down */
-    int refs;    /* timers still closing */
+    bool missed;    /* an announcement was due while the bus was down */
+    int refs;       /* timers still closing */
     uint32_t *vnis; /* this node's networks, as last announced */
     size_t n_vnis;
-    bool settled;   /* the nodes topic has been read to its end once */
+    bool settled; /* the nodes topic has been read to its end once */
 };
-
-int
-agent_announcement_check(const Nodeagent__V1__NodeAnnouncement *an, const void *key,
-                         size_t key_len, struct na_error **err)
-{
-    int ret = agent_validate_announcement(an, err);
-    if (ret < 0)
-        return ret;
-    if (key_len != strlen(an->node_id) || memcmp(key, an->node_id, key_len) != 0)
-        return na_error_field(err, "key",
-                              "key: the message's key is not its node_id `%s`; announcements "
-                              "are keyed by the announcing node",
-                              an->node_id);
-    return 0;
-}
 
 static struct peer *
 peer_find(struct agent_peers *p, const char *node_id)
@@ -118,8 +107,21 @@ announce(struct agent_peers *p, bool leaving)
     cleanup_free uint8_t *buf = na_xmalloc(size ? size : 1);
     nodeagent__v1__node_announcement__pack(&an, buf);
     cleanup_error struct na_error *err = NULL;
-    if (agent_bus_produce(a->bus, p->topic, a->cfg->node_id, buf, size, ANNOUNCE_DELIVERY_ID,
-                          &err) < 0) {
+    struct agent_bus_headers headers = {0};
+    char sig[TRUST_SIGNATURE_HEX_LEN + 1];
+    const struct agent_identity *id = a->identity;
+    if (!id->insecure) {
+        if (trust_sign_hex(id->node_key, TRUST_ANNOUNCEMENT, buf, size, sig, &err) < 0) {
+            na_log(NA_LOG_ERROR, NULL, "node announcement not signed", "error=\"%s\"", err->msg);
+            return;
+        }
+        headers = (struct agent_bus_headers){.signature = sig,
+                                             .signature_len = TRUST_SIGNATURE_HEX_LEN,
+                                             .certificate = id->cert_hex,
+                                             .certificate_len = strlen(id->cert_hex)};
+    }
+    if (agent_bus_produce(a->bus, p->topic, a->cfg->node_id, buf, size, &headers,
+                          ANNOUNCE_DELIVERY_ID, &err) < 0) {
         p->missed = true;
         na_log(NA_LOG_WARN, NULL, "node announcement not sent", "error=\"%s\"",
                err ? err->msg : "local queue full");
@@ -153,26 +155,58 @@ on_expiry_timer(uv_timer_t *t)
     }
 }
 
-/* Takes the announcement into the table; whether what the tunnels depend on changed. */
-static bool
-take(struct agent_peers *p, const Nodeagent__V1__NodeAnnouncement *an)
+/* Whether the table may take an's news; the refusal's reason otherwise. */
+static int
+admissible(struct agent_peers *p, const Nodeagent__V1__NodeAnnouncement *an,
+           const struct peer *peer, struct na_error **err)
 {
-    struct peer *peer = peer_find(p, an->node_id);
+    int64_t now = na_now_ms();
+    if (an->time_ms > now + TRUST_MAX_FUTURE_MS) {
+        na_error_set(err, NA_CODE_UNAUTHENTICATED, 0, "its time_ms is %.1f s in the future",
+                     (double)(an->time_ms - now) / 1000);
+        return AGENT_ANNOUNCE_REFUSED_STALE;
+    }
+    /* A node's last announcement stays on the (compacted) topic after it is gone: one too
+     * old to be alive, read at start (or replayed), makes no peer.  Once a peer, a node
+     * stays one as long as its announcements keep arriving (heard_ms, this node's monotonic
+     * clock), whatever its own clock says. */
+    int64_t age_ms = now - an->time_ms;
+    if (!peer && !an->leaving &&
+        age_ms > (int64_t)an->interval_s * 1000 * AGENT_PEER_MISSED_INTERVALS) {
+        na_error_set(err, NA_CODE_UNAUTHENTICATED, 0,
+                     "it is %.1f s old, more than %d of its intervals: not a live node",
+                     (double)age_ms / 1000, AGENT_PEER_MISSED_INTERVALS);
+        return AGENT_ANNOUNCE_REFUSED_STALE;
+    }
+    if (peer && an->time_ms <= peer->announced_ms) {
+        na_error_set(err, NA_CODE_UNAUTHENTICATED, 0,
+                     "its time_ms %" PRId64 " is not after that of the node's last announcement "
+                     "(%" PRId64 "): a replay or out of order",
+                     an->time_ms, peer->announced_ms);
+        return AGENT_ANNOUNCE_REFUSED_REPLAYED;
+    }
+    if (an->n_vnis > p->a->cfg->max_peer_vnis) {
+        na_error_set(err, NA_CODE_INVALID_ARGUMENT, 0,
+                     "it lists %zu networks; [peers] max_vnis is %u", an->n_vnis,
+                     p->a->cfg->max_peer_vnis);
+        return AGENT_ANNOUNCE_REFUSED_LIMIT;
+    }
+    if (!peer && !an->leaving && p->n >= p->a->cfg->max_peers) {
+        na_error_set(err, NA_CODE_NO_CAPACITY, 0, "the peer table is full ([peers] max_peers = %u)",
+                     p->a->cfg->max_peers);
+        return AGENT_ANNOUNCE_REFUSED_LIMIT;
+    }
+    return -1;
+}
+
+/* Takes an admissible announcement into the table; whether what the tunnels depend on
+ * changed. */
+static bool
+take(struct agent_peers *p, const Nodeagent__V1__NodeAnnouncement *an, struct peer *peer)
+{
     if (an->leaving) {
         if (peer) {
             na_log(NA_LOG_INFO, NULL, "peer left", "peer=%s", an->node_id);
-            peer_remove(p, peer);
-            return true;
-        }
-        return false;
-    }
-    /* A node's last announcement stays on the (compacted) topic after it is gone: one too
-     * old to be alive, read at start, is not a peer. */
-    int64_t age_ms = na_now_ms() - an->time_ms;
-    if (age_ms > (int64_t)an->interval_s * 1000 * AGENT_PEER_MISSED_INTERVALS) {
-        if (peer) {
-            na_log(NA_LOG_WARN, NULL, "peer lost: its last announcement is stale",
-                   "peer=%s age_s=%.1f", an->node_id, (double)age_ms / 1000);
             peer_remove(p, peer);
             return true;
         }
@@ -212,30 +246,65 @@ take(struct agent_peers *p, const Nodeagent__V1__NodeAnnouncement *an)
     return changed;
 }
 
+static void
+refuse(struct agent *a, enum agent_announce_refusal why, const struct agent_bus_msg *msg,
+       const char *node_id, const struct na_error *err)
+{
+    a->metrics.announcements_refused[why]++;
+    char quoted[1024];
+    na_log(NA_LOG_WARN, NULL, "node announcement refused",
+           "reason=%s node_id=%s offset=%lld error=%s", agent_announce_refusal_name(why),
+           node_id && agent_node_id_is_valid(node_id) ? node_id : "-", (long long)msg->offset,
+           na_log_quote(quoted, sizeof(quoted), err->msg));
+}
+
+/* Checks an announcement from the top: signature and certificate, then the message.
+ * Returns -1 when it may be believed, else the refusal's reason with *err saying why; *out
+ * is the decoded announcement whenever it decoded (the caller frees it). */
+static int
+authenticate(struct agent *a, const struct agent_bus_msg *msg,
+             Nodeagent__V1__NodeAnnouncement **out, struct na_error **err)
+{
+    const struct agent_identity *id = a->identity;
+    struct trust_node_cert cert;
+    if (!id->insecure &&
+        agent_identity_check_node_message(id, TRUST_ANNOUNCEMENT, msg, &cert, err) < 0)
+        return AGENT_ANNOUNCE_REFUSED_UNAUTHENTICATED;
+    *out = nodeagent__v1__node_announcement__unpack(NULL, msg->size, msg->payload);
+    if (!*out) {
+        na_error_set(err, NA_CODE_MALFORMED, 0, "%zu bytes that are not a NodeAnnouncement",
+                     msg->size);
+        return AGENT_ANNOUNCE_REFUSED_MALFORMED;
+    }
+    if (agent_announcement_check(*out, msg->key, msg->key_len, err) < 0)
+        return AGENT_ANNOUNCE_REFUSED_MALFORMED;
+    return id->insecure ? -1 : agent_announcement_matches_cert(*out, &cert, err);
+}
+
 void
-agent_peers_on_announcement(void *agent, const void *key, size_t key_len, const uint8_t *payload,
-                            size_t size)
+agent_peers_on_announcement(void *agent, const struct agent_bus_msg *msg)
 {
     struct agent *a = agent;
     struct agent_peers *p = a->peers;
     if (!p)
         return;
-    Nodeagent__V1__NodeAnnouncement *an =
-        nodeagent__v1__node_announcement__unpack(NULL, size, payload);
-    if (!an) {
-        na_log(NA_LOG_WARN, NULL, "ignoring a message on the nodes topic that is not a "
-                                  "NodeAnnouncement", "size=%zu", size);
-        return;
-    }
+    Nodeagent__V1__NodeAnnouncement *an = NULL;
     cleanup_error struct na_error *err = NULL;
-    if (agent_announcement_check(an, key, key_len, &err) < 0) {
-        char quoted[1024];
-        na_log(NA_LOG_WARN, NULL, "ignoring an invalid node announcement", "error=%s",
-               na_log_quote(quoted, sizeof(quoted), err->msg));
-    } else if (strcmp(an->node_id, a->cfg->node_id) != 0 && take(p, an)) {
-        agent_net_sync_peers(a);
+    int why = authenticate(a, msg, &an, &err);
+    if (why >= 0) {
+        refuse(a, (enum agent_announce_refusal)why, msg, an ? an->node_id : NULL, err);
+    } else if (strcmp(an->node_id, a->cfg->node_id) != 0) {
+        struct peer *peer = peer_find(p, an->node_id);
+        why = admissible(p, an, peer, &err);
+        /* Reading the topic's history at start, old announcements are expected. */
+        bool history = why == AGENT_ANNOUNCE_REFUSED_STALE && !p->settled;
+        if (why >= 0 && !history)
+            refuse(a, (enum agent_announce_refusal)why, msg, an->node_id, err);
+        else if (why < 0 && take(p, an, peer))
+            agent_net_sync_peers(a);
     }
-    nodeagent__v1__node_announcement__free_unpacked(an, NULL);
+    if (an)
+        nodeagent__v1__node_announcement__free_unpacked(an, NULL);
 }
 
 void
@@ -245,8 +314,8 @@ agent_peers_caught_up(void *agent)
     if (!a->peers || a->peers->settled)
         return;
     a->peers->settled = true;
-    na_log(NA_LOG_INFO, NULL, "peers known: the nodes topic has been read to its end",
-           "peers=%zu", a->peers->n);
+    na_log(NA_LOG_INFO, NULL, "peers known: the nodes topic has been read to its end", "peers=%zu",
+           a->peers->n);
     agent_net_sync_peers(a);
 }
 
@@ -355,4 +424,10 @@ agent_peers_view(struct agent *a)
     return json_pack("{s:s, s:s, s:i, s:o}", "node_id", a->cfg->node_id, "tunnel_endpoint",
                      endpoint, "announce_interval_s", (int)a->cfg->announce_interval_s, "peers",
                      list);
+}
+
+size_t
+agent_peers_count(const struct agent *a)
+{
+    return a->peers ? a->peers->n : 0;
 }

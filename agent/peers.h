@@ -10,7 +10,7 @@
  * Each announcement lists the node's networks (the VNIs of its instances' NICs), and a new
  * one goes out as soon as they change, so that every node knows which peers host which
  * networks.  The table is the tunnel layer's list of peers (their tunnel endpoints and
- * networks).  Main loop only.
+ * networks).  Main loop only.  The checks of one announcement are in announcement.h.
  */
 #ifndef NODEAGENT_AGENT_PEERS_H
 #define NODEAGENT_AGENT_PEERS_H
@@ -25,17 +25,14 @@ struct agent;
 /* How many of a peer's own intervals it may stay silent before it is dropped. */
 #define AGENT_PEER_MISSED_INTERVALS 3
 
-/* Whether an announcement that arrived with key may be believed; INVALID_ARGUMENT naming
- * the field otherwise.  Pure; unit-tested. */
-int agent_announcement_check(const Nodeagent__V1__NodeAnnouncement *an, const void *key,
-                             size_t key_len, struct na_error **err);
-
 int agent_peers_open(struct agent *a, struct na_error **err);
 /* Announces that this node is leaving (before the bus flushes), stops the timers. */
 void agent_peers_close(struct agent *a);
-/* The bus's on_announcement callback. */
-void agent_peers_on_announcement(void *agent, const void *key, size_t key_len,
-                                 const uint8_t *payload, size_t size);
+/* The bus's on_announcement callback: believed only when signed by the node's certified
+ * key (unless [bus] insecure_unsigned), newer than its last one, within the limits. */
+struct agent_bus_msg;
+void agent_peers_on_announcement(void *agent, const struct agent_bus_msg *msg);
+size_t agent_peers_count(const struct agent *a);
 /* The bus's on_nodes_caught_up callback: the table holds every node the topic knew of at
  * start; from now on it is handed to the tunnel layer (before, the tunnels stay as they
  * are in Open vSwitch, so that a restart of the agent does not cut them). */

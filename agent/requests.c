@@ -3,16 +3,28 @@
 #include <stddef.h>
 
 static const char *const kind_names[AGENT_REQ__COUNT] = {[AGENT_REQ_NONE] = "none",
-#define X(name, CASE, field) [AGENT_REQ_##CASE] = #name,
+#define X(name, CASE, field, signer) [AGENT_REQ_##CASE] = #name,
                                                          AGENT_REQUEST_KINDS(X)
 #undef X
 };
+
+static const enum agent_request_signer signers[AGENT_REQ__COUNT] = {
+#define X(name, CASE, field, signer) [AGENT_REQ_##CASE] = AGENT_SIGNER_##signer,
+    AGENT_REQUEST_KINDS(X)
+#undef X
+};
+
+enum agent_request_signer
+agent_request_signer(enum agent_request_kind kind)
+{
+    return (unsigned)kind < AGENT_REQ__COUNT ? signers[kind] : AGENT_SIGNER_CONTROL_PLANE;
+}
 
 enum agent_request_kind
 agent_request_kind_of(const Nodeagent__V1__Envelope *env)
 {
     switch (env->body_case) {
-#define X(name, CASE, field)                                                                       \
+#define X(name, CASE, field, signer)                                                               \
     case NODEAGENT__V1__ENVELOPE__BODY_##CASE:                                                     \
         return AGENT_REQ_##CASE;
         AGENT_REQUEST_KINDS(X)

@@ -1,10 +1,11 @@
 /* The request kinds of the bus contract, listed once.
  *
- * X(name, CASE, field) — name is the Envelope body's field name (also the request_kind string
- * of events and the `kind` label of metrics); CASE is the protobuf-c oneof case suffix; field is
- * the C member (protoc-c renames C++ keywords: delete_). Everything that needs to walk the kinds
- * (validation, dispatch, metrics, nodectl) expands this list, so a new request is added here and
- * nowhere else by hand.
+ * X(name, CASE, field, signer) — name is the Envelope body's field name (also the request_kind
+ * string of events and the `kind` label of metrics); CASE is the protobuf-c oneof case suffix;
+ * field is the C member (protoc-c renames C++ keywords: delete_); signer is who must sign it:
+ * CONTROL_PLANE (the control plane's key) or PEER (the sending node's certified key). Everything
+ * that needs to walk the kinds (validation, dispatch, metrics, nodectl) expands this list, so a new
+ * request is added here and nowhere else by hand.
  */
 #ifndef NODEAGENT_AGENT_REQUESTS_H
 #define NODEAGENT_AGENT_REQUESTS_H
@@ -12,34 +13,38 @@
 #include "nodeagent.pb-c.h"
 
 #define AGENT_REQUEST_KINDS(X)                                                                     \
-    X(create, CREATE, create)                                                                      \
-    X(delete, DELETE, delete_)                                                                     \
-    X(start, START, start)                                                                         \
-    X(stop, STOP, stop)                                                                            \
-    X(reboot, REBOOT, reboot)                                                                      \
-    X(pause, PAUSE, pause)                                                                         \
-    X(resume, RESUME, resume)                                                                      \
-    X(suspend, SUSPEND, suspend)                                                                   \
-    X(snapshot_create, SNAPSHOT_CREATE, snapshot_create)                                           \
-    X(snapshot_revert, SNAPSHOT_REVERT, snapshot_revert)                                           \
-    X(snapshot_delete, SNAPSHOT_DELETE, snapshot_delete)                                           \
-    X(resize, RESIZE, resize)                                                                      \
-    X(rebuild, REBUILD, rebuild)                                                                   \
-    X(console_log, CONSOLE_LOG, console_log)                                                       \
-    X(migrate, MIGRATE, migrate)                                                                   \
-    X(cancel_migration, CANCEL_MIGRATION, cancel_migration)                                        \
-    X(migration_prepare, MIGRATION_PREPARE, migration_prepare)                                     \
-    X(migration_prepared, MIGRATION_PREPARED, migration_prepared)                                  \
-    X(migration_finish, MIGRATION_FINISH, migration_finish)                                        \
-    X(migration_abort, MIGRATION_ABORT, migration_abort)
+    X(create, CREATE, create, CONTROL_PLANE)                                                       \
+    X(delete, DELETE, delete_, CONTROL_PLANE)                                                      \
+    X(start, START, start, CONTROL_PLANE)                                                          \
+    X(stop, STOP, stop, CONTROL_PLANE)                                                             \
+    X(reboot, REBOOT, reboot, CONTROL_PLANE)                                                       \
+    X(pause, PAUSE, pause, CONTROL_PLANE)                                                          \
+    X(resume, RESUME, resume, CONTROL_PLANE)                                                       \
+    X(suspend, SUSPEND, suspend, CONTROL_PLANE)                                                    \
+    X(snapshot_create, SNAPSHOT_CREATE, snapshot_create, CONTROL_PLANE)                            \
+    X(snapshot_revert, SNAPSHOT_REVERT, snapshot_revert, CONTROL_PLANE)                            \
+    X(snapshot_delete, SNAPSHOT_DELETE, snapshot_delete, CONTROL_PLANE)                            \
+    X(resize, RESIZE, resize, CONTROL_PLANE)                                                       \
+    X(rebuild, REBUILD, rebuild, CONTROL_PLANE)                                                    \
+    X(console_log, CONSOLE_LOG, console_log, CONTROL_PLANE)                                        \
+    X(migrate, MIGRATE, migrate, CONTROL_PLANE)                                                    \
+    X(cancel_migration, CANCEL_MIGRATION, cancel_migration, CONTROL_PLANE)                         \
+    X(migration_prepare, MIGRATION_PREPARE, migration_prepare, PEER)                               \
+    X(migration_prepared, MIGRATION_PREPARED, migration_prepared, PEER)                            \
+    X(migration_finish, MIGRATION_FINISH, migration_finish, PEER)                                  \
+    X(migration_abort, MIGRATION_ABORT, migration_abort, PEER)
 
 enum agent_request_kind {
     AGENT_REQ_NONE = 0,
-#define X(name, CASE, field) AGENT_REQ_##CASE,
+#define X(name, CASE, field, signer) AGENT_REQ_##CASE,
     AGENT_REQUEST_KINDS(X)
 #undef X
         AGENT_REQ__COUNT
 };
+
+enum agent_request_signer { AGENT_SIGNER_CONTROL_PLANE, AGENT_SIGNER_PEER };
+/* Who must sign a request of this kind (AGENT_REQ_NONE: the control plane). */
+enum agent_request_signer agent_request_signer(enum agent_request_kind kind);
 
 /* The kind of a decoded envelope, AGENT_REQ_NONE when its body is not set or unknown. */
 enum agent_request_kind agent_request_kind_of(const Nodeagent__V1__Envelope *env);

@@ -182,8 +182,8 @@ static const struct str_rule RULE_TENANT = {1, 64, CHARS_SAFE, 0,
 static const struct str_rule RULE_NODE = {1, 64, CHARS_SAFE, NOT_DOTS,
                                           "a node id: 1..64 characters of [A-Za-z0-9._-], "
                                           "not \".\" or \"..\""};
-static const struct str_rule RULE_VERSION = {
-    1, 64, CHARS_TOKEN, 0, "1..64 characters of printable ASCII without spaces"};
+static const struct str_rule RULE_VERSION = {1, 64, CHARS_TOKEN, 0,
+                                             "1..64 characters of printable ASCII without spaces"};
 static const struct str_rule RULE_FLAVOR_NAME = {0, 64, CHARS_PRINTABLE, 0,
                                                  "0..64 characters of printable ASCII"};
 static const struct str_rule RULE_HOSTNAME = {
@@ -771,7 +771,7 @@ static void
 check_body(struct vctx *v, const Nodeagent__V1__Envelope *env)
 {
     switch (env->body_case) {
-#define X(name, CASE, field)                                                                       \
+#define X(name, CASE, field, signer)                                                               \
     case NODEAGENT__V1__ENVELOPE__BODY_##CASE:                                                     \
         if (require(v, #name, env->field)) {                                                       \
             size_t mark = path_push(v, #name);                                                     \
@@ -792,6 +792,14 @@ agent_request_id_is_valid(const char *request_id)
 {
     struct vctx v = {.err = NULL};
     check_str(&v, "request_id", request_id, &RULE_REQUEST_ID);
+    return v.ret == 0;
+}
+
+bool
+agent_node_id_is_valid(const char *node_id)
+{
+    struct vctx v = {.err = NULL};
+    check_str(&v, "node_id", node_id, &RULE_NODE);
     return v.ret == 0;
 }
 

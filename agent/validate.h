@@ -34,5 +34,6 @@ int agent_validate_announcement(const Nodeagent__V1__NodeAnnouncement *an, struc
 /* Whether request_id is well formed, so that an event about a refused message may echo it
  * (every string an event carries must be valid UTF-8 and safe to log). */
 bool agent_request_id_is_valid(const char *request_id);
+bool agent_node_id_is_valid(const char *node_id);
 
 #endif

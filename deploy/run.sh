@@ -1,7 +1,8 @@
 #!/bin/sh
 # The local stack for `make run` / `make stop`, in a private work directory (./run):
 # the test guest image served over HTTP on loopback (deploy/imageserver.py), the embedded
-# bus (nodeagent-devbus), and one agent per node, which boot a demo guest on the first node.
+# bus (nodeagent-devbus), a control plane key with a certificate for each node (./run/keys),
+# and one agent per node, which boot a demo guest on the first node.
 # Guests run under TCG (virt_type = qemu).
 #   NODES=1 (default): one private libvirt + Open vSwitch host (deploy/virtenv.py), node "demo".
 #   NODES=N (2..8): N hosts joined by an underlay (deploy/hosts.py), nodes node1..nodeN, each
@@ -60,8 +61,28 @@ stop() {
     fi
 }
 
+# The stack's control plane key, made once and kept in ./run/keys: nodectl signs with it
+# (NODEAGENT_CP_KEY in ./run/env) and every agent checks requests and certificates with it.
+make_control_plane_key() {
+    mkdir -p "$RUN/keys"
+    chmod 0700 "$RUN/keys"
+    [ -f "$RUN/keys/control-plane.key" ] ||
+        "$BUILD/nodectl" keygen "$RUN/keys/control-plane.key" >/dev/null
+}
+
+# issue_node_cert NODE TUNNEL_IP: the node's key (made once) and a certificate for it and
+# its tunnel endpoint, issued anew at every start.
+issue_node_cert() {
+    [ -f "$RUN/keys/$1.key" ] || "$BUILD/nodectl" keygen "$RUN/keys/$1.key" >/dev/null
+    # shellcheck disable=SC2046 # no endpoint flag without an endpoint
+    "$BUILD/nodectl" --key "$RUN/keys/control-plane.key" node-cert issue --node-id "$1" \
+        --public-key "$RUN/keys/$1.pub" $([ -n "$2" ] && echo --endpoint "$2") \
+        --cert-out "$RUN/keys/$1.cert" >/dev/null
+}
+
 # start_agent NODE STATE_DIR LIBVIRT_URI BRIDGE TUNNEL_IP: one agent, ./run/agent-NODE.*
 start_agent() {
+    issue_node_cert "$1" "$5"
     cat >"$RUN/agent-$1.conf" <<EOF
 [agent]
 node_id = $1
@@ -70,6 +91,9 @@ log_file = $RUN/agent-$1.log
 [bus]
 bootstrap_servers = $BOOTSTRAP
 topic_prefix = $PREFIX
+control_plane_key = $RUN/keys/control-plane.pub
+node_key = $RUN/keys/$1.key
+node_cert = $RUN/keys/$1.cert
 [admin]
 socket = $RUN/admin-$1.sock
 [hypervisor]
@@ -155,6 +179,7 @@ start() {
         exit 1
     fi
 
+    make_control_plane_key
     if [ "$NODES" -eq 1 ]; then
         . "$RUN/virtenv/env"
         start_agent demo "$NODEAGENT_STATE_DIR" "$NODEAGENT_LIBVIRT_URI" "$NODEAGENT_BRIDGE" ""
@@ -176,6 +201,7 @@ export NODECTL_BOOTSTRAP=$BOOTSTRAP
 export NODECTL_PREFIX=$PREFIX
 export NODECTL_NODE=$NODE
 export NODECTL_ADMIN_SOCKET=$RUN/admin-$NODE.sock
+export NODEAGENT_CP_KEY=$RUN/keys/control-plane.key
 export PATH="$BUILD:\$PATH"
 export LIBVIRT_DEFAULT_URI='$NODEAGENT_LIBVIRT_URI'
 EOF

@@ -197,6 +197,15 @@ write_pem(const char *path, mode_t mode, bool replace, EVP_PKEY *key, bool priva
     return ret;
 }
 
+char *
+trust_public_path(const char *private_path)
+{
+    size_t len = strlen(private_path);
+    if (len > 4 && strcmp(private_path + len - 4, ".key") == 0)
+        return na_xasprintf("%.*s.pub", (int)(len - 4), private_path);
+    return na_xasprintf("%s.pub", private_path);
+}
+
 int
 trust_key_write_public(EVP_PKEY *key, const char *path, struct na_error **err)
 {
@@ -546,4 +555,35 @@ trust_node_message_check(EVP_PKEY *cp_pub, enum trust_purpose purpose, const uin
                             TRUST_SIGNATURE_HEADER, c.node_id);
     *out = c;
     return 0;
+}
+
+/* --- hex ------------------------------------------------------------------------------- */
+
+char *
+trust_hex_encode(const uint8_t *data, size_t size)
+{
+    char *out = na_xmalloc(2 * size + 1);
+    for (size_t i = 0; i < size; i++)
+        snprintf(out + 2 * i, 3, "%02x", data[i]);
+    out[2 * size] = '\0';
+    return out;
+}
+
+bool
+trust_hex_decode(const char *hex, size_t len, size_t max_size, uint8_t **out, size_t *size)
+{
+    if (!hex || len % 2 || len / 2 > max_size)
+        return false;
+    uint8_t *buf = na_xmalloc(len / 2 + 1);
+    for (size_t i = 0; i < len / 2; i++) {
+        int hi = hex_digit(hex[2 * i]), lo = hex_digit(hex[2 * i + 1]);
+        if (hi < 0 || lo < 0) {
+            free(buf);
+            return false;
+        }
+        buf[i] = (uint8_t)(hi << 4 | lo);
+    }
+    *out = buf;
+    *size = len / 2;
+    return true;
 }

@@ -25,8 +25,9 @@
 
 #include <openssl/evp.h>
 
-/* Kafka headers: the lowercase hex signature (128 digits), and the sender's
- * SignedNodeCertificate (protobuf bytes) with node-signed messages. */
+/* Kafka headers, both lowercase hex so that any Kafka tool can set them: the signature (128
+ * digits), and the sender's SignedNodeCertificate (its protobuf bytes) with node-signed
+ * messages. */
 #define TRUST_SIGNATURE_HEADER "nodeagent-signature"
 #define TRUST_CERTIFICATE_HEADER "nodeagent-certificate"
 #define TRUST_SIGNATURE_HEX_LEN 128
@@ -66,6 +67,9 @@ int trust_key_load_public(const char *path, const char *what, EVP_PKEY **out,
 int trust_key_generate(const char *priv_path, const char *pub_path, EVP_PKEY **out,
                        struct na_error **err);
 int trust_key_write_public(EVP_PKEY *key, const char *path, struct na_error **err);
+/* Where a private key's public half goes by default: ".key" replaced by ".pub", or ".pub"
+ * added (node.key -> node.pub).  The caller frees it. */
+char *trust_public_path(const char *private_path);
 /* The raw 32-byte public key. */
 int trust_key_public_raw(EVP_PKEY *key, uint8_t out[TRUST_PUBLIC_KEY_SIZE], struct na_error **err);
 /* The first 16 hex digits of the SHA-256 of the raw public key, for logs. */
@@ -115,5 +119,13 @@ int trust_node_message_check(EVP_PKEY *cp_pub, enum trust_purpose purpose, const
                              size_t cert_size, const char *sig_hex, size_t sig_len,
                              const uint8_t *data, size_t size, int64_t now_ms,
                              struct trust_node_cert *out, struct na_error **err);
+
+/* --- hex, for headers ------------------------------------------------------------------ */
+
+/* Lowercase hex of data, NUL-terminated, malloc'd. */
+char *trust_hex_encode(const uint8_t *data, size_t size);
+/* Decodes len lowercase hex digits (not NUL-terminated) into a malloc'd *out; false when
+ * hex is not that or longer than max_size bytes would need. */
+bool trust_hex_decode(const char *hex, size_t len, size_t max_size, uint8_t **out, size_t *size);
 
 #endif

@@ -13,6 +13,8 @@ import subprocess
 import time
 import uuid
 
+from trust import SIGNATURE_HEADER, Authority, sign
+
 BUILD = os.environ.get("NODEAGENT_BUILD", os.path.abspath("build/release"))
 NODECTL = os.path.join(BUILD, "nodectl")
 
@@ -70,7 +72,7 @@ class Devbus:
 class Agent:
     """One nodeagent process with its own config, state directory and admin socket."""
 
-    def __init__(self, workdir, devbus, node_id, extra_config="", virtenv=None):
+    def __init__(self, workdir, devbus, node_id, extra_config="", virtenv=None, authority=None):
         self.workdir = workdir
         self.devbus = devbus
         self.node_id = node_id
@@ -79,12 +81,21 @@ class Agent:
         self.state_dir = virtenv.state_dir if virtenv else os.path.join(workdir, f"state-{node_id}")
         self.socket = os.path.join(workdir, f"admin-{node_id}.sock")
         self.config = os.path.join(workdir, f"{node_id}.conf")
+        # Signed like a production node: the cluster's control plane issues this node's key a
+        # certificate for the tunnel endpoint the test gives it.  A test that wants another
+        # identity (or none: insecure_unsigned) says so in its extra_config.
+        identity = ""
+        if authority and not re.search(r"^(insecure_unsigned|control_plane_key)\s*=",
+                                        extra_config, re.M):
+            endpoints = re.findall(r"^tunnel_endpoint\s*=\s*(\S+)", extra_config, re.M)
+            identity = authority.agent_config(node_id, endpoints)
         with open(self.config, "w") as f:
             f.write(
                 f"[agent]\nnode_id = {node_id}\nstate_dir = {self.state_dir}\n"
                 f"shutdown_timeout = 10\n"
                 f"[bus]\nbootstrap_servers = {devbus.bootstrap}\ntopic_prefix = {devbus.prefix}\n"
-                f"[admin]\nsocket = {self.socket}\n"
+                + identity
+                + f"[admin]\nsocket = {self.socket}\n"
                 + (f"[hypervisor]\nuri = {virtenv.uri}\nvirt_type = qemu\ncpu_mode = none\n"
                    f"bridge = {virtenv.bridge}\n"
                    + "[network]\n" + "".join(
@@ -172,23 +183,31 @@ class Agent:
 
 
 class Cluster:
-    """A devbus and agents; the test's single point of teardown."""
+    """A devbus, a control plane's key, and agents; the test's single point of teardown.
+
+    nodectl signs with the control plane's key (NODEAGENT_CP_KEY): set in the environment
+    while the cluster lives, so that tests which start nodectl themselves sign too."""
 
     def __init__(self, workdir, nodes=("n1",)):
         self.workdir = str(workdir)
         self.prefix = "t" + uuid.uuid4().hex[:10]
+        self.authority = Authority(self.workdir)
+        self.saved_key = os.environ.get("NODEAGENT_CP_KEY")
+        os.environ["NODEAGENT_CP_KEY"] = self.authority.key
         self.devbus = Devbus(self.workdir, self.prefix, nodes)
         self.agents = {}
 
     def agent(self, node_id="n1", extra_config="", virtenv=None):
         if node_id not in self.agents:
-            self.agents[node_id] = Agent(self.workdir, self.devbus, node_id, extra_config, virtenv)
+            self.agents[node_id] = Agent(self.workdir, self.devbus, node_id, extra_config, virtenv,
+                                         self.authority)
         return self.agents[node_id]
 
     def nodectl(self, *args, node="n1", timeout=120, check=None, env=None):
         cmd = [NODECTL, "--bootstrap", self.devbus.bootstrap, "--prefix", self.prefix,
                "--node", node] + [str(a) for a in args]
         full_env = dict(os.environ)
+        full_env["NODEAGENT_CP_KEY"] = self.authority.key
         full_env.update(env or {})
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env)
         if check is not None and r.returncode != check:
@@ -206,13 +225,26 @@ class Cluster:
             out = [e for e in out if e.get(k) == v]
         return out
 
-    def kcat_produce(self, topic, files):
-        """Each file becomes one message, sent as-is."""
+    def kcat_produce(self, topic, files, headers=()):
+        """Each file becomes one message, sent as-is; headers: ("name=value", ...) for all."""
+        hargs = [a for h in headers for a in ("-H", h)]
         for i in range(0, len(files), 200):
-            subprocess.run(["kcat", "-P", "-b", self.devbus.bootstrap, "-t", topic] + files[i:i + 200],
-                           check=True, timeout=120, capture_output=True)
+            subprocess.run(["kcat", "-P", "-b", self.devbus.bootstrap, "-t", topic, *hargs]
+                           + files[i:i + 200], check=True, timeout=120, capture_output=True)
+
+    def send_signed(self, payload, node="n1"):
+        """One request, signed with the cluster's control plane key, sent with kcat."""
+        path = os.path.join(self.workdir, f"signed-{uuid.uuid4().hex}.bin")
+        with open(path, "wb") as f:
+            f.write(payload)
+        self.kcat_produce(f"{self.prefix}.node.{node}", [path],
+                          [f"{SIGNATURE_HEADER}={sign(self.authority.key, 'request', payload)}"])
 
     def close(self):
         for a in self.agents.values():
             a.stop(timeout=15)
         self.devbus.stop()
+        if self.saved_key is None:
+            os.environ.pop("NODEAGENT_CP_KEY", None)
+        else:
+            os.environ["NODEAGENT_CP_KEY"] = self.saved_key

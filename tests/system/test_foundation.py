@@ -4,6 +4,7 @@ and kcat; assertions read the bus, the admin API, the logs and /proc."""
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import time
@@ -147,9 +148,12 @@ def test_invalid_request_names_the_field(cluster, args, field):
 
 
 def test_hostile_bytes_each_get_an_error_event(cluster, tmp_path):
-    """1,000 random byte strings and 1,000 truncated or bit-flipped valid envelopes."""
+    """1,000 random byte strings and 1,000 truncated or bit-flipped valid envelopes, all let
+    through to decoding and validation by insecure_unsigned (signed, they would be refused
+    before being read: tests/system/test_trust.py)."""
     # Mutated creates that still validate try to fetch their image: fail them at once.
-    agent = cluster.agent(extra_config="[image_cache]\nretries = 0\n").start()
+    agent = cluster.agent(extra_config="[image_cache]\nretries = 0\n"
+                          "[bus]\ninsecure_unsigned = true\n").start()
     rng = random.Random(20261123)
     templates = [
         envelope_template(cluster, tmp_path, "start", UUID),
@@ -279,12 +283,16 @@ def test_request_sent_with_kcat(cluster, tmp_path):
     agent = cluster.agent().start()
     path = os.path.join(str(tmp_path), "console.bin")
     cluster.nodectl("console-log", UUID, "--request-id", "kc-1", "--out", path, check=0)
-    cluster.kcat_produce(f"{cluster.prefix}.node.n1", [path])
+    with open(path + ".sig") as f:
+        sig = f.read()
+    assert re.fullmatch(r"[0-9a-f]{128}", sig), sig
+    cluster.kcat_produce(f"{cluster.prefix}.node.n1", [path], [f"nodeagent-signature={sig}"])
     wait_for(lambda: terminal(cluster.events(request_id="kc-1")), 30, "an answer to kcat's request")
     assert agent.get_json("/v1/requests/kc-1")[1]["kind"] == "console_log"
 
 
-def test_signed_requests(cluster, tmp_path):
+def test_legacy_hmac_signed_requests(cluster, tmp_path):
+    """A control plane without Ed25519 may still sign requests with the shared HMAC key."""
     key = os.path.join(str(tmp_path), "bus.key")
     with open(key, "wb") as f:
         f.write(os.urandom(32))
@@ -292,14 +300,17 @@ def test_signed_requests(cluster, tmp_path):
     with open(wrong, "wb") as f:
         f.write(os.urandom(32))
     cluster.agent(extra_config=f"[bus]\nhmac_key_file = {key}\n").start()
+    no_ed25519 = {"NODEAGENT_CP_KEY": ""}
 
-    r = cluster.nodectl("start", UUID, "--request-id", "s-1", "--wait", "--json", check=1)
-    assert json_lines(r.stdout)[-1]["error"]["code"] == "UNAUTHENTICATED"
+    r = cluster.nodectl("start", UUID, "--request-id", "s-1", "--wait", "--json", check=1,
+                        env=no_ed25519)
+    last = json_lines(r.stdout)[-1]
+    assert last["error"]["code"] == "UNAUTHENTICATED" and last["unverified_request_id"] == "s-1"
     r = cluster.nodectl("--hmac-key-file", wrong, "start", UUID, "--request-id", "s-2", "--wait",
-                        "--json", check=1)
+                        "--json", check=1, env=no_ed25519)
     assert json_lines(r.stdout)[-1]["error"]["code"] == "UNAUTHENTICATED"
     r = cluster.nodectl("--hmac-key-file", key, "start", UUID, "--request-id", "s-3", "--wait",
-                        "--json", check=1)
+                        "--json", check=1, env=no_ed25519)
     assert json_lines(r.stdout)[-1]["error"]["code"] == "NOT_FOUND"  # authenticated, then run
 
 
@@ -364,14 +375,17 @@ def test_valgrind_start_100_requests_stop_has_no_definite_leak(cluster, tmp_path
                          "--error-exitcode=99", f"--log-file={vglog}"], wait_healthy=False)
     agent.wait_healthy(timeout=120)
     template = envelope_template(cluster, tmp_path, "reboot", UUID)
+    # Signed ones run; as many unsigned ones are refused.
     paths = []
     for i in range(100):
+        payload = with_request_id(template, str(uuid.uuid4()))
+        cluster.send_signed(payload)
         p = os.path.join(str(tmp_path), f"v{i}.bin")
         with open(p, "wb") as f:
-            f.write(with_request_id(template, str(uuid.uuid4())))
+            f.write(payload)
         paths.append(p)
     cluster.kcat_produce(f"{cluster.prefix}.node.n1", paths)
-    wait_idle(agent, 100, timeout=300)
+    wait_idle(agent, 200, timeout=300)
     code = agent.stop(signal.SIGTERM, timeout=120)
     summary = open(vglog).read()
     assert code == 0, summary[-3000:]

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+import trust
 from harness import Cluster, wait_for
 
 
@@ -21,28 +22,7 @@ def peers(agent):
     return {p["node_id"]: p for p in body["peers"]}
 
 
-# Hand-made NodeAnnouncements (proto/nodeagent.proto), as another writer would send them.
-def varint(n):
-    out = b""
-    while True:
-        b, n = n & 0x7F, n >> 7
-        out += bytes([b | (0x80 if n else 0)])
-        if not n:
-            return out
-
-
-def announcement(node_id, endpoint, time_ms=None, interval=1, version="9.9", vnis=()):
-    def field(num, wire, payload):
-        return varint(num << 3 | wire) + payload
-
-    def string(num, s):
-        s = s.encode()
-        return field(num, 2, varint(len(s)) + s)
-    time_ms = int(time.time() * 1000) if time_ms is None else time_ms
-    packed = b"".join(varint(v) for v in vnis)
-    return (string(1, node_id) + field(2, 0, varint(time_ms)) + string(3, version)
-            + string(4, endpoint) + field(5, 0, varint(interval))
-            + (field(7, 2, varint(len(packed)) + packed) if vnis else b""))
+announcement = trust.announcement
 
 
 @pytest.fixture
@@ -54,13 +34,19 @@ def three(tmp_path):
         c.close()
 
 
-def produce(cluster, key, payload, tmp_path, name):
+def produce(cluster, key, payload, tmp_path, name, signer=None, endpoints=None):
+    """One message on the nodes topic, signed by the certified key of node `signer` (made
+    for the endpoints given) unless signer is None."""
     path = os.path.join(str(tmp_path), name)
     with open(path, "wb") as f:
         f.write(payload)
     args = ["kcat", "-P", "-b", cluster.devbus.bootstrap, "-t", f"{cluster.prefix}.nodes"]
     if key is not None:
         args += ["-k", key]
+    if signer:
+        node_key, cert = cluster.authority.node(signer, endpoints)
+        with open(cert, "rb") as f:
+            args += trust.node_headers(node_key, f.read(), "announcement", payload)
     subprocess.run(args + [path], check=True, timeout=60, capture_output=True)
 
 
@@ -76,15 +62,18 @@ def test_agents_learn_each_other_and_forget_who_leaves_or_goes_silent(three, tmp
     text = three.nodectl("peers", env={"NODECTL_ADMIN_SOCKET": n1.socket}, check=0).stdout
     assert "n2" in text and "192.0.2.2" in text and "192.0.2.1" in text
 
-    # Hostile messages: not protobuf; a key that is not the node id (claiming n2's identity
-    # with another endpoint); an endpoint that is no address; a node long dead.
-    produce(three, "n2", os.urandom(64) + b"\xff\xff", tmp_path, "junk")
-    produce(three, "n9", announcement("n2", "203.0.113.66"), tmp_path, "spoof")
-    produce(three, "n5", announcement("n5", "not-an-ip"), tmp_path, "badip")
+    # Hostile messages from certified nodes (tests/system/test_trust.py covers forged
+    # signatures): not protobuf; a key that is not the node id (claiming n2's identity with
+    # another endpoint); an endpoint that is no address; a node long dead.
+    produce(three, "n2", os.urandom(64) + b"\xff\xff", tmp_path, "junk", signer="n5")
+    produce(three, "n9", announcement("n2", "192.0.2.2"), tmp_path, "spoof", signer="n2")
+    produce(three, "n5", announcement("n5", "not-an-ip"), tmp_path, "badip", signer="n5")
     produce(three, "n6", announcement("n6", "192.0.2.6", time_ms=int(time.time() * 1000) - 3600000),
-            tmp_path, "stale")
-    produce(three, "n8", announcement("n8", "192.0.2.8", vnis=(5, 0)), tmp_path, "badvni")
-    produce(three, "n7", announcement("n7", "192.0.2.7", vnis=(9, 5)), tmp_path, "good")
+            tmp_path, "stale", signer="n6", endpoints=["192.0.2.6"])
+    produce(three, "n8", announcement("n8", "192.0.2.8", vnis=(5, 0)), tmp_path, "badvni",
+            signer="n8", endpoints=["192.0.2.8"])
+    produce(three, "n7", announcement("n7", "192.0.2.7", vnis=(9, 5)), tmp_path, "good",
+            signer="n7", endpoints=["192.0.2.7"])
     wait_for(lambda: "n7" in peers(n1), 30, "the well-formed stranger to be taken")
     logs = n1.logs()
     assert "not a NodeAnnouncement" in logs

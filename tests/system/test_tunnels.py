@@ -3,14 +3,18 @@ libvirtd in a network namespace of its own, joined by an underlay), an agent on 
 learns the other from its announcements and tunnels to it.  What the guests reach is asked
 of the guests (ping on their consoles); what crosses the underlay is read off the underlay's
 wire by a raw socket; what the bridges hold is read with ovs-vsctl and ovs-ofctl."""
+import os
+import re
 import signal
 import struct
 import subprocess
 import tempfile
 import time
+import uuid
 
 import pytest
 
+import trust
 from harness import Cluster, wait_for
 from nodes import Node
 from test_network import Guest, flows, ping
@@ -201,3 +205,115 @@ def test_restarts_converge_and_the_last_port_of_a_network_takes_its_tunnel(two_n
              "n1's tunnel flows (and learned ones) to go")
     assert [f for f in agent_flows(n1) if f"dl_src={a.mac}" in f]
     assert len(agent_flows(n2)) == 3, agent_flows(n2)  # only the drops
+
+
+def peers_of(node):
+    status, body = node.agent.get_json("/v1/peers")
+    assert status == 200, body
+    return {p["node_id"]: p for p in body["peers"]}
+
+
+def refused(node, reason):
+    _, text = node.agent.get("/metrics")
+    pat = rf'^nodeagent_announcements_refused_total{{reason="{reason}"}} (\d+)$'
+    m = re.search(pat, text, re.M)
+    return int(m.group(1)) if m else 0
+
+
+def announce(cluster, tmp_path, key, payload, headers=()):
+    path = os.path.join(str(tmp_path), f"an-{uuid.uuid4().hex}")
+    with open(path, "wb") as f:
+        f.write(payload)
+    subprocess.run(["kcat", "-P", "-b", cluster.devbus.bootstrap, "-t",
+                    f"{cluster.prefix}.nodes", "-k", key, *headers, path],
+                   check=True, timeout=60, capture_output=True)
+
+
+def test_forged_announcements_change_no_tunnel(two_nodes, tmp_path):
+    """One node is hostile (h3: a certified key of its own, and any message it likes on the
+    bus).  Nothing it or an outsider announces creates, moves or removes a tunnel on h1; a
+    node the control plane did certify does get one.  Every forged endpoint is an unused
+    address of the test's own underlay (10.200.0.0/24)."""
+    hosts, (n1, n2), _ = two_nodes
+    cluster = n1.cluster
+    ca = cluster.authority
+    Guest(n1, "fa-a", "10.0.0.5", 300)  # h1 hosts network 300: a tunnel to whoever else does
+    wait_for(lambda: "h2" in peers_of(n1), 30, "h1 to know h2")
+    ports, flows_before = tunnel_ports(n1), agent_flows(n1)
+    assert ports == {}, ports
+    peers_before = {k: (v["tunnel_endpoint"], v["vnis"]) for k, v in peers_of(n1).items()}
+
+    h2_key, h2_cert = ca.node("h2")
+    h3_key, h3_cert = ca.node("h3", ["10.200.0.3"])
+    h8_key, h8_cert = ca.node("h8", ["10.200.0.68"], not_before_ms=1000, not_after_ms=2000)
+    cert = {n: open(p, "rb").read() for n, p in (("h2", h2_cert), ("h3", h3_cert),
+                                                  ("h8", h8_cert))}
+
+    def node_signed(key, node, payload):
+        return trust.node_headers(key, cert[node], "announcement", payload)
+
+    an = trust.announcement
+    # An outsider: no signature.
+    p = an("h9", "10.200.0.66", vnis=(300,))
+    announce(cluster, tmp_path, "h9", p)
+    # h3 signs as itself but claims to be h9, then h2; h3 announces h2 leaving.
+    p = an("h9", "10.200.0.3", vnis=(300,))
+    announce(cluster, tmp_path, "h9", p, node_signed(h3_key, "h3", p))
+    p = an("h2", "10.200.0.3", vnis=(300,))
+    announce(cluster, tmp_path, "h2", p, node_signed(h3_key, "h3", p))
+    p = an("h2", "10.200.0.2", leaving=True)
+    announce(cluster, tmp_path, "h2", p, node_signed(h3_key, "h3", p))
+    # h3 as itself, with an endpoint its certificate does not allow (re-pointing h2's).
+    p = an("h3", "10.200.0.2", vnis=(300,))
+    announce(cluster, tmp_path, "h3", p, node_signed(h3_key, "h3", p))
+    # h2's own key re-pointing h2 to an address outside its certificate (a stolen key can
+    # sign, but not move the endpoint).
+    p = an("h2", "10.200.0.67", vnis=(300,))
+    announce(cluster, tmp_path, "h2", p, node_signed(h2_key, "h2", p))
+    # A certificate that expired.
+    p = an("h8", "10.200.0.68", vnis=(300,))
+    announce(cluster, tmp_path, "h8", p, node_signed(h8_key, "h8", p))
+    # A signature copied onto other bytes.
+    p, q = an("h9", "10.200.0.69", vnis=(300,)), an("h9", "10.200.0.3", vnis=(300,))
+    announce(cluster, tmp_path, "h9", p, node_signed(h3_key, "h3", q))
+
+    wait_for(lambda: refused(n1, "unauthenticated") >= 3 and refused(n1, "identity") >= 3
+             and refused(n1, "endpoint") >= 2, 30, "every forgery refused")
+    assert (refused(n1, "unauthenticated"), refused(n1, "identity"),
+            refused(n1, "endpoint")) == (3, 3, 2)
+    logs = n1.agent.logs()
+    assert 'msg="node announcement refused" reason=identity node_id=h9' in logs
+    assert "not one that the certificate of `h2` allows" in logs
+    assert "expired" in logs
+
+    # 10,000 announcements of distinct made-up nodes, all for network 300.
+    paths = []
+    for i in range(10000):
+        path = os.path.join(str(tmp_path), f"flood-{i}")
+        with open(path, "wb") as f:
+            f.write(an(f"x{i}", f"10.200.0.{100 + i % 150}", vnis=(300,)))
+        paths.append(path)
+    cluster.kcat_produce(f"{cluster.prefix}.nodes", paths)
+    wait_for(lambda: refused(n1, "unauthenticated") == 3 + 10000, 120, "the flood refused")
+
+    # The world: no tunnel port, the same flows, the same peers; h2 still there.
+    assert tunnel_ports(n1) == {}
+    assert agent_flows(n1) == flows_before
+    assert {k: (v["tunnel_endpoint"], v["vnis"]) for k, v in peers_of(n1).items()} == peers_before
+    assert n1.agent.proc.poll() is None
+
+    # The check can say yes: a node the control plane certified at 10.200.0.77 gets its
+    # tunnel; its own old announcement replayed changes nothing; its signed goodbye removes it.
+    h7_key, h7_cert = ca.node("h7", ["10.200.0.77"])
+    cert["h7"] = open(h7_cert, "rb").read()
+    joined_at = int(time.time() * 1000)
+    p = an("h7", "10.200.0.77", time_ms=joined_at, interval=30, vnis=(300,))
+    announce(cluster, tmp_path, "h7", p, node_signed(h7_key, "h7", p))
+    wait_for(lambda: tunnel_ports(n1) == {"nat0ac8004d": "10.200.0.77"}, 30, "h7's tunnel")
+    old = an("h7", "10.200.0.77", time_ms=joined_at - 5000, interval=30, leaving=True)
+    announce(cluster, tmp_path, "h7", old, node_signed(h7_key, "h7", old))
+    wait_for(lambda: refused(n1, "replayed") == 1, 30, "the replayed goodbye refused")
+    assert tunnel_ports(n1) == {"nat0ac8004d": "10.200.0.77"}
+    bye = an("h7", "10.200.0.77", interval=30, leaving=True)
+    announce(cluster, tmp_path, "h7", bye, node_signed(h7_key, "h7", bye))
+    wait_for(lambda: tunnel_ports(n1) == {}, 30, "h7's tunnel to go with its goodbye")

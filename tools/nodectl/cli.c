@@ -100,7 +100,7 @@ static const struct nodectl_command commands[] = {
     {"capacity-reports", NULL, "follow the node's capacity reports on the capacity topic",
      AGENT_REQ_NONE, FLAGS(f_reports), nodectl_cmd_capacity_reports},
     /* A name of two words is a command group and its verb, given as two arguments. */
-    {"keygen", "FILE", "make an Ed25519 key pair: FILE (0600, never replaced) and FILE.pub",
+    {"keygen", "FILE", "make an Ed25519 key pair: FILE (0600, never replaced) and its .pub",
      AGENT_REQ_NONE, FLAGS(f_keygen), nodectl_cmd_keygen},
     {"node-cert issue", NULL, "issue a node certificate, signed with --key", AGENT_REQ_NONE,
      FLAGS(f_cert_issue), nodectl_cmd_node_cert_issue},

@@ -84,7 +84,7 @@ nodectl_cmd_keygen(const struct nodectl_args *a, struct na_error **err)
 {
     const char *priv = a->positional;
     const char *pub_flag = nodectl_arg_str(a, NODECTL_F_PUBLIC_OUT);
-    cleanup_free char *pub_default = pub_flag ? NULL : na_xasprintf("%s.pub", priv);
+    cleanup_free char *pub_default = pub_flag ? NULL : trust_public_path(priv);
     const char *pub = pub_flag ? pub_flag : pub_default;
     if (strcmp(pub, priv) == 0)
         return na_error_set(err, NA_CODE_INVALID_ARGUMENT, 0,

@@ -77,7 +77,8 @@ enum nodectl_exit {
     X(FILTER_INSTANCE, "instance", "UUID", "only events of this instance")                         \
     X(COUNT, "count", "N", "exit after N matching messages (exit 3 if the timeout comes first)")   \
     X(EVENTS_TIMEOUT, "timeout", "S", "stop after S seconds (default: follow until interrupted)")  \
-    X(PUBLIC_OUT, "public-out", "PUBFILE", "write the public key to PUBFILE (default FILE.pub)")   \
+    X(PUBLIC_OUT, "public-out", "PUBFILE",                                                         \
+      "write the public key to PUBFILE (default: FILE with .key replaced by .pub)")                \
     X(NODE_ID, "node-id", "ID", "the node the certificate is for (required)")                      \
     X(PUBLIC_KEY, "public-key", "PUBFILE",                                                         \
       "the node's Ed25519 key, PEM public or private key file (required)")                         \
