@@ -12,6 +12,9 @@
 #include <string.h>
 
 #define EXPIRY_CHECK_MS 1000
+/* At most this many refused announcements are logged in a window (every one is counted). */
+#define REFUSAL_LOG_MAX 100
+#define REFUSAL_LOG_WINDOW_MS 10000
 /* Bus deliveries of announcements carry this id; outbox ids are positive. */
 #define ANNOUNCE_DELIVERY_ID (-1)
 
@@ -38,6 +41,9 @@ struct agent_peers {
     uint32_t *vnis; /* this node's networks, as last announced */
     size_t n_vnis;
     bool settled; /* the nodes topic has been read to its end once */
+    /* Refusals logged in the current window (a flood is counted in full, logged in part). */
+    uint64_t log_window_ms; /* loop time the window began */
+    unsigned logged, unlogged;
 };
 
 static struct peer *
@@ -136,10 +142,13 @@ on_announce_timer(uv_timer_t *t)
     announce(t->data, false);
 }
 
+static void refusal_log_roll(struct agent_peers *p);
+
 static void
 on_expiry_timer(uv_timer_t *t)
 {
     struct agent_peers *p = t->data;
+    refusal_log_roll(p);
     uint64_t now = uv_now(p->a->loop);
     for (size_t i = 0; i < p->n;) {
         struct peer *peer = &p->items[i];
@@ -246,11 +255,41 @@ take(struct agent_peers *p, const Nodeagent__V1__NodeAnnouncement *an, struct pe
     return changed;
 }
 
+/* Starts a new log window once the current one is over, saying how many refusals it did
+ * not log. */
+static void
+refusal_log_roll(struct agent_peers *p)
+{
+    uint64_t now = uv_now(p->a->loop);
+    if (now - p->log_window_ms < REFUSAL_LOG_WINDOW_MS)
+        return;
+    if (p->unlogged)
+        na_log(NA_LOG_WARN, NULL, "node announcements refused without a log line",
+               "count=%u window_s=%d", p->unlogged, REFUSAL_LOG_WINDOW_MS / 1000);
+    p->log_window_ms = now;
+    p->logged = p->unlogged = 0;
+}
+
+/* Whether a refusal may be logged now: REFUSAL_LOG_MAX a window. */
+static bool
+refusal_log_allowed(struct agent_peers *p)
+{
+    refusal_log_roll(p);
+    if (p->logged < REFUSAL_LOG_MAX) {
+        p->logged++;
+        return true;
+    }
+    p->unlogged++;
+    return false;
+}
+
 static void
 refuse(struct agent *a, enum agent_announce_refusal why, const struct agent_bus_msg *msg,
        const char *node_id, const struct na_error *err)
 {
     a->metrics.announcements_refused[why]++;
+    if (!refusal_log_allowed(a->peers))
+        return;
     char quoted[1024];
     na_log(NA_LOG_WARN, NULL, "node announcement refused",
            "reason=%s node_id=%s offset=%lld error=%s", agent_announce_refusal_name(why),
