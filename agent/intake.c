@@ -94,13 +94,18 @@ check_peer_signature(struct intake *in, struct na_error **err)
         agent_identity_check_node_message(in->a->identity, TRUST_PEER_MESSAGE, in->msg, &cert, err);
     if (ret < 0)
         return na_error_wrap(err, "peer message at offset %lld", (long long)in->msg->offset);
-    const char *from = in->env->reply_to ? in->env->reply_to : "";
-    if (strcmp(from, cert.node_id) != 0)
-        return na_error_set(err, NA_CODE_UNAUTHENTICATED, 0,
-                            "peer message at offset %lld: reply_to `%s` is not `%s`, whose "
-                            "certificate signed it",
-                            (long long)in->msg->offset,
-                            agent_node_id_is_valid(from) ? from : "(invalid)", cert.node_id);
+    /* The node it names as its sender, in the envelope and in the body, is the signer. */
+    const char *names[2][2] = {{"reply_to", in->env->reply_to ? in->env->reply_to : ""},
+                               {"its body's node", agent_request_sender_node(in->env)}};
+    for (size_t i = 0; i < 2; i++) {
+        const char *from = names[i][1] ? names[i][1] : "";
+        if (strcmp(from, cert.node_id) != 0)
+            return na_error_set(err, NA_CODE_UNAUTHENTICATED, 0,
+                                "peer message at offset %lld: %s `%s` is not `%s`, whose "
+                                "certificate signed it",
+                                (long long)in->msg->offset, names[i][0],
+                                agent_node_id_is_valid(from) ? from : "(invalid)", cert.node_id);
+    }
     return 0;
 }
 

@@ -98,3 +98,20 @@ agent_request_key(const Nodeagent__V1__Envelope *env)
         return agent_request_instance(env);
     }
 }
+
+const char *
+agent_request_sender_node(const Nodeagent__V1__Envelope *env)
+{
+    switch (env->body_case) {
+    case NODEAGENT__V1__ENVELOPE__BODY_MIGRATION_PREPARE:
+        return or_empty(env->migration_prepare->source_node);
+    case NODEAGENT__V1__ENVELOPE__BODY_MIGRATION_PREPARED:
+        return or_empty(env->migration_prepared->dest_node);
+    case NODEAGENT__V1__ENVELOPE__BODY_MIGRATION_FINISH:
+        return or_empty(env->migration_finish->source_node);
+    case NODEAGENT__V1__ENVELOPE__BODY_MIGRATION_ABORT:
+        return or_empty(env->migration_abort->node);
+    default:
+        return NULL;
+    }
+}

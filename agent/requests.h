@@ -46,6 +46,11 @@ enum agent_request_signer { AGENT_SIGNER_CONTROL_PLANE, AGENT_SIGNER_PEER };
 /* Who must sign a request of this kind (AGENT_REQ_NONE: the control plane). */
 enum agent_request_signer agent_request_signer(enum agent_request_kind kind);
 
+/* The node a peer message says it comes from (MigrationPrepare.source_node,
+ * MigrationPrepared.dest_node, MigrationFinish.source_node, MigrationAbort.node); NULL for
+ * other kinds.  Points into env. */
+const char *agent_request_sender_node(const Nodeagent__V1__Envelope *env);
+
 /* The kind of a decoded envelope, AGENT_REQ_NONE when its body is not set or unknown. */
 enum agent_request_kind agent_request_kind_of(const Nodeagent__V1__Envelope *env);
 /* "create", "stop", ...; "none" for AGENT_REQ_NONE. */

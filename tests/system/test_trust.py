@@ -194,9 +194,14 @@ def test_peer_messages_need_the_senders_certified_key(cluster, tmp_path):
     # Signed by n2 as a peer: authenticated (and then not implemented yet).
     good = envelope("peer-ok", "n1", MIGRATION_FINISH, body, reply_to="n2")
     send(cluster, tmp_path, good, trust.node_headers(n2_key, cert, "peer", good))
-    # Signed by n2 but claiming to come from n3; signed by the control plane; no certificate.
+    # Signed by n2 but claiming to come from n3 (in the envelope, or in the body); signed by
+    # the control plane; no certificate.
     lie = envelope("peer-lie", "n1", MIGRATION_FINISH, body, reply_to="n3")
     send(cluster, tmp_path, lie, trust.node_headers(n2_key, cert, "peer", lie))
+    other_body = (trust.lendelim(1, str(uuid.uuid4())) + trust.lendelim(2, "n3")
+                  + trust.field(3, 0, trust.varint(1)))
+    inner = envelope("peer-inner", "n1", MIGRATION_FINISH, other_body, reply_to="n2")
+    send(cluster, tmp_path, inner, trust.node_headers(n2_key, cert, "peer", inner))
     cp = envelope("peer-cp", "n1", MIGRATION_FINISH, body, reply_to="n2")
     send(cluster, tmp_path, cp, signed(cluster.authority.key, "request", cp))
     bare = envelope("peer-bare", "n1", MIGRATION_FINISH, body, reply_to="n2")
@@ -205,7 +210,8 @@ def test_peer_messages_need_the_senders_certified_key(cluster, tmp_path):
     evs = wait_for(lambda: [e for e in cluster.events(request_id="peer-ok")
                             if e["kind"] == "FAILED"], 30, "the peer message answered")
     assert evs[0]["error"]["code"] == "UNIMPLEMENTED", evs
-    assert "`n2`, whose certificate signed it" in refusal(cluster, "peer-lie")["message"]
+    assert "reply_to `n3` is not `n2`, whose certificate" in refusal(cluster, "peer-lie")["message"]
+    assert "body's node `n3` is not `n2`" in refusal(cluster, "peer-inner")["message"]
     assert refusal(cluster, "peer-cp")["code"] == "UNAUTHENTICATED"
     assert "no nodeagent-certificate header" in refusal(cluster, "peer-bare")["message"]
     assert not recorded(agent, "peer-lie")
