@@ -6,9 +6,10 @@
  * encryption, unknown incompatible features, absurd sizes, and metadata tables that lie
  * outside the file, are misaligned, overlap the header or each other, or overflow.  It also
  * checks every L1 entry and, within a work budget, the L2 entries.  On success it fills a
- * struct qcow2_info (virtual size, cluster size, snapshots, ...).  A raw image is accepted as
- * it is: it is handed to QEMU as format=raw, so its content is never probed, and its size is
- * its virtual size.
+ * struct qcow2_info (virtual size, cluster size, snapshots, ...).  A raw image is handed to
+ * QEMU as format=raw, so QEMU never probes it, and its size is its virtual size; but it must
+ * not carry another format's signature (qcow2, QED, VMDK, VHD, VHDX, VDI, LUKS, Parallels,
+ * Bochs), which a later tool that probes could follow.
  *
  * qcow2_overlay_create() writes a qcow2 v3 image backed by a cached base image, naming the
  * backing format explicitly, atomically (temp file, fsync, rename) with mode 0600.
@@ -75,9 +76,10 @@ struct qcow2_info {
 int qcow2_validate(int fd, const struct qcow2_limits *limits, struct qcow2_info *out,
                    struct na_error **err);
 
-/* Validates a raw image: a non-empty regular file no larger than limits->max_virtual_size.
- * Its content is not looked at (see above).  Its virtual size is its size rounded up to 512
- * bytes, as QEMU presents it. */
+/* Validates a raw image: a non-empty regular file no larger than limits->max_virtual_size
+ * whose first and last 512 bytes carry no other format's signature (see above; IMAGE and
+ * -EINVAL naming the format).  Its virtual size is its size rounded up to 512 bytes, as QEMU
+ * presents it. */
 int qcow2_validate_raw(int fd, const struct qcow2_limits *limits, struct qcow2_info *out,
                        struct na_error **err);
 

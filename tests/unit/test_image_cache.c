@@ -730,8 +730,14 @@ test_hostile_images(void **state)
         assert_false(exists(dir, cases[i].sha));
         assert_int_equal(n_partials(dir), 0);
     }
-    /* Declared raw, the same bytes are accepted: QEMU is told format=raw and never probes. */
-    cleanup_free char *path = get_ok(cache, "backing.qcow2", g.sha_backing, "raw", NULL);
+    /* Declared raw, the same bytes are refused too: a later tool that probes would follow
+     * the backing file. */
+    cleanup_free char *url = url_of("backing.qcow2");
+    cleanup_error struct na_error *err = get_fails(cache, url, g.sha_backing, "raw", NA_CODE_IMAGE);
+    expect_msg(err, "image declared raw is a qcow2 image");
+    expect_msg(err, "refused as raw");
+    assert_false(exists(dir, g.sha_backing));
+    assert_int_equal(n_partials(dir), 0);
     qcow2_image_cache_close(cache);
 }
 
