@@ -425,17 +425,19 @@ qcow2_image_fetch(const struct qcow2_image_cache_config *cfg, const char *url,
         /* The bytes kept from an earlier attempt may be the wrong ones: one fresh try. */
         if (pass == 0 && x.resumed) {
             na_log(NA_LOG_WARN, NULL, "image download: sha256 mismatch after resume, starting over",
-                   "sha256=%s url=%s actual=%s", sha256, shown_url, actual);
+                   "sha256=%s url=%s", sha256, shown_url);
             x.resumed = false;
             ret = xfer_restart(&x, err);
             if (ret < 0)
                 goto out;
             continue;
         }
+        /* Neither the digest nor the size of what was read: they would tell the requester
+         * about content it may not know (and let it ask for that content by digest). */
         ret = na_error_set(err, NA_CODE_IMAGE, 0,
-                           "image download %s: sha256 mismatch: expected %s, got %s (%" PRIu64
-                           " bytes); the file was deleted",
-                           shown_url, sha256, actual, x.size);
+                           "image download %s: sha256 mismatch: the content did not match the "
+                           "expected sha256 %s; the file was deleted",
+                           shown_url, sha256);
         goto out;
     }
 

@@ -471,10 +471,12 @@ test_sha256_mismatch(void **state)
     cleanup_error struct na_error *err = get_fails(cache, url, g.sha_raw2, "raw", NA_CODE_IMAGE);
     expect_msg(err, "sha256 mismatch");
     expect_msg(err, g.sha_raw2);
+    expect_msg(err, "/raw3.img");
+    /* Nothing about what was read: neither its digest nor its size. */
     char actual[65];
     sha_of("raw3.img", actual);
-    expect_msg(err, actual);
-    expect_msg(err, "/raw3.img");
+    if (strstr(err->msg, actual) || strstr(err->msg, "1048576"))
+        fail_msg("the message reveals what was read: %s", err->msg);
     assert_false(exists(dir, g.sha_raw2));
     assert_int_equal(n_partials(dir), 0);
     assert_int_equal(server_count("/raw3.img", false), 1); /* not retried */
