@@ -307,6 +307,8 @@ open_image_cache(struct agent *a, struct na_error **err)
     c.retries = cfg->image_retries;
     c.tls_verify = cfg->image_tls_verify;
     c.ca_file = cfg->image_ca_file;
+    c.allowed_networks = cfg->image_allowed_networks;
+    c.n_allowed_networks = cfg->n_image_allowed_networks;
     c.group = a->host.qemu_gid;
     c.limits.max_virtual_size = (uint64_t)cfg->image_max_virtual_size_gib << 30;
     return qcow2_image_cache_open(&c, &a->host.images, err);

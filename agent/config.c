@@ -1,5 +1,6 @@
 #include "agent/config.h"
 #include "scheduler-client/scheduler.h"
+#include "storage/qcow2/qcow2.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -13,6 +14,7 @@
 
 enum key_type {
     KEY_STRING,
+    KEY_LIST, /* a string that may be empty (nothing listed) */
     KEY_NAME,
     KEY_PATH,
     KEY_UINT,
@@ -76,6 +78,7 @@ static const struct key_def keys[] = {
     {"image_cache", "retries", KEY_UINT, OFF(image_retries), "3", 0, 100},
     {"image_cache", "tls_verify", KEY_BOOL, OFF(image_tls_verify), "true", 0, 0},
     {"image_cache", "ca_file", KEY_PATH, OFF(image_ca_file), NULL, 0, 0},
+    {"image_cache", "allowed_networks", KEY_LIST, OFF(image_allowed_networks_text), NULL, 0, 0},
     {"capacity", "reserved_vcpus", KEY_UINT, OFF(reserved_vcpus), "0", 0, 1048576},
     {"capacity", "reserved_memory_mb", KEY_UINT, OFF(reserved_memory_mb), "512", 0, 4000000000u},
     {"capacity", "reserved_disk_gb", KEY_UINT, OFF(reserved_disk_gb), "0", 0, 4000000000u},
@@ -149,6 +152,7 @@ set_key(struct agent_config *cfg, const struct key_def *k, const char *value)
     void *field = (char *)cfg + k->offset;
     switch (k->type) {
     case KEY_STRING:
+    case KEY_LIST:
     case KEY_NAME:
     case KEY_PATH:
     case KEY_HOSTPORT:
@@ -345,6 +349,33 @@ split_custom_traits(struct agent_config *cfg, struct na_error **err)
     return 0;
 }
 
+/* [image_cache] allowed_networks: CIDRs separated by commas and/or spaces. */
+static int
+split_allowed_networks(struct agent_config *cfg, struct na_error **err)
+{
+    const char *sep = ", \t";
+    for (const char *s = cfg->image_allowed_networks_text; *s;) {
+        s += strspn(s, sep);
+        size_t len = strcspn(s, sep);
+        if (!len)
+            break;
+        cleanup_free char *text = na_xstrndup(s, len);
+        s += len;
+        struct qcow2_cidr cidr;
+        const char *why = NULL;
+        if (qcow2_cidr_parse(text, &cidr, &why) < 0)
+            return na_error_set(err, NA_CODE_INTERNAL, 0,
+                                "%s: [image_cache] allowed_networks: `%s` %s (want a CIDR such "
+                                "as 127.0.0.0/8 or fd00::/8)",
+                                cfg->path, text, why);
+        cfg->image_allowed_networks =
+            na_xrealloc(cfg->image_allowed_networks,
+                        (cfg->n_image_allowed_networks + 1) * sizeof(*cfg->image_allowed_networks));
+        cfg->image_allowed_networks[cfg->n_image_allowed_networks++] = cidr;
+    }
+    return 0;
+}
+
 static int
 apply_defaults(struct agent_config *cfg, const struct parse_state *st, struct na_error **err)
 {
@@ -366,6 +397,8 @@ apply_defaults(struct agent_config *cfg, const struct parse_state *st, struct na
                             "%s: [instances] uid_max: %u is below uid_min %u", cfg->path,
                             cfg->uid_max, cfg->uid_min);
     if (cfg->custom_traits_text && (ret = split_custom_traits(cfg, err)) < 0)
+        return ret;
+    if (cfg->image_allowed_networks_text && (ret = split_allowed_networks(cfg, err)) < 0)
         return ret;
     if (!cfg->node_id) {
         char host[HOST_NAME_MAX + 1] = "";
@@ -433,6 +466,7 @@ agent_config_free(struct agent_config *cfg)
     for (size_t i = 0; i < cfg->n_custom_traits; i++)
         free(cfg->custom_traits[i]);
     free(cfg->custom_traits);
+    free(cfg->image_allowed_networks);
     if (cfg->hmac_key)
         memset(cfg->hmac_key, 0, cfg->hmac_key_size);
     free(cfg->hmac_key);

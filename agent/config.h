@@ -12,6 +12,8 @@
 
 #define AGENT_DEFAULT_CONFIG "/etc/nodeagent/nodeagent.conf"
 
+struct qcow2_cidr;
+
 struct agent_config_pair {
     char *key;
     char *value;
@@ -70,6 +72,9 @@ struct agent_config {
     unsigned image_retries;
     bool image_tls_verify;
     char *image_ca_file;
+    char *image_allowed_networks_text;         /* as written: "127.0.0.0/8, fd00::/8" */
+    struct qcow2_cidr *image_allowed_networks; /* the same, parsed */
+    size_t n_image_allowed_networks;
 
     /* [capacity] */
     unsigned reserved_vcpus;

@@ -294,8 +294,10 @@ check_sha256(struct vctx *v, const char *name, const char *s)
 
 #define URL_MAX 4096
 
-/* http(s)://[user@]host[:port][/...] with a non-empty host; file:///absolute/path.  Only
- * printable ASCII without spaces: anything else must be percent-encoded by the sender. */
+/* http(s)://[user@]host[:port][/...] with a non-empty host.  Only printable ASCII without
+ * spaces: anything else must be percent-encoded by the sender.  Never file://: the agent
+ * runs as root, and a file URL would make any host file an image.  (The host's address is
+ * checked by the image cache when it connects: a name may resolve anywhere.) */
 static void
 check_url(struct vctx *v, const char *name, const char *s)
 {
@@ -303,7 +305,7 @@ check_url(struct vctx *v, const char *name, const char *s)
     s = or_empty(s);
     size_t size = strlen(s);
     if (!size) {
-        fail(v, name, "is empty; expected an http://, https:// or file:// URL");
+        fail(v, name, "is empty; expected an http:// or https:// URL");
         return;
     }
     if (size > URL_MAX) {
@@ -338,11 +340,10 @@ check_url(struct vctx *v, const char *name, const char *s)
         }
         if (!host_len)
             fail(v, name, "%s has no host", echo(q, s));
-    } else if (!strncmp(s, "file://", 7)) {
-        if (s[7] != '/')
-            fail(v, name, "%s is not of the form file:///absolute/path", echo(q, s));
+    } else if (!strncasecmp(s, "file:", 5)) {
+        fail(v, name, "%s is a file URL; image URLs must be http:// or https://", echo(q, s));
     } else {
-        fail(v, name, "%s does not start with http://, https:// or file://", echo(q, s));
+        fail(v, name, "%s does not start with http:// or https://", echo(q, s));
     }
 }
 

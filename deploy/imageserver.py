@@ -1,9 +1,10 @@
 #!/usr/bin/python3
-"""A small image server for tests and `make run`: HTTP/1.1 on 127.0.0.1 only.
+"""A small image server for tests and `make run`: HTTP/1.1 on loopback only.
 
-    imageserver.py --root DIR [--port 0]
+    imageserver.py --root DIR [--port 0] [--bind 127.0.0.1]
 
-prints http://127.0.0.1:PORT/ as its first line on stdout, then serves the files under DIR
+prints http://ADDR:PORT/ as its first line on stdout (ADDR: --bind, an address in
+127.0.0.0/8), then serves the files under DIR
 with Range support (206, or 416 past the end), counting the requests per path.  Hostile
 behaviours for tests are path prefixes, which may be chained before the file name:
 
@@ -15,6 +16,8 @@ behaviours for tests are path prefixes, which may be chained before the file nam
     /_/slow/<bytes-per-s>/<file>  send at about that rate
     /_/chunked/<file>           no Content-Length: chunked transfer encoding
     /_/redirect/<url-path>      302 to /<url-path> on this server
+    /_/redirect-to/<host:port>/<url-path>  302 to http://<host:port>/<url-path> (another
+                                loopback server, for tests of the client's address check)
     /_/redirect-file/<abs-path> 302 to file:///<abs-path> (which clients must refuse)
     /_/stats                    {"requests": {path: n}, "range_requests": {path: n}}
 
@@ -22,6 +25,7 @@ e.g. /_/norange/_/truncate-n/1/img.raw.  Stops on SIGTERM.  Standard library onl
 """
 
 import argparse
+import ipaddress
 import json
 import os
 import signal
@@ -121,6 +125,10 @@ class Handler(BaseHTTPRequestHandler):
         if path.startswith("/_/redirect/"):
             self.simple(302, "", extra={"Location": "/" + path[len("/_/redirect/"):]})
             return
+        if path.startswith("/_/redirect-to/"):
+            target = "http://" + path[len("/_/redirect-to/"):]
+            self.simple(302, "", extra={"Location": target})
+            return
         if path.startswith("/_/redirect-file/"):
             target = "file:///" + path[len("/_/redirect-file/"):]
             self.simple(302, "", extra={"Location": target})
@@ -199,11 +207,14 @@ class Server(ThreadingHTTPServer):
 
 
 def main():
-    ap = argparse.ArgumentParser(description="test image server (127.0.0.1 only)")
+    ap = argparse.ArgumentParser(description="test image server (loopback only)")
     ap.add_argument("--root", required=True)
     ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--bind", default="127.0.0.1", help="an address in 127.0.0.0/8")
     args = ap.parse_args()
-    server = Server(("127.0.0.1", args.port), Handler)
+    if ipaddress.IPv4Address(args.bind) not in ipaddress.IPv4Network("127.0.0.0/8"):
+        ap.error("--bind must be in 127.0.0.0/8")
+    server = Server((args.bind, args.port), Handler)
     server.root = os.path.realpath(args.root)
 
     def stop(signum, frame):
@@ -213,7 +224,7 @@ def main():
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    print("http://127.0.0.1:%d/" % server.server_address[1], flush=True)
+    print("http://%s:%d/" % (args.bind, server.server_address[1]), flush=True)
     server.serve_forever(poll_interval=0.2)
     server.server_close()
 

@@ -101,6 +101,9 @@ uri = $3
 virt_type = qemu
 cpu_mode = none
 bridge = $4
+[image_cache]
+; deploy/imageserver.py serves the dev images on loopback
+allowed_networks = 127.0.0.0/8
 [network]
 ovsdb = $NODEAGENT_OVS_DB
 datapath_type = netdev

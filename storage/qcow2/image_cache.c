@@ -38,7 +38,8 @@ struct qcow2_image_cache {
     char *dir;
     char *partial_dir;
     char *ca_file;
-    struct qcow2_image_cache_config cfg; /* dir and ca_file point at the copies above */
+    struct qcow2_cidr *allowed_networks;
+    struct qcow2_image_cache_config cfg; /* dir, ca_file, allowed_networks: the copies above */
 
     pthread_mutex_t lock;
     struct download *downloads; /* cache->lock: in flight, by sha256 */
@@ -187,6 +188,12 @@ qcow2_image_cache_open(const struct qcow2_image_cache_config *cfg, struct qcow2_
     c->ca_file = cfg->ca_file ? na_xstrdup(cfg->ca_file) : NULL;
     c->cfg.dir = c->dir;
     c->cfg.ca_file = c->ca_file;
+    if (cfg->n_allowed_networks) {
+        size_t size = cfg->n_allowed_networks * sizeof(*c->allowed_networks);
+        c->allowed_networks = na_xmalloc(size);
+        memcpy(c->allowed_networks, cfg->allowed_networks, size);
+    }
+    c->cfg.allowed_networks = c->allowed_networks;
     c->cfg.limits.allow_backing = false; /* a base image is self-contained */
     pthread_mutex_init(&c->lock, NULL);
     clean_partials(c); /* nothing runs yet */
@@ -211,6 +218,7 @@ qcow2_image_cache_close(struct qcow2_image_cache *cache)
     free(cache->dir);
     free(cache->partial_dir);
     free(cache->ca_file);
+    free(cache->allowed_networks);
     free(cache);
 }
 

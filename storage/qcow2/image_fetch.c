@@ -7,6 +7,7 @@
  * exactly the bytes hashed so far, so a resume continues the same hash. */
 #include "storage/qcow2/image_cache-private.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -36,7 +37,7 @@ curlu_cleanupp(CURLU **u)
 #define cleanup_curlu __attribute__((cleanup(curlu_cleanupp)))
 
 /* The URL for messages and logs: no userinfo, query or fragment (they may hold secrets).
- * Also checks the scheme. */
+ * Also checks the scheme: a file:// URL would read any file the agent (root) can. */
 int
 qcow2_image_url_for_display(const char *url, char **shown, struct na_error **err)
 {
@@ -48,12 +49,12 @@ qcow2_image_url_for_display(const char *url, char **shown, struct na_error **err
     char *scheme = NULL;
     if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK)
         return na_error_field(err, "url", "image cache: the image URL has no scheme");
-    bool ok = !strcmp(scheme, "http") || !strcmp(scheme, "https") || !strcmp(scheme, "file");
+    bool ok = !strcmp(scheme, "http") || !strcmp(scheme, "https");
     cleanup_free char *scheme_copy = na_xstrdup(scheme);
     curl_free(scheme);
     if (!ok)
-        return na_error_field(
-            err, "url", "image cache: URL scheme \"%s\" is not http, https or file", scheme_copy);
+        return na_error_field(err, "url", "image cache: URL scheme \"%s\" is not http or https",
+                              scheme_copy);
     curl_url_set(u, CURLUPART_USER, NULL, 0);
     curl_url_set(u, CURLUPART_PASSWORD, NULL, 0);
     curl_url_set(u, CURLUPART_OPTIONS, NULL, 0);
@@ -89,7 +90,39 @@ struct xfer {
     bool too_big;    /* the write callback stopped at max_image_size */
     int write_errno; /* the write callback could not write */
     char errbuf[CURL_ERROR_SIZE];
+    /* The last connection the address check refused in this attempt, and whether it was
+     * the last one libcurl tried to open (a connection it reuses is not opened again). */
+    char refused_addr[INET6_ADDRSTRLEN];
+    const char *refused_why;
+    bool last_refused;
 };
+
+/* libcurl asks here for the socket of every connection it opens, with the address it is
+ * about to connect to: after DNS, for each address it tries, and after each redirect.  An
+ * address the check refuses gets no socket, so nothing is sent to it. */
+static curl_socket_t
+on_open_socket(void *opaque, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    struct xfer *x = opaque;
+    const struct qcow2_image_cache_config *cfg = x->cfg;
+    const char *why = "not a connection to a server";
+    if (purpose == CURLSOCKTYPE_IPCXN &&
+        qcow2_address_allowed(&a->addr, a->addrlen, cfg->allowed_networks, cfg->n_allowed_networks,
+                              &why)) {
+        x->last_refused = false;
+        return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+    }
+    const void *ip = NULL;
+    if (a->family == AF_INET)
+        ip = &((const struct sockaddr_in *)&a->addr)->sin_addr;
+    else if (a->family == AF_INET6)
+        ip = &((const struct sockaddr_in6 *)&a->addr)->sin6_addr;
+    if (!ip || !inet_ntop(a->family, ip, x->refused_addr, sizeof(x->refused_addr)))
+        snprintf(x->refused_addr, sizeof(x->refused_addr), "(family %d)", a->family);
+    x->refused_why = why;
+    x->last_refused = true;
+    return CURL_SOCKET_BAD;
+}
 
 static size_t
 on_data(char *data, size_t size, size_t nmemb, void *opaque)
@@ -227,6 +260,8 @@ xfer_attempt(struct xfer *x, CURL *curl, struct na_error **err)
     x->too_big = false;
     x->write_errno = 0;
     x->errbuf[0] = '\0';
+    x->refused_addr[0] = '\0';
+    x->last_refused = false;
     curl_easy_setopt(curl, CURLOPT_RESUME_FROM_LARGE, (curl_off_t)start);
     curl_easy_setopt(curl, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)(room ? room : 1));
 
@@ -240,10 +275,19 @@ xfer_attempt(struct xfer *x, CURL *curl, struct na_error **err)
     cleanup_free char *bytes = bytes_text(x->size, expected);
     const char *detail = x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc);
 
+    /* Refused, not a network failure to retry.  (When the check let another address of the
+     * name through after a refused one, what happened there is the outcome.) */
+    if (rc == CURLE_COULDNT_CONNECT && x->last_refused) {
+        na_error_quiet(err, NA_CODE_IMAGE, EACCES,
+                       "connection to %s refused: it is %s, not in [image_cache] "
+                       "allowed_networks",
+                       x->refused_addr, x->refused_why);
+        return ATTEMPT_FAILED;
+    }
     switch (rc) {
     case CURLE_OK:
-        /* file:// has no status; http(s) must be 200 or 206 (redirects were followed). */
-        if (status != 0 && status != 200 && status != 206) {
+        /* 200 or 206 (redirects were followed). */
+        if (status != 200 && status != 206) {
             na_error_set(err, NA_CODE_IMAGE, 0, "unexpected HTTP status %ld, %s", status, bytes);
             return ATTEMPT_FAILED;
         }
@@ -310,8 +354,13 @@ xfer_curl(struct xfer *x)
     if (!c)
         abort();
     curl_easy_setopt(c, CURLOPT_URL, x->url);
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https,file");
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
+    curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, x);
+    /* A proxy would connect on our behalf, past the address check: none, whatever the
+     * environment says. */
+    curl_easy_setopt(c, CURLOPT_PROXY, "");
     curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
     curl_easy_setopt(c, CURLOPT_MAXREDIRS, MAX_REDIRECTS);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L); /* worker threads: no SIGALRM */
@@ -425,17 +474,19 @@ qcow2_image_fetch(const struct qcow2_image_cache_config *cfg, const char *url,
         /* The bytes kept from an earlier attempt may be the wrong ones: one fresh try. */
         if (pass == 0 && x.resumed) {
             na_log(NA_LOG_WARN, NULL, "image download: sha256 mismatch after resume, starting over",
-                   "sha256=%s url=%s actual=%s", sha256, shown_url, actual);
+                   "sha256=%s url=%s", sha256, shown_url);
             x.resumed = false;
             ret = xfer_restart(&x, err);
             if (ret < 0)
                 goto out;
             continue;
         }
+        /* Neither the digest nor the size of what was read: they would tell the requester
+         * about content it may not know (and let it ask for that content by digest). */
         ret = na_error_set(err, NA_CODE_IMAGE, 0,
-                           "image download %s: sha256 mismatch: expected %s, got %s (%" PRIu64
-                           " bytes); the file was deleted",
-                           shown_url, sha256, actual, x.size);
+                           "image download %s: sha256 mismatch: the content did not match the "
+                           "expected sha256 %s; the file was deleted",
+                           shown_url, sha256);
         goto out;
     }
 

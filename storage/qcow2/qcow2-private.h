@@ -3,6 +3,8 @@
 #ifndef NODEAGENT_QCOW2_PRIVATE_H
 #define NODEAGENT_QCOW2_PRIVATE_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define QCOW2_MAGIC 0x514649fbu /* "QFI\xfb" */
@@ -90,6 +92,17 @@
 
 /* Feature name table entry. */
 #define QCOW2_FEATURE_NAME_ENTRY_SIZE 48
+
+/* Raw content that is another format (probe.c). */
+#define QCOW2_PROBE_HEAD_SIZE 512 /* the first bytes of a file that hold every signature */
+#define QCOW2_PROBE_TAIL_SIZE 512 /* the footer: a VHD's is its last 512 bytes */
+
+/* The name of the disk image format ("qcow2", "VMDK", "VHD", ...) whose signature is in
+ * head (the first head_size bytes of a file, at most QCOW2_PROBE_HEAD_SIZE are looked at)
+ * or tail (the file's last QCOW2_PROBE_TAIL_SIZE bytes; NULL when the file is shorter than
+ * that), with *where describing the signature; NULL when none is. */
+const char *qcow2_probe_foreign(const uint8_t *head, size_t head_size, const uint8_t *tail,
+                                const char **where);
 
 static inline uint16_t
 qcow2_be16(const uint8_t *p)

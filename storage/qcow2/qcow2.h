@@ -6,9 +6,10 @@
  * encryption, unknown incompatible features, absurd sizes, and metadata tables that lie
  * outside the file, are misaligned, overlap the header or each other, or overflow.  It also
  * checks every L1 entry and, within a work budget, the L2 entries.  On success it fills a
- * struct qcow2_info (virtual size, cluster size, snapshots, ...).  A raw image is accepted as
- * it is: it is handed to QEMU as format=raw, so its content is never probed, and its size is
- * its virtual size.
+ * struct qcow2_info (virtual size, cluster size, snapshots, ...).  A raw image is handed to
+ * QEMU as format=raw, so QEMU never probes it, and its size is its virtual size; but it must
+ * not carry another format's signature (qcow2, QED, VMDK, VHD, VHDX, VDI, LUKS, Parallels,
+ * Bochs), which a later tool that probes could follow.
  *
  * qcow2_overlay_create() writes a qcow2 v3 image backed by a cached base image, naming the
  * backing format explicitly, atomically (temp file, fsync, rename) with mode 0600.
@@ -75,9 +76,10 @@ struct qcow2_info {
 int qcow2_validate(int fd, const struct qcow2_limits *limits, struct qcow2_info *out,
                    struct na_error **err);
 
-/* Validates a raw image: a non-empty regular file no larger than limits->max_virtual_size.
- * Its content is not looked at (see above).  Its virtual size is its size rounded up to 512
- * bytes, as QEMU presents it. */
+/* Validates a raw image: a non-empty regular file no larger than limits->max_virtual_size
+ * whose first and last 512 bytes carry no other format's signature (see above; IMAGE and
+ * -EINVAL naming the format).  Its virtual size is its size rounded up to 512 bytes, as QEMU
+ * presents it. */
 int qcow2_validate_raw(int fd, const struct qcow2_limits *limits, struct qcow2_info *out,
                        struct na_error **err);
 
@@ -154,15 +156,44 @@ struct qcow2_config_drive {
 int qcow2_config_drive_build(const struct qcow2_config_drive *in, const char *path,
                              struct na_error **err);
 
+/* --- image sources ---------------------------------------------------------------------
+ *
+ * An image download may connect only to public addresses and to those the operator allows:
+ * loopback, link-local, private (RFC 1918), CGNAT, unique-local, unspecified, multicast,
+ * broadcast and reserved addresses, IPv4-mapped IPv6 forms included, are refused unless they
+ * fall in one of the allowed networks.  Pure functions: any thread. */
+
+#include <stddef.h>     /* size_t */
+#include <sys/socket.h> /* struct sockaddr */
+
+/* A network; IPv4 is kept as IPv4-mapped IPv6 (a.b.c.d/n is ::ffff:a.b.c.d/(96+n)). */
+struct qcow2_cidr {
+    uint8_t addr[16];    /* host bits are zero */
+    unsigned prefix_len; /* 0..128 */
+};
+
+/* Parses "a.b.c.d/n" or "x:y::z/n".  Returns 0, or -EINVAL with *why saying what is wrong
+ * (no prefix length, not an address, bits set past the prefix). */
+int qcow2_cidr_parse(const char *text, struct qcow2_cidr *out, const char **why);
+
+/* Whether a download may connect to sa (AF_INET or AF_INET6; sa_size bytes): true for an
+ * address in one of the n_allowed networks or outside every refused range.  When false,
+ * *reason names the refused range, e.g. "link-local (169.254.0.0/16)". */
+bool qcow2_address_allowed(const struct sockaddr *sa, size_t sa_size,
+                           const struct qcow2_cidr *allowed, size_t n_allowed, const char **reason);
+
 /* --- image cache ---------------------------------------------------------------------------
  *
  * Base images live in <dir>/<sha256>, read-only (0440, group `group` when set so that the
  * per-guest QEMU uids can read them), each one verified by sha256 and validated as its
  * declared format before it is published.  qcow2_image_cache_get() returns the path of an
  * image, downloading it first when it is absent:
- *   - http, https or file URLs through libcurl; redirects only to http/https, at most 5;
- *     connect timeout; an attempt that moves less than 1 byte/s for stall_timeout_s fails;
- *     at most max_image_size bytes; TLS verified unless tls_verify is false;
+ *   - http or https URLs through libcurl, no proxy; redirects only to http/https, at most 5;
+ *     the address of every connection (after DNS, after each redirect) must pass
+ *     qcow2_address_allowed() with allowed_networks, or the download fails at once (IMAGE,
+ *     naming the address and why) without a byte sent; connect timeout; an attempt that moves
+ *     less than 1 byte/s for stall_timeout_s fails; at most max_image_size bytes; TLS
+ *     verified unless tls_verify is false;
  *   - transient failures (5xx, 408, 429, timeouts, connection errors, truncated bodies) are
  *     retried `retries` times with exponential backoff, resuming the partial file with a Range
  *     request (a server that answers 200 instead of 206 sends it all again); 4xx, a sha256
@@ -176,10 +207,11 @@ int qcow2_config_drive_build(const struct qcow2_config_drive *in, const char *pa
  * A cached image is validated again at each get (header and tables, no rehash) and its mtime
  * set to now: the mtime is its last use, which qcow2_image_cache_evict() reads.
  *
- * Errors: INVALID_ARGUMENT for a malformed sha256, format or URL scheme; IMAGE for a download
- * that failed or an image that was refused (the message names the URL without its userinfo,
- * query and fragment, the HTTP status, bytes received and expected, the sha256s); STORAGE for
- * local I/O.
+ * Errors: INVALID_ARGUMENT for a malformed sha256, format or URL scheme (anything but http
+ * and https); IMAGE for a download that failed or an image that was refused (the message
+ * names the URL without its userinfo, query and fragment, the HTTP status, bytes received and
+ * expected, the expected sha256 -- never the digest of what was received); STORAGE for local
+ * I/O.
  *
  * Threading: get blocks and is meant for worker threads; any number may run at once.  Gets
  * of one sha256 that overlap share one download: the first caller downloads, the others
@@ -198,13 +230,16 @@ struct qcow2_image_cache_config {
     unsigned retries;           /* attempts after the first one, on transient failures */
     unsigned backoff_ms;        /* before retry n: backoff_ms * 2^(n-1), at most 60 s */
     bool tls_verify;
-    const char *ca_file;        /* CA bundle for https; NULL: the system's */
-    gid_t group;                /* group of dir and of the images; (gid_t)-1: leave */
+    const char *ca_file; /* CA bundle for https; NULL: the system's */
+    gid_t group;         /* group of dir and of the images; (gid_t)-1: leave */
+    /* Networks a download may connect to although they are not public (copied at open). */
+    const struct qcow2_cidr *allowed_networks;
+    size_t n_allowed_networks;
     struct qcow2_limits limits; /* for validation; allow_backing is always forced false */
 };
 
 /* max_image_size 64 GiB, connect 15 s, stall 60 s, 4 retries from 1 s, TLS verified, no
- * group, qcow2_limits_init(); dir NULL (the caller sets it). */
+ * group, no allowed networks, qcow2_limits_init(); dir NULL (the caller sets it). */
 void qcow2_image_cache_config_init(struct qcow2_image_cache_config *cfg);
 
 struct qcow2_image_cache;

@@ -723,6 +723,28 @@ qcow2_validate(int fd, const struct qcow2_limits *limits, struct qcow2_info *out
     return 0;
 }
 
+/* A raw image must not be another format in disguise (see probe.c). */
+static int
+refuse_foreign(int fd, uint64_t size, struct na_error **err)
+{
+    uint8_t head[QCOW2_PROBE_HEAD_SIZE], tail[QCOW2_PROBE_TAIL_SIZE];
+    size_t head_size = size < sizeof(head) ? (size_t)size : sizeof(head);
+    int ret = pread_exact(fd, head, head_size, 0, err);
+    if (ret < 0)
+        return ret;
+    bool have_tail = size >= sizeof(tail);
+    if (have_tail && (ret = pread_exact(fd, tail, sizeof(tail), size - sizeof(tail), err)) < 0)
+        return ret;
+    const char *where = NULL;
+    const char *format = qcow2_probe_foreign(head, head_size, have_tail ? tail : NULL, &where);
+    if (format)
+        return refuse(err, EINVAL,
+                      "image declared raw is a %s image (%s): its content must match its "
+                      "declared format",
+                      format, where);
+    return 0;
+}
+
 int
 qcow2_validate_raw(int fd, const struct qcow2_limits *limits, struct qcow2_info *out,
                    struct na_error **err)
@@ -741,6 +763,9 @@ qcow2_validate_raw(int fd, const struct qcow2_limits *limits, struct qcow2_info 
     if (size > limits->max_virtual_size)
         return refuse(err, EFBIG, "raw image of %" PRIu64 " bytes exceeds the limit %" PRIu64, size,
                       limits->max_virtual_size);
+    ret = refuse_foreign(fd, size, err);
+    if (ret < 0)
+        return ret;
     /* QEMU rounds a raw image up to whole 512-byte sectors; the guest sees that size. */
     *out = (struct qcow2_info){
         .format = QCOW2_FORMAT_RAW,

@@ -1,7 +1,8 @@
 /* libFuzzer target for the qcow2 validator: the input is the image file.  It is written to
- * a memfd and validated twice, as a base image and as an overlay (backing file allowed), with
- * a small L2 scan budget so that large inputs stay fast.
- * fuzz-sources: storage/qcow2/validate.c
+ * a memfd and validated three times, as a base image, as an overlay (backing file allowed),
+ * with a small L2 scan budget so that large inputs stay fast, and as a raw image (which looks
+ * for other formats' signatures at its start and in its last sector).
+ * fuzz-sources: storage/qcow2/validate.c storage/qcow2/probe.c
  */
 #include <stdint.h>
 #include <sys/mman.h>
@@ -37,6 +38,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             __builtin_trap(); /* every refusal carries a message */
         na_error_free(err);
     }
+    struct qcow2_info info;
+    struct na_error *err = NULL;
+    if (qcow2_validate_raw(fd, &limits, &info, &err) < 0 && (!err || !err->msg))
+        __builtin_trap();
+    na_error_free(err);
     close(fd);
     return 0;
 }

@@ -109,6 +109,11 @@ class Agent:
                 # Test hosts have 2 CPUs and tests run up to ten 1-vCPU guests.
                 + ("" if "vcpu_allocation_ratio" in extra_config else
                    "[capacity]\nvcpu_allocation_ratio = 16\n")
+                # The test image servers are on loopback, which downloads may not reach by
+                # default.  (A second [image_cache] section in extra_config is fine; a second
+                # allowed_networks key is not, so a test that sets its own gets only its own.)
+                + ("" if re.search(r"^allowed_networks\s*=", extra_config, re.M) else
+                   "[image_cache]\nallowed_networks = 127.0.0.0/8\n")
                 + extra_config
             )
         self.proc = None

@@ -21,13 +21,14 @@ S = {"running": libvirt.VIR_DOMAIN_RUNNING, "paused": libvirt.VIR_DOMAIN_PAUSED,
 class ImageServer:
     """deploy/imageserver.py on loopback, serving the guest image and hostile ones."""
 
-    def __init__(self):
+    def __init__(self, bind="127.0.0.1"):
         self.root = tempfile.mkdtemp(prefix="nodeagent-images-")
         os.chmod(self.root, 0o755)
         shutil.copy(build_guest_image(), os.path.join(self.root, "guest.qcow2"))
         self.guest_sha = sha256_file(os.path.join(self.root, "guest.qcow2"))
         self.proc = subprocess.Popen([os.path.join(ROOT, "deploy/imageserver.py"), "--root",
-                                      self.root], stdout=subprocess.PIPE, text=True)
+                                      self.root, "--bind", bind], stdout=subprocess.PIPE,
+                                     text=True)
         self.url = self.proc.stdout.readline().strip()
 
     def add(self, name, data):
@@ -94,14 +95,14 @@ class Node:
         return lines[-1] if lines else {"returncode": r.returncode, "stderr": r.stderr}
 
     def create(self, name, ip="10.0.0.5", inst=None, url=None, sha=None, disk=1, extra=(),
-               check=0, vni=7, mac=None, port=None):
+               check=0, vni=7, mac=None, port=None, fmt="qcow2"):
         inst = inst or str(uuid.uuid4())
         mac = mac or "52:54:00:" + os.urandom(3).hex(":")
         last = self.request(
             "create", "--uuid", inst, "--name", name, "--tenant", "t1", "--vcpus", "1",
             "--memory-mib", "256", "--disk-gib", disk, "--image-id", "guest", "--image-url",
             url or self.images.url + "guest.qcow2", "--image-sha256",
-            sha or self.images.guest_sha, "--image-format", "qcow2", "--hostname", name,
+            sha or self.images.guest_sha, "--image-format", fmt, "--hostname", name,
             "--nic", f"port={port or uuid.uuid4()},network={network_id(vni)},vni={vni},"
             f"mac={mac},ip={ip}/24,gateway=10.0.0.1,mtu=1450",
             *extra, check=check)

@@ -79,11 +79,20 @@ for try in 1 2 3 4 5; do
     [ "$try" = 5 ] && q create -f qcow2 --object secret,id=sec0,data=hunter2 \
         -o encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=50 luks.bad.qcow2 64M
 done
-# The raw rule: content is never probed, so a qcow2 with a backing file passes as raw.
-cp backing.bad.qcow2 qcow2-as.raw
+# The raw rule: an image declared raw must not be another format, as qemu-img writes them
+# (a qcow2 with a backing file, and every other format a tool might probe).
+cp backing.bad.qcow2 qcow2-as.bad.raw
+for spec in "qed" "vmdk" "vmdk -o subformat=streamOptimized" "vhdx" "vpc" \
+    "vpc -o subformat=fixed" "vdi" "parallels"; do
+    set -- $spec
+    name=$(echo "$spec" | tr -c 'a-zA-Z0-9\n' '-' | sed 's/--*/-/g')
+    q create -f "$@" "$name-as.bad.raw" 16M 2>/dev/null || echo "qcow2_corpus: qemu-img cannot create $spec, skipped"
+done
+q create -f luks --object secret,id=sec0,data=x -o key-secret=sec0,iter-time=50 luks-as.bad.raw 16M \
+    2>/dev/null || echo "qcow2_corpus: qemu-img cannot create luks, skipped"
 
 for f in *.qcow2 *.raw; do
-    case $f in *.bad.qcow2) continue ;; esac
+    case $f in *.bad.qcow2 | *.bad.raw) continue ;; esac
     fmt=qcow2
     case $f in *.raw) fmt=raw ;; esac
     qemu-img info -f "$fmt" --output=json "$f" |

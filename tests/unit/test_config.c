@@ -5,6 +5,7 @@
 #include <cmocka.h>
 
 #include "agent/config.h"
+#include "storage/qcow2/qcow2.h"
 
 #include <string.h>
 
@@ -55,6 +56,8 @@ test_defaults(void **state)
     assert_string_equal(cfg->node_id, "n1");
     assert_string_equal(cfg->state_dir, "/var/lib/nodeagent");
     assert_string_equal(cfg->bootstrap_servers, "localhost:9092");
+    assert_null(cfg->image_allowed_networks);
+    assert_int_equal(cfg->n_image_allowed_networks, 0);
     assert_string_equal(cfg->topic_prefix, "nodeagent");
     assert_string_equal(cfg->admin_socket, "/run/nodeagent/admin.sock");
     assert_null(cfg->admin_listen);
@@ -95,7 +98,11 @@ test_full(void **state)
                                        "[memory]\n"
                                        "ksm = true\n"
                                        "[admin]\n"
-                                       "listen = 127.0.0.1:9100\n");
+                                       "listen = 127.0.0.1:9100\n"
+                                       "[image_cache]\n"
+                                       "retries = 2\n"
+                                       "[image_cache]\n"
+                                       "allowed_networks = 127.0.0.0/8,10.1.2.3/32  fd00::/8\n");
     assert_string_equal(cfg->node_id, "compute-7.rack2");
     assert_int_equal(cfg->log_level, NA_LOG_DEBUG);
     assert_int_equal(cfg->workers, 16);
@@ -117,6 +124,19 @@ test_full(void **state)
     assert_true(cfg->placement_manage_allocations);
     assert_true(cfg->ksm);
     assert_int_equal(cfg->report_interval_s, 60);
+    assert_int_equal(cfg->image_retries, 2);
+    assert_int_equal(cfg->n_image_allowed_networks, 3);
+    assert_int_equal(cfg->image_allowed_networks[0].prefix_len, 104);
+    assert_int_equal(cfg->image_allowed_networks[0].addr[12], 127);
+    assert_int_equal(cfg->image_allowed_networks[1].prefix_len, 128);
+    assert_int_equal(cfg->image_allowed_networks[1].addr[15], 3);
+    assert_int_equal(cfg->image_allowed_networks[2].prefix_len, 8);
+    assert_int_equal(cfg->image_allowed_networks[2].addr[0], 0xfd);
+    agent_config_free(cfg);
+
+    /* Empty: nothing allowed, as by default. */
+    cfg = load_ok("[agent]\nnode_id = n1\n[image_cache]\nallowed_networks =\n");
+    assert_int_equal(cfg->n_image_allowed_networks, 0);
     agent_config_free(cfg);
 }
 
@@ -133,6 +153,18 @@ test_bad_input(void **state)
     load_fails("[capacity]\ncustom_traits = CUSTOM_OK, ssd\n",
                "[capacity] custom_traits: `ssd` is not a custom trait");
     load_fails("[capacity]\ncustom_traits = HW_CPU_X86_AVX2\n", "`HW_CPU_X86_AVX2`");
+    load_fails("[image_cache]\nallowed_networks = 127.0.0.0/8, 10.0.0.1\n",
+               "[image_cache] allowed_networks: `10.0.0.1` is not an address, '/' and a prefix "
+               "length (want a CIDR such as 127.0.0.0/8 or fd00::/8)");
+    load_fails("[image_cache]\nallowed_networks = 127.0.0.1/8\n",
+               "`127.0.0.1/8` has bits set past its prefix length");
+    load_fails("[image_cache]\nallowed_networks = fd00::/200\n",
+               "`fd00::/200` has no prefix length from 0 to 128");
+    load_fails("[image_cache]\nallowed_networks = example.com/32\n",
+               "`example.com/32` does not start with an IPv4 or IPv6 address");
+    load_fails("[image_cache]\nallowed_networks = 127.0.0.0/8\n[image_cache]\n"
+               "allowed_networks = 10.0.0.0/8\n",
+               "[image_cache] allowed_networks: given twice");
     load_fails("[placement]\nendpoint = ftp://x\n",
                "[placement] endpoint: must be an http:// or https:// URL");
     load_fails("[instances]\nksm = true\n", "[instances] ksm: unknown key");

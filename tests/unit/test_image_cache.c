@@ -2,7 +2,8 @@
  * once for the group and stopped by pid.  Images are made here: random raw bytes, and qcow2
  * images from qemu-img, some of them hostile (a backing file, an external data file) or
  * patched (an L1 table past the end of the file, a virtual size of 2^62).  The server's
- * request counters (/_/stats) tell how many downloads really happened. */
+ * request counters (/_/stats) tell how many downloads really happened.  The caches allow
+ * 127.0.0.0/8 (the server's) unless a test is about the address check. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -154,10 +155,14 @@ server_count(const char *path, bool ranges)
     return count;
 }
 
+static struct qcow2_cidr loopback_v4;
+
 static void
 config(struct qcow2_image_cache_config *cfg, char **dir)
 {
     qcow2_image_cache_config_init(cfg);
+    cfg->allowed_networks = &loopback_v4;
+    cfg->n_allowed_networks = 1;
     *dir = na_xasprintf("%s/cache%d", g.root, ++g.n_caches);
     cfg->dir = *dir;
     cfg->connect_timeout_s = 2;
@@ -252,6 +257,8 @@ group_setup(void **state)
     (void)state;
     if (!getenv("TEST_VERBOSE"))
         na_log_set_level(NA_LOG_ERROR);
+    const char *why = NULL;
+    assert_int_equal(qcow2_cidr_parse("127.0.0.0/8", &loopback_v4, &why), 0);
     g.n_threads_at_start = count_threads();
     strcpy(g.root, "/tmp/nodeagent-test-imgcache-XXXXXX");
     assert_non_null(mkdtemp(g.root));
@@ -471,10 +478,12 @@ test_sha256_mismatch(void **state)
     cleanup_error struct na_error *err = get_fails(cache, url, g.sha_raw2, "raw", NA_CODE_IMAGE);
     expect_msg(err, "sha256 mismatch");
     expect_msg(err, g.sha_raw2);
+    expect_msg(err, "/raw3.img");
+    /* Nothing about what was read: neither its digest nor its size. */
     char actual[65];
     sha_of("raw3.img", actual);
-    expect_msg(err, actual);
-    expect_msg(err, "/raw3.img");
+    if (strstr(err->msg, actual) || strstr(err->msg, "1048576"))
+        fail_msg("the message reveals what was read: %s", err->msg);
     assert_false(exists(dir, g.sha_raw2));
     assert_int_equal(n_partials(dir), 0);
     assert_int_equal(server_count("/raw3.img", false), 1); /* not retried */
@@ -675,20 +684,21 @@ test_size_limit(void **state)
 }
 
 static void
-test_file_url_and_redirects(void **state)
+test_file_url_refused_and_redirects(void **state)
 {
     (void)state;
     struct qcow2_image_cache_config cfg;
     cleanup_free char *dir = NULL;
     config(&cfg, &dir);
     struct qcow2_image_cache *cache = open_cache(&cfg);
+    /* A file URL would read any host file as root. */
     cleanup_free char *furl = na_xasprintf("file://%s/raw2.img", g.srv);
-    char *path = NULL;
-    cleanup_error struct na_error *err = NULL;
-    if (qcow2_image_cache_get(cache, furl, g.sha_raw2, "raw", &path, NULL, &err) < 0)
-        fail_msg("get %s: %s", furl, err->msg);
-    free(path);
-    assert_true(exists(dir, g.sha_raw2));
+    cleanup_error struct na_error *err =
+        get_fails(cache, furl, g.sha_raw2, "raw", NA_CODE_INVALID_ARGUMENT);
+    assert_string_equal(err->field, "url");
+    expect_msg(err, "\"file\" is not http or https");
+    assert_false(exists(dir, g.sha_raw2));
+    assert_int_equal(n_partials(dir), 0);
 
     /* http redirect: followed. */
     const char *p = "/_/redirect/raw.img";
@@ -700,6 +710,54 @@ test_file_url_and_redirects(void **state)
     cleanup_error struct na_error *rerr =
         get_fails(cache, rurl, g.sha_qcow2, "qcow2", NA_CODE_IMAGE);
     assert_false(exists(dir, g.sha_qcow2));
+    qcow2_image_cache_close(cache);
+}
+
+/* The address check on real connections: the server is on 127.0.0.1. */
+static void
+test_address_refused(void **state)
+{
+    (void)state;
+    struct qcow2_image_cache_config cfg;
+    cleanup_free char *dir = NULL;
+    config(&cfg, &dir);
+    cfg.allowed_networks = NULL; /* the default: loopback is refused */
+    cfg.n_allowed_networks = 0;
+    struct qcow2_image_cache *cache = open_cache(&cfg);
+    const char *p = "/_/flaky/0/raw3.img";
+    cleanup_free char *url = url_of(p + 1);
+    cleanup_error struct na_error *err = get_fails(cache, url, g.sha_raw, "raw", NA_CODE_IMAGE);
+    expect_msg(err, "connection to 127.0.0.1 refused: it is loopback (127.0.0.0/8)");
+    expect_msg(err, "allowed_networks");
+    /* Not retried, and the server saw nothing. */
+    assert_int_equal(server_count(p, false), 0);
+    assert_int_equal(n_partials(dir), 0);
+
+    /* By name: the resolved address is what counts. */
+    cleanup_free char *named =
+        na_xasprintf("http://localhost:%s_/flaky/0/raw3.img", strrchr(g.base_url, ':') + 1);
+    cleanup_error struct na_error *nerr = get_fails(cache, named, g.sha_raw, "raw", NA_CODE_IMAGE);
+    expect_msg(nerr, "loopback");
+    assert_int_equal(server_count(p, false), 0);
+    qcow2_image_cache_close(cache);
+
+    /* Allowed: 127.0.0.1/32 only; a redirect to 127.0.0.2 is refused before connecting. */
+    struct qcow2_cidr one;
+    const char *why;
+    assert_int_equal(qcow2_cidr_parse("127.0.0.1/32", &one, &why), 0);
+    cleanup_free char *dir2 = NULL;
+    config(&cfg, &dir2);
+    cfg.allowed_networks = &one;
+    cfg.n_allowed_networks = 1;
+    cache = open_cache(&cfg);
+    cleanup_free char *ok = get_ok(cache, "raw2.img", g.sha_raw2, "raw", NULL);
+    const char *port = strrchr(g.base_url, ':') + 1; /* "PORT/" */
+    cleanup_free char *rurl = na_xasprintf("%s_/redirect-to/127.0.0.2:%sraw.img", g.base_url, port);
+    cleanup_error struct na_error *rerr = get_fails(cache, rurl, g.sha_raw, "raw", NA_CODE_IMAGE);
+    expect_msg(rerr, "connection to 127.0.0.2 refused: it is loopback");
+    cleanup_free char *rpath = na_xasprintf("/_/redirect-to/127.0.0.2:%sraw.img", port);
+    assert_int_equal(server_count(rpath, false), 1); /* not retried */
+    assert_false(exists(dir2, g.sha_raw));
     qcow2_image_cache_close(cache);
 }
 
@@ -730,8 +788,14 @@ test_hostile_images(void **state)
         assert_false(exists(dir, cases[i].sha));
         assert_int_equal(n_partials(dir), 0);
     }
-    /* Declared raw, the same bytes are accepted: QEMU is told format=raw and never probes. */
-    cleanup_free char *path = get_ok(cache, "backing.qcow2", g.sha_backing, "raw", NULL);
+    /* Declared raw, the same bytes are refused too: a later tool that probes would follow
+     * the backing file. */
+    cleanup_free char *url = url_of("backing.qcow2");
+    cleanup_error struct na_error *err = get_fails(cache, url, g.sha_backing, "raw", NA_CODE_IMAGE);
+    expect_msg(err, "image declared raw is a qcow2 image");
+    expect_msg(err, "refused as raw");
+    assert_false(exists(dir, g.sha_backing));
+    assert_int_equal(n_partials(dir), 0);
     qcow2_image_cache_close(cache);
 }
 
@@ -823,7 +887,8 @@ main(void)
         cmocka_unit_test(test_norange_restart),
         cmocka_unit_test(test_resume_kept_partial),
         cmocka_unit_test(test_size_limit),
-        cmocka_unit_test(test_file_url_and_redirects),
+        cmocka_unit_test(test_file_url_refused_and_redirects),
+        cmocka_unit_test(test_address_refused),
         cmocka_unit_test(test_hostile_images),
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_evict),

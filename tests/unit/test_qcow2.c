@@ -662,10 +662,11 @@ test_raw(void **state)
     assert_int_equal(qcow2_validate_format(fd, QCOW2_FORMAT_RAW, &l, &info, &err), -EINVAL);
     assert_non_null(strstr(err->msg, "raw image is empty"));
     na_error_clear(&err);
-    /* Content is not probed: qcow2 bytes in a raw image are guest data. */
-    struct image im = make_image(3);
-    assert_int_equal(write(fd, im.b, 4096), 4096);
-    free(im.b);
+    /* Zeros, then a sector that merely mentions a signature past where it counts. */
+    uint8_t sector[4096] = {0};
+    memcpy(sector + 1, "QFI\xfb", 4);
+    memcpy(sector + 0x41, "\x7f\x10\xda\xbe", 4);
+    assert_int_equal(write(fd, sector, sizeof(sector)), 4096);
     assert_int_equal(qcow2_validate_raw(fd, &l, &info, &err), 0);
     assert_int_equal(info.format, QCOW2_FORMAT_RAW);
     assert_int_equal(info.virtual_size, 4096);
@@ -678,6 +679,109 @@ test_raw(void **state)
     assert_int_equal(err->code, NA_CODE_IMAGE);
     assert_non_null(strstr(err->msg, "raw image of 1048577 bytes exceeds the limit 1048576"));
     na_error_clear(&err);
+}
+
+/* Writes size bytes of zeros with magic at offset (negative: from the end) to a memfd and
+ * validates it as raw: refused naming `format`, or accepted when format is NULL. */
+static void
+expect_raw(const char *format, size_t size, long offset, const void *magic, size_t magic_size)
+{
+    cleanup_free uint8_t *b = na_xcalloc(1, size);
+    size_t at = offset < 0 ? size - (size_t)-offset : (size_t)offset;
+    memcpy(b + at, magic, magic_size);
+    cleanup_close int fd = memfd_create("raw", MFD_CLOEXEC);
+    assert_int_equal(write(fd, b, size), (ssize_t)size);
+    struct qcow2_info info;
+    struct na_error *err = NULL;
+    int ret = qcow2_validate_raw(fd, NULL, &info, &err);
+    if (!format) {
+        if (ret < 0)
+            fail_msg("refused: %s", err->msg);
+        return;
+    }
+    if (ret == 0)
+        fail_msg("a raw image with a %s signature at %ld was accepted", format, offset);
+    assert_int_equal(ret, -EINVAL);
+    assert_int_equal(err->code, NA_CODE_IMAGE);
+    cleanup_free char *want = na_xasprintf("image declared raw is a %s image", format);
+    if (!strstr(err->msg, want))
+        fail_msg("message \"%s\" lacks \"%s\"", err->msg, want);
+    na_error_free(err);
+}
+
+/* A raw image whose content is another format is refused (OpenStack's format inspector,
+ * OSSA-2024-001): each signature, at its place, in a crafted sector. */
+static void
+test_raw_foreign_formats(void **state)
+{
+    (void)state;
+    /* The qcow2 make_image() writes, with its backing file or not. */
+    struct image im = make_image(3);
+    cleanup_close int fd = memfd_create("raw", MFD_CLOEXEC);
+    assert_int_equal(write(fd, im.b, im.size), (ssize_t)im.size);
+    free(im.b);
+    struct qcow2_info info;
+    struct na_error *err = NULL;
+    assert_int_equal(qcow2_validate_raw(fd, NULL, &info, &err), -EINVAL);
+    assert_non_null(
+        strstr(err->msg, "image declared raw is a qcow2 image (\"QFI\\xfb\" at offset 0)"));
+    na_error_clear(&err);
+
+    expect_raw("qcow2", 512, 0, "QFI\xfb\0\0\0\1", 8); /* qcow version 1 */
+    expect_raw("QED", 4096, 0, "QED\0", 4);
+    expect_raw("VMDK", 4096, 0, "KDMV", 4);
+    expect_raw("VMDK", 4096, 0, "COWD", 4);
+    static const char descriptor[] = "# Disk DescriptorFile\nversion=1\nCID=fffffffe\n"
+                                     "createType=\"monolithicFlat\"\n"
+                                     "RW 2048 FLAT \"/etc/shadow\" 0\n";
+    expect_raw("VMDK", sizeof(descriptor) - 1, 0, descriptor, sizeof(descriptor) - 1);
+    expect_raw("VHDX", 1 << 20, 0, "vhdxfile", 8);
+    expect_raw("VHD", 4096, 0, "conectix", 8);    /* dynamic: the footer's copy first */
+    expect_raw("VHD", 4096, -512, "conectix", 8); /* fixed: the footer only */
+    expect_raw("VHD", 512, -512, "conectix", 8);
+    expect_raw("VDI", 4096, 0x40, "\x7f\x10\xda\xbe", 4);
+    static const char vdi[] = "<<< Oracle VM VirtualBox Disk Image >>>\n";
+    cleanup_free uint8_t *v = na_xcalloc(1, 512);
+    memcpy(v, vdi, sizeof(vdi) - 1);
+    memcpy(v + 0x40, "\x7f\x10\xda\xbe", 4);
+    expect_raw("VDI", 512, 0, v, 512);
+    expect_raw("LUKS", 4096, 0, "LUKS\xba\xbe", 6);
+    expect_raw("Parallels", 4096, 0, "WithoutFreeSpace", 16);
+    expect_raw("Parallels", 4096, 0, "WithouFreSpacExt", 16);
+    expect_raw("Bochs", 4096, 0, "Bochs Virtual HD Image", 22);
+
+    /* Near misses are guest data: a signature not where its format puts it, a truncated
+     * one, a VHD footer that is not the last sector, and files shorter than a signature. */
+    expect_raw(NULL, 4096, 512, "QFI\xfb", 4);
+    expect_raw(NULL, 4096, 0, "QFI", 3);
+    expect_raw(NULL, 4096, 0, "LUKS\xba", 5);
+    expect_raw(NULL, 4096, 0x44, "\x7f\x10\xda\xbe", 4);
+    expect_raw(NULL, 4096, -1024, "conectix", 8);
+    expect_raw(NULL, 4096, 0, "# Disk Descriptor", 17);
+    expect_raw(NULL, 3, 0, "QFI", 3);
+    expect_raw(NULL, 0x43, 0x40, "\x7f\x10\xda", 3);
+}
+
+/* The pure probe on buffers: a short head or no tail is not read past its end. */
+static void
+test_probe_buffers(void **state)
+{
+    (void)state;
+    const char *where = NULL;
+    uint8_t head[QCOW2_PROBE_HEAD_SIZE] = {0}, tail[QCOW2_PROBE_TAIL_SIZE] = {0};
+    assert_null(qcow2_probe_foreign(head, sizeof(head), tail, &where));
+    memcpy(head, "QED", 4);
+    assert_string_equal(qcow2_probe_foreign(head, 4, NULL, &where), "QED");
+    assert_null(qcow2_probe_foreign(head, 3, NULL, &where));
+    memcpy(head + 0x40, "\x7f\x10\xda\xbe", 4);
+    memset(head, 0, 4);
+    assert_null(qcow2_probe_foreign(head, 0x43, NULL, &where));
+    assert_string_equal(qcow2_probe_foreign(head, 0x44, NULL, &where), "VDI");
+    assert_string_equal(where, "signature 0xbeda107f at offset 0x40");
+    memset(head, 0, sizeof(head));
+    memcpy(tail, "conectix", 8);
+    assert_null(qcow2_probe_foreign(head, sizeof(head), NULL, &where));
+    assert_string_equal(qcow2_probe_foreign(head, sizeof(head), tail, &where), "VHD");
 }
 
 static void
@@ -849,8 +953,8 @@ ends_with(const char *s, const char *suffix)
     return n >= m && strcmp(s + n - m, suffix) == 0;
 }
 
-/* Names: *.raw raw, *.bad.qcow2 must be refused, *.backed.qcow2 has a backing file,
- * other *.qcow2 must pass; <name>.vsize holds qemu-img's virtual size. */
+/* Names: *.raw raw, *.bad.qcow2 and *.bad.raw must be refused, *.backed.qcow2 has a
+ * backing file, other *.qcow2 must pass; <name>.vsize holds qemu-img's virtual size. */
 static void
 check_corpus_file(const char *dir, const char *name, int *failures)
 {
@@ -860,7 +964,7 @@ check_corpus_file(const char *dir, const char *name, int *failures)
     struct qcow2_limits l;
     qcow2_limits_init(&l);
     l.allow_backing = ends_with(name, ".backed.qcow2");
-    bool bad = ends_with(name, ".bad.qcow2");
+    bool bad = ends_with(name, ".bad.qcow2") || ends_with(name, ".bad.raw");
     enum qcow2_format fmt = ends_with(name, ".raw") ? QCOW2_FORMAT_RAW : QCOW2_FORMAT_QCOW2;
     struct qcow2_info info;
     struct na_error *err = NULL;
@@ -960,6 +1064,8 @@ main(void)
         cmocka_unit_test(test_extension_overrun),
         cmocka_unit_test(test_truncated_header_cluster),
         cmocka_unit_test(test_raw),
+        cmocka_unit_test(test_raw_foreign_formats),
+        cmocka_unit_test(test_probe_buffers),
         cmocka_unit_test(test_format_parse),
         cmocka_unit_test(test_overlay),
         cmocka_unit_test(test_overlay_sizes),

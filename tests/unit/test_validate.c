@@ -338,6 +338,8 @@ assert_invalid(struct fx *f, const char *field)
     X(url_newline, "create.spec.image.url", f->image.url = "http://example.com/a\r\nX: y")         \
     X(url_utf8, "create.spec.image.url", f->image.url = "http://example.com/\xc3\xa9")             \
     X(url_file_host, "create.spec.image.url", f->image.url = "file://host/a.qcow2")                \
+    X(url_file, "create.spec.image.url", f->image.url = "file:///etc/shadow")                      \
+    X(url_file_upper, "create.spec.image.url", f->image.url = "FILE:///etc/shadow")                \
     X(url_4097, "create.spec.image.url", f->image.url = rep(f, 'u', 4097);                         \
       memcpy(f->image.url, "http://h/", 9))                                                        \
     X(sha_empty, "create.spec.image.sha256", f->image.sha256 = "")                                 \
@@ -445,6 +447,8 @@ assert_invalid(struct fx *f, const char *field)
     X(resize_vcpus, "resize.flavor.vcpus", USE(RESIZE, resize); f->flavor.vcpus = 0)               \
     X(rebuild_no_image, "rebuild.image", USE(REBUILD, rebuild); f->rebuild.image = NULL)           \
     X(rebuild_sha, "rebuild.image.sha256", USE(REBUILD, rebuild); f->image.sha256 = "x")           \
+    X(rebuild_file_url, "rebuild.image.url", USE(REBUILD, rebuild);                                \
+      f->image.url = "file:///var/lib/nodeagent/state.db")                                         \
     X(console_tail, "console_log.tail_bytes", USE(CONSOLE_LOG, console_log);                       \
       f->console_log.tail_bytes = 1048577)                                                         \
     X(migrate_no_target, "migrate.target_node", USE(MIGRATE, migrate);                             \
@@ -659,7 +663,6 @@ test_valid_strings(void **state)
         "https://user:pw@example.com:8443/a.qcow2?sig=abc%20def#frag",
         "https://[2001:db8::1]:443/a.raw",
         "https://10.0.0.1",
-        "file:///var/lib/nodeagent/images/a.qcow2",
     };
     static const char *const macs[] = {"52:54:00:12:34:56", "FA:16:3E:AA:BB:CC",
                                        "02:00:00:00:00:00", "fe:ff:ff:ff:ff:ff"};
@@ -701,6 +704,14 @@ test_message_says_what_and_allowed(void **state)
                         "create.spec.flavor.vcpus: 4096 is out of range; allowed 1..1024");
     na_error_free(err);
 
+    f->flavor.vcpus = 1;
+    f->image.url = "file:///etc/shadow";
+    err = assert_invalid(f, "create.spec.image.url");
+    assert_string_equal(err->msg, "create.spec.image.url: \"file:///etc/shadow\" is a file URL; "
+                                  "image URLs must be http:// or https://");
+    na_error_free(err);
+
+    f->image.url = "http://example.com/a.qcow2";
     f->flavor.vcpus = 1;
     f->image.format = 7;
     err = assert_invalid(f, "create.spec.image.format");

@@ -49,7 +49,7 @@ enum nodectl_exit {
     X(DISK_GIB, "disk-gib", "N", "flavor: root disk in GiB")                                       \
     X(FLAVOR_NAME, "flavor-name", "NAME", "flavor: name (informational)")                          \
     X(IMAGE_ID, "image-id", "ID", "image id")                                                      \
-    X(IMAGE_URL, "image-url", "URL", "image URL (http://, https://, file://)")                     \
+    X(IMAGE_URL, "image-url", "URL", "image URL (http:// or https://)")                            \
     X(IMAGE_SHA256, "image-sha256", "HEX", "sha256 of the image file")                             \
     X(IMAGE_FORMAT, "image-format", "FMT", "qcow2, raw, unspecified, or a number")                 \
     X(NIC, "nic", "SPEC",                                                                          \
