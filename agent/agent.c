@@ -222,62 +222,12 @@ on_reconcile_timer(uv_timer_t *t)
     agent_reconcile(t->data);
 }
 
-/* Removing unused cached images: the in-use set comes from the table, the files are
- * removed in a worker. */
-struct evict_job {
-    uv_work_t req;
-    struct qcow2_image_cache *images;
-    char **in_use;
-    size_t n_in_use;
-    int64_t max_age_s;
-    int removed;
-    struct na_error *err;
-};
-
-static void
-evict_work(uv_work_t *req)
-{
-    struct evict_job *job = req->data;
-    job->removed = qcow2_image_cache_evict(job->images, (const char *const *)job->in_use,
-                                           job->n_in_use, job->max_age_s, &job->err);
-}
-
-static void
-evict_done(uv_work_t *req, int status)
-{
-    (void)status;
-    struct evict_job *job = req->data;
-    if (job->err)
-        na_log(NA_LOG_WARN, NULL, "evicting unused images failed", "error=\"%s\"", job->err->msg);
-    else if (job->removed > 0)
-        na_log(NA_LOG_INFO, NULL, "evicted unused images", "count=%d", job->removed);
-    for (size_t i = 0; i < job->n_in_use; i++)
-        free(job->in_use[i]);
-    free(job->in_use);
-    na_error_free(job->err);
-    free(job);
-}
-
-static void
-evict_images(struct agent *a)
-{
-    struct evict_job *job = na_xcalloc(1, sizeof(*job));
-    job->images = a->host.images;
-    job->max_age_s = a->cfg->image_max_unused_age_s;
-    job->in_use = na_xcalloc(a->instances.n, sizeof(*job->in_use));
-    for (size_t i = 0; i < a->instances.n; i++)
-        if (a->instances.items[i]->image_sha256 && *a->instances.items[i]->image_sha256)
-            job->in_use[job->n_in_use++] = na_xstrdup(a->instances.items[i]->image_sha256);
-    job->req.data = job;
-    uv_queue_work(a->loop, &job->req, evict_work, evict_done);
-}
-
 static void
 on_housekeeping(uv_timer_t *t)
 {
     struct agent *a = t->data;
     if (!a->stopping)
-        evict_images(a);
+        agent_evict_images(a);
     cleanup_error struct na_error *err = NULL;
     int n = agent_store_intent_prune(a->store, na_now_ms() - INTENT_RETENTION_MS, &err);
     if (n < 0)

@@ -160,6 +160,8 @@ void agent_op_progress(struct agent_op *op, unsigned percent, const char *fmt, .
 
 /* reconcile.c: compares libvirt's domains and the instance directories with the table. */
 void agent_reconcile(struct agent *a);
+/* Removes cached images that nothing uses (agent/eviction.c), in a worker. */
+void agent_evict_images(struct agent *a);
 
 /* hvevents.c: libvirt's lifecycle events and connection changes, on the loop. */
 void agent_hv_on_event(void *agent, const struct hv_event *ev);

@@ -417,6 +417,55 @@ qcow2_image_cache_get(struct qcow2_image_cache *cache, const char *url, const ch
 
 /* --- evict ----------------------------------------------------------------------------- */
 
+static void
+add_name(char ***names, size_t *n_names, const char *name)
+{
+    *names = na_xrealloc(*names, (*n_names + 1) * sizeof(**names));
+    (*names)[(*n_names)++] = na_xstrdup(name);
+}
+
+/* The cache entry that the overlay `name` in directory dirfd backs on, if any. */
+static void
+add_backing_of(const struct qcow2_image_cache *cache, int dirfd, const char *name, char ***names,
+               size_t *n_names)
+{
+    cleanup_close int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0)
+        return;
+    struct qcow2_limits limits;
+    qcow2_limits_init(&limits);
+    limits.allow_backing = true;
+    struct qcow2_info info = {0};
+    if (qcow2_validate(fd, &limits, &info, NULL) < 0)
+        return;
+    size_t dir_len = strlen(cache->dir);
+    if (strncmp(info.backing_file, cache->dir, dir_len) == 0 && info.backing_file[dir_len] == '/' &&
+        is_image_name(info.backing_file + dir_len + 1))
+        add_name(names, n_names, info.backing_file + dir_len + 1);
+}
+
+void
+qcow2_image_cache_backed_names(const struct qcow2_image_cache *cache, const char *overlays_dir,
+                               const char *const *overlay_names, size_t n_overlay_names,
+                               char ***names, size_t *n_names)
+{
+    DIR *d = opendir(overlays_dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!na_uuid_is_valid(e->d_name))
+            continue;
+        cleanup_close int sub =
+            openat(dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        if (sub < 0)
+            continue;
+        for (size_t i = 0; i < n_overlay_names; i++)
+            add_backing_of(cache, sub, overlay_names[i], names, n_names);
+    }
+    closedir(d);
+}
+
 static bool
 in_use(const char *name, const char *const *in_use_sha256, size_t n_in_use)
 {

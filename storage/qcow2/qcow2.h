@@ -257,6 +257,15 @@ int qcow2_image_cache_get(struct qcow2_image_cache *cache, const char *url, cons
                           const char *format, char **path_out, struct qcow2_info *info_out,
                           struct na_error **err);
 
+/* Appends to *names (n_names entries; the caller frees each and the array) the name (sha256)
+ * of every cached image that an overlay backs on, reading the overlays themselves:
+ * <overlays_dir>/<uuid>/<overlay_names[i]>, opened without following symlinks and
+ * validated; an overlay naming anything outside the cache adds nothing.  Headers are read,
+ * not trusted: a hostile one can only keep an image longer.  For a worker thread. */
+void qcow2_image_cache_backed_names(const struct qcow2_image_cache *cache,
+                                    const char *overlays_dir, const char *const *overlay_names,
+                                    size_t n_overlay_names, char ***names, size_t *n_names);
+
 /* Removes the cached images that are not among in_use_sha256 (n_in_use entries) and were not
  * used for max_unused_age_s seconds or more; never one being downloaded or published.
  * Returns how many were removed, or a negative errno (STORAGE) when dir cannot be read;

@@ -871,6 +871,74 @@ test_evict(void **state)
     qcow2_image_cache_close(cache);
 }
 
+/* An overlay dir/<uuid>/<name> on the cached image sha256 (or on `backing` when set). */
+static void
+make_overlay(const char *dir, const char *uuid, const char *name, const char *backing)
+{
+    cleanup_free char *sub = na_xasprintf("%s/%s", dir, uuid);
+    assert_true(mkdir(sub, 0700) == 0 || errno == EEXIST);
+    cleanup_free char *path = na_xasprintf("%s/%s", sub, name);
+    cleanup_error struct na_error *err = NULL;
+    if (qcow2_overlay_create(path, backing, "raw", RAW_SIZE, &err) < 0)
+        fail_msg("overlay %s: %s", path, err->msg);
+}
+
+static bool
+has_name(char **names, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(names[i], name) == 0)
+            return true;
+    return false;
+}
+
+/* The bases the overlays on disk back on are kept, whatever the records say. */
+static void
+test_evict_keeps_overlay_bases(void **state)
+{
+    (void)state;
+    struct qcow2_image_cache_config cfg;
+    cleanup_free char *dir = NULL;
+    config(&cfg, &dir);
+    struct qcow2_image_cache *cache = open_cache(&cfg);
+    cleanup_free char *a = get_ok(cache, "raw.img", g.sha_raw, "raw", NULL);
+    cleanup_free char *b = get_ok(cache, "raw2.img", g.sha_raw2, "raw", NULL);
+
+    cleanup_free char *inst = na_xasprintf("%s/instances%d", g.root, g.n_caches);
+    assert_int_equal(mkdir(inst, 0700), 0);
+    make_overlay(inst, "0b6f1ad4-3c4e-4d8f-9a53-7b4a8e0f5c11", "disk", a);
+    make_overlay(inst, "0b6f1ad4-3c4e-4d8f-9a53-7b4a8e0f5c11", "disk.next", b);
+    /* Not counted: a base outside the cache, another file name, a directory that is not a
+     * uuid, and a symlink to an overlay. */
+    make_overlay(inst, "5e2c9f57-8a1b-4c0e-b6d2-3f9a7c1e4b20", "disk", "/etc/hostname");
+    make_overlay(inst, "5e2c9f57-8a1b-4c0e-b6d2-3f9a7c1e4b20", "other", a);
+    make_overlay(inst, "not-a-uuid", "disk", a);
+    cleanup_free char *link_dir = na_xasprintf("%s/9d3e1b7a-2f6c-4a8e-8b1d-5c7f0a9e2d33", inst);
+    assert_int_equal(mkdir(link_dir, 0700), 0);
+    cleanup_free char *link = na_xasprintf("%s/disk", link_dir);
+    cleanup_free char *target = na_xasprintf("%s/0b6f1ad4-3c4e-4d8f-9a53-7b4a8e0f5c11/disk", inst);
+    assert_int_equal(symlink(target, link), 0);
+
+    const char *const overlay_names[] = {"disk", "disk.next"};
+    char **names = NULL;
+    size_t n = 0;
+    qcow2_image_cache_backed_names(cache, inst, overlay_names, 2, &names, &n);
+    assert_int_equal(n, 2);
+    assert_true(has_name(names, n, g.sha_raw));
+    assert_true(has_name(names, n, g.sha_raw2));
+
+    cleanup_error struct na_error *err = NULL;
+    assert_int_equal(qcow2_image_cache_evict(cache, (const char *const *)names, n, 0, &err), 0);
+    assert_true(exists(dir, g.sha_raw));
+    assert_true(exists(dir, g.sha_raw2));
+    /* Without them both go. */
+    assert_int_equal(qcow2_image_cache_evict(cache, NULL, 0, 0, &err), 2);
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    qcow2_image_cache_close(cache);
+}
+
 int
 main(void)
 {
@@ -892,6 +960,7 @@ main(void)
         cmocka_unit_test(test_hostile_images),
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_evict),
+        cmocka_unit_test(test_evict_keeps_overlay_bases),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
