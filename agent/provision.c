@@ -12,10 +12,13 @@
  * done.
  *
  * rebuild: a new root disk from another image, same identity (uuid, NICs, config drive).
- * The image is fetched first, so a failed download leaves the instance as it was.
+ * The image is fetched and the new disk written beside the old one (disk.next) while the
+ * guest still runs; the old disk is replaced only once the domain is defined on the new one,
+ * so a failure up to there leaves the instance as it was (started again if it was running).
  *
  * resize (cold): the guest is stopped, its disk grown (never shrunk), the domain redefined
- * with the new flavor, and started again if it was running.
+ * with the new flavor on the base the record names (never the one the overlay's header,
+ * which the guest's uid can write, claims), and started again if it was running.
  */
 #include "agent/agent.h"
 #include "agent/capacity.h"
@@ -35,6 +38,7 @@
 struct instance_paths {
     char *dir;
     char *disk;
+    char *disk_next; /* a rebuild's new disk until it replaces disk */
     char *config_drive;
     char *console_log;
 };
@@ -44,6 +48,7 @@ paths_init(struct instance_paths *p, const struct agent_host *h, const char *uui
 {
     p->dir = na_xasprintf("%s/%s", h->instances_dir, uuid);
     p->disk = na_xasprintf("%s/disk", p->dir);
+    p->disk_next = na_xasprintf("%s/disk.next", p->dir);
     p->config_drive = na_xasprintf("%s/disk.config", p->dir);
     p->console_log = na_xasprintf("%s/console.log", p->dir);
 }
@@ -53,6 +58,7 @@ paths_clear(struct instance_paths *p)
 {
     free(p->dir);
     free(p->disk);
+    free(p->disk_next);
     free(p->config_drive);
     free(p->console_log);
 }
@@ -144,15 +150,15 @@ own(const char *path, const struct agent_op *op, mode_t mode, struct na_error **
     return 0;
 }
 
-/* The overlay, unless an earlier attempt already wrote it. */
+/* The overlay `disk` on base, unless an earlier attempt already wrote it. */
 static int
-make_disk(struct agent_op *op, const struct instance_paths *p, const char *base,
-          const char *base_format, struct na_error **err)
+make_disk(struct agent_op *op, const char *disk, const char *base, const char *base_format,
+          struct na_error **err)
 {
     uint64_t size = (uint64_t)op->spec->flavor->root_disk_gib * GIB;
     struct stat st;
-    if (stat(p->disk, &st) == 0) {
-        cleanup_close int fd = open(p->disk, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (stat(disk, &st) == 0) {
+        cleanup_close int fd = open(disk, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
         struct qcow2_limits limits;
         qcow2_limits_init(&limits);
         limits.allow_backing = true;
@@ -160,12 +166,12 @@ make_disk(struct agent_op *op, const struct instance_paths *p, const char *base,
         if (fd >= 0 && qcow2_validate(fd, &limits, &info, NULL) == 0 &&
             strcmp(info.backing_file, base) == 0 && info.virtual_size == size)
             return 0;
-        unlink(p->disk); /* half-made or stale: make it again */
+        unlink(disk); /* half-made or stale: make it again */
     }
-    int ret = qcow2_overlay_create(p->disk, base, base_format, size, err);
+    int ret = qcow2_overlay_create(disk, base, base_format, size, err);
     if (ret < 0)
         return ret;
-    return own(p->disk, op, 0600, err);
+    return own(disk, op, 0600, err);
 }
 
 static int
@@ -331,7 +337,7 @@ run_create(struct agent_op *op, struct na_error **err)
         goto fail;
     }
     if ((ret = own(p.dir, op, 0700, err)) < 0 ||
-        (ret = make_disk(op, &p, base, base_format, err)) < 0)
+        (ret = make_disk(op, p.disk, base, base_format, err)) < 0)
         goto fail;
     na_failpoint("create.disk_made");
     if ((ret = make_config_drive(op, &p, err)) < 0)
@@ -460,6 +466,19 @@ prepare_rebuild(struct agent *a, struct agent_op *op, struct na_error **err)
     return 0;
 }
 
+/* After a rebuild failed before the old disk was replaced: the domain is still defined on
+ * the old disk; it runs again if it ran, and op->state says what it is. */
+static void
+restore_after_rebuild(struct agent_op *op, const struct instance_paths *p, bool was_running)
+{
+    struct na_log_ctx log = {.request_id = op->request_id, .instance = op->instance};
+    unlink(p->disk_next);
+    cleanup_error struct na_error *e = NULL;
+    if (start_and_read_state(op, was_running, &e) < 0)
+        na_log(NA_LOG_WARN, &log, "the guest could not be started again after a failed rebuild",
+               "error=\"%s\"", e->msg);
+}
+
 static int
 run_rebuild(struct agent_op *op, struct na_error **err)
 {
@@ -475,15 +494,35 @@ run_rebuild(struct agent_op *op, struct na_error **err)
     if (ret < 0)
         return ret;
 
-    agent_op_progress(op, 40, "replacing the root disk");
-    if ((ret = hv_domain_destroy(h->hv, spec->uuid, err)) < 0)
+    /* A rebuild gives a fresh disk: one left by an interrupted attempt is made again. */
+    agent_op_progress(op, 40, "writing the new root disk");
+    if (unlink(p.disk_next) < 0 && errno != ENOENT)
+        return na_error_set(err, NA_CODE_STORAGE, errno, "remove `%s`", p.disk_next);
+    if ((ret = make_disk(op, p.disk_next, base, base_format, err)) < 0 ||
+        (ret = make_config_drive(op, &p, err)) < 0) {
+        unlink(p.disk_next);
         return ret;
-    if (unlink(p.disk) < 0 && errno != ENOENT)
-        return na_error_set(err, NA_CODE_STORAGE, errno, "remove the old disk `%s`", p.disk);
-    if ((ret = make_disk(op, &p, base, base_format, err)) < 0 ||
-        (ret = make_config_drive(op, &p, err)) < 0 ||
-        (ret = define_domain(op, &p, base, base_format, err)) < 0)
+    }
+
+    agent_op_progress(op, 60, "redefining the domain on the new disk");
+    if ((ret = hv_domain_destroy(h->hv, spec->uuid, err)) < 0) {
+        unlink(p.disk_next);
         return ret;
+    }
+    if (na_failpoint("rebuild.define"))
+        ret = na_error_set(err, NA_CODE_HYPERVISOR, EIO, "failpoint rebuild.define");
+    else
+        ret = define_domain(op, &p, base, base_format, err);
+    if (ret < 0) {
+        restore_after_rebuild(op, &p, was_running);
+        return ret;
+    }
+    /* The domain names the new base from here: only now does the old disk go. */
+    if (rename(p.disk_next, p.disk) < 0)
+        return na_error_set(err, NA_CODE_STORAGE, errno,
+                            "replace the old disk `%s` with `%s` (the domain is defined on the "
+                            "new image; rebuild again)",
+                            p.disk, p.disk_next);
     if ((ret = start_and_read_state(op, was_running, err)) < 0)
         return ret;
     op->image_sha256 = na_xstrdup(spec->image->sha256);
@@ -543,6 +582,29 @@ prepare_resize(struct agent *a, struct agent_op *op, struct na_error **err)
     return 0;
 }
 
+/* The base the record names must be the one the disk's header names: the header is in a
+ * file the guest's uid can write, so it is only compared, never used. */
+static int
+check_disk_base(const struct instance_paths *p, const char *base, struct qcow2_info *info,
+                struct na_error **err)
+{
+    cleanup_close int fd = open(p->disk, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0)
+        return na_error_set(err, NA_CODE_STORAGE, errno, "open the disk `%s`", p->disk);
+    struct qcow2_limits limits;
+    qcow2_limits_init(&limits);
+    limits.allow_backing = true;
+    int ret = qcow2_validate(fd, &limits, info, err);
+    if (ret < 0)
+        return ret;
+    if (strcmp(info->backing_file, base) != 0)
+        return na_error_quiet(err, NA_CODE_STORAGE, EINVAL,
+                              "the disk `%s` no longer backs on the instance's image `%s`; "
+                              "it was changed outside the agent, and is left as it is",
+                              p->disk, base);
+    return 0;
+}
+
 static int
 run_resize(struct agent_op *op, struct na_error **err)
 {
@@ -552,20 +614,16 @@ run_resize(struct agent_op *op, struct na_error **err)
     paths_init(&p, h, spec->uuid);
     bool was_running = op->state_before == S(RUNNING);
 
-    agent_op_progress(op, 10, "stopping the guest");
-    int ret = hv_domain_shutdown(h->hv, spec->uuid, h->cfg->stop_timeout_s, err);
-    if (ret < 0)
+    /* The recorded image, from the cache (kept there while the disk backs on it). */
+    cleanup_free char *base = NULL;
+    struct qcow2_info info = {0};
+    int ret = fetch_base(op, "resize.flavor.root_disk_gib", &base, err);
+    if (ret < 0 || (ret = check_disk_base(&p, base, &info, err)) < 0)
         return ret;
 
-    /* The domain's own definition says which base the disk has. */
-    cleanup_close int fd = open(p.disk, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0)
-        return na_error_set(err, NA_CODE_STORAGE, errno, "open the disk `%s`", p.disk);
-    struct qcow2_limits limits;
-    qcow2_limits_init(&limits);
-    limits.allow_backing = true;
-    struct qcow2_info info = {0};
-    if ((ret = qcow2_validate(fd, &limits, &info, err)) < 0)
+    agent_op_progress(op, 20, "stopping the guest");
+    if ((ret = hv_domain_shutdown(h->hv, spec->uuid, h->cfg->stop_timeout_s, err)) < 0 ||
+        (ret = check_disk_base(&p, base, &info, err)) < 0) /* again, with QEMU gone */
         return ret;
     uint64_t size = (uint64_t)spec->flavor->root_disk_gib * GIB;
     if (size > info.virtual_size) {
@@ -574,7 +632,7 @@ run_resize(struct agent_op *op, struct na_error **err)
             return ret;
     }
     agent_op_progress(op, 60, "redefining the domain");
-    if ((ret = define_domain(op, &p, info.backing_file, info.backing_format, err)) < 0)
+    if ((ret = define_domain(op, &p, base, format_name(spec->image->format), err)) < 0)
         return ret;
     return start_and_read_state(op, was_running, err);
 }

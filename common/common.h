@@ -194,8 +194,9 @@ const char *na_log_quote(char *buf, size_t size, const char *s);
 
 /* --- fault injection for tests --------------------------------------------------------- */
 
-/* NODEAGENT_FAILPOINTS="name=action[,name=action]" with action "kill" (SIGKILL self) or
- * "exit" (_exit(3)).  Unset in production; system tests use it to crash at exact steps. */
-void na_failpoint(const char *name);
+/* NODEAGENT_FAILPOINTS="name=action[,name=action]" with action "kill" (SIGKILL self),
+ * "exit" (_exit(3)) or "fail" (returns true: the caller fails the step as if it had failed).
+ * Unset in production; system tests use it to crash or fail at exact steps. */
+bool na_failpoint(const char *name);
 
 #endif

@@ -143,12 +143,12 @@ na_u32_sort_unique(uint32_t *v, size_t n)
     return u;
 }
 
-void
+bool
 na_failpoint(const char *name)
 {
     const char *spec = getenv("NODEAGENT_FAILPOINTS");
     if (!spec || !*spec)
-        return;
+        return false;
     size_t name_len = strlen(name);
     for (const char *p = spec; *p;) {
         const char *end = strchr(p, ',');
@@ -162,9 +162,12 @@ na_failpoint(const char *name)
                 raise(SIGKILL);
             if (action_len == 4 && strncmp(action, "exit", 4) == 0)
                 _exit(3);
+            if (action_len == 4 && strncmp(action, "fail", 4) == 0)
+                return true;
         }
         p += item_len;
         if (*p == ',')
             p++;
     }
+    return false;
 }
