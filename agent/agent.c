@@ -254,6 +254,8 @@ open_image_cache(struct agent *a, struct na_error **err)
     c.max_image_size = (uint64_t)cfg->image_max_size_gib << 30;
     c.connect_timeout_s = cfg->image_connect_timeout_s;
     c.stall_timeout_s = cfg->image_stall_timeout_s;
+    c.min_rate = (uint64_t)cfg->image_min_rate_kib << 10;
+    c.max_total_size = (uint64_t)cfg->image_cache_max_size_gib << 30;
     c.retries = cfg->image_retries;
     c.tls_verify = cfg->image_tls_verify;
     c.ca_file = cfg->image_ca_file;

@@ -75,6 +75,8 @@ static const struct key_def keys[] = {
      1048576},
     {"image_cache", "connect_timeout", KEY_UINT, OFF(image_connect_timeout_s), "10", 1, 600},
     {"image_cache", "stall_timeout", KEY_UINT, OFF(image_stall_timeout_s), "60", 1, 3600},
+    {"image_cache", "min_rate_kib", KEY_UINT, OFF(image_min_rate_kib), "256", 1, 10485760},
+    {"image_cache", "max_size_gib", KEY_UINT, OFF(image_cache_max_size_gib), "50", 1, 1048576},
     {"image_cache", "retries", KEY_UINT, OFF(image_retries), "3", 0, 100},
     {"image_cache", "tls_verify", KEY_BOOL, OFF(image_tls_verify), "true", 0, 0},
     {"image_cache", "ca_file", KEY_PATH, OFF(image_ca_file), NULL, 0, 0},

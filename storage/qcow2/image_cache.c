@@ -27,6 +27,7 @@
 struct download {
     struct download *next; /* cache->lock */
     char sha256[QCOW2_SHA256_HEX_LEN + 1];
+    char *url;              /* the URL it fetches, as the requester gave it */
     unsigned n_refs;        /* cache->lock: the downloader and its waiters */
     bool done;              /* cache->lock */
     struct na_error *error; /* cache->lock; set before done when the download failed */
@@ -156,6 +157,37 @@ clean_partials(struct qcow2_image_cache *cache)
     closedir(d);
 }
 
+/* Bytes of the regular files directly in dir, except `skip`. */
+static uint64_t
+dir_usage(const char *dir, const char *skip)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    uint64_t total = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        struct stat st;
+        if (strcmp(de->d_name, skip) == 0 ||
+            fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+            continue;
+        total += (uint64_t)st.st_size;
+    }
+    closedir(d);
+    return total;
+}
+
+/* What the quota leaves for the partial download part_name: the images and every other
+ * partial download count.  UINT64_MAX without a quota. */
+static uint64_t
+quota_room(const struct qcow2_image_cache *cache, const char *part_name)
+{
+    if (!cache->cfg.max_total_size)
+        return UINT64_MAX;
+    uint64_t used = dir_usage(cache->dir, "") + dir_usage(cache->partial_dir, part_name);
+    return used >= cache->cfg.max_total_size ? 0 : cache->cfg.max_total_size - used;
+}
+
 /* --- open / close ---------------------------------------------------------------------- */
 
 int
@@ -255,9 +287,11 @@ download(struct qcow2_image_cache *cache, const char *url, const char *shown_url
 {
     cleanup_free char *part_path = na_xasprintf("%s/%s" PARTIAL_SUFFIX, cache->partial_dir, sha256);
     cleanup_free char *final_path = na_xasprintf("%s/%s", cache->dir, sha256);
+    cleanup_free char *part_name = na_xasprintf("%s" PARTIAL_SUFFIX, sha256);
     uint64_t t0 = na_mono_ns();
     uint64_t size = 0;
-    int ret = qcow2_image_fetch(&cache->cfg, url, shown_url, sha256, part_path, &size, err);
+    int ret = qcow2_image_fetch(&cache->cfg, url, shown_url, sha256, part_path,
+                                quota_room(cache, part_name), &size, err);
     if (ret < 0)
         return ret;
     ret = publish(cache, shown_url, sha256, part_path, format, final_path, err);
@@ -290,6 +324,7 @@ download_unref(struct download *d)
         return;
     pthread_cond_destroy(&d->cond);
     na_error_free(d->error);
+    free(d->url);
     free(d);
 }
 
@@ -333,6 +368,14 @@ qcow2_image_cache_get(struct qcow2_image_cache *cache, const char *url, const ch
             d->n_refs++;
             while (!d->done)
                 pthread_cond_wait(&d->cond, &cache->lock);
+            if (d->error && strcmp(d->url, url) != 0) {
+                /* Its source failed; ours may not: try it (or wait for whoever does). */
+                na_log(NA_LOG_INFO, NULL,
+                       "a shared image download failed; trying this request's own URL",
+                       "sha256=%s url=%s", sha, shown_url);
+                download_unref(d);
+                continue;
+            }
             if (d->error) {
                 ret = -(d->error->status ? d->error->status : 1);
                 if (err && !*err)
@@ -370,6 +413,7 @@ qcow2_image_cache_get(struct qcow2_image_cache *cache, const char *url, const ch
     /* Ours to download. */
     struct download *d = na_xcalloc(1, sizeof(*d));
     memcpy(d->sha256, sha, sizeof(sha));
+    d->url = na_xstrdup(url);
     d->n_refs = 1;
     pthread_cond_init(&d->cond, NULL);
     d->next = cache->downloads;

@@ -88,6 +88,15 @@ struct xfer {
     EVP_MD_CTX *md;
     bool resumed;    /* some attempt started with bytes kept from before */
     bool too_big;    /* the write callback stopped at max_image_size */
+    uint64_t room;   /* the quota's room for the part file; UINT64_MAX: none */
+    bool over_quota; /* the transfer stopped at room */
+    /* The total bound: the fetch started at t0_ns; expected is the size the bound is
+     * computed from (the announced one once known). */
+    uint64_t t0_ns;
+    uint64_t expected;
+    uint64_t attempt_start; /* bytes kept when this attempt started */
+    CURL *curl;
+    bool over_time; /* the progress callback stopped the transfer at the bound */
     int write_errno; /* the write callback could not write */
     char errbuf[CURL_ERROR_SIZE];
     /* The last connection the address check refused in this attempt, and whether it was
@@ -134,6 +143,10 @@ on_data(char *data, size_t size, size_t nmemb, void *opaque)
         x->too_big = true;
         return 0;
     }
+    if (n > x->room - NA_MIN(x->room, x->size)) {
+        x->over_quota = true;
+        return 0;
+    }
     for (size_t done = 0; done < n;) {
         ssize_t w = pwrite(x->fd, data + done, n - done, (off_t)(x->size + done));
         if (w < 0 && errno == EINTR)
@@ -148,6 +161,50 @@ on_data(char *data, size_t size, size_t nmemb, void *opaque)
         abort();
     x->size += n;
     return n;
+}
+
+/* Seconds a whole fetch may take: connect and one stall window, then the expected size at
+ * min_rate.  UINT64_MAX without a min_rate. */
+static uint64_t
+xfer_bound_s(const struct xfer *x)
+{
+    const struct qcow2_image_cache_config *cfg = x->cfg;
+    if (!cfg->min_rate)
+        return UINT64_MAX;
+    return (uint64_t)cfg->connect_timeout_s + cfg->stall_timeout_s + x->expected / cfg->min_rate;
+}
+
+static bool
+xfer_past_bound(const struct xfer *x, uint64_t extra_ms)
+{
+    uint64_t bound_s = xfer_bound_s(x);
+    uint64_t elapsed_ms = (na_mono_ns() - x->t0_ns) / 1000000 + extra_ms;
+    return bound_s != UINT64_MAX && elapsed_ms > bound_s * 1000;
+}
+
+/* libcurl's progress callback: learns the announced size, and stops a transfer that would
+ * not fit in the quota or has run past the total bound. */
+static int
+on_progress(void *opaque, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+            curl_off_t ulnow)
+{
+    (void)dlnow, (void)ultotal, (void)ulnow;
+    struct xfer *x = opaque;
+    long status = 0;
+    curl_easy_getinfo(x->curl, CURLINFO_RESPONSE_CODE, &status);
+    if (dltotal > 0 && (status == 200 || status == 206)) { /* not an error page's length */
+        uint64_t total = x->attempt_start + (uint64_t)dltotal;
+        x->expected = NA_MIN(total, x->cfg->max_image_size);
+        if (total > x->room) {
+            x->over_quota = true;
+            return 1;
+        }
+    }
+    if (xfer_past_bound(x, 0)) {
+        x->over_time = true;
+        return 1;
+    }
+    return 0;
 }
 
 /* Empties the part file and the hash: the next attempt starts from byte 0. */
@@ -258,6 +315,9 @@ xfer_attempt(struct xfer *x, CURL *curl, struct na_error **err)
         x->resumed = true;
     uint64_t room = cfg->max_image_size - start;
     x->too_big = false;
+    x->over_quota = false;
+    x->over_time = false;
+    x->attempt_start = start;
     x->write_errno = 0;
     x->errbuf[0] = '\0';
     x->refused_addr[0] = '\0';
@@ -282,6 +342,20 @@ xfer_attempt(struct xfer *x, CURL *curl, struct na_error **err)
                        "connection to %s refused: it is %s, not in [image_cache] "
                        "allowed_networks",
                        x->refused_addr, x->refused_why);
+        return ATTEMPT_FAILED;
+    }
+    if (x->over_quota) {
+        na_error_set(err, NA_CODE_NO_CAPACITY, ENOSPC,
+                     "the image cache's quota ([image_cache] max_size_gib) leaves room for %" PRIu64
+                     " more bytes: %s",
+                     x->room, bytes);
+        return ATTEMPT_FAILED;
+    }
+    if (x->over_time) {
+        na_error_set(err, NA_CODE_IMAGE, ETIMEDOUT,
+                     "slower than [image_cache] min_rate_kib: not done after %" PRIu64
+                     " s, the bound for %" PRIu64 " bytes (%s)",
+                     xfer_bound_s(x), x->expected, bytes);
         return ATTEMPT_FAILED;
     }
     switch (rc) {
@@ -372,9 +446,12 @@ xfer_curl(struct xfer *x)
     if (cfg->connect_timeout_s)
         curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, (long)cfg->connect_timeout_s);
     if (cfg->stall_timeout_s) {
-        curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+        curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, (long)NA_MAX(cfg->min_rate, 1));
         curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, (long)cfg->stall_timeout_s);
     }
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, x);
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, cfg->tls_verify ? 1L : 0L);
     curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, cfg->tls_verify ? 2L : 0L);
     if (cfg->ca_file)
@@ -390,6 +467,7 @@ xfer_fetch(struct xfer *x, bool *transient, struct na_error **err)
 {
     const struct qcow2_image_cache_config *cfg = x->cfg;
     cleanup_curl CURL *curl = xfer_curl(x);
+    x->curl = curl;
     unsigned n_attempts = cfg->retries + 1;
     *transient = false;
     for (unsigned attempt = 1;; attempt++) {
@@ -419,6 +497,16 @@ xfer_fetch(struct xfer *x, bool *transient, struct na_error **err)
         uint64_t delay = (uint64_t)cfg->backoff_ms << (attempt - 1 < 16 ? attempt - 1 : 16);
         if (delay > MAX_BACKOFF_MS)
             delay = MAX_BACKOFF_MS;
+        if (xfer_past_bound(x, delay)) {
+            int ret = -(e->status ? e->status : 1);
+            if (err && !*err)
+                *err = na_steal(&e);
+            *transient = true;
+            na_error_wrap(err, "gave up after %u attempts: another would end past the bound of "
+                               "%" PRIu64 " s ([image_cache] min_rate_kib)",
+                          attempt, xfer_bound_s(x));
+            return ret;
+        }
         char quoted[512];
         na_log(NA_LOG_WARN, NULL, "image download attempt failed, retrying",
                "sha256=%s url=%s attempt=%u of=%u delay_ms=%" PRIu64 " error=%s", x->sha256,
@@ -431,7 +519,7 @@ xfer_fetch(struct xfer *x, bool *transient, struct na_error **err)
 int
 qcow2_image_fetch(const struct qcow2_image_cache_config *cfg, const char *url,
                   const char *shown_url, const char *sha256, const char *part_path,
-                  uint64_t *size_out, struct na_error **err)
+                  uint64_t room, uint64_t *size_out, struct na_error **err)
 {
     cleanup_close int fd = open(part_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0)
@@ -444,6 +532,9 @@ qcow2_image_fetch(const struct qcow2_image_cache_config *cfg, const char *url,
         .part_path = part_path,
         .fd = fd,
         .md = EVP_MD_CTX_new(),
+        .room = room,
+        .t0_ns = na_mono_ns(),
+        .expected = cfg->max_image_size,
     };
     if (!x.md)
         abort();

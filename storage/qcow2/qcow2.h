@@ -191,9 +191,11 @@ bool qcow2_address_allowed(const struct sockaddr *sa, size_t sa_size,
  *   - http or https URLs through libcurl, no proxy; redirects only to http/https, at most 5;
  *     the address of every connection (after DNS, after each redirect) must pass
  *     qcow2_address_allowed() with allowed_networks, or the download fails at once (IMAGE,
- *     naming the address and why) without a byte sent; connect timeout; an attempt that moves
- *     less than 1 byte/s for stall_timeout_s fails; at most max_image_size bytes; TLS
- *     verified unless tls_verify is false;
+ *     naming the address and why) without a byte sent; connect timeout; an attempt slower
+ *     than min_rate over stall_timeout_s fails, and the whole download (retries included)
+ *     has a total bound derived from its size and min_rate; at most max_image_size bytes,
+ *     and no more than max_total_size leaves room for; TLS verified unless tls_verify is
+ *     false;
  *   - transient failures (5xx, 408, 429, timeouts, connection errors, truncated bodies) are
  *     retried `retries` times with exponential backoff, resuming the partial file with a Range
  *     request (a server that answers 200 instead of 206 sends it all again); 4xx, a sha256
@@ -215,7 +217,9 @@ bool qcow2_address_allowed(const struct sockaddr *sa, size_t sa_size,
  *
  * Threading: get blocks and is meant for worker threads; any number may run at once.  Gets
  * of one sha256 that overlap share one download: the first caller downloads, the others
- * wait for it and then use the published file, or fail with a copy of its error.  All gets
+ * wait for it and then use the published file.  When it failed, a waiter with the same URL
+ * fails with a copy of its error; one with another URL tries its own (a slow or wrong
+ * source named by one request does not fail the others).  All gets
  * must have returned before close.  The first open in the process calls
  * curl_global_init(CURL_GLOBAL_DEFAULT) exactly once (pthread_once); it is never undone, as
  * curl_global_cleanup() is not thread-safe and other modules use libcurl too. */
@@ -226,7 +230,16 @@ struct qcow2_image_cache_config {
     const char *dir;            /* created 0750 (parent must exist) with dir/.partial 0700 */
     uint64_t max_image_size;    /* bytes; a larger download fails */
     unsigned connect_timeout_s; /* 0: libcurl's default */
-    unsigned stall_timeout_s;   /* below 1 byte/s for this long fails the attempt; 0: never */
+    unsigned stall_timeout_s;   /* below min_rate for this long fails the attempt; 0: never */
+    /* Bytes per second a download must keep up: an attempt slower than this over
+     * stall_timeout_s fails (and is retried), and a download with its retries fails for good
+     * (IMAGE) once it has run connect_timeout_s + stall_timeout_s + size / min_rate seconds,
+     * size being the announced one (max_image_size while none is known).  0: 1 byte/s, and
+     * no total bound. */
+    uint64_t min_rate;
+    /* Bytes that the cached images and partial downloads may take together; a download that
+     * would go past it fails (NO_CAPACITY) and its partial file is removed.  0: no quota. */
+    uint64_t max_total_size;
     unsigned retries;           /* attempts after the first one, on transient failures */
     unsigned backoff_ms;        /* before retry n: backoff_ms * 2^(n-1), at most 60 s */
     bool tls_verify;

@@ -1,8 +1,8 @@
 """Image sources against the real agent on the bus, with a private libvirt host: what an image
 URL may name and what a downloaded image may be (issue 10, item 1).
 
-Every case is a create that fails before a domain is defined, so no guest boots.  Each
-asserts the FAILED event's code (and field), that nothing was defined, created or published,
+Every refusal is a create that fails before a domain is defined, so no guest boots (only the
+shared-download case boots one, the create that must succeed).  Each refusal asserts the FAILED event's code (and field), that nothing was defined, created or published,
 and, for the address check, the loopback image servers' request logs (/_/stats): a refused
 connection never reaches the server.  The agent only ever connects to loopback here; the
 link-local, private and unique-local refusals are unit-tested (tests/unit/test_address.c)."""
@@ -11,9 +11,11 @@ import os
 import socket
 import subprocess
 import tempfile
+import uuid
 
 import pytest
 
+from harness import wait_for
 from nodes import ImageServer, Node
 
 
@@ -142,3 +144,36 @@ def check_allowed_networks(node, images, images2, admin_port):
     assert requests_for(images2, path) == 1
     assert requests_for(images, "/redirected.qcow2") == 0
     assert_nothing_made(node, inst, images.guest_sha)
+
+
+def test_a_create_waiting_on_a_failed_shared_download_tries_its_own_url(cluster, virtenv,
+                                                                       images):
+    """Two creates of one image: the first names a source that never answers; the second,
+    which arrives while that download runs and waits on it, tries its own URL when it fails
+    instead of inheriting the failure."""
+    node = Node(cluster, virtenv, images,
+                extra_config="[image_cache]\nstall_timeout = 5\nretries = 0\n")
+    try:
+        node.start()
+        bad_path = "/_/hang/shared.qcow2"
+        images.copy_guest("shared.qcow2")
+        bad = str(uuid.uuid4())
+        cluster.nodectl("create", "--uuid", bad, "--name", "stuck", "--tenant", "t1",
+                        "--vcpus", "1", "--memory-mib", "256", "--disk-gib", "1",
+                        "--image-id", "guest", "--image-url", images.url + bad_path[1:],
+                        "--image-sha256", images.guest_sha, "--image-format", "qcow2",
+                        "--hostname", "stuck", "--request-id", "stuck-create", check=0)
+        wait_for(lambda: requests_for(images, bad_path) == 1, 60,
+                 "the first create's download to reach the image server")
+        good, last = node.create("good", ip="10.0.0.9")
+        assert last["kind"] == "DONE" and last["state"] == "RUNNING", last
+        assert requests_for(images, "/guest.qcow2") == 1
+        done = wait_for(lambda: [e for e in cluster.events(request_id="stuck-create")
+                                 if e["kind"] in ("DONE", "FAILED")], 60,
+                        "the first create's end")
+        assert done[0]["kind"] == "FAILED" and done[0]["error"]["code"] == "IMAGE", done
+        assert "timed out" in done[0]["error"]["message"], done
+        assert_nothing_made(node, bad)
+    finally:
+        if node.conn:
+            node.conn.close()

@@ -871,6 +871,127 @@ test_evict(void **state)
     qcow2_image_cache_close(cache);
 }
 
+/* A source slower than min_rate fails, though it never stalls completely. */
+static void
+test_min_rate(void **state)
+{
+    (void)state;
+    struct qcow2_image_cache_config cfg;
+    cleanup_free char *dir = NULL;
+    config(&cfg, &dir);
+    cfg.retries = 0;
+    cfg.min_rate = 1 << 20;
+    struct qcow2_image_cache *cache = open_cache(&cfg);
+    cleanup_free char *url = url_of("_/slow/200000/raw.img"); /* about 5 s */
+    cleanup_error struct na_error *err = get_fails(cache, url, g.sha_raw, "raw", NA_CODE_IMAGE);
+    expect_msg(err, "timed out");
+    assert_false(exists(dir, g.sha_raw));
+    qcow2_image_cache_close(cache);
+}
+
+/* Retries end at the total bound (connect + stall + size / min_rate), not after all of
+ * them: here 2 + 2 + 2 MiB at 1 MiB/s = 6 s, and the second backoff (6 s) would end past it. */
+static void
+test_total_bound(void **state)
+{
+    (void)state;
+    struct qcow2_image_cache_config cfg;
+    cleanup_free char *dir = NULL;
+    config(&cfg, &dir);
+    cfg.retries = 5;
+    cfg.backoff_ms = 3000;
+    cfg.min_rate = 1 << 20;
+    cfg.max_image_size = 2 << 20;
+    struct qcow2_image_cache *cache = open_cache(&cfg);
+    const char *p = "/_/flaky/100/raw.img";
+    cleanup_free char *url = url_of(p + 1);
+    cleanup_error struct na_error *err = get_fails(cache, url, g.sha_raw, "raw", NA_CODE_IMAGE);
+    expect_msg(err, "gave up after 2 attempts");
+    expect_msg(err, "bound of 6 s");
+    assert_int_equal(server_count(p, false), 2);
+    qcow2_image_cache_close(cache);
+}
+
+/* A waiter whose own URL differs from the failed shared download's tries its own. */
+static void *
+get_in_thread(void *opaque)
+{
+    struct racer *r = opaque;
+    qcow2_image_cache_get(r->cache, r->url, r->sha, "raw", &r->path, NULL, &r->err);
+    return NULL;
+}
+
+static void
+test_waiter_tries_its_own_url(void **state)
+{
+    (void)state;
+    struct qcow2_image_cache_config cfg;
+    cleanup_free char *dir = NULL;
+    config(&cfg, &dir);
+    cfg.retries = 0;
+    struct qcow2_image_cache *cache = open_cache(&cfg);
+    /* The first source sends half the image at about 200 kB/s (some 2.5 s), then fails. */
+    const char *bad_p = "/_/slow/200000/_/truncate/raw.img";
+    const char *good_p = "/_/truncate-n/0/raw.img";
+    cleanup_free char *bad = url_of(bad_p + 1);
+    cleanup_free char *good = url_of(good_p + 1);
+    struct racer first = {cache, bad, g.sha_raw, NULL, NULL, NULL};
+    pthread_t t0;
+    assert_int_equal(pthread_create(&t0, NULL, get_in_thread, &first), 0);
+    /* The others ask while it runs (the server has its request). */
+    for (int i = 0; i < 5000 && server_count(bad_p, false) == 0; i++)
+        usleep(1000);
+    struct racer others[4];
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++) {
+        others[i] = (struct racer){cache, good, g.sha_raw, NULL, NULL, NULL};
+        assert_int_equal(pthread_create(&t[i], NULL, get_in_thread, &others[i]), 0);
+    }
+    pthread_join(t0, NULL);
+    for (int i = 0; i < 4; i++)
+        pthread_join(t[i], NULL);
+    assert_non_null(first.err);
+    expect_msg(first.err, "truncated");
+    na_error_free(first.err);
+    for (int i = 0; i < 4; i++) {
+        if (others[i].err)
+            fail_msg("waiter %d inherited: %s", i, others[i].err->msg);
+        free(others[i].path);
+    }
+    assert_int_equal(server_count(good_p, false), 1); /* they share their own download */
+    assert_true(exists(dir, g.sha_raw));
+    qcow2_image_cache_close(cache);
+}
+
+/* The quota counts the cached images and the partial downloads. */
+static void
+test_quota(void **state)
+{
+    (void)state;
+    struct qcow2_image_cache_config cfg;
+    cleanup_free char *dir = NULL;
+    config(&cfg, &dir);
+    cfg.max_total_size = RAW_SIZE + RAW_SIZE / 2;
+    struct qcow2_image_cache *cache = open_cache(&cfg);
+    cleanup_free char *a = get_ok(cache, "raw.img", g.sha_raw, "raw", NULL);
+    /* Announced too large for what is left: refused before the body, nothing kept. */
+    cleanup_free char *url = url_of("raw2.img");
+    cleanup_error struct na_error *err =
+        get_fails(cache, url, g.sha_raw2, "raw", NA_CODE_NO_CAPACITY);
+    expect_msg(err, "max_size_gib");
+    assert_false(exists(dir, g.sha_raw2));
+    assert_int_equal(n_partials(dir), 0);
+    /* No length announced: stopped at the quota while it arrives. */
+    cleanup_free char *churl = url_of("_/chunked/raw2.img");
+    cleanup_error struct na_error *cherr =
+        get_fails(cache, churl, g.sha_raw2, "raw", NA_CODE_NO_CAPACITY);
+    assert_int_equal(n_partials(dir), 0);
+    /* Room again once the first image is gone. */
+    assert_int_equal(qcow2_image_cache_evict(cache, NULL, 0, 0, &err), 1);
+    cleanup_free char *b = get_ok(cache, "raw2.img", g.sha_raw2, "raw", NULL);
+    qcow2_image_cache_close(cache);
+}
+
 /* An overlay dir/<uuid>/<name> on the cached image sha256 (or on `backing` when set). */
 static void
 make_overlay(const char *dir, const char *uuid, const char *name, const char *backing)
@@ -961,6 +1082,10 @@ main(void)
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_evict),
         cmocka_unit_test(test_evict_keeps_overlay_bases),
+        cmocka_unit_test(test_min_rate),
+        cmocka_unit_test(test_total_bound),
+        cmocka_unit_test(test_waiter_tries_its_own_url),
+        cmocka_unit_test(test_quota),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
