@@ -96,7 +96,7 @@ struct xfer {
     uint64_t expected;
     uint64_t attempt_start; /* bytes kept when this attempt started */
     CURL *curl;
-    bool over_time; /* the progress callback stopped the transfer at the bound */
+    bool over_time;  /* the progress callback stopped the transfer at the bound */
     int write_errno; /* the write callback could not write */
     char errbuf[CURL_ERROR_SIZE];
     /* The last connection the address check refused in this attempt, and whether it was
@@ -502,8 +502,9 @@ xfer_fetch(struct xfer *x, bool *transient, struct na_error **err)
             if (err && !*err)
                 *err = na_steal(&e);
             *transient = true;
-            na_error_wrap(err, "gave up after %u attempts: another would end past the bound of "
-                               "%" PRIu64 " s ([image_cache] min_rate_kib)",
+            na_error_wrap(err,
+                          "gave up after %u attempts: another would end past the bound of "
+                          "%" PRIu64 " s ([image_cache] min_rate_kib)",
                           attempt, xfer_bound_s(x));
             return ret;
         }
@@ -518,8 +519,8 @@ xfer_fetch(struct xfer *x, bool *transient, struct na_error **err)
 
 int
 qcow2_image_fetch(const struct qcow2_image_cache_config *cfg, const char *url,
-                  const char *shown_url, const char *sha256, const char *part_path,
-                  uint64_t room, uint64_t *size_out, struct na_error **err)
+                  const char *shown_url, const char *sha256, const char *part_path, uint64_t room,
+                  uint64_t *size_out, struct na_error **err)
 {
     cleanup_close int fd = open(part_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0)

@@ -240,8 +240,8 @@ struct qcow2_image_cache_config {
     /* Bytes that the cached images and partial downloads may take together; a download that
      * would go past it fails (NO_CAPACITY) and its partial file is removed.  0: no quota. */
     uint64_t max_total_size;
-    unsigned retries;           /* attempts after the first one, on transient failures */
-    unsigned backoff_ms;        /* before retry n: backoff_ms * 2^(n-1), at most 60 s */
+    unsigned retries;    /* attempts after the first one, on transient failures */
+    unsigned backoff_ms; /* before retry n: backoff_ms * 2^(n-1), at most 60 s */
     bool tls_verify;
     const char *ca_file; /* CA bundle for https; NULL: the system's */
     gid_t group;         /* group of dir and of the images; (gid_t)-1: leave */
@@ -275,9 +275,9 @@ int qcow2_image_cache_get(struct qcow2_image_cache *cache, const char *url, cons
  * <overlays_dir>/<uuid>/<overlay_names[i]>, opened without following symlinks and
  * validated; an overlay naming anything outside the cache adds nothing.  Headers are read,
  * not trusted: a hostile one can only keep an image longer.  For a worker thread. */
-void qcow2_image_cache_backed_names(const struct qcow2_image_cache *cache,
-                                    const char *overlays_dir, const char *const *overlay_names,
-                                    size_t n_overlay_names, char ***names, size_t *n_names);
+void qcow2_image_cache_backed_names(const struct qcow2_image_cache *cache, const char *overlays_dir,
+                                    const char *const *overlay_names, size_t n_overlay_names,
+                                    char ***names, size_t *n_names);
 
 /* Removes the cached images that are not among in_use_sha256 (n_in_use entries) and were not
  * used for max_unused_age_s seconds or more; never one being downloaded or published.
