@@ -56,6 +56,13 @@ agent_health(struct agent *a, struct agent_check checks[AGENT_N_CHECKS])
     db->name = "database";
     db->ok = agent_store_ping(a->store, &err) == 0;
     snprintf(db->detail, sizeof(db->detail), "%s", db->ok ? "state store answers" : err->msg);
+    if (db->ok && agent_store_hold_reason(a)) {
+        db->ok = false;
+        snprintf(db->detail, sizeof(db->detail),
+                 "state store cannot be written (%s): requests are held, consumption is paused "
+                 "until a write succeeds",
+                 agent_store_hold_reason(a));
+    }
 
     virt->name = "libvirt";
     virt->ok = a->libvirt_up;
@@ -85,7 +92,11 @@ agent_gauges(struct agent *a, struct agent_gauges *g)
         .bus_delivery_failed = st.delivery_failed,
         .insecure_unsigned = a->identity && a->identity->insecure,
         .peers = agent_peers_count(a),
+        .store_held = a->store_hold != NULL,
+        .min_free_bytes = (uint64_t)a->cfg->min_free_mib << 20,
     };
+    if (agent_disk_free(a, &g->disk_free_bytes, NULL) < 0)
+        g->disk_free_bytes = 0;
     if (a->identity && !a->identity->insecure)
         g->node_cert_expiry_s =
             (double)(a->identity->cert_info.not_after_ms - na_now_ms()) / 1000.0;
@@ -100,10 +111,10 @@ agent_backpressure(struct agent *a)
     size_t queued = agent_dispatch_queued(a->dispatch);
     if (!a->bus_paused && queued >= a->cfg->max_queued) {
         a->bus_paused = true;
-        agent_bus_pause(a->bus, true);
+        agent_bus_pause(a->bus, AGENT_BUS_PAUSE_BACKPRESSURE, true);
     } else if (a->bus_paused && queued <= a->cfg->max_queued / 2) {
         a->bus_paused = false;
-        agent_bus_pause(a->bus, false);
+        agent_bus_pause(a->bus, AGENT_BUS_PAUSE_BACKPRESSURE, false);
     }
 }
 
@@ -142,6 +153,7 @@ finish_shutdown(struct agent *a)
     uv_timer_stop(&a->shutdown_timer);
     close_handle((uv_handle_t *)&a->shutdown_timer);
     close_handle((uv_handle_t *)&a->housekeeping);
+    agent_store_hold_close(a);
     close_handle((uv_handle_t *)&a->reconcile_timer);
     close_handle((uv_handle_t *)&a->sig_term);
     close_handle((uv_handle_t *)&a->sig_int);
@@ -341,7 +353,8 @@ agent_start(struct agent *a, struct na_error **err)
         return ret;
     if ((ret = agent_capacity_open(a, err)) < 0 || (ret = agent_peers_open(a, err)) < 0)
         return ret;
-    if ((ret = agent_replay_open_intents(a, err)) < 0)
+    /* A store that cannot be written holds the agent (no replay, no intake) until it can. */
+    if (!agent_store_hold_if_unwritable(a) && (ret = agent_replay_open_intents(a, err)) < 0)
         return ret;
     agent_outbox_pump(a);
     uv_timer_start(&a->housekeeping, on_housekeeping, HOUSEKEEPING_MS, HOUSEKEEPING_MS);

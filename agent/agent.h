@@ -24,6 +24,7 @@
 #include "agent/metrics.h"
 #include "agent/requests.h"
 #include "agent/store.h"
+#include "agent/store_hold.h"
 #include "common/common.h"
 #include "hypervisor/hypervisor.h"
 #include "nodeagent.pb-c.h"
@@ -75,6 +76,7 @@ struct agent {
     uint64_t started_ns;
     bool stopping;
     bool bus_paused;
+    struct agent_store_hold *store_hold; /* agent/store_hold.h; NULL while the store writes */
     int exit_status;
 
     /* The outbox: events recorded in the store, produced to the bus in id order. */
@@ -160,6 +162,11 @@ void agent_op_progress(struct agent_op *op, unsigned percent, const char *fmt, .
 
 /* reconcile.c: compares libvirt's domains and the instance directories with the table. */
 void agent_reconcile(struct agent *a);
+/* The state directory's free bytes (agent/disk_room.c). */
+int agent_disk_free(const struct agent *a, uint64_t *free_bytes, struct na_error **err);
+/* NO_CAPACITY naming the filesystem when it has less than [agent] min_free_mib free; kind
+ * names what is refused ("create"). */
+int agent_disk_room_check(const struct agent *a, const char *kind, struct na_error **err);
 /* Removes cached images that nothing uses (agent/eviction.c), in a worker. */
 void agent_evict_images(struct agent *a);
 

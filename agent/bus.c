@@ -38,8 +38,8 @@ struct agent_bus {
     bool nodes_caught_up;
     struct kafka_wakeup watcher_wake;
 
-    uv_timer_t poll_timer; /* safety net: serves both queues once a second */
-    bool paused;
+    uv_timer_t poll_timer;  /* safety net: serves both queues once a second */
+    unsigned pause_reasons; /* enum agent_bus_pause_reason bits */
     bool closing;
     int pending_closes; /* libuv handles still closing; the bus is freed after the last */
     struct agent_bus_stats stats;
@@ -657,21 +657,30 @@ agent_bus_produce(struct agent_bus *bus, const char *topic, const char *key, con
     return 0;
 }
 
-void
-agent_bus_pause(struct agent_bus *bus, bool paused)
+static const char *
+pause_reason_name(enum agent_bus_pause_reason why)
 {
-    if (bus->paused == paused)
+    return why == AGENT_BUS_PAUSE_STORE ? "the state store cannot be written" : "work queue full";
+}
+
+void
+agent_bus_pause(struct agent_bus *bus, enum agent_bus_pause_reason why, bool paused)
+{
+    unsigned want = paused ? bus->pause_reasons | why : bus->pause_reasons & ~(unsigned)why;
+    if ((want != 0) == (bus->pause_reasons != 0)) {
+        bus->pause_reasons = want;
         return;
+    }
     rd_kafka_topic_partition_list_t *parts = NULL;
     if (rd_kafka_assignment(bus->consumer, &parts) || !parts)
         return;
-    rd_kafka_resp_err_t e = paused ? rd_kafka_pause_partitions(bus->consumer, parts)
-                                   : rd_kafka_resume_partitions(bus->consumer, parts);
+    rd_kafka_resp_err_t e = want ? rd_kafka_pause_partitions(bus->consumer, parts)
+                                 : rd_kafka_resume_partitions(bus->consumer, parts);
     rd_kafka_topic_partition_list_destroy(parts);
     if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        bus->paused = paused;
-        na_log(NA_LOG_INFO, NULL,
-               paused ? "consumption paused: work queue full" : "consumption resumed", NULL);
+        bus->pause_reasons = want;
+        na_log(NA_LOG_INFO, NULL, want ? "consumption paused" : "consumption resumed",
+               "reason=\"%s\"", pause_reason_name(why));
     }
 }
 

@@ -81,8 +81,15 @@ void agent_bus_ack(struct agent_bus *bus, const struct agent_bus_msg *msg);
 int agent_bus_produce(struct agent_bus *bus, const char *topic, const char *key,
                       const uint8_t *payload, size_t size, const struct agent_bus_headers *headers,
                       int64_t id, struct na_error **err);
-/* Pauses or resumes consumption (backpressure when the dispatcher queue is long). */
-void agent_bus_pause(struct agent_bus *bus, bool paused);
+/* Why consumption is paused; it resumes when no reason is left. */
+enum agent_bus_pause_reason {
+    AGENT_BUS_PAUSE_BACKPRESSURE = 1 << 0, /* the dispatcher's queue is long */
+    AGENT_BUS_PAUSE_STORE = 1 << 1,        /* the state store cannot be written */
+};
+/* Sets or clears one reason to pause consumption of requests.  While paused, no further
+ * request is delivered (librdkafka drops what it had fetched and fetches again, from the
+ * message after the last one delivered, on resume). */
+void agent_bus_pause(struct agent_bus *bus, enum agent_bus_pause_reason why, bool paused);
 void agent_bus_get_stats(struct agent_bus *bus, struct agent_bus_stats *out);
 
 #endif

@@ -8,7 +8,9 @@
 #include <fcntl.h>
 #include <math.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <sys/utsname.h>
+#include <unistd.h>
 
 #define KSM_DIR "/sys/kernel/mm/ksm"
 #define META_PROVIDER_UUID "placement.provider_uuid"
@@ -632,6 +634,32 @@ agent_capacity_bus_up(struct agent *a)
 
 /* --- open, close, view --------------------------------------------------------------------- */
 
+/* DISK_GB the instances' disks may not take, beyond [capacity] reserved_disk_gb: the image
+ * cache's quota, room for managed-save images (a suspended guest's memory: the host's RAM
+ * at most), and the free-space watermark; never more than the filesystem has. */
+static uint64_t
+disk_reserved_gb(const struct agent *a)
+{
+    const struct agent_config *cfg = a->cfg;
+    uint64_t ram_gb =
+        ((uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE) + (1ULL << 30) - 1) >>
+        30;
+    uint64_t want = (uint64_t)cfg->reserved_disk_gb + cfg->image_cache_max_size_gib + ram_gb +
+                    (((uint64_t)cfg->min_free_mib + 1023) >> 10);
+    struct statvfs st;
+    if (statvfs(a->host.instances_dir, &st) < 0)
+        return cfg->reserved_disk_gb;
+    uint64_t total = (uint64_t)st.f_blocks * st.f_frsize >> 30;
+    if (want <= total)
+        return want;
+    na_log(NA_LOG_WARN, NULL,
+           "the filesystem is smaller than what DISK_GB keeps aside (reserved_disk_gb, the image "
+           "cache quota, the host's RAM for managed saves, min_free_mib): no DISK_GB is offered",
+           "total_gb=%llu want_reserved_gb=%llu", (unsigned long long)total,
+           (unsigned long long)want);
+    return NA_MAX(total, (uint64_t)cfg->reserved_disk_gb);
+}
+
 int
 agent_capacity_open(struct agent *a, struct na_error **err)
 {
@@ -642,7 +670,7 @@ agent_capacity_open(struct agent *a, struct na_error **err)
         .disk_path = a->host.instances_dir,
         .vcpu = {cfg->reserved_vcpus, cfg->vcpu_allocation_ratio},
         .memory_mb = {cfg->reserved_memory_mb, cfg->memory_allocation_ratio},
-        .disk_gb = {cfg->reserved_disk_gb, cfg->disk_allocation_ratio},
+        .disk_gb = {disk_reserved_gb(a), cfg->disk_allocation_ratio},
     };
     c->pc = (struct sched_placement_config){
         .endpoint = cfg->placement_endpoint,

@@ -48,6 +48,7 @@ static const struct key_def keys[] = {
     {"agent", "workers", KEY_UINT, OFF(workers), "16", 1, 128},
     {"agent", "shutdown_timeout", KEY_UINT, OFF(shutdown_timeout_s), "30", 1, 3600},
     {"agent", "max_queued", KEY_UINT, OFF(max_queued), "1000", 1, 1000000},
+    {"agent", "min_free_mib", KEY_UINT, OFF(min_free_mib), "2048", 0, 1048576},
     {"agent", "reconcile_interval", KEY_UINT, OFF(reconcile_interval_s), "60", 5, 3600},
     {"bus", "bootstrap_servers", KEY_STRING, OFF(bootstrap_servers), "localhost:9092", 0, 0},
     {"bus", "topic_prefix", KEY_NAME, OFF(topic_prefix), "nodeagent", 0, 0},

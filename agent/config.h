@@ -30,6 +30,7 @@ struct agent_config {
     unsigned workers;
     unsigned shutdown_timeout_s;
     unsigned max_queued;
+    unsigned min_free_mib; /* below it, creates, rebuilds, resizes and suspends are refused */
     unsigned reconcile_interval_s;
 
     /* [bus] */

@@ -207,8 +207,9 @@ intake_duplicate(struct intake *in, struct agent_intent *intent, const char *has
            (long long)in->msg->offset);
 }
 
-/* Records the intent and its ACCEPTED event together; returns once both are durable. */
-static void
+/* Records the intent and its ACCEPTED event together; returns 0 once both are durable, or
+ * holds the request (agent/store_hold.h) and returns -1 when the store cannot take them. */
+static int
 intake_accept(struct intake *in, const char *hash)
 {
     struct agent *a = in->a;
@@ -235,11 +236,15 @@ intake_accept(struct intake *in, const char *hash)
     if (ret == 0)
         ret = agent_store_commit(a->store, &err);
     free(intent.accepted_event.data);
-    if (ret < 0)
-        agent_die(a, err);
+    if (ret < 0) {
+        agent_store_rollback(a->store);
+        agent_store_hold(a, in->msg, err);
+        return -1;
+    }
     na_log(NA_LOG_INFO, &in->log, "request accepted", "kind=%s offset=%lld",
            agent_request_kind_name(in->kind), (long long)in->msg->offset);
     na_failpoint("intake.recorded");
+    return 0;
 }
 
 void
@@ -248,6 +253,10 @@ agent_intake(void *agent, const struct agent_bus_msg *msg)
     struct agent *a = agent;
     if (a->stopping)
         return; /* not acked: delivered again after the restart */
+    if (a->store_hold) {
+        agent_store_hold(a, msg, NULL); /* after the ones held before it, in order */
+        return;
+    }
 
     struct intake in = {.a = a, .msg = msg, .request_id = "", .instance = ""};
     cleanup_error struct na_error *err = NULL;
@@ -275,9 +284,14 @@ agent_intake(void *agent, const struct agent_bus_msg *msg)
             intake_duplicate(&in, known, hash);
             agent_intent_free(known);
         } else if (found != -ENOENT) {
-            agent_die(a, serr);
+            agent_store_hold(a, msg, serr);
+            nodeagent__v1__envelope__free_unpacked(in.env, NULL);
+            return;
         } else {
-            intake_accept(&in, hash);
+            if (intake_accept(&in, hash) < 0) {
+                nodeagent__v1__envelope__free_unpacked(in.env, NULL);
+                return;
+            }
             agent_bus_ack(a->bus, msg);
             agent_outbox_pump(a);
             agent_execute(a, agent_op_new(a, na_steal(&in.env), msg->offset));

@@ -214,6 +214,8 @@ prepare_suspend(struct agent *a, struct agent_op *op, struct na_error **err)
     if (ret == 0)
         ret = require_state(op, err, "only a running or paused instance can be suspended",
                             S(RUNNING), S(PAUSED), S(SUSPENDED), S(UNSPECIFIED));
+    if (ret == 0)
+        ret = agent_disk_room_check(a, "suspend", err);
     return ret < 0 ? ret : set_desired(a, op, S(SUSPENDED));
 }
 

@@ -91,6 +91,22 @@ render_trust(struct text *t, const struct agent_metrics *m, const struct agent_g
              g->peers, g->insecure_unsigned ? 1 : 0, g->node_cert_expiry_s);
 }
 
+static void
+render_disk(struct text *t, const struct agent_gauges *g)
+{
+    text_add(t,
+             "# HELP nodeagent_store_held Whether requests are held because the state store "
+             "cannot be written.\n"
+             "# TYPE nodeagent_store_held gauge\nnodeagent_store_held %d\n"
+             "# HELP nodeagent_disk_free_bytes Free bytes on the state directory's filesystem.\n"
+             "# TYPE nodeagent_disk_free_bytes gauge\nnodeagent_disk_free_bytes %llu\n"
+             "# HELP nodeagent_disk_min_free_bytes Below this many free bytes, creates, "
+             "rebuilds, resizes and suspends are refused ([agent] min_free_mib).\n"
+             "# TYPE nodeagent_disk_min_free_bytes gauge\nnodeagent_disk_min_free_bytes %llu\n",
+             g->store_held ? 1 : 0, (unsigned long long)g->disk_free_bytes,
+             (unsigned long long)g->min_free_bytes);
+}
+
 char *
 agent_metrics_render(const struct agent_metrics *m, const struct agent_gauges *g)
 {
@@ -117,6 +133,7 @@ agent_metrics_render(const struct agent_metrics *m, const struct agent_gauges *g
              "nodeagent_duplicate_requests_total %llu\n",
              (unsigned long long)m->duplicates);
     render_trust(&t, m, g);
+    render_disk(&t, g);
 
     text_add(&t, "# HELP nodeagent_operation_duration_seconds Time from a request's arrival "
                  "to its terminal event.\n"

@@ -57,6 +57,9 @@ struct agent_gauges {
     bool insecure_unsigned;
     double node_cert_expiry_s; /* seconds until the node certificate expires; 0 insecure */
     size_t peers;
+    bool store_held;          /* requests held: the state store cannot be written */
+    uint64_t disk_free_bytes; /* on the state directory's filesystem */
+    uint64_t min_free_bytes;  /* [agent] min_free_mib */
 };
 
 /* code NA_CODE_UNSPECIFIED (0) means success. */

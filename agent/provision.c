@@ -99,6 +99,9 @@ prepare_create(struct agent *a, struct agent_op *op, struct na_error **err)
         return na_error_quiet(err, NA_CODE_ALREADY_EXISTS, EEXIST,
                               "tenant %s already has an instance named `%s` (%s)", spec->tenant_id,
                               spec->name, same_name->uuid);
+    int room = agent_disk_room_check(a, "create", err);
+    if (room < 0)
+        return room;
     if (a->host.qemu_gid == (gid_t)-1)
         return na_error_quiet(err, NA_CODE_HYPERVISOR, ENOENT,
                               "group `%s` ([instances] qemu_group) does not exist on this host; "
@@ -450,7 +453,7 @@ static int
 prepare_rebuild(struct agent *a, struct agent_op *op, struct na_error **err)
 {
     int ret = agent_prepare_existing(a, op, err);
-    if (ret < 0)
+    if (ret < 0 || (ret = agent_disk_room_check(a, "rebuild", err)) < 0)
         return ret;
     struct agent_instance *inst = agent_instances_find(&a->instances, op->instance);
     if (op->state_before != S(RUNNING) && op->state_before != S(STOPPED) &&
@@ -555,7 +558,7 @@ static int
 prepare_resize(struct agent *a, struct agent_op *op, struct na_error **err)
 {
     int ret = agent_prepare_existing(a, op, err);
-    if (ret < 0)
+    if (ret < 0 || (ret = agent_disk_room_check(a, "resize", err)) < 0)
         return ret;
     struct agent_instance *inst = agent_instances_find(&a->instances, op->instance);
     Nodeagent__V1__Flavor *flavor = op->env->resize->flavor;

@@ -35,12 +35,16 @@ def online_cpus():
     return n
 
 
-def mem_total_mib():
+def mem_total_kib():
     with open("/proc/meminfo") as f:
         for line in f:
             if line.startswith("MemTotal:"):
-                return int(line.split()[1]) // 1024
+                return int(line.split()[1])
     raise AssertionError("no MemTotal")
+
+
+def mem_total_mib():
+    return mem_total_kib() // 1024
 
 
 def disk_total_gib(state_dir):
@@ -132,6 +136,7 @@ def test_placement_and_the_bus_hold_the_host_inventory_and_traits(cluster, place
     cfg = (f"[capacity]\nreserved_vcpus = 1\nvcpu_allocation_ratio = 3.0\n"
            f"reserved_memory_mb = 1024\nmemory_allocation_ratio = 1.5\nreserved_disk_gb = 2\n"
            f"custom_traits = CUSTOM_RACK_A1, CUSTOM_SSD\n"
+           f"[image_cache]\nmax_size_gib = 3\n[agent]\nmin_free_mib = 1500\n"
            f"[placement]\nendpoint = {placement.url}\ntoken = admin\n")
     agent = cluster.agent(extra_config=cfg).start()
     v = wait_for(lambda: (lambda v: v if v["placement"]["ok"] else None)(view(agent)), 30,
@@ -144,7 +149,10 @@ def test_placement_and_the_bus_hold_the_host_inventory_and_traits(cluster, place
                  "max_unit": online_cpus(), "step_size": 1, "allocation_ratio": 3.0},
         "MEMORY_MB": {"total": mem_total_mib(), "reserved": 1024, "min_unit": 1,
                       "max_unit": mem_total_mib(), "step_size": 1, "allocation_ratio": 1.5},
-        "DISK_GB": {"total": disk_total_gib(agent.state_dir), "reserved": 2, "min_unit": 1,
+        # reserved_disk_gb, the image cache's quota, the host's RAM for managed saves and
+        # min_free_mib, each in whole GiB rounded up.
+        "DISK_GB": {"total": disk_total_gib(agent.state_dir),
+                    "reserved": 2 + 3 + -(-mem_total_kib() // (1 << 20)) + 2, "min_unit": 1,
                     "max_unit": disk_total_gib(agent.state_dir), "step_size": 1,
                     "allocation_ratio": 1.0},
     }
