@@ -1,7 +1,8 @@
 /* The agent's life: start every part in order, run the loop, and stop gracefully.
  *
- * Start: state store (migrated), dispatcher, admin API, bus; then unfinished intents run
- * again and undelivered events go out.  SIGTERM/SIGINT: stop taking requests, park what
+ * Start: state store (migrated), dispatcher, admin API, bus; undelivered events go out.
+ * Once the store has been compared with libvirt (and does not hold the agent: orphans.h),
+ * unfinished intents run again and requests are consumed.  SIGTERM/SIGINT: stop taking requests, park what
  * has not started (it stays recorded), let running operations finish for at most
  * agent.shutdown_timeout seconds, flush the bus, exit 0.  SIGHUP reopens the log file.
  */
@@ -62,7 +63,10 @@ agent_health(struct agent *a, struct agent_check checks[AGENT_N_CHECKS])
     snprintf(virt->detail, sizeof(virt->detail), "%s (%s)",
              a->libvirt_detail ? a->libvirt_detail : "connecting", a->cfg->hv_uri);
     agent_net_health(a, &checks[3]);
-    return bus->ok && db->ok && virt->ok && checks[3].ok;
+    struct agent_check *orphans = &checks[4];
+    orphans->name = "orphans";
+    orphans->ok = !agent_orphans_holding(a, orphans->detail, sizeof(orphans->detail));
+    return bus->ok && db->ok && virt->ok && checks[3].ok && orphans->ok;
 }
 
 void
@@ -85,6 +89,8 @@ agent_gauges(struct agent *a, struct agent_gauges *g)
         .bus_delivery_failed = st.delivery_failed,
         .insecure_unsigned = a->identity && a->identity->insecure,
         .peers = agent_peers_count(a),
+        .orphans = a->orphans.n,
+        .holding = a->orphans.holding || !a->orphans.checked,
     };
     if (a->identity && !a->identity->insecure)
         g->node_cert_expiry_s =
@@ -284,6 +290,11 @@ on_housekeeping(uv_timer_t *t)
         na_log(NA_LOG_WARN, NULL, "pruning old intents failed", "error=\"%s\"", err->msg);
     else if (n > 0)
         na_log(NA_LOG_INFO, NULL, "pruned finished intents", "count=%d", n);
+    /* A tombstone outlives what it marks (reconciliation drops it then); one whose delete
+     * never finished is kept as long as the intents, then its remains become orphans. */
+    n = agent_store_tombstone_prune(a->store, na_now_ms() - INTENT_RETENTION_MS, &err);
+    if (n < 0)
+        na_log(NA_LOG_WARN, NULL, "pruning old tombstones failed", "error=\"%s\"", err->msg);
 }
 
 static void
@@ -347,6 +358,7 @@ agent_start(struct agent *a, struct na_error **err)
     cleanup_free char *db = na_xasprintf("%s/state.db", cfg->state_dir);
     if ((ret = agent_store_open(db, &a->store, err)) < 0)
         return ret;
+    memcpy(a->host.store_id, agent_store_id(a->store), sizeof(a->host.store_id));
     if ((ret = agent_instances_load(&a->instances, a->store, err)) < 0)
         return ret;
     if ((ret = open_image_cache(a, err)) < 0)
@@ -387,9 +399,10 @@ agent_start(struct agent *a, struct na_error **err)
     };
     if ((ret = agent_bus_open(a->loop, cfg, &cb, &a->bus, err)) < 0)
         return ret;
+    /* Nothing is consumed until the store is compared with libvirt (orphans.h); the
+     * unfinished intents run then too. */
+    agent_bus_hold(a->bus, true);
     if ((ret = agent_capacity_open(a, err)) < 0 || (ret = agent_peers_open(a, err)) < 0)
-        return ret;
-    if ((ret = agent_replay_open_intents(a, err)) < 0)
         return ret;
     agent_outbox_pump(a);
     uv_timer_start(&a->housekeeping, on_housekeeping, HOUSEKEEPING_MS, HOUSEKEEPING_MS);
@@ -428,6 +441,7 @@ agent_run(const struct agent_config *cfg)
     agent_net_close(&a);
     agent_store_close(a.store);
     agent_instances_clear(&a.instances);
+    agent_orphans_clear(&a.orphans);
     qcow2_image_cache_close(a.host.images);
     free(a.host.instances_dir);
     free(a.host.images_dir);

@@ -22,6 +22,7 @@
 #include "agent/instances.h"
 #include "agent/mailbox.h"
 #include "agent/metrics.h"
+#include "agent/orphans.h"
 #include "agent/requests.h"
 #include "agent/store.h"
 #include "common/common.h"
@@ -50,6 +51,7 @@ struct agent_host {
     char *images_dir;    /* <state_dir>/images */
     gid_t qemu_gid;      /* [instances] qemu_group; (gid_t)-1 when the group is missing */
     struct ovs_net *net; /* tenant networks; NULL when [network] enabled = false */
+    char store_id[37];   /* the state store's id, written into every domain's owner */
 };
 
 struct agent {
@@ -62,6 +64,7 @@ struct agent {
     struct agent_admin *admin;
     struct agent_metrics metrics;
     struct agent_instances instances;
+    struct agent_orphans orphans; /* and the hold */
     struct agent_host host;
     struct agent_mailbox *mailbox;
     struct agent_capacity *capacity;
@@ -189,9 +192,9 @@ void agent_outbox_on_delivery(void *agent, int64_t id, bool ok, const char *why)
 void agent_outbox_close(struct agent *a);
 
 /* Health, for /healthz, /v1/status and /metrics: one check per dependency. */
-#define AGENT_N_CHECKS 4
+#define AGENT_N_CHECKS 5
 struct agent_check {
-    const char *name; /* "bus", "database", "libvirt", "ovs" */
+    const char *name; /* "bus", "database", "libvirt", "ovs", "orphans" */
     bool ok;
     char detail[256];
 };

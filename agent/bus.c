@@ -40,6 +40,7 @@ struct agent_bus {
 
     uv_timer_t poll_timer; /* safety net: serves both queues once a second */
     bool paused;
+    bool held; /* agent_bus_hold(): no request is taken from the consumer */
     bool closing;
     int pending_closes; /* libuv handles still closing; the bus is freed after the last */
     struct agent_bus_stats stats;
@@ -306,7 +307,7 @@ handle_message(struct agent_bus *bus, rd_kafka_message_t *m)
 static void
 consume_ready(struct agent_bus *bus)
 {
-    if (bus->closing)
+    if (bus->closing || bus->held)
         return;
     for (int i = 0; i < CONSUME_BATCH; i++) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(bus->consumer, 0);
@@ -673,6 +674,17 @@ agent_bus_pause(struct agent_bus *bus, bool paused)
         na_log(NA_LOG_INFO, NULL,
                paused ? "consumption paused: work queue full" : "consumption resumed", NULL);
     }
+}
+
+void
+agent_bus_hold(struct agent_bus *bus, bool held)
+{
+    if (bus->held == held)
+        return;
+    bus->held = held;
+    na_log(NA_LOG_INFO, NULL, held ? "consumption held" : "consumption no longer held", NULL);
+    if (!held)
+        consume_ready(bus);
 }
 
 void

@@ -57,6 +57,8 @@ struct agent_gauges {
     bool insecure_unsigned;
     double node_cert_expiry_s; /* seconds until the node certificate expires; 0 insecure */
     size_t peers;
+    size_t orphans; /* orphans.h */
+    bool holding;   /* no request is consumed: orphans hold, or the store is not checked yet */
 };
 
 /* code NA_CODE_UNSPECIFIED (0) means success. */
