@@ -40,7 +40,8 @@ struct agent_bus {
 
     uv_timer_t poll_timer; /* safety net: serves both queues once a second */
     bool paused;
-    bool held; /* agent_bus_hold(): no request is taken from the consumer */
+    bool held;           /* agent_bus_hold(): no request is handed to the agent */
+    bool held_paused;    /* held, and the assignment paused after a message came */
     bool closing;
     int pending_closes; /* libuv handles still closing; the bus is freed after the last */
     struct agent_bus_stats stats;
@@ -304,16 +305,42 @@ handle_message(struct agent_bus *bus, rd_kafka_message_t *m)
     bus->cb.on_request(bus->cb.ctx, &msg);
 }
 
+/* A request arrived while held: it is not handed on nor acked; the assignment is paused and
+ * the partition set back to it, so that it is fetched again at the release. */
+static void
+hold_back(struct agent_bus *bus, rd_kafka_message_t *m)
+{
+    rd_kafka_topic_partition_list_t *parts = NULL;
+    if (!bus->held_paused && rd_kafka_assignment(bus->consumer, &parts) == 0 && parts) {
+        if (rd_kafka_pause_partitions(bus->consumer, parts) == RD_KAFKA_RESP_ERR_NO_ERROR)
+            bus->held_paused = true;
+        rd_kafka_topic_partition_list_destroy(parts);
+    }
+    rd_kafka_topic_partition_list_t *at = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(at, rd_kafka_topic_name(m->rkt), m->partition)->offset =
+        m->offset;
+    rd_kafka_error_t *e = rd_kafka_seek_partitions(bus->consumer, at, 5000);
+    if (e) {
+        na_log(NA_LOG_WARN, NULL, "held request: seeking back failed", "error=\"%s\"",
+               rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+    }
+    rd_kafka_topic_partition_list_destroy(at);
+}
+
 static void
 consume_ready(struct agent_bus *bus)
 {
-    if (bus->closing || bus->held)
+    if (bus->closing)
         return;
     for (int i = 0; i < CONSUME_BATCH; i++) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(bus->consumer, 0);
         if (!m)
             return;
-        handle_message(bus, m);
+        if (bus->held && !m->err)
+            hold_back(bus, m);
+        else
+            handle_message(bus, m);
         rd_kafka_message_destroy(m);
         if (bus->closing)
             return;
@@ -683,8 +710,14 @@ agent_bus_hold(struct agent_bus *bus, bool held)
         return;
     bus->held = held;
     na_log(NA_LOG_INFO, NULL, held ? "consumption held" : "consumption no longer held", NULL);
-    if (!held)
-        consume_ready(bus);
+    if (held || !bus->held_paused)
+        return;
+    rd_kafka_topic_partition_list_t *parts = NULL;
+    if (rd_kafka_assignment(bus->consumer, &parts) == 0 && parts) {
+        rd_kafka_resume_partitions(bus->consumer, parts);
+        rd_kafka_topic_partition_list_destroy(parts);
+    }
+    bus->held_paused = false;
 }
 
 void

@@ -83,10 +83,10 @@ int agent_bus_produce(struct agent_bus *bus, const char *topic, const char *key,
                       int64_t id, struct na_error **err);
 /* Pauses or resumes consumption (backpressure when the dispatcher queue is long). */
 void agent_bus_pause(struct agent_bus *bus, bool paused);
-/* Holds or releases consumption: while held, no request is taken from librdkafka's queue, so
- * none is received, recorded or acked; they stay on the bus (and in librdkafka's local
- * queue).  A hold longer than max.poll.interval.ms (librdkafka: 5 min) makes the consumer
- * leave its group; it rejoins at the release and fetches again from the committed offset. */
+/* Holds or releases consumption: while held, no request is handed to on_request, recorded or
+ * acked.  The consumer keeps polling (group membership, statistics); the first request that
+ * arrives pauses the assignment and seeks the partition back to it, so it and those after
+ * it stay on the bus and are fetched again at the release. */
 void agent_bus_hold(struct agent_bus *bus, bool held);
 void agent_bus_get_stats(struct agent_bus *bus, struct agent_bus_stats *out);
 
