@@ -13,6 +13,13 @@
  *   GET /v1/images               cached base images: size, last use, the instances using them
  *   GET /v1/capacity             inventory, usage, free, traits, memory sharing, Placement state
  *   GET /v1/peers                the other nodes, as their announcements on the bus tell
+ *
+ * On the unix socket only (the operator's, never the TCP listener's):
+ *   GET  /v1/orphans                what looks like this node's and the store does not record
+ *                                   (orphans.h), and whether the agent holds
+ *   POST /v1/orphans/<uuid>/purge   undefine an orphan's domain and remove its directory
+ *                                   (202: queued in its lane; GET /v1/orphans shows the end)
+ *   POST /v1/orphans/release        every current orphan stops holding the agent
  */
 #include "agent/admin.h"
 #include "agent/capacity.h"
@@ -221,18 +228,56 @@ get_images(struct agent *a, struct MHD_Connection *c)
 }
 
 static enum MHD_Result
+post_orphans(struct agent *a, struct MHD_Connection *c, const char *url)
+{
+    cleanup_error struct na_error *err = NULL;
+    if (strcmp(url, "/v1/orphans/release") == 0) {
+        int n = agent_orphans_release(a, &err);
+        if (n < 0)
+            return respond_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, err->msg);
+        return respond_json(c, MHD_HTTP_OK, json_pack("{s:i}", "released", n));
+    }
+    const char *uuid = url + strlen("/v1/orphans/");
+    const char *tail = uuid + 36;
+    if (strlen(uuid) < 36 || strcmp(tail, "/purge") != 0)
+        return respond_error(c, MHD_HTTP_NOT_FOUND, "no such resource");
+    char id[37];
+    memcpy(id, uuid, 36);
+    id[36] = '\0';
+    if (!na_uuid_is_valid(id))
+        return respond_error(c, MHD_HTTP_NOT_FOUND, "no such resource");
+    int ret = agent_orphans_purge(a, id, &err);
+    if (ret == -ENOENT)
+        return respond_error(c, MHD_HTTP_NOT_FOUND, err->msg);
+    if (ret < 0)
+        return respond_error(c, MHD_HTTP_CONFLICT, err->msg);
+    return respond_json(c, MHD_HTTP_ACCEPTED, json_pack("{s:s, s:s}", "uuid", id, "purge", "queued"));
+}
+
+static enum MHD_Result
 on_http(void *cls, struct MHD_Connection *c, const char *url, const char *method,
         const char *version, const char *upload_data, size_t *upload_data_size, void **req_cls)
 {
     (void)version;
     (void)upload_data;
     (void)req_cls;
-    struct agent_admin *admin = cls;
+    struct admin_server *server = cls;
+    struct agent_admin *admin = server->admin;
     struct agent *a = admin->agent;
+    /* servers[0] is the unix socket, always the first started. */
+    bool on_unix = server == &admin->servers[0];
     if (*upload_data_size)
         return respond_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "request bodies are not accepted");
+    bool orphans = strcmp(url, "/v1/orphans") == 0 || strncmp(url, "/v1/orphans/", 12) == 0;
+    if (orphans && !on_unix)
+        return respond_error(c, MHD_HTTP_NOT_FOUND, "no such resource");
+    if (orphans && strcmp(method, "POST") == 0)
+        return post_orphans(a, c, url);
     if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
-        return respond_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "only GET is served");
+        return respond_error(c, MHD_HTTP_METHOD_NOT_ALLOWED,
+                             "only GET is served (and POST on /v1/orphans/...)");
+    if (strcmp(url, "/v1/orphans") == 0)
+        return respond_json(c, MHD_HTTP_OK, agent_orphans_view(a));
 
     if (strcmp(url, "/healthz") == 0)
         return get_healthz(a, c);
@@ -305,10 +350,10 @@ server_start(struct agent_admin *admin, int listen_fd, const struct sockaddr *ad
         flags |= MHD_USE_IPv6;
     s->daemon = listen_fd >= 0
                     ? MHD_start_daemon(
-                          flags, 0, NULL, NULL, on_http, admin, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
+                          flags, 0, NULL, NULL, on_http, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
                           NULL, MHD_OPTION_LISTEN_SOCKET, listen_fd, MHD_OPTION_CONNECTION_TIMEOUT,
                           10u, MHD_OPTION_CONNECTION_LIMIT, 64u, MHD_OPTION_END)
-                    : MHD_start_daemon(flags, 0, NULL, NULL, on_http, admin,
+                    : MHD_start_daemon(flags, 0, NULL, NULL, on_http, s,
                                        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
                                        MHD_OPTION_SOCK_ADDR, addr, MHD_OPTION_CONNECTION_TIMEOUT,
                                        10u, MHD_OPTION_CONNECTION_LIMIT, 64u, MHD_OPTION_END);

@@ -1,7 +1,9 @@
 /* The agent's life: start every part in order, run the loop, and stop gracefully.
  *
- * Start: state store (migrated), dispatcher, admin API, bus; then unfinished intents run
- * again and undelivered events go out.  SIGTERM/SIGINT: stop taking requests, park what
+ * Start: state store (migrated), dispatcher, admin API, bus; undelivered events go out.
+ * Once nothing holds the agent (the store compared with libvirt: orphans.h; the store
+ * writable: store_hold.h), unfinished intents run again and requests are consumed.
+ * SIGTERM/SIGINT: stop taking requests, park what
  * has not started (it stays recorded), let running operations finish for at most
  * agent.shutdown_timeout seconds, flush the bus, exit 0.  SIGHUP reopens the log file.
  */
@@ -69,7 +71,10 @@ agent_health(struct agent *a, struct agent_check checks[AGENT_N_CHECKS])
     snprintf(virt->detail, sizeof(virt->detail), "%s (%s)",
              a->libvirt_detail ? a->libvirt_detail : "connecting", a->cfg->hv_uri);
     agent_net_health(a, &checks[3]);
-    return bus->ok && db->ok && virt->ok && checks[3].ok;
+    struct agent_check *orphans = &checks[4];
+    orphans->name = "orphans";
+    orphans->ok = !agent_orphans_holding(a, orphans->detail, sizeof(orphans->detail));
+    return bus->ok && db->ok && virt->ok && checks[3].ok && orphans->ok;
 }
 
 void
@@ -93,6 +98,8 @@ agent_gauges(struct agent *a, struct agent_gauges *g)
         .insecure_unsigned = a->identity && a->identity->insecure,
         .peers = agent_peers_count(a),
         .store_held = a->store_hold != NULL,
+        .orphans = a->orphans.n,
+        .holding = a->orphans.holding || !a->orphans.checked,
         .min_free_bytes = (uint64_t)a->cfg->min_free_mib << 20,
     };
     if (agent_disk_free(a, &g->disk_free_bytes, NULL) < 0)
@@ -111,11 +118,28 @@ agent_backpressure(struct agent *a)
     size_t queued = agent_dispatch_queued(a->dispatch);
     if (!a->bus_paused && queued >= a->cfg->max_queued) {
         a->bus_paused = true;
-        agent_bus_pause(a->bus, AGENT_BUS_PAUSE_BACKPRESSURE, true);
+        agent_bus_pause(a->bus, true);
     } else if (a->bus_paused && queued <= a->cfg->max_queued / 2) {
         a->bus_paused = false;
-        agent_bus_pause(a->bus, AGENT_BUS_PAUSE_BACKPRESSURE, false);
+        agent_bus_pause(a->bus, false);
     }
+}
+
+void
+agent_gate_update(struct agent *a)
+{
+    bool orphans = agent_orphans_gate(a);
+    bool store = a->store_hold != NULL;
+    if (a->bus) {
+        agent_bus_hold(a->bus, AGENT_BUS_HOLD_ORPHANS, orphans);
+        agent_bus_hold(a->bus, AGENT_BUS_HOLD_STORE, store);
+    }
+    if (orphans || store || a->replayed || a->stopping)
+        return;
+    a->replayed = true;
+    cleanup_error struct na_error *err = NULL;
+    if (agent_replay_open_intents(a, &err) < 0)
+        agent_die(a, err);
 }
 
 void
@@ -246,6 +270,11 @@ on_housekeeping(uv_timer_t *t)
         na_log(NA_LOG_WARN, NULL, "pruning old intents failed", "error=\"%s\"", err->msg);
     else if (n > 0)
         na_log(NA_LOG_INFO, NULL, "pruned finished intents", "count=%d", n);
+    /* A tombstone outlives what it marks (reconciliation drops it then); one whose delete
+     * never finished is kept as long as the intents, then its remains become orphans. */
+    n = agent_store_tombstone_prune(a->store, na_now_ms() - INTENT_RETENTION_MS, &err);
+    if (n < 0)
+        na_log(NA_LOG_WARN, NULL, "pruning old tombstones failed", "error=\"%s\"", err->msg);
 }
 
 static void
@@ -311,6 +340,7 @@ agent_start(struct agent *a, struct na_error **err)
     cleanup_free char *db = na_xasprintf("%s/state.db", cfg->state_dir);
     if ((ret = agent_store_open(db, &a->store, err)) < 0)
         return ret;
+    memcpy(a->host.store_id, agent_store_id(a->store), sizeof(a->host.store_id));
     if ((ret = agent_instances_load(&a->instances, a->store, err)) < 0)
         return ret;
     if ((ret = open_image_cache(a, err)) < 0)
@@ -353,9 +383,10 @@ agent_start(struct agent *a, struct na_error **err)
         return ret;
     if ((ret = agent_capacity_open(a, err)) < 0 || (ret = agent_peers_open(a, err)) < 0)
         return ret;
-    /* A store that cannot be written holds the agent (no replay, no intake) until it can. */
-    if (!agent_store_hold_if_unwritable(a) && (ret = agent_replay_open_intents(a, err)) < 0)
-        return ret;
+    /* Nothing is consumed, and nothing unfinished runs again, until the store is compared with
+     * libvirt (orphans.h) and can be written (store_hold.h): agent_gate_update() opens. */
+    agent_store_hold_if_unwritable(a);
+    agent_gate_update(a);
     agent_outbox_pump(a);
     uv_timer_start(&a->housekeeping, on_housekeeping, HOUSEKEEPING_MS, HOUSEKEEPING_MS);
     uint64_t every = (uint64_t)cfg->reconcile_interval_s * 1000;
@@ -393,6 +424,7 @@ agent_run(const struct agent_config *cfg)
     agent_net_close(&a);
     agent_store_close(a.store);
     agent_instances_clear(&a.instances);
+    agent_orphans_clear(&a.orphans);
     qcow2_image_cache_close(a.host.images);
     free(a.host.instances_dir);
     free(a.host.images_dir);

@@ -22,6 +22,7 @@
 #include "agent/instances.h"
 #include "agent/mailbox.h"
 #include "agent/metrics.h"
+#include "agent/orphans.h"
 #include "agent/requests.h"
 #include "agent/store.h"
 #include "agent/store_hold.h"
@@ -51,6 +52,7 @@ struct agent_host {
     char *images_dir;    /* <state_dir>/images */
     gid_t qemu_gid;      /* [instances] qemu_group; (gid_t)-1 when the group is missing */
     struct ovs_net *net; /* tenant networks; NULL when [network] enabled = false */
+    char store_id[37];   /* the state store's id, written into every domain's owner */
 };
 
 struct agent {
@@ -63,6 +65,7 @@ struct agent {
     struct agent_admin *admin;
     struct agent_metrics metrics;
     struct agent_instances instances;
+    struct agent_orphans orphans; /* and the hold */
     struct agent_host host;
     struct agent_mailbox *mailbox;
     struct agent_capacity *capacity;
@@ -77,6 +80,7 @@ struct agent {
     bool stopping;
     bool bus_paused;
     struct agent_store_hold *store_hold; /* agent/store_hold.h; NULL while the store writes */
+    bool replayed; /* unfinished intents have run again (once nothing held the agent) */
     int exit_status;
 
     /* The outbox: events recorded in the store, produced to the bus in id order. */
@@ -162,6 +166,10 @@ void agent_op_progress(struct agent_op *op, unsigned percent, const char *fmt, .
 
 /* reconcile.c: compares libvirt's domains and the instance directories with the table. */
 void agent_reconcile(struct agent *a);
+/* Holds requests (and the replay of unfinished intents) while the orphans (orphans.h) or an
+ * unwritable store (store_hold.h) say so, and releases them, replaying once, when neither
+ * does.  Call after either changes. */
+void agent_gate_update(struct agent *a);
 /* The state directory's free bytes (agent/disk_room.c). */
 int agent_disk_free(const struct agent *a, uint64_t *free_bytes, struct na_error **err);
 /* NO_CAPACITY naming the filesystem when it has less than [agent] min_free_mib free; kind
@@ -198,9 +206,9 @@ void agent_outbox_on_delivery(void *agent, int64_t id, bool ok, const char *why)
 void agent_outbox_close(struct agent *a);
 
 /* Health, for /healthz, /v1/status and /metrics: one check per dependency. */
-#define AGENT_N_CHECKS 4
+#define AGENT_N_CHECKS 5
 struct agent_check {
-    const char *name; /* "bus", "database", "libvirt", "ovs" */
+    const char *name; /* "bus", "database", "libvirt", "ovs", "orphans" */
     bool ok;
     char detail[256];
 };

@@ -38,8 +38,10 @@ struct agent_bus {
     bool nodes_caught_up;
     struct kafka_wakeup watcher_wake;
 
-    uv_timer_t poll_timer;  /* safety net: serves both queues once a second */
-    unsigned pause_reasons; /* enum agent_bus_pause_reason bits */
+    uv_timer_t poll_timer; /* safety net: serves both queues once a second */
+    bool paused;
+    unsigned held;       /* enum agent_bus_hold_reason bits: no request is handed on */
+    bool held_paused;    /* held, and the assignment paused after a message came */
     bool closing;
     int pending_closes; /* libuv handles still closing; the bus is freed after the last */
     struct agent_bus_stats stats;
@@ -303,6 +305,28 @@ handle_message(struct agent_bus *bus, rd_kafka_message_t *m)
     bus->cb.on_request(bus->cb.ctx, &msg);
 }
 
+/* A request that is not taken now: the assignment is paused and the partition set back to
+ * it, so that it is fetched again at the release (it is never acked meanwhile). */
+static void
+hold_back(struct agent_bus *bus, const char *topic, int32_t partition, int64_t offset)
+{
+    rd_kafka_topic_partition_list_t *parts = NULL;
+    if (!bus->held_paused && rd_kafka_assignment(bus->consumer, &parts) == 0 && parts) {
+        if (rd_kafka_pause_partitions(bus->consumer, parts) == RD_KAFKA_RESP_ERR_NO_ERROR)
+            bus->held_paused = true;
+        rd_kafka_topic_partition_list_destroy(parts);
+    }
+    rd_kafka_topic_partition_list_t *at = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(at, topic, partition)->offset = offset;
+    rd_kafka_error_t *e = rd_kafka_seek_partitions(bus->consumer, at, 5000);
+    if (e) {
+        na_log(NA_LOG_WARN, NULL, "held request: seeking back failed", "error=\"%s\"",
+               rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+    }
+    rd_kafka_topic_partition_list_destroy(at);
+}
+
 static void
 consume_ready(struct agent_bus *bus)
 {
@@ -312,7 +336,10 @@ consume_ready(struct agent_bus *bus)
         rd_kafka_message_t *m = rd_kafka_consumer_poll(bus->consumer, 0);
         if (!m)
             return;
-        handle_message(bus, m);
+        if (bus->held && !m->err)
+            hold_back(bus, rd_kafka_topic_name(m->rkt), m->partition, m->offset);
+        else
+            handle_message(bus, m);
         rd_kafka_message_destroy(m);
         if (bus->closing)
             return;
@@ -657,31 +684,49 @@ agent_bus_produce(struct agent_bus *bus, const char *topic, const char *key, con
     return 0;
 }
 
-static const char *
-pause_reason_name(enum agent_bus_pause_reason why)
-{
-    return why == AGENT_BUS_PAUSE_STORE ? "the state store cannot be written" : "work queue full";
-}
-
 void
-agent_bus_pause(struct agent_bus *bus, enum agent_bus_pause_reason why, bool paused)
+agent_bus_pause(struct agent_bus *bus, bool paused)
 {
-    unsigned want = paused ? bus->pause_reasons | why : bus->pause_reasons & ~(unsigned)why;
-    if ((want != 0) == (bus->pause_reasons != 0)) {
-        bus->pause_reasons = want;
+    if (bus->paused == paused)
         return;
-    }
     rd_kafka_topic_partition_list_t *parts = NULL;
     if (rd_kafka_assignment(bus->consumer, &parts) || !parts)
         return;
-    rd_kafka_resp_err_t e = want ? rd_kafka_pause_partitions(bus->consumer, parts)
-                                 : rd_kafka_resume_partitions(bus->consumer, parts);
+    rd_kafka_resp_err_t e = paused ? rd_kafka_pause_partitions(bus->consumer, parts)
+                                   : rd_kafka_resume_partitions(bus->consumer, parts);
     rd_kafka_topic_partition_list_destroy(parts);
     if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        bus->pause_reasons = want;
-        na_log(NA_LOG_INFO, NULL, want ? "consumption paused" : "consumption resumed",
-               "reason=\"%s\"", pause_reason_name(why));
+        bus->paused = paused;
+        na_log(NA_LOG_INFO, NULL,
+               paused ? "consumption paused: work queue full" : "consumption resumed", NULL);
     }
+}
+
+void
+agent_bus_hold(struct agent_bus *bus, enum agent_bus_hold_reason why, bool held)
+{
+    unsigned want = held ? bus->held | why : bus->held & ~(unsigned)why;
+    if (want == bus->held)
+        return;
+    bool was = bus->held != 0;
+    bus->held = want;
+    if (was == (want != 0))
+        return;
+    na_log(NA_LOG_INFO, NULL, want ? "consumption held" : "consumption no longer held", NULL);
+    if (want || !bus->held_paused)
+        return;
+    rd_kafka_topic_partition_list_t *parts = NULL;
+    if (rd_kafka_assignment(bus->consumer, &parts) == 0 && parts) {
+        rd_kafka_resume_partitions(bus->consumer, parts);
+        rd_kafka_topic_partition_list_destroy(parts);
+    }
+    bus->held_paused = false;
+}
+
+void
+agent_bus_put_back(struct agent_bus *bus, const struct agent_bus_msg *msg)
+{
+    hold_back(bus, msg->topic, msg->partition, msg->offset);
 }
 
 void

@@ -81,15 +81,23 @@ void agent_bus_ack(struct agent_bus *bus, const struct agent_bus_msg *msg);
 int agent_bus_produce(struct agent_bus *bus, const char *topic, const char *key,
                       const uint8_t *payload, size_t size, const struct agent_bus_headers *headers,
                       int64_t id, struct na_error **err);
-/* Why consumption is paused; it resumes when no reason is left. */
-enum agent_bus_pause_reason {
-    AGENT_BUS_PAUSE_BACKPRESSURE = 1 << 0, /* the dispatcher's queue is long */
-    AGENT_BUS_PAUSE_STORE = 1 << 1,        /* the state store cannot be written */
+/* Pauses or resumes consumption (backpressure when the dispatcher queue is long). */
+void agent_bus_pause(struct agent_bus *bus, bool paused);
+/* Why requests are held. */
+enum agent_bus_hold_reason {
+    AGENT_BUS_HOLD_ORPHANS = 1 << 0, /* the store does not match libvirt (agent/orphans.h) */
+    AGENT_BUS_HOLD_STORE = 1 << 1,   /* the state store cannot be written (store_hold.h) */
 };
-/* Sets or clears one reason to pause consumption of requests.  While paused, no further
- * request is delivered (librdkafka drops what it had fetched and fetches again, from the
- * message after the last one delivered, on resume). */
-void agent_bus_pause(struct agent_bus *bus, enum agent_bus_pause_reason why, bool paused);
+/* Sets or clears one reason to hold consumption; it is held while any reason is set.  While
+ * held, no request is handed to on_request, recorded or acked.  The consumer keeps polling
+ * (group membership, statistics); the first request that arrives pauses the assignment and
+ * seeks the partition back to it, so it and those after it stay on the bus and are fetched
+ * again at the release. */
+void agent_bus_hold(struct agent_bus *bus, enum agent_bus_hold_reason why, bool held);
+/* A request already handed to on_request that cannot be taken now (call agent_bus_hold
+ * first): the assignment pauses and its partition is set back to it, so that it is fetched
+ * again at the release. */
+void agent_bus_put_back(struct agent_bus *bus, const struct agent_bus_msg *msg);
 void agent_bus_get_stats(struct agent_bus *bus, struct agent_bus_stats *out);
 
 #endif

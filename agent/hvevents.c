@@ -111,6 +111,8 @@ on_connection_mail(void *ctx, void *data)
     /* Whatever happened while libvirt was away (or before the agent started) is found now. */
     if (a->libvirt_up)
         agent_reconcile(a);
+    else
+        agent_orphans_unchecked(a); /* down at start: the store cannot be compared */
 }
 
 void

@@ -30,6 +30,15 @@ agent_instances_find(const struct agent_instances *t, const char *uuid)
     return NULL;
 }
 
+bool
+agent_instances_undecodable(const struct agent_instances *t, const char *uuid)
+{
+    for (size_t i = 0; i < t->n_undecodable; i++)
+        if (strcmp(t->undecodable[i], uuid) == 0)
+            return true;
+    return false;
+}
+
 struct agent_instance *
 agent_instances_find_name(const struct agent_instances *t, const char *tenant_id, const char *name)
 {
@@ -81,6 +90,7 @@ agent_instances_clear(struct agent_instances *t)
     for (size_t i = 0; i < t->n; i++)
         agent_instance_free(t->items[i]);
     free(t->items);
+    free(t->undecodable);
     *t = (struct agent_instances){0};
 }
 
@@ -91,8 +101,15 @@ load_one(const struct agent_instance_rec *r, void *ctx)
     Nodeagent__V1__InstanceSpec *spec =
         nodeagent__v1__instance_spec__unpack(NULL, r->spec.size, r->spec.data);
     if (!spec) {
-        na_log(NA_LOG_ERROR, NULL, "stored instance spec does not decode; skipping it",
+        na_log(NA_LOG_ERROR, NULL,
+               "stored instance spec does not decode; skipping it (its domain, if any, is "
+               "reported as an orphan and left alone)",
                "instance=%s", r->uuid);
+        if (na_uuid_is_valid(r->uuid)) {
+            t->undecodable =
+                na_xrealloc(t->undecodable, (t->n_undecodable + 1) * sizeof(*t->undecodable));
+            memcpy(t->undecodable[t->n_undecodable++], r->uuid, 37);
+        }
         return 0;
     }
     struct agent_instance *inst = na_xcalloc(1, sizeof(*inst));

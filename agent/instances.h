@@ -37,6 +37,10 @@ void agent_instance_claim(const struct agent_instance *inst, struct agent_claim 
 struct agent_instances {
     struct agent_instance **items;
     size_t n, cap;
+    /* Stored records whose spec did not decode at load: not instances, but their uuids
+     * are the store's, and reconciliation reports their domains as orphans saying so. */
+    char (*undecodable)[37];
+    size_t n_undecodable;
 };
 
 /* "RUNNING", "STOPPED", ... (the enum's name without its prefix). */
@@ -46,6 +50,7 @@ Nodeagent__V1__InstanceState agent_state_parse(const char *name);
 struct agent_instance *agent_instances_find(const struct agent_instances *t, const char *uuid);
 struct agent_instance *agent_instances_find_name(const struct agent_instances *t,
                                                  const char *tenant_id, const char *name);
+bool agent_instances_undecodable(const struct agent_instances *t, const char *uuid);
 /* Takes ownership of inst. */
 void agent_instances_add(struct agent_instances *t, struct agent_instance *inst);
 /* Removes and frees it. */

@@ -238,7 +238,8 @@ intake_accept(struct intake *in, const char *hash)
     free(intent.accepted_event.data);
     if (ret < 0) {
         agent_store_rollback(a->store);
-        agent_store_hold(a, in->msg, err);
+        agent_store_hold(a, err);
+        agent_bus_put_back(a->bus, in->msg);
         return -1;
     }
     na_log(NA_LOG_INFO, &in->log, "request accepted", "kind=%s offset=%lld",
@@ -253,8 +254,8 @@ agent_intake(void *agent, const struct agent_bus_msg *msg)
     struct agent *a = agent;
     if (a->stopping)
         return; /* not acked: delivered again after the restart */
-    if (a->store_hold) {
-        agent_store_hold(a, msg, NULL); /* after the ones held before it, in order */
+    if (a->store_hold) { /* handed on before the hold took effect */
+        agent_bus_put_back(a->bus, msg);
         return;
     }
 
@@ -284,7 +285,8 @@ agent_intake(void *agent, const struct agent_bus_msg *msg)
             intake_duplicate(&in, known, hash);
             agent_intent_free(known);
         } else if (found != -ENOENT) {
-            agent_store_hold(a, msg, serr);
+            agent_store_hold(a, serr);
+            agent_bus_put_back(a->bus, msg);
             nodeagent__v1__envelope__free_unpacked(in.env, NULL);
             return;
         } else {

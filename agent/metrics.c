@@ -107,6 +107,19 @@ render_disk(struct text *t, const struct agent_gauges *g)
              (unsigned long long)g->min_free_bytes);
 }
 
+static void
+render_orphans(struct text *t, const struct agent_gauges *g)
+{
+    text_add(t,
+             "# HELP nodeagent_orphans Domains and instance directories that look like this "
+             "node's and that its state store does not record as its own (left untouched).\n"
+             "# TYPE nodeagent_orphans gauge\nnodeagent_orphans %zu\n"
+             "# HELP nodeagent_hold Whether the agent consumes no request: orphans of this node "
+             "hold it, or its store has not been compared with libvirt yet.\n"
+             "# TYPE nodeagent_hold gauge\nnodeagent_hold %d\n",
+             g->orphans, g->holding ? 1 : 0);
+}
+
 char *
 agent_metrics_render(const struct agent_metrics *m, const struct agent_gauges *g)
 {
@@ -134,6 +147,7 @@ agent_metrics_render(const struct agent_metrics *m, const struct agent_gauges *g
              (unsigned long long)m->duplicates);
     render_trust(&t, m, g);
     render_disk(&t, g);
+    render_orphans(&t, g);
 
     text_add(&t, "# HELP nodeagent_operation_duration_seconds Time from a request's arrival "
                  "to its terminal event.\n"

@@ -7,9 +7,9 @@
  * start and finishes the same instance exactly once.  A create that fails undoes what it
  * made (domain, files, record); the cached image stays for others.
  *
- * delete: the domain is forced off and undefined with everything libvirt keeps for it, the
- * instance's directory is removed, and so is its record.  Deleting a missing instance is
- * done.
+ * delete: a tombstone is recorded first; then the domain is forced off and undefined with
+ * everything libvirt keeps for it, the instance's directory is removed, and so is its
+ * record.  Deleting a missing instance is done.
  *
  * rebuild: a new root disk from another image, same identity (uuid, NICs, config drive).
  * The image is fetched and the new disk written beside the old one (disk.next) while the
@@ -134,7 +134,10 @@ prepare_create(struct agent *a, struct agent_op *op, struct na_error **err)
     inst->image_sha256 = na_xstrdup(spec->image->sha256);
     inst->create_request_id = na_xstrdup(op->request_id);
     inst->created_ms = na_now_ms();
-    if ((ret = agent_instance_save(a->store, inst, err)) < 0) {
+    /* A uuid deleted before and created again: its old tombstone must never let
+     * reconciliation take the new instance's domain for the old one's remains. */
+    if ((ret = agent_store_tombstone_delete(a->store, inst->uuid, err)) < 0 ||
+        (ret = agent_instance_save(a->store, inst, err)) < 0) {
         agent_instance_free(inst);
         return ret;
     }
@@ -240,6 +243,8 @@ define_domain(struct agent_op *op, const struct instance_paths *p, const char *b
         .image_id = spec->image->id,
         .image_sha256 = spec->image->sha256,
         .created_ms = na_now_ms(),
+        .node_id = cfg->node_id,
+        .store_id = op->host->store_id,
         .virt_type = cfg->virt_type,
         .cpu_mode = cfg->cpu_mode,
         .cpu_model = cfg->cpu_model,
@@ -387,13 +392,17 @@ const struct agent_handler agent_handle_create = {prepare_create, run_create, fi
 static int
 prepare_delete(struct agent *a, struct agent_op *op, struct na_error **err)
 {
-    (void)err;
     struct agent_instance *inst = agent_instances_find(&a->instances, op->instance);
     if (!inst) {
         op->noop = true;
         op->state = S(DELETED);
         return 0;
     }
+    /* Before anything is undefined: whatever a crash leaves of the instance is then known
+     * as this store's and deleted, and reconciliation may finish removing it. */
+    int ret = agent_store_tombstone_put(a->store, inst->uuid, err);
+    if (ret < 0)
+        return ret;
     inst->task = agent_request_kind_name(op->kind);
     inst->desired = S(DELETED);
     op->state_before = inst->observed;
@@ -405,6 +414,7 @@ run_delete(struct agent_op *op, struct na_error **err)
 {
     if (op->noop)
         return 0;
+    na_failpoint("delete.tombstoned");
     int ret = hv_domain_undefine(op->host->hv, op->instance, err);
     if (ret < 0)
         return ret; /* the instance stays, whole, for a retry */

@@ -45,6 +45,11 @@ static const char *const migrations[] = {
     "ALTER TABLE instances ADD COLUMN uid INTEGER NOT NULL DEFAULT -1;"
     "ALTER TABLE instances ADD COLUMN image_sha256 TEXT NOT NULL DEFAULT '';"
     "ALTER TABLE instances ADD COLUMN create_request_id TEXT NOT NULL DEFAULT '';",
+    /* 2 -> 3: what reconciliation may destroy and what it must leave alone: the instances
+     * this store deleted (a delete records its tombstone before it undefines anything), and
+     * the orphans an operator told the agent to run beside (no hold for them). */
+    "CREATE TABLE tombstones (uuid TEXT PRIMARY KEY, deleted_ms INTEGER NOT NULL);"
+    "CREATE TABLE orphans_released (uuid TEXT PRIMARY KEY, released_ms INTEGER NOT NULL);",
 };
 
 enum stmt_id {
@@ -67,6 +72,13 @@ enum stmt_id {
     ST_PING,
     ST_META_GET,
     ST_META_PUT,
+    ST_TOMBSTONE_PUT,
+    ST_TOMBSTONE_GET,
+    ST_TOMBSTONE_DELETE,
+    ST_TOMBSTONE_PRUNE,
+    ST_TOMBSTONE_ALL,
+    ST_RELEASED_PUT,
+    ST_RELEASED_GET,
     ST__COUNT
 };
 
@@ -108,11 +120,20 @@ static const char *const stmt_sql[ST__COUNT] = {
     [ST_PING] = "SELECT 1",
     [ST_META_GET] = "SELECT value FROM meta WHERE key = ?1",
     [ST_META_PUT] = "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+    [ST_TOMBSTONE_PUT] = "INSERT OR REPLACE INTO tombstones (uuid, deleted_ms) VALUES (?1, ?2)",
+    [ST_TOMBSTONE_GET] = "SELECT 1 FROM tombstones WHERE uuid = ?1",
+    [ST_TOMBSTONE_DELETE] = "DELETE FROM tombstones WHERE uuid = ?1",
+    [ST_TOMBSTONE_PRUNE] = "DELETE FROM tombstones WHERE deleted_ms < ?1",
+    [ST_TOMBSTONE_ALL] = "SELECT uuid FROM tombstones ORDER BY deleted_ms",
+    [ST_RELEASED_PUT] = "INSERT OR REPLACE INTO orphans_released (uuid, released_ms) "
+                        "VALUES (?1, ?2)",
+    [ST_RELEASED_GET] = "SELECT 1 FROM orphans_released WHERE uuid = ?1",
 };
 
 struct agent_store {
     sqlite3 *db;
     char *path;
+    char id[37];
     sqlite3_stmt *stmt[ST__COUNT];
 };
 
@@ -223,6 +244,29 @@ migrate(struct agent_store *store, struct na_error **err)
     return 0;
 }
 
+/* The store's id: made once, when the store is new, and kept for its life. */
+static int
+load_id(struct agent_store *store, struct na_error **err)
+{
+    cleanup_free char *id = NULL;
+    int ret = agent_store_meta_get(store, "store_id", &id, err);
+    if (ret == 0 && na_uuid_is_valid(id)) {
+        memcpy(store->id, id, sizeof(store->id));
+        return 0;
+    }
+    if (ret == 0)
+        return na_error_set(err, NA_CODE_INTERNAL, 0,
+                            "state store `%s`: its meta store_id `%.64s` is not a uuid",
+                            store->path, id);
+    if (ret != -ENOENT)
+        return ret;
+    na_uuid_generate(store->id);
+    if ((ret = agent_store_meta_put(store, "store_id", store->id, err)) < 0)
+        return ret;
+    na_log(NA_LOG_INFO, NULL, "new state store", "path=%s store_id=%s", store->path, store->id);
+    return 0;
+}
+
 int
 agent_store_open(const char *path, struct agent_store **out, struct na_error **err)
 {
@@ -255,6 +299,8 @@ agent_store_open(const char *path, struct agent_store **out, struct na_error **e
             goto fail;
         }
     }
+    if ((ret = load_id(store, err)) < 0)
+        goto fail;
     *out = store;
     return 0;
 
@@ -592,4 +638,102 @@ agent_store_meta_put(struct agent_store *store, const char *key, const char *val
     sqlite3_bind_text(s, 1, key, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(s, 2, value, -1, SQLITE_TRANSIENT);
     return stmt_exec(store, s, err, "write meta");
+}
+
+const char *
+agent_store_id(const struct agent_store *store)
+{
+    return store->id;
+}
+
+/* Runs a statement that binds a uuid and a time (or nothing) and returns no rows. */
+static int
+exec_uuid(struct agent_store *store, enum stmt_id id, const char *uuid, int64_t ms,
+          struct na_error **err, const char *what)
+{
+    sqlite3_stmt *s = stmt_get(store, id);
+    if (uuid)
+        sqlite3_bind_text(s, 1, uuid, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, uuid ? 2 : 1, ms);
+    return stmt_exec(store, s, err, what);
+}
+
+/* 1 when the statement finds a row for uuid, 0 when not, or a negative error. */
+static int
+exists_uuid(struct agent_store *store, enum stmt_id id, const char *uuid, struct na_error **err,
+            const char *what)
+{
+    sqlite3_stmt *s = stmt_get(store, id);
+    sqlite3_bind_text(s, 1, uuid, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (rc == SQLITE_ROW)
+        return 1;
+    if (rc == SQLITE_DONE)
+        return 0;
+    return db_error(store, err, what);
+}
+
+int
+agent_store_tombstone_put(struct agent_store *store, const char *uuid, struct na_error **err)
+{
+    return exec_uuid(store, ST_TOMBSTONE_PUT, uuid, na_now_ms(), err, "record tombstone");
+}
+
+int
+agent_store_tombstone_has(struct agent_store *store, const char *uuid, struct na_error **err)
+{
+    return exists_uuid(store, ST_TOMBSTONE_GET, uuid, err, "read tombstone");
+}
+
+int
+agent_store_tombstone_delete(struct agent_store *store, const char *uuid, struct na_error **err)
+{
+    sqlite3_stmt *s = stmt_get(store, ST_TOMBSTONE_DELETE);
+    sqlite3_bind_text(s, 1, uuid, -1, SQLITE_TRANSIENT);
+    return stmt_exec(store, s, err, "remove tombstone");
+}
+
+int
+agent_store_tombstone_prune(struct agent_store *store, int64_t before_ms, struct na_error **err)
+{
+    int ret = exec_uuid(store, ST_TOMBSTONE_PRUNE, NULL, before_ms, err, "prune tombstones");
+    return ret < 0 ? ret : sqlite3_changes(store->db);
+}
+
+int
+agent_store_orphan_release(struct agent_store *store, const char *uuid, struct na_error **err)
+{
+    return exec_uuid(store, ST_RELEASED_PUT, uuid, na_now_ms(), err, "record released orphan");
+}
+
+int
+agent_store_orphan_released(struct agent_store *store, const char *uuid, struct na_error **err)
+{
+    return exists_uuid(store, ST_RELEASED_GET, uuid, err, "read released orphan");
+}
+
+int
+agent_store_tombstone_list(struct agent_store *store, char (**out)[37], size_t *n,
+                           struct na_error **err)
+{
+    sqlite3_stmt *s = stmt_get(store, ST_TOMBSTONE_ALL);
+    char(*list)[37] = NULL;
+    size_t count = 0;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *uuid = (const char *)sqlite3_column_text(s, 0);
+        if (!uuid || !na_uuid_is_valid(uuid))
+            continue;
+        list = na_xrealloc(list, (count + 1) * sizeof(*list));
+        memcpy(list[count++], uuid, 37);
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) {
+        free(list);
+        return db_error(store, err, "list tombstones");
+    }
+    *out = list;
+    *n = count;
+    return 0;
 }

@@ -2,7 +2,7 @@
  *
  * Tables: intents (every request received, its phase and its recorded events), outbox
  * (events not yet acknowledged by the bus), instances (spec, desired and observed state),
- * meta.  The schema carries a version (PRAGMA user_version) and is migrated forward at open.
+ * tombstones (instances deleted), orphans_released, meta (the store's id, ...).  The schema carries a version (PRAGMA user_version) and is migrated forward at open.
  *
  * Threading: the store belongs to the main loop; no other thread touches it.  Writes that
  * must be atomic together go between agent_store_begin() and agent_store_commit().
@@ -119,6 +119,31 @@ int agent_store_meta_get(struct agent_store *store, const char *key, char **valu
                          struct na_error **err);
 int agent_store_meta_put(struct agent_store *store, const char *key, const char *value,
                          struct na_error **err);
+
+/* The store's id: a random uuid made when the store was created (meta store_id).  Every
+ * domain the agent defines carries it, so that a domain recorded by another store (a lost,
+ * replaced or restored state.db, another agent) is never taken for one of this store's. */
+const char *agent_store_id(const struct agent_store *store);
+
+/* Tombstones: the instances this store deleted, recorded before a delete undefines
+ * anything; only what carries a tombstone may be removed by reconciliation.
+ * tombstone_has returns 1, 0, or a negative error. */
+int agent_store_tombstone_put(struct agent_store *store, const char *uuid, struct na_error **err);
+int agent_store_tombstone_has(struct agent_store *store, const char *uuid, struct na_error **err);
+int agent_store_tombstone_delete(struct agent_store *store, const char *uuid,
+                                 struct na_error **err);
+/* Every tombstone's uuid; the caller frees *out. */
+int agent_store_tombstone_list(struct agent_store *store, char (**out)[37], size_t *n,
+                               struct na_error **err);
+/* Drops tombstones older than before_ms; returns how many. */
+int agent_store_tombstone_prune(struct agent_store *store, int64_t before_ms,
+                                struct na_error **err);
+
+/* Orphans the operator released: they stay orphans (reported, untouched) but no longer hold
+ * the agent.  orphan_released returns 1, 0, or a negative error. */
+int agent_store_orphan_release(struct agent_store *store, const char *uuid, struct na_error **err);
+int agent_store_orphan_released(struct agent_store *store, const char *uuid,
+                                struct na_error **err);
 
 /* A cheap liveness probe for /healthz. */
 int agent_store_ping(struct agent_store *store, struct na_error **err);

@@ -205,10 +205,13 @@ check_spec(const struct hv_domain_spec *spec, struct na_error **err)
 
     if (!spec->uuid || !na_uuid_is_valid(spec->uuid))
         return na_error_field(err, "uuid", "uuid is not a lowercase uuid");
+    if (!spec->store_id || !na_uuid_is_valid(spec->store_id))
+        return na_error_field(err, "store_id", "store_id is not a lowercase uuid");
     if ((ret = check_text("name", spec->name, 1, TEXT_MAX, err)) < 0 ||
         (ret = check_text("tenant_id", spec->tenant_id, 1, TEXT_MAX, err)) < 0 ||
         (ret = check_text("flavor_name", spec->flavor_name, 0, TEXT_MAX, err)) < 0 ||
-        (ret = check_text("image_id", spec->image_id, 1, TEXT_MAX, err)) < 0)
+        (ret = check_text("image_id", spec->image_id, 1, TEXT_MAX, err)) < 0 ||
+        (ret = check_text("node_id", spec->node_id, 1, TEXT_MAX, err)) < 0)
         return ret;
     const char *h = spec->image_sha256;
     if (!h || strlen(h) != 64 || strspn(h, "0123456789abcdef") != 64)
@@ -331,6 +334,9 @@ build_metadata(xmlNodePtr domain, const struct hv_domain_spec *spec)
     char created[24];
     snprintf(created, sizeof(created), "%" PRId64, spec->created_ms);
     child(inst, ns, "created_ms", created);
+    xmlNodePtr owner = child(inst, ns, "owner", NULL);
+    prop(owner, "node", spec->node_id);
+    prop(owner, "store", spec->store_id);
 }
 
 static void
@@ -585,6 +591,11 @@ parse_ours(xmlXPathContextPtr ctx, xmlNodePtr inst, struct hv_domain_meta *out,
     cleanup_free char *memory = xp_value(ctx, inst, "na:flavor", "memory_mib");
     cleanup_free char *disk = xp_value(ctx, inst, "na:flavor", "root_disk_gib");
     cleanup_free char *created = xp_value(ctx, inst, "na:created_ms", NULL);
+    xmlNodePtr owner = xp_node(ctx, inst, "na:owner");
+    if (owner) {
+        out->node_id = xp_value(ctx, owner, NULL, "node");
+        out->store_id = xp_value(ctx, owner, NULL, "store");
+    }
 
     const char *bad = NULL;
     uint64_t n_vcpus = 0, created_ms = 0;
@@ -608,6 +619,10 @@ parse_ours(xmlXPathContextPtr ctx, xmlNodePtr inst, struct hv_domain_meta *out,
         bad = "na:image/@sha256";
     else if (!parse_u64(created, &created_ms) || created_ms > INT64_MAX)
         bad = "na:created_ms";
+    else if (owner && (!out->node_id || !*out->node_id))
+        bad = "na:owner/@node";
+    else if (owner && (!out->store_id || !na_uuid_is_valid(out->store_id)))
+        bad = "na:owner/@store";
     out->vcpus = (uint32_t)n_vcpus;
     out->created_ms = (int64_t)created_ms;
     if (bad)
@@ -720,6 +735,8 @@ hv_domain_meta_clear(struct hv_domain_meta *meta)
     free(meta->flavor_name);
     free(meta->image_id);
     free(meta->image_sha256);
+    free(meta->node_id);
+    free(meta->store_id);
     for (size_t i = 0; i < meta->n_disks; i++) {
         struct hv_domain_disk *d = &meta->disks[i];
         free(d->device);

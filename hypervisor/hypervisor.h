@@ -36,7 +36,9 @@
  *  - the libvirt domain name is "na-<uuid>" (unique per host whatever name tenants choose);
  *    the instance name is the domain's <title>;
  *  - our metadata element (namespace HV_METADATA_NS, prefix "na") records who the domain
- *    belongs to, so that the agent finds its own domains, and only its own;
+ *    belongs to, so that the agent finds its own domains, and only its own: the instance,
+ *    and in <na:owner node=… store=…/> the node id and the id of the state store that
+ *    recorded it (reconciliation destroys nothing that does not carry both of its own);
  *  - every disk names its format, and so does the backing file of the root disk, whose chain
  *    ends there: QEMU never probes a format.  The shared base image is never relabelled (it
  *    must be readable by every guest's uid/gid); the overlay and config drive are, to the
@@ -80,6 +82,8 @@ struct hv_domain_spec {
     const char *image_id;     /* single-line UTF-8 */
     const char *image_sha256; /* 64 lowercase hex digits */
     int64_t created_ms;       /* >= 0 */
+    const char *node_id;      /* the node that owns it: single-line UTF-8 */
+    const char *store_id;     /* the owning agent's state store id: a uuid */
 
     /* How it runs. */
     const char *virt_type; /* "kvm" or "qemu" (TCG) */
@@ -145,6 +149,8 @@ struct hv_domain_meta {
     char *image_id;
     char *image_sha256;
     int64_t created_ms;
+    char *node_id;  /* <na:owner>'s; NULL when the domain has no owner (older agents) */
+    char *store_id; /* <na:owner>'s; NULL with node_id */
 
     /* Found in the XML, ours or not, in document order. */
     struct hv_domain_disk *disks;

@@ -1,6 +1,7 @@
 """Reconciliation: what libvirt and the disk hold, compared with the agent's table.
-Orphans of ours are removed, foreign domains are left alone, changes made behind the
-agent's back are reported."""
+Orphans (ours by their metadata, not recorded by the store) are reported and kept until an
+operator purges them, foreign domains are left alone, changes made behind the agent's back
+are reported.  tests/system/test_orphans.py has the lost-store and second-agent cases."""
 import os
 import subprocess
 import uuid
@@ -15,7 +16,7 @@ def state_changes(node, inst):
     return [e for e in node.cluster.events(instance_uuid=inst, kind="STATE_CHANGED")]
 
 
-def test_orphan_domain_and_files_are_removed_and_foreign_domains_kept(node):
+def test_orphan_domain_and_files_are_kept_until_purged_and_foreign_domains_kept(node):
     node.start(extra_config=FAST)
     inst, _ = node.create("keep", ip="10.0.0.20")
     ours = node.dom(inst).XMLDesc(0)
@@ -24,7 +25,8 @@ def test_orphan_domain_and_files_are_removed_and_foreign_domains_kept(node):
     # was cut short), and an instance directory with no instance.
     orphan = str(uuid.uuid4())
     node.conn.defineXML(_without_live_parts(ours.replace(inst, orphan)))
-    stray = os.path.join(node.env.state_dir, "instances", str(uuid.uuid4()))
+    stray_uuid = str(uuid.uuid4())
+    stray = os.path.join(node.env.state_dir, "instances", stray_uuid)
     os.makedirs(stray)
     open(os.path.join(stray, "disk"), "w").close()
 
@@ -34,12 +36,31 @@ def test_orphan_domain_and_files_are_removed_and_foreign_domains_kept(node):
                         "<memory unit='MiB'>64</memory><os><type arch='x86_64'>hvm</type></os>"
                         "</domain>")
 
-    wait_for(lambda: not node.has_domain(orphan) and not os.path.exists(stray), 60,
-             "reconciliation to remove the orphans", interval=0.5)
+    def listed():
+        _, body = node.agent.get_json("/v1/orphans")
+        return {o["uuid"]: o for o in body["orphans"]}
+    wait_for(lambda: {orphan, stray_uuid} <= set(listed()), 60, "both orphans listed",
+             interval=0.5)
+    found = listed()
+    assert found[orphan]["why"] == "no_record" and found[orphan]["holds"]
+    assert found[stray_uuid]["why"] == "dir_only" and not found[stray_uuid]["holds"]
+    assert foreign not in found and inst not in found
+    # Kept: nothing was removed.
+    assert node.has_domain(orphan) and os.path.exists(os.path.join(stray, "disk"))
     assert node.has_domain(foreign)
     assert node.has_domain(inst) and node.state(inst) == S["running"]
+
+    # The operator decides.
+    for u in (orphan, stray_uuid):
+        node.cluster.nodectl("--admin-socket", node.agent.socket, "purge", u, check=0)
+    assert not node.has_domain(orphan) and not os.path.exists(stray)
+    assert node.has_domain(foreign) and node.state(inst) == S["running"]
     removed = [e for e in node.cluster.events(kind="STATE_CHANGED") if e["state"] == "DELETED"]
     assert {e["instance_uuid"] for e in removed} >= {orphan}
+    # Purge takes only current orphans.
+    r = node.cluster.nodectl("--admin-socket", node.agent.socket, "purge", inst)
+    assert r.returncode != 0 and "not a current orphan" in r.stderr
+    assert node.state(inst) == S["running"]
     node.dom(foreign).undefine()
 
 

@@ -91,6 +91,8 @@ load_spec(const char *name, struct loaded_spec *ls)
     s->image_id = opt_str(o, "image_id");
     s->image_sha256 = opt_str(o, "image_sha256");
     s->created_ms = (int64_t)num(o, "created_ms");
+    s->node_id = opt_str(o, "node_id");
+    s->store_id = opt_str(o, "store_id");
     s->virt_type = opt_str(o, "virt_type");
     s->cpu_mode = opt_str(o, "cpu_mode");
     s->cpu_model = opt_str(o, "cpu_model");
@@ -206,6 +208,8 @@ assert_meta_matches(const struct hv_domain_spec *s, const char *xml)
     assert_string_equal(m.image_id, s->image_id);
     assert_string_equal(m.image_sha256, s->image_sha256);
     assert_int_equal(m.created_ms, s->created_ms);
+    assert_string_equal(m.node_id, s->node_id);
+    assert_string_equal(m.store_id, s->store_id);
 
     assert_int_equal(m.n_disks, s->config_drive_path ? 2 : 1);
     assert_string_equal(m.disks[0].device, "disk");
@@ -319,6 +323,30 @@ test_meta_foreign_domain(void **state)
     hv_domain_meta_clear(&m);
 }
 
+/* A domain an older agent defined, before domains carried their owner: ours, no owner. */
+static void
+test_meta_without_owner(void **state)
+{
+    (void)state;
+    struct loaded_spec ls;
+    load_spec("plain", &ls);
+    cleanup_free char *xml = build_ok(&ls.spec);
+    const char *from = "<na:owner node=\"node-7\" store=\"5e0c8a1f-2b3d-4c5e-9f60-718293a4b5c6\"/>";
+    char *at = strstr(xml, from);
+    assert_non_null(at);
+    cleanup_free char *older =
+        na_xasprintf("%.*s%s", (int)(at - xml), xml, at + strlen(from));
+    struct hv_domain_meta m;
+    cleanup_error struct na_error *err = NULL;
+    assert_int_equal(hv_domain_meta_parse(older, &m, &err), 0);
+    assert_true(m.is_ours);
+    assert_string_equal(m.uuid, ls.spec.uuid);
+    assert_null(m.node_id);
+    assert_null(m.store_id);
+    hv_domain_meta_clear(&m);
+    free_spec(&ls);
+}
+
 static void
 expect_parse_error(const char *xml, const char *needle)
 {
@@ -377,6 +405,10 @@ test_meta_refuses_broken_metadata(void **state)
         {"memory_mib=\"2048\"", "memory_mib=\"\"", "na:flavor/@memory_mib"},
         {"<na:uuid>6f1c2a3e", "<na:uuid>XX1c2a3e", "na:uuid"},
         {"<na:tenant>tenant-a</na:tenant>", "", "na:tenant"},
+        {"node=\"node-7\"", "", "na:owner/@node"},
+        {"node=\"node-7\"", "node=\"\"", "na:owner/@node"},
+        {"store=\"5e0c8a1f", "store=\"XX0c8a1f", "na:owner/@store"},
+        {" store=\"5e0c8a1f-2b3d-4c5e-9f60-718293a4b5c6\"", "", "na:owner/@store"},
     };
     for (size_t i = 0; i < NA_ARRAY_SIZE(breaks); i++) {
         char *at = strstr(xml, breaks[i].from);
@@ -412,6 +444,8 @@ base_init(void)
         .image_id = "debian12",
         .image_sha256 = "3b7e72edbc9e7c2a3f5d8e0a1b2c3d4e5f60718293a4b5c6d7e8f90123456789",
         .created_ms = 1,
+        .node_id = "n1",
+        .store_id = "5e0c8a1f-2b3d-4c5e-9f60-718293a4b5c6",
         .virt_type = "qemu",
         .cpu_mode = "host-model",
         .uid = 64001,
@@ -454,6 +488,10 @@ MUT(vcpus_huge, s->vcpus = 100000)
 MUT(memory_zero, s->memory_mib = 0)
 MUT(memory_huge, s->memory_mib = UINT64_MAX)
 MUT(created_neg, s->created_ms = -1)
+MUT(node_null, s->node_id = NULL)
+MUT(node_newline, s->node_id = "n1\nn2")
+MUT(store_null, s->store_id = NULL)
+MUT(store_bad, s->store_id = "not-a-uuid")
 MUT(virt_xen, s->virt_type = "xen")
 MUT(virt_null, s->virt_type = NULL)
 MUT(cpu_mode_bad, s->cpu_mode = "maximum")
@@ -526,6 +564,10 @@ static const struct {
     R(memory_zero, "memory_mib"),
     R(memory_huge, "memory_mib"),
     R(created_neg, "created_ms"),
+    R(node_null, "node_id"),
+    R(node_newline, "node_id"),
+    R(store_null, "store_id"),
+    R(store_bad, "store_id"),
     R(virt_xen, "virt_type"),
     R(virt_null, "virt_type"),
     R(cpu_mode_bad, "cpu_mode"),
@@ -634,6 +676,7 @@ main(void)
     }
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_meta_from_libvirt_dumpxml);
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_meta_foreign_domain);
+    tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_meta_without_owner);
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_meta_refuses_bad_xml);
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_meta_refuses_broken_metadata);
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_refusals);

@@ -67,11 +67,65 @@ static void
 test_schema_version(void **state)
 {
     struct fixture *f = *state;
-    assert_int_equal(agent_store_schema_version(f->store), 2);
+    assert_int_equal(agent_store_schema_version(f->store), 3);
     agent_store_close(f->store);
     cleanup_error struct na_error *err = NULL;
     assert_int_equal(agent_store_open(f->path, &f->store, &err), 0);
-    assert_int_equal(agent_store_schema_version(f->store), 2);
+    assert_int_equal(agent_store_schema_version(f->store), 3);
+}
+
+/* The store's id is made once, kept across opens, and differs from a new store's. */
+static void
+test_store_id(void **state)
+{
+    struct fixture *f = *state;
+    char id[37];
+    snprintf(id, sizeof(id), "%s", agent_store_id(f->store));
+    assert_true(na_uuid_is_valid(id));
+    agent_store_close(f->store);
+    cleanup_error struct na_error *err = NULL;
+    assert_int_equal(agent_store_open(f->path, &f->store, &err), 0);
+    assert_string_equal(agent_store_id(f->store), id);
+
+    cleanup_free char *other_path = na_xasprintf("%s.other", f->path);
+    struct agent_store *other = NULL;
+    assert_int_equal(agent_store_open(other_path, &other, &err), 0);
+    assert_true(na_uuid_is_valid(agent_store_id(other)));
+    assert_string_not_equal(agent_store_id(other), id);
+    agent_store_close(other);
+    unlink(other_path);
+    cleanup_free char *wal = na_xasprintf("%s-wal", other_path);
+    cleanup_free char *shm = na_xasprintf("%s-shm", other_path);
+    unlink(wal);
+    unlink(shm);
+}
+
+static void
+test_tombstones(void **state)
+{
+    struct fixture *f = *state;
+    cleanup_error struct na_error *err = NULL;
+    const char *u1 = "6f1c2a3e-4b5d-4e6f-8a7b-9c0d1e2f3a4b";
+    const char *u2 = "7a2d3b4f-5c6e-4f70-9b8c-0d1e2f3a4b5c";
+    assert_int_equal(agent_store_tombstone_has(f->store, u1, &err), 0);
+    assert_int_equal(agent_store_tombstone_put(f->store, u1, &err), 0);
+    assert_int_equal(agent_store_tombstone_put(f->store, u2, &err), 0);
+    assert_int_equal(agent_store_tombstone_has(f->store, u1, &err), 1);
+    char(*list)[37] = NULL;
+    size_t n = 0;
+    assert_int_equal(agent_store_tombstone_list(f->store, &list, &n, &err), 0);
+    assert_int_equal(n, 2);
+    free(list);
+    assert_int_equal(agent_store_tombstone_delete(f->store, u1, &err), 0);
+    assert_int_equal(agent_store_tombstone_has(f->store, u1, &err), 0);
+    /* Bounded: older than the retention, dropped. */
+    assert_int_equal(agent_store_tombstone_prune(f->store, na_now_ms() - 60000, &err), 0);
+    assert_int_equal(agent_store_tombstone_prune(f->store, na_now_ms() + 1, &err), 1);
+    assert_int_equal(agent_store_tombstone_has(f->store, u2, &err), 0);
+
+    assert_int_equal(agent_store_orphan_released(f->store, u1, &err), 0);
+    assert_int_equal(agent_store_orphan_release(f->store, u1, &err), 0);
+    assert_int_equal(agent_store_orphan_released(f->store, u1, &err), 1);
 }
 
 static void
@@ -232,6 +286,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_open_intents_in_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outbox, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rollback, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_id, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tombstones, setup, teardown),
     };
     return cmocka_run_group_tests_name("store", tests, NULL, NULL);
 }

@@ -34,6 +34,13 @@ int
 nodectl_admin_get(const char *socket_path, const char *path, long *http_status, json_t **body,
                   struct na_error **err)
 {
+    return nodectl_admin_request(socket_path, "GET", path, http_status, body, err);
+}
+
+int
+nodectl_admin_request(const char *socket_path, const char *method, const char *path,
+                      long *http_status, json_t **body, struct na_error **err)
+{
     static bool global_done;
     if (!global_done) {
         curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -47,6 +54,11 @@ nodectl_admin_get(const char *socket_path, const char *path, long *http_status, 
     char curl_err[CURL_ERROR_SIZE] = "";
     curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, socket_path);
     curl_easy_setopt(c, CURLOPT_URL, url);
+    if (strcmp(method, "POST") == 0) {
+        curl_easy_setopt(c, CURLOPT_POST, 1L);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, 0L);
+    }
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
     curl_easy_setopt(c, CURLOPT_TIMEOUT, ADMIN_TIMEOUT_S);
@@ -63,8 +75,8 @@ nodectl_admin_get(const char *socket_path, const char *path, long *http_status, 
     json_t *j = json_loadb(data ? data : "", b.size, JSON_DECODE_ANY, &jerr);
     if (!j)
         return na_error_set(err, NA_CODE_INTERNAL, 0,
-                            "GET %s on %s: HTTP %ld, body is not JSON (%s): %.200s", path,
-                            socket_path, *http_status, jerr.text, data ? data : "");
+                            "%s %s on %s: HTTP %ld, body is not JSON (%s): %.200s", method,
+                            path, socket_path, *http_status, jerr.text, data ? data : "");
     *body = j;
     return 0;
 }

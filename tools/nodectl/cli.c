@@ -62,6 +62,7 @@ static const enum nodectl_flag f_cert_issue[] = {
     NODECTL_F_NODE_ID,       NODECTL_F_PUBLIC_KEY,   NODECTL_F_ENDPOINT, NODECTL_F_DAYS,
     NODECTL_F_NOT_BEFORE_MS, NODECTL_F_NOT_AFTER_MS, NODECTL_F_CERT_OUT};
 static const enum nodectl_flag f_cert_show[] = {NODECTL_F_CONTROL_PLANE_KEY};
+static const enum nodectl_flag f_orphans[] = {NODECTL_F_RELEASE};
 
 #define FLAGS(arr) arr, NA_ARRAY_SIZE(arr)
 #define REQ(name, kind, flags, summary)                                                            \
@@ -97,6 +98,14 @@ static const struct nodectl_command commands[] = {
      AGENT_REQ_NONE, NULL, 0, nodectl_cmd_capacity},
     {"peers", NULL, "the other nodes, as their announcements tell (admin socket)", AGENT_REQ_NONE,
      NULL, 0, nodectl_cmd_peers},
+    {"orphans", NULL,
+     "domains and directories of this node that its store does not record, and whether they "
+     "hold the agent (admin socket)",
+     AGENT_REQ_NONE, FLAGS(f_orphans), nodectl_cmd_orphans},
+    {"purge", "UUID",
+     "undefine a current orphan's domain and remove its directory; waits until done (admin "
+     "socket)",
+     AGENT_REQ_NONE, NULL, 0, nodectl_cmd_purge},
     {"capacity-reports", NULL, "follow the node's capacity reports on the capacity topic",
      AGENT_REQ_NONE, FLAGS(f_reports), nodectl_cmd_capacity_reports},
     /* A name of two words is a command group and its verb, given as two arguments. */

@@ -90,6 +90,9 @@ enum nodectl_exit {
       "valid until MS, unix milliseconds, instead of --days (tests: an expired certificate)")      \
     X(CERT_OUT, "cert-out", "FILE",                                                                \
       "write the SignedNodeCertificate to FILE, mode 0644, replacing it atomically (required)")    \
+    X(RELEASE, "release", NULL,                                                                    \
+      "the orphans listed now stop holding the agent (recorded in its store); they stay "         \
+      "untouched")                                                                                 \
     X(CONTROL_PLANE_KEY, "control-plane-key", "PUBFILE",                                           \
       "check the signature and validity now against this control-plane public key (exit 1 if "     \
       "the check fails)")
@@ -218,6 +221,8 @@ bool nodectl_topic_at_end(const struct nodectl_events *es);
 /* GET http://localhost<path> over the admin unix socket.  *http_status and the body as
  * JSON; UNAVAILABLE when the socket cannot be reached, INTERNAL when the body is not
  * JSON. */
+int nodectl_admin_request(const char *socket_path, const char *method, const char *path,
+                          long *http_status, json_t **body, struct na_error **err);
 int nodectl_admin_get(const char *socket_path, const char *path, long *http_status, json_t **body,
                       struct na_error **err);
 
@@ -248,6 +253,8 @@ int nodectl_cmd_status(const struct nodectl_args *a, struct na_error **err);
 int nodectl_cmd_instances(const struct nodectl_args *a, struct na_error **err);
 int nodectl_cmd_capacity(const struct nodectl_args *a, struct na_error **err);
 int nodectl_cmd_peers(const struct nodectl_args *a, struct na_error **err);
+int nodectl_cmd_orphans(const struct nodectl_args *a, struct na_error **err);
+int nodectl_cmd_purge(const struct nodectl_args *a, struct na_error **err);
 int nodectl_cmd_capacity_reports(const struct nodectl_args *a, struct na_error **err);
 
 /* --- keys.c: keys, node certificates, request signatures -------------------------------- */
