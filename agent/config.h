@@ -99,7 +99,10 @@ struct agent_config {
 
     /* [admin] */
     char *admin_socket;
-    char *admin_listen; /* "host:port" or NULL */
+    char *admin_listen;     /* "host:port" or NULL */
+    char *admin_token_file; /* bearer token for the private routes on TCP; NULL: none */
+    uint8_t *admin_token;   /* its token (no newline), NULL when unset */
+    size_t admin_token_size;
 
     /* [network] */
     bool net_enabled;
