@@ -482,31 +482,78 @@ apply_defaults(struct agent_config *cfg, const struct parse_state *st, struct na
     return 0;
 }
 
+/* Config files are small; this bounds what a wrong path (a disk image, /dev/zero) costs. */
+#define MAX_CONFIG_SIZE (1 << 20)
+
 int
-agent_config_load(const char *path, struct agent_config **out, struct na_error **err)
+agent_config_parse(const char *path, const char *text, struct agent_config **out,
+                   struct na_error **err)
 {
     struct agent_config *cfg = na_xcalloc(1, sizeof(*cfg));
     struct parse_state st = {.cfg = cfg};
     cfg->path = na_xstrdup(path);
 
-    int line = ini_parse(path, on_ini_entry, &st);
+    int line = ini_parse_string(text, on_ini_entry, &st);
     int ret = 0;
-    if (line == -1) {
-        ret = na_error_set(err, NA_CODE_INTERNAL, errno ? errno : ENOENT, "open config file `%s`",
-                           path);
-    } else if (line == -2) {
+    if (line == -2)
         ret = na_error_set(err, NA_CODE_INTERNAL, ENOMEM, "parse config file `%s`", path);
-    } else if (line > 0) {
+    else if (line != 0)
         ret = na_error_set(err, NA_CODE_INTERNAL, 0, "%s:%d: %s", path, line,
                            st.first_error ? st.first_error : "syntax error");
-    } else {
+    else
         ret = apply_defaults(cfg, &st, err);
-        if (ret == 0 && cfg->hmac_key_file)
-            ret = read_key_file(cfg, err);
-        if (ret == 0 && cfg->admin_token_file)
-            ret = read_admin_token(cfg, err);
-    }
     free(st.first_error);
+    if (ret < 0) {
+        agent_config_free(cfg);
+        return ret;
+    }
+    *out = cfg;
+    return 0;
+}
+
+/* The whole file, NUL-terminated; a NUL inside it is refused (inih would stop there). */
+static int
+read_config_file(const char *path, char **out, struct na_error **err)
+{
+    cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0)
+        return na_error_set(err, NA_CODE_INTERNAL, errno, "open config file `%s`", path);
+    if (!S_ISREG(st.st_mode) || st.st_size > MAX_CONFIG_SIZE)
+        return na_error_set(err, NA_CODE_INTERNAL, 0,
+                            "config file `%s` is not a regular file of at most %d bytes", path,
+                            MAX_CONFIG_SIZE);
+    cleanup_free char *text = na_xmalloc((size_t)st.st_size + 1);
+    size_t got = 0;
+    for (;;) {
+        ssize_t n = read(fd, text + got, (size_t)st.st_size - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return na_error_set(err, NA_CODE_INTERNAL, errno, "read config file `%s`", path);
+        if (n == 0 || (got += (size_t)n) == (size_t)st.st_size)
+            break;
+    }
+    text[got] = '\0';
+    if (strlen(text) != got)
+        return na_error_set(err, NA_CODE_INTERNAL, 0, "config file `%s` contains a NUL byte", path);
+    *out = text;
+    text = NULL;
+    return 0;
+}
+
+int
+agent_config_load(const char *path, struct agent_config **out, struct na_error **err)
+{
+    cleanup_free char *text = NULL;
+    struct agent_config *cfg = NULL;
+    int ret = read_config_file(path, &text, err);
+    if (ret == 0)
+        ret = agent_config_parse(path, text, &cfg, err);
+    if (ret == 0 && cfg->hmac_key_file)
+        ret = read_key_file(cfg, err);
+    if (ret == 0 && cfg->admin_token_file)
+        ret = read_admin_token(cfg, err);
     if (ret < 0) {
         agent_config_free(cfg);
         return ret;

@@ -73,8 +73,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
             __builtin_trap();
         if (in.tcp && !is_public(out.resource)) {
-            if (!in.token || !authorization ||
-                strncasecmp(authorization, "Bearer ", 7) != 0)
+            if (!in.token || !authorization || strncasecmp(authorization, "Bearer ", 7) != 0)
                 __builtin_trap();
             const char *given = authorization + 7 + strspn(authorization + 7, " ");
             if (strlen(given) != TOKEN_SIZE || memcmp(given, TOKEN, TOKEN_SIZE) != 0)
