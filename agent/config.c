@@ -161,6 +161,9 @@ set_key(struct agent_config *cfg, const struct key_def *k, const char *value)
             return "must be 1..64 characters of [A-Za-z0-9._-]";
         if (k->type == KEY_PATH && *value && value[0] != '/')
             return "must be an absolute path";
+        /* Empty means "none" for an optional path; a path with a default is always needed. */
+        if (k->type == KEY_PATH && !*value && k->default_value)
+            return "must not be empty (leave the key out for its default)";
         if (k->type == KEY_HOSTPORT && *value && !is_hostport(value))
             return "must be HOST:PORT with a port from 1 to 65535";
         if (k->type == KEY_STRING && !*value)

@@ -212,6 +212,20 @@ test_hmac_key(void **state)
     unlink(short_key);
 }
 
+/* A path the agent cannot run without is never emptied: "state_dir =" once left it NULL
+ * (found by tests/fuzz/fuzz_config). */
+static void
+test_empty_required_path(void **state)
+{
+    (void)state;
+    load_fails("[agent]\nnode_id = n1\nstate_dir =\n", "[agent] state_dir: must not be empty");
+    load_fails("[admin]\nsocket =\n", "[admin] socket: must not be empty");
+    struct agent_config *cfg = load_ok("[agent]\nnode_id = n1\nlog_file =\n[bus]\nnode_key =\n");
+    assert_null(cfg->log_file);
+    assert_non_null(strstr(cfg->node_key, "/var/lib/nodeagent/node.key"));
+    agent_config_free(cfg);
+}
+
 /* [admin] token_file: one line of token characters, in a file only its owner reads. */
 static void
 test_admin_token(void **state)
@@ -296,7 +310,7 @@ main(void)
         cmocka_unit_test(test_defaults),    cmocka_unit_test(test_full),
         cmocka_unit_test(test_bad_input),   cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_hmac_key),    cmocka_unit_test(test_sample_is_complete),
-        cmocka_unit_test(test_admin_token),
+        cmocka_unit_test(test_admin_token), cmocka_unit_test(test_empty_required_path),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }
