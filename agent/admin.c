@@ -20,8 +20,14 @@
  *   POST /v1/orphans/<uuid>/purge   undefine an orphan's domain and remove its directory
  *                                   (202: queued in its lane; GET /v1/orphans shows the end)
  *   POST /v1/orphans/release        every current orphan stops holding the agent
+ *
+ * The unix socket serves every route.  The optional TCP listener ([admin] listen) serves
+ * /healthz and /metrics to anyone, and the rest only to a request with
+ * "Authorization: Bearer <token>" of [admin] token_file (401 otherwise); without a token
+ * file, only those two (403).  The routing is admin_route() (admin_route.c).
  */
 #include "agent/admin.h"
+#include "agent/admin-private.h"
 #include "agent/capacity.h"
 #include "agent/identity.h"
 #include "agent/peers.h"
@@ -43,6 +49,7 @@ struct admin_server {
     uv_poll_t poll;
     uv_timer_t timer;
     bool started;
+    bool tcp; /* private routes need the bearer token here */
 };
 
 struct agent_admin {
@@ -227,31 +234,47 @@ get_images(struct agent *a, struct MHD_Connection *c)
     return respond_json(c, MHD_HTTP_OK, json_pack("{s:o}", "images", list));
 }
 
+/* A 401 with the challenge RFC 6750 asks for. */
 static enum MHD_Result
-post_orphans(struct agent *a, struct MHD_Connection *c, const char *url)
+respond_unauthorized(struct MHD_Connection *c, const char *msg)
+{
+    char *text = json_dumps(json_pack("{s:s}", "error", msg), JSON_COMPACT);
+    char *body = na_xasprintf("%s\n", text);
+    free(text);
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
+    MHD_add_response_header(r, "Content-Type", "application/json");
+    MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"nodeagent\"");
+    enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_UNAUTHORIZED, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static enum MHD_Result
+post_orphans_release(struct agent *a, struct MHD_Connection *c)
 {
     cleanup_error struct na_error *err = NULL;
-    if (strcmp(url, "/v1/orphans/release") == 0) {
-        int n = agent_orphans_release(a, &err);
-        if (n < 0)
-            return respond_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, err->msg);
-        return respond_json(c, MHD_HTTP_OK, json_pack("{s:i}", "released", n));
-    }
-    const char *uuid = url + strlen("/v1/orphans/");
-    const char *tail = uuid + 36;
-    if (strlen(uuid) < 36 || strcmp(tail, "/purge") != 0)
-        return respond_error(c, MHD_HTTP_NOT_FOUND, "no such resource");
+    int n = agent_orphans_release(a, &err);
+    if (n < 0)
+        return respond_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, err->msg);
+    return respond_json(c, MHD_HTTP_OK, json_pack("{s:i}", "released", n));
+}
+
+/* uuid_purge: "<uuid>/purge", checked by the routing. */
+static enum MHD_Result
+post_orphan_purge(struct agent *a, struct MHD_Connection *c, const char *uuid_purge)
+{
     char id[37];
-    memcpy(id, uuid, 36);
+    memcpy(id, uuid_purge, 36);
     id[36] = '\0';
-    if (!na_uuid_is_valid(id))
-        return respond_error(c, MHD_HTTP_NOT_FOUND, "no such resource");
+    cleanup_error struct na_error *err = NULL;
     int ret = agent_orphans_purge(a, id, &err);
     if (ret == -ENOENT)
         return respond_error(c, MHD_HTTP_NOT_FOUND, err->msg);
     if (ret < 0)
         return respond_error(c, MHD_HTTP_CONFLICT, err->msg);
-    return respond_json(c, MHD_HTTP_ACCEPTED, json_pack("{s:s, s:s}", "uuid", id, "purge", "queued"));
+    return respond_json(c, MHD_HTTP_ACCEPTED,
+                        json_pack("{s:s, s:s}", "uuid", id, "purge", "queued"));
 }
 
 static enum MHD_Result
@@ -261,42 +284,53 @@ on_http(void *cls, struct MHD_Connection *c, const char *url, const char *method
     (void)version;
     (void)upload_data;
     (void)req_cls;
-    struct admin_server *server = cls;
-    struct agent_admin *admin = server->admin;
-    struct agent *a = admin->agent;
-    /* servers[0] is the unix socket, always the first started. */
-    bool on_unix = server == &admin->servers[0];
-    if (*upload_data_size)
-        return respond_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "request bodies are not accepted");
-    bool orphans = strcmp(url, "/v1/orphans") == 0 || strncmp(url, "/v1/orphans/", 12) == 0;
-    if (orphans && !on_unix)
-        return respond_error(c, MHD_HTTP_NOT_FOUND, "no such resource");
-    if (orphans && strcmp(method, "POST") == 0)
-        return post_orphans(a, c, url);
-    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
-        return respond_error(c, MHD_HTTP_METHOD_NOT_ALLOWED,
-                             "only GET is served (and POST on /v1/orphans/...)");
-    if (strcmp(url, "/v1/orphans") == 0)
-        return respond_json(c, MHD_HTTP_OK, agent_orphans_view(a));
+    struct admin_server *s = cls;
+    struct agent *a = s->admin->agent;
+    const struct admin_request_in in = {
+        .method = method,
+        .url = url,
+        .upload_size = *upload_data_size,
+        .tcp = s->tcp,
+        .authorization =
+            MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
+        .token = a->cfg->admin_token,
+        .token_size = a->cfg->admin_token_size,
+    };
+    struct admin_route route;
+    admin_route(&in, &route);
 
-    if (strcmp(url, "/healthz") == 0)
+    switch (route.resource) {
+    case ADMIN_NONE:
+        if (route.www_authenticate)
+            return respond_unauthorized(c, route.error);
+        return respond_error(c, route.status, route.error);
+    case ADMIN_HEALTHZ:
         return get_healthz(a, c);
-    if (strcmp(url, "/metrics") == 0)
+    case ADMIN_METRICS:
         return get_metrics(a, c);
-    if (strcmp(url, "/v1/status") == 0)
+    case ADMIN_STATUS:
         return get_status(a, c);
-    if (strcmp(url, "/v1/images") == 0)
+    case ADMIN_IMAGES:
         return get_images(a, c);
-    if (strcmp(url, "/v1/capacity") == 0 && a->capacity)
+    case ADMIN_CAPACITY:
+        if (!a->capacity)
+            break;
         return respond_json(c, MHD_HTTP_OK, agent_capacity_view(a));
-    if (strcmp(url, "/v1/peers") == 0)
+    case ADMIN_PEERS:
         return respond_json(c, MHD_HTTP_OK, agent_peers_view(a));
-    if (strcmp(url, "/v1/instances") == 0)
+    case ADMIN_INSTANCES:
         return get_instances(a, c, NULL);
-    if (strncmp(url, "/v1/instances/", 14) == 0 && na_uuid_is_valid(url + 14))
-        return get_instances(a, c, url + 14);
-    if (strncmp(url, "/v1/requests/", 13) == 0 && url[13] && strlen(url + 13) <= 64)
-        return get_request(a, c, url + 13);
+    case ADMIN_INSTANCE:
+        return get_instances(a, c, route.arg);
+    case ADMIN_REQUEST:
+        return get_request(a, c, route.arg);
+    case ADMIN_ORPHANS:
+        return respond_json(c, MHD_HTTP_OK, agent_orphans_view(a));
+    case ADMIN_ORPHANS_RELEASE:
+        return post_orphans_release(a, c);
+    case ADMIN_ORPHAN_PURGE:
+        return post_orphan_purge(a, c, route.arg);
+    }
     return respond_error(c, MHD_HTTP_NOT_FOUND, "no such resource");
 }
 
@@ -345,18 +379,19 @@ server_start(struct agent_admin *admin, int listen_fd, const struct sockaddr *ad
 {
     struct admin_server *s = &admin->servers[admin->n_servers];
     s->admin = admin;
+    s->tcp = addr != NULL;
     unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
     if (addr && addr->sa_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     s->daemon = listen_fd >= 0
-                    ? MHD_start_daemon(
-                          flags, 0, NULL, NULL, on_http, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
-                          NULL, MHD_OPTION_LISTEN_SOCKET, listen_fd, MHD_OPTION_CONNECTION_TIMEOUT,
-                          10u, MHD_OPTION_CONNECTION_LIMIT, 64u, MHD_OPTION_END)
-                    : MHD_start_daemon(flags, 0, NULL, NULL, on_http, s,
-                                       MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-                                       MHD_OPTION_SOCK_ADDR, addr, MHD_OPTION_CONNECTION_TIMEOUT,
-                                       10u, MHD_OPTION_CONNECTION_LIMIT, 64u, MHD_OPTION_END);
+                    ? MHD_start_daemon(flags, 0, NULL, NULL, on_http, s, MHD_OPTION_EXTERNAL_LOGGER,
+                                       mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET, listen_fd,
+                                       MHD_OPTION_CONNECTION_TIMEOUT, 10u,
+                                       MHD_OPTION_CONNECTION_LIMIT, 64u, MHD_OPTION_END)
+                    : MHD_start_daemon(flags, 0, NULL, NULL, on_http, s, MHD_OPTION_EXTERNAL_LOGGER,
+                                       mhd_log, NULL, MHD_OPTION_SOCK_ADDR, addr,
+                                       MHD_OPTION_CONNECTION_TIMEOUT, 10u,
+                                       MHD_OPTION_CONNECTION_LIMIT, 64u, MHD_OPTION_END);
     if (!s->daemon) {
         if (listen_fd >= 0)
             close(listen_fd);
@@ -370,7 +405,10 @@ server_start(struct agent_admin *admin, int listen_fd, const struct sockaddr *ad
     s->timer.data = s;
     s->started = true;
     admin->n_servers++;
-    na_log(NA_LOG_INFO, NULL, "admin API listening", "address=%s", what);
+    na_log(NA_LOG_INFO, NULL, "admin API listening", "address=%s serves=%s", what,
+           !s->tcp                          ? "all"
+           : admin->agent->cfg->admin_token ? "healthz,metrics,all-with-bearer-token"
+                                            : "healthz,metrics");
     return 0;
 }
 

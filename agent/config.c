@@ -97,6 +97,7 @@ static const struct key_def keys[] = {
     {"memory", "ksm", KEY_BOOL, OFF(ksm), "false", 0, 0},
     {"admin", "socket", KEY_PATH, OFF(admin_socket), "/run/nodeagent/admin.sock", 0, 0},
     {"admin", "listen", KEY_HOSTPORT, OFF(admin_listen), NULL, 0, 0},
+    {"admin", "token_file", KEY_PATH, OFF(admin_token_file), NULL, 0, 0},
     {"network", "enabled", KEY_BOOL, OFF(net_enabled), "true", 0, 0},
     {"network", "ovsdb", KEY_STRING, OFF(net_ovsdb), "unix:/var/run/openvswitch/db.sock", 0, 0},
     {"network", "datapath_type", KEY_CHOICE, OFF(net_datapath_type), "system", 0, 0,
@@ -163,6 +164,9 @@ set_key(struct agent_config *cfg, const struct key_def *k, const char *value)
             return "must be 1..64 characters of [A-Za-z0-9._-]";
         if (k->type == KEY_PATH && *value && value[0] != '/')
             return "must be an absolute path";
+        /* Empty means "none" for an optional path; a path with a default is always needed. */
+        if (k->type == KEY_PATH && !*value && k->default_value)
+            return "must not be empty (leave the key out for its default)";
         if (k->type == KEY_HOSTPORT && *value && !is_hostport(value))
             return "must be HOST:PORT with a port from 1 to 65535";
         if (k->type == KEY_STRING && !*value)
@@ -325,6 +329,70 @@ read_key_file(struct agent_config *cfg, struct na_error **err)
     return 0;
 }
 
+/* Characters of an RFC 6750 bearer token (token68). */
+#define TOKEN_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/="
+#define MIN_TOKEN_LEN 16
+#define MAX_TOKEN_LEN 4096
+
+/* [admin] token_file: like the trust files (proto/trust.c), a regular file of root's that
+ * neither its group nor others may read or write; its one line is the bearer token. */
+static int
+read_admin_token(struct agent_config *cfg, struct na_error **err)
+{
+    const char *path = cfg->admin_token_file;
+    cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0)
+        return na_error_set(err, NA_CODE_INTERNAL, errno, "%s: [admin] token_file `%s`", cfg->path,
+                            path);
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return na_error_set(err, NA_CODE_INTERNAL, errno, "stat `%s`", path);
+    if (!S_ISREG(st.st_mode))
+        return na_error_set(err, NA_CODE_INTERNAL, 0,
+                            "%s: [admin] token_file `%s` is not a regular file", cfg->path, path);
+    if (st.st_uid != 0 && st.st_uid != geteuid())
+        return na_error_set(err, NA_CODE_INTERNAL, 0,
+                            "%s: [admin] token_file `%s` is owned by uid %u; it must belong to "
+                            "root",
+                            cfg->path, path, (unsigned)st.st_uid);
+    if (st.st_mode & 077)
+        return na_error_set(err, NA_CODE_INTERNAL, 0,
+                            "%s: [admin] token_file `%s` has mode %04o: a secret must not be "
+                            "readable or writable by its group or others (chmod 600)",
+                            cfg->path, path, (unsigned)(st.st_mode & 07777));
+    if (st.st_size <= 0 || st.st_size > MAX_TOKEN_LEN + 1)
+        return na_error_set(err, NA_CODE_INTERNAL, 0,
+                            "%s: [admin] token_file `%s` has %lld bytes; the token has %d to %d "
+                            "characters",
+                            cfg->path, path, (long long)st.st_size, MIN_TOKEN_LEN, MAX_TOKEN_LEN);
+    char buf[MAX_TOKEN_LEN + 2];
+    size_t got = 0;
+    while (got < (size_t)st.st_size) {
+        ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return na_error_set(err, NA_CODE_INTERNAL, n < 0 ? errno : EIO, "read `%s`", path);
+        got += (size_t)n;
+    }
+    if (got && buf[got - 1] == '\n')
+        got--;
+    buf[got] = '\0';
+    int ret = 0;
+    if (got < MIN_TOKEN_LEN || got > MAX_TOKEN_LEN || strspn(buf, TOKEN_CHARS) < got)
+        ret = na_error_set(err, NA_CODE_INTERNAL, 0,
+                           "%s: [admin] token_file `%s`: the token must be one line of %d to %d "
+                           "characters of [A-Za-z0-9-._~+/=]",
+                           cfg->path, path, MIN_TOKEN_LEN, MAX_TOKEN_LEN);
+    else {
+        cfg->admin_token = na_xmalloc(got);
+        memcpy(cfg->admin_token, buf, got);
+        cfg->admin_token_size = got;
+    }
+    memset(buf, 0, sizeof(buf));
+    return ret;
+}
+
 /* [capacity] custom_traits: names separated by commas and/or spaces. */
 static int
 split_custom_traits(struct agent_config *cfg, struct na_error **err)
@@ -420,29 +488,78 @@ apply_defaults(struct agent_config *cfg, const struct parse_state *st, struct na
     return 0;
 }
 
+/* Config files are small; this bounds what a wrong path (a disk image, /dev/zero) costs. */
+#define MAX_CONFIG_SIZE (1 << 20)
+
 int
-agent_config_load(const char *path, struct agent_config **out, struct na_error **err)
+agent_config_parse(const char *path, const char *text, struct agent_config **out,
+                   struct na_error **err)
 {
     struct agent_config *cfg = na_xcalloc(1, sizeof(*cfg));
     struct parse_state st = {.cfg = cfg};
     cfg->path = na_xstrdup(path);
 
-    int line = ini_parse(path, on_ini_entry, &st);
+    int line = ini_parse_string(text, on_ini_entry, &st);
     int ret = 0;
-    if (line == -1) {
-        ret = na_error_set(err, NA_CODE_INTERNAL, errno ? errno : ENOENT, "open config file `%s`",
-                           path);
-    } else if (line == -2) {
+    if (line == -2)
         ret = na_error_set(err, NA_CODE_INTERNAL, ENOMEM, "parse config file `%s`", path);
-    } else if (line > 0) {
+    else if (line != 0)
         ret = na_error_set(err, NA_CODE_INTERNAL, 0, "%s:%d: %s", path, line,
                            st.first_error ? st.first_error : "syntax error");
-    } else {
+    else
         ret = apply_defaults(cfg, &st, err);
-        if (ret == 0 && cfg->hmac_key_file)
-            ret = read_key_file(cfg, err);
-    }
     free(st.first_error);
+    if (ret < 0) {
+        agent_config_free(cfg);
+        return ret;
+    }
+    *out = cfg;
+    return 0;
+}
+
+/* The whole file, NUL-terminated; a NUL inside it is refused (inih would stop there). */
+static int
+read_config_file(const char *path, char **out, struct na_error **err)
+{
+    cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0)
+        return na_error_set(err, NA_CODE_INTERNAL, errno, "open config file `%s`", path);
+    if (!S_ISREG(st.st_mode) || st.st_size > MAX_CONFIG_SIZE)
+        return na_error_set(err, NA_CODE_INTERNAL, 0,
+                            "config file `%s` is not a regular file of at most %d bytes", path,
+                            MAX_CONFIG_SIZE);
+    cleanup_free char *text = na_xmalloc((size_t)st.st_size + 1);
+    size_t got = 0;
+    for (;;) {
+        ssize_t n = read(fd, text + got, (size_t)st.st_size - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return na_error_set(err, NA_CODE_INTERNAL, errno, "read config file `%s`", path);
+        if (n == 0 || (got += (size_t)n) == (size_t)st.st_size)
+            break;
+    }
+    text[got] = '\0';
+    if (strlen(text) != got)
+        return na_error_set(err, NA_CODE_INTERNAL, 0, "config file `%s` contains a NUL byte", path);
+    *out = text;
+    text = NULL;
+    return 0;
+}
+
+int
+agent_config_load(const char *path, struct agent_config **out, struct na_error **err)
+{
+    cleanup_free char *text = NULL;
+    struct agent_config *cfg = NULL;
+    int ret = read_config_file(path, &text, err);
+    if (ret == 0)
+        ret = agent_config_parse(path, text, &cfg, err);
+    if (ret == 0 && cfg->hmac_key_file)
+        ret = read_key_file(cfg, err);
+    if (ret == 0 && cfg->admin_token_file)
+        ret = read_admin_token(cfg, err);
     if (ret < 0) {
         agent_config_free(cfg);
         return ret;
@@ -473,6 +590,9 @@ agent_config_free(struct agent_config *cfg)
     if (cfg->hmac_key)
         memset(cfg->hmac_key, 0, cfg->hmac_key_size);
     free(cfg->hmac_key);
+    if (cfg->admin_token)
+        memset(cfg->admin_token, 0, cfg->admin_token_size);
+    free(cfg->admin_token);
     free(cfg->path);
     free(cfg);
 }

@@ -102,7 +102,10 @@ struct agent_config {
 
     /* [admin] */
     char *admin_socket;
-    char *admin_listen; /* "host:port" or NULL */
+    char *admin_listen;     /* "host:port" or NULL */
+    char *admin_token_file; /* bearer token for the private routes on TCP; NULL: none */
+    uint8_t *admin_token;   /* its token (no newline), NULL when unset */
+    size_t admin_token_size;
 
     /* [network] */
     bool net_enabled;
@@ -120,8 +123,14 @@ struct agent_config {
     unsigned max_peer_vnis;
 };
 
-/* Loads and validates path.  On error, err's message reads "FILE:LINE: [section] key: why". */
+/* Loads and validates path, and reads the key files it names.  On error, err's message
+ * reads "FILE:LINE: [section] key: why". */
 int agent_config_load(const char *path, struct agent_config **out, struct na_error **err);
+/* Parses and validates text, the contents of the file path names (for messages), without
+ * reading any other file: hmac_key and admin_token stay unset.  A pure function of the
+ * text but for the host name (the default node_id). */
+int agent_config_parse(const char *path, const char *text, struct agent_config **out,
+                       struct na_error **err);
 void agent_config_free(struct agent_config *cfg);
 
 /* The i-th key the agent knows as "section.key", or NULL past the last (for the test that

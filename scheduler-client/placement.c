@@ -4,7 +4,6 @@
  * between them) and frees it before returning, so calls share nothing.  Every write first
  * reads what Placement holds and skips the write when it already matches: the agent may
  * call these on every heartbeat without bumping generations. */
-#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -14,6 +13,7 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
+#include "scheduler-client/placement-private.h"
 #include "scheduler-client/scheduler.h"
 
 #define DEFAULT_TIMEOUT_MS 10000
@@ -169,51 +169,16 @@ http_do(struct http *h, const char *method, const char *path, json_t *body, stru
     return 0;
 }
 
-/* Placement's error code of a failed answer ("placement.concurrent_update"), or "". */
 static const char *
 error_code(const struct resp *r, char *buf, size_t size)
 {
-    buf[0] = '\0';
-    cleanup_json json_t *j = r->body ? json_loadb(r->body, r->size, 0, NULL) : NULL;
-    const char *code =
-        json_string_value(json_object_get(json_array_get(json_object_get(j, "errors"), 0), "code"));
-    if (code)
-        snprintf(buf, size, "%s", code);
-    return buf;
+    return placement_error_code(r->body, r->size, buf, size);
 }
 
-/* Copies s with each run of blanks and control characters made one space, at most max
- * characters. */
-static void
-squeeze(char *dst, size_t size, const char *s, size_t max)
-{
-    size_t k = 0;
-    bool space = false;
-    for (size_t i = 0; s[i] && k + 4 < size && i < max; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (isspace(ch) || ch < 0x20 || ch == 0x7f) {
-            space = k > 0;
-            continue;
-        }
-        if (space)
-            dst[k++] = ' ';
-        space = false;
-        dst[k++] = (char)ch;
-    }
-    if (s[0] && (strlen(s) > max || k + 4 >= size))
-        memcpy(dst + k, "...", 3), k += 3;
-    dst[k] = '\0';
-}
-
-/* A 404 means "no such thing" only when Placement says it; an HTML 404 is a wrong
- * endpoint, and taking it for "already deleted" would hide that. */
 static bool
 placement_not_found(const struct resp *r)
 {
-    if (r->status != 404)
-        return false;
-    cleanup_json json_t *j = r->body ? json_loadb(r->body, r->size, 0, NULL) : NULL;
-    return json_is_array(json_object_get(j, "errors"));
+    return placement_is_not_found(r->status, r->body, r->size);
 }
 
 /* The error of a non-2xx answer: status, path, and what Placement said. */
@@ -223,25 +188,8 @@ http_fail(struct na_error **err, enum na_code code, const char *method, const ch
 {
     if (code == NA_CODE_UNSPECIFIED)
         code = r->status >= 500 || r->status < 200 ? NA_CODE_UNAVAILABLE : NA_CODE_INTERNAL;
-    cleanup_json json_t *j = r->body ? json_loadb(r->body, r->size, 0, NULL) : NULL;
-    json_t *e = json_array_get(json_object_get(j, "errors"), 0);
-    const char *title = json_string_value(json_object_get(e, "title"));
-    const char *detail = json_string_value(json_object_get(e, "detail"));
-    const char *pcode = json_string_value(json_object_get(e, "code"));
     char said[1024];
-    if (title || detail) {
-        char t[128], d[800];
-        squeeze(t, sizeof(t), title ? title : "", 120);
-        squeeze(d, sizeof(d), detail ? detail : "", 760);
-        snprintf(said, sizeof(said), "%s%s%s%s%s%s", t, *t && *d ? ": " : "", d, pcode ? " (" : "",
-                 pcode ? pcode : "", pcode ? ")" : "");
-    } else if (r->size > 0) {
-        char b[160];
-        squeeze(b, sizeof(b), r->body, 120);
-        snprintf(said, sizeof(said), "not a Placement error body: %s", b);
-    } else {
-        snprintf(said, sizeof(said), "empty body");
-    }
+    placement_error_text(r->body, r->size, said, sizeof(said));
     return na_error_set(err, code, 0, "%s%s%s %s: HTTP %ld: %s", what ? what : "", what ? ": " : "",
                         method, path, r->status, said);
 }
@@ -259,12 +207,10 @@ static int
 json_u64(const struct resp *r, const char *method, const char *path, const char *key, uint64_t *out,
          struct na_error **err)
 {
-    json_t *v = json_object_get(r->json, key);
-    if (!json_is_integer(v) || json_integer_value(v) < 0)
+    if (placement_answer_u64(r->json, key, out) < 0)
         return na_error_set(err, NA_CODE_UNAVAILABLE, 0,
                             "%s %s: HTTP %ld without an integer \"%s\" in its answer", method, path,
                             r->status, key);
-    *out = (uint64_t)json_integer_value(v);
     return 0;
 }
 
@@ -662,14 +608,6 @@ sched_placement_delete_allocation(const struct sched_placement_config *p, const 
     return r;
 }
 
-/* A resource amount of an allocation; 0 when absent. */
-static uint64_t
-amount(json_t *resources, const char *rc)
-{
-    json_t *v = json_object_get(resources, rc);
-    return json_is_integer(v) && json_integer_value(v) > 0 ? (uint64_t)json_integer_value(v) : 0;
-}
-
 int
 sched_placement_provider_allocations(const struct sched_placement_config *p, const char *rp_uuid,
                                      struct sched_allocation **out, size_t *n,
@@ -696,29 +634,9 @@ sched_placement_provider_allocations(const struct sched_placement_config *p, con
         r = http_fail(err, NA_CODE_UNSPECIFIED, "GET", path, &res, NULL);
         goto out;
     }
-    json_t *allocs = json_object_get(res.json, "allocations");
-    if (!json_is_object(allocs)) {
-        r = na_error_set(err, NA_CODE_UNAVAILABLE, 0,
-                         "GET %s: HTTP 200 without an \"allocations\" object", path);
-        goto out;
-    }
-    struct sched_allocation *list = na_xcalloc(json_object_size(allocs) + 1, sizeof(*list));
-    size_t count = 0;
-    const char *consumer;
-    json_t *v;
-    json_object_foreach(allocs, consumer, v)
-    {
-        if (!na_uuid_is_valid(consumer))
-            continue;
-        json_t *resources = json_object_get(v, "resources");
-        struct sched_allocation *a = &list[count++];
-        snprintf(a->consumer_uuid, sizeof(a->consumer_uuid), "%s", consumer);
-        a->vcpus = amount(resources, SCHED_RC_VCPU);
-        a->memory_mb = amount(resources, SCHED_RC_MEMORY_MB);
-        a->disk_gb = amount(resources, SCHED_RC_DISK_GB);
-    }
-    *out = list;
-    *n = count;
+    const char *why = NULL;
+    if (placement_parse_provider_allocations(res.json, out, n, &why) < 0)
+        r = na_error_set(err, NA_CODE_UNAVAILABLE, 0, "GET %s: HTTP 200 %s", path, why);
 out:
     resp_clear(&res);
     return r;

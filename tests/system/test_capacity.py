@@ -174,7 +174,8 @@ def test_placement_and_the_bus_hold_the_host_inventory_and_traits(cluster, place
     assert "nodeagent_placement_in_sync 1\n" in agent.get("/metrics")[1]
     report = bus_reports(cluster)[-1]
     assert report["node_id"] == "n1" and report["instance_count"] == 0
-    assert {c["name"] for c in report["health"]["checks"]} == {"bus", "database", "libvirt", "ovs"}
+    assert {c["name"] for c in report["health"]["checks"]} == {"bus", "database", "libvirt", "ovs",
+                                                             "orphans"}
 
     # The provider's uuid is the node's for good: a restart finds the same one.
     agent.stop()

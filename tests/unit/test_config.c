@@ -8,6 +8,7 @@
 #include "storage/qcow2/qcow2.h"
 
 #include <string.h>
+#include <sys/stat.h>
 
 static char *
 write_temp(const char *text)
@@ -211,6 +212,56 @@ test_hmac_key(void **state)
     unlink(short_key);
 }
 
+/* A path the agent cannot run without is never emptied: "state_dir =" once left it NULL
+ * (found by tests/fuzz/fuzz_config). */
+static void
+test_empty_required_path(void **state)
+{
+    (void)state;
+    load_fails("[agent]\nnode_id = n1\nstate_dir =\n", "[agent] state_dir: must not be empty");
+    load_fails("[admin]\nsocket =\n", "[admin] socket: must not be empty");
+    struct agent_config *cfg = load_ok("[agent]\nnode_id = n1\nlog_file =\n[bus]\nnode_key =\n");
+    assert_null(cfg->log_file);
+    assert_non_null(strstr(cfg->node_key, "/var/lib/nodeagent/node.key"));
+    agent_config_free(cfg);
+}
+
+/* [admin] token_file: one line of token characters, in a file only its owner reads. */
+static void
+test_admin_token(void **state)
+{
+    (void)state;
+    cleanup_free char *tok = write_temp("0123456789abcdef-token\n");
+    chmod(tok, 0600);
+    cleanup_free char *text = na_xasprintf("[admin]\ntoken_file = %s\n", tok);
+    struct agent_config *cfg = load_ok(text);
+    assert_int_equal(cfg->admin_token_size, 22);
+    assert_memory_equal(cfg->admin_token, "0123456789abcdef-token", 22);
+    agent_config_free(cfg);
+
+    chmod(tok, 0640);
+    load_fails(text, "has mode 0640");
+    chmod(tok, 0604);
+    load_fails(text, "has mode 0604");
+
+    static const char *const bad[] = {"",
+                                      "\n",
+                                      "short\n",
+                                      "0123456789abcdef\nsecond-line\n",
+                                      "0123456789abcdef token\n",
+                                      "0123456789abcdef\r\n"};
+    for (size_t i = 0; i < NA_ARRAY_SIZE(bad); i++) {
+        cleanup_free char *b = write_temp(bad[i]);
+        chmod(b, 0600);
+        cleanup_free char *t = na_xasprintf("[admin]\ntoken_file = %s\n", b);
+        load_fails(t, "[admin] token_file");
+        unlink(b);
+    }
+    cleanup_free char *dir = na_xasprintf("[admin]\ntoken_file = /tmp\n");
+    load_fails(dir, "not a regular file");
+    unlink(tok);
+}
+
 /* Every key of the table is documented in the sample, and the sample, uncommented,
  * loads (its example key file and TLS settings aside). */
 static void
@@ -229,7 +280,8 @@ test_sample_is_complete(void **state)
         if (sscanf(line, "[%63[^]]]", section) == 1) {
             fputs(line, out);
         } else if (sscanf(line, ";%127[a-z_.] =", key) == 1 && !strchr(line, '\'') &&
-                   strcmp(section, "bus.rdkafka") != 0 && strcmp(key, "hmac_key_file") != 0) {
+                   strcmp(section, "bus.rdkafka") != 0 && strcmp(key, "hmac_key_file") != 0 &&
+                   strcmp(key, "token_file") != 0) {
             fputs(line + 1, out);
             strcat(documented, section);
             strcat(documented, ".");
@@ -239,7 +291,7 @@ test_sample_is_complete(void **state)
     }
     fclose(f);
     fclose(out);
-    strcat(documented, "bus.hmac_key_file ");
+    strcat(documented, "bus.hmac_key_file admin.token_file ");
     char name[128], want[140];
     for (size_t i = 0; agent_config_key_name(i, name, sizeof(name)); i++) {
         snprintf(want, sizeof(want), " %s ", name);
@@ -255,9 +307,10 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_defaults),  cmocka_unit_test(test_full),
-        cmocka_unit_test(test_bad_input), cmocka_unit_test(test_missing_file),
-        cmocka_unit_test(test_hmac_key),  cmocka_unit_test(test_sample_is_complete),
+        cmocka_unit_test(test_defaults),    cmocka_unit_test(test_full),
+        cmocka_unit_test(test_bad_input),   cmocka_unit_test(test_missing_file),
+        cmocka_unit_test(test_hmac_key),    cmocka_unit_test(test_sample_is_complete),
+        cmocka_unit_test(test_admin_token), cmocka_unit_test(test_empty_required_path),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }
