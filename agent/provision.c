@@ -19,6 +19,7 @@
  */
 #include "agent/agent.h"
 #include "agent/capacity.h"
+#include "agent/instance_dir.h"
 #include "net/ovs/ovs.h"
 #include "storage/qcow2/qcow2.h"
 
@@ -135,41 +136,41 @@ prepare_create(struct agent *a, struct agent_op *op, struct na_error **err)
     return 0;
 }
 
-static int
-own(const char *path, const struct agent_op *op, mode_t mode, struct na_error **err)
+/* Who the guest's files belong to: its QEMU uid, libvirt's qemu group. */
+static struct qcow2_file_owner
+guest_owner(const struct agent_op *op, mode_t mode)
 {
-    if (chown(path, (uid_t)op->uid, op->host->qemu_gid) < 0 || chmod(path, mode) < 0)
-        return na_error_set(err, NA_CODE_STORAGE, errno, "give `%s` to uid %lld", path,
-                            (long long)op->uid);
-    return 0;
+    return (struct qcow2_file_owner){(uid_t)op->uid, op->host->qemu_gid, mode};
 }
 
-/* The overlay, unless an earlier attempt already wrote it. */
+/* The overlay, unless an earlier attempt already wrote it: an existing `disk` is kept only
+ * if it is a regular file of the guest's uid (never followed) on this base and size. */
 static int
-make_disk(struct agent_op *op, const struct instance_paths *p, const char *base,
-          const char *base_format, struct na_error **err)
+make_disk(struct agent_op *op, int dirfd, const char *base, const char *base_format,
+          struct na_error **err)
 {
     uint64_t size = (uint64_t)op->spec->flavor->root_disk_gib * GIB;
     struct stat st;
-    if (stat(p->disk, &st) == 0) {
-        cleanup_close int fd = open(p->disk, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    cleanup_close int fd = agent_instance_file_open(dirfd, "disk", O_RDONLY, op->uid, &st, NULL);
+    if (fd >= 0) {
         struct qcow2_limits limits;
         qcow2_limits_init(&limits);
         limits.allow_backing = true;
         struct qcow2_info info = {0};
-        if (fd >= 0 && qcow2_validate(fd, &limits, &info, NULL) == 0 &&
-            strcmp(info.backing_file, base) == 0 && info.virtual_size == size)
+        if (qcow2_validate(fd, &limits, &info, NULL) == 0 && strcmp(info.backing_file, base) == 0 &&
+            info.virtual_size == size)
             return 0;
-        unlink(p->disk); /* half-made or stale: make it again */
     }
-    int ret = qcow2_overlay_create(p->disk, base, base_format, size, err);
+    /* Half-made, stale or not ours: make it again. */
+    int ret = agent_instance_entry_remove(dirfd, "disk", err);
     if (ret < 0)
         return ret;
-    return own(p->disk, op, 0600, err);
+    struct qcow2_file_owner owner = guest_owner(op, 0600);
+    return qcow2_overlay_create(dirfd, "disk", &owner, base, base_format, size, err);
 }
 
 static int
-make_config_drive(struct agent_op *op, const struct instance_paths *p, struct na_error **err)
+make_config_drive(struct agent_op *op, int dirfd, struct na_error **err)
 {
     const Nodeagent__V1__InstanceSpec *spec = op->spec;
     struct qcow2_config_drive_nic nics[16];
@@ -202,8 +203,8 @@ make_config_drive(struct agent_op *op, const struct instance_paths *p, struct na
         .nics = nics,
         .n_nics = spec->n_nics,
     };
-    int ret = qcow2_config_drive_build(&cd, p->config_drive, err);
-    return ret < 0 ? ret : own(p->config_drive, op, 0400, err);
+    struct qcow2_file_owner owner = guest_owner(op, 0400);
+    return qcow2_config_drive_write(&cd, dirfd, "disk.config", &owner, err);
 }
 
 static int
@@ -321,20 +322,24 @@ run_create(struct agent_op *op, struct na_error **err)
     const char *base_format = format_name(spec->image->format);
 
     cleanup_free char *base = NULL;
+    cleanup_close int dirfd = -1;
     int ret = fetch_base(op, "create.spec.flavor.root_disk_gib", &base, err);
     if (ret < 0)
         goto fail;
 
     agent_op_progress(op, 40, "writing disk and config drive");
-    if (mkdir(p.dir, 0700) < 0 && errno != EEXIST) {
-        ret = na_error_set(err, NA_CODE_STORAGE, errno, "create `%s`", p.dir);
+    dirfd = agent_instance_dir_open(h->instances_dir, spec->uuid, true, err);
+    if (dirfd < 0) {
+        ret = dirfd;
         goto fail;
     }
-    if ((ret = own(p.dir, op, 0700, err)) < 0 ||
-        (ret = make_disk(op, &p, base, base_format, err)) < 0)
+    if ((ret = make_disk(op, dirfd, base, base_format, err)) < 0)
         goto fail;
     na_failpoint("create.disk_made");
-    if ((ret = make_config_drive(op, &p, err)) < 0)
+    /* virtlogd opens the console log as root and libvirt gives it to the guest's uid: what
+     * an earlier attempt left under that name goes first (nothing else can put one there). */
+    if ((ret = make_config_drive(op, dirfd, err)) < 0 ||
+        (ret = agent_instance_entry_remove(dirfd, "console.log", err)) < 0)
         goto fail;
 
     agent_op_progress(op, 60, "defining the domain");
@@ -478,10 +483,13 @@ run_rebuild(struct agent_op *op, struct na_error **err)
     agent_op_progress(op, 40, "replacing the root disk");
     if ((ret = hv_domain_destroy(h->hv, spec->uuid, err)) < 0)
         return ret;
-    if (unlink(p.disk) < 0 && errno != ENOENT)
-        return na_error_set(err, NA_CODE_STORAGE, errno, "remove the old disk `%s`", p.disk);
-    if ((ret = make_disk(op, &p, base, base_format, err)) < 0 ||
-        (ret = make_config_drive(op, &p, err)) < 0 ||
+    cleanup_close int dirfd = agent_instance_dir_open(h->instances_dir, spec->uuid, false, err);
+    if (dirfd < 0)
+        return dirfd;
+    if ((ret = agent_instance_entry_remove(dirfd, "disk", err)) < 0)
+        return ret;
+    if ((ret = make_disk(op, dirfd, base, base_format, err)) < 0 ||
+        (ret = make_config_drive(op, dirfd, err)) < 0 ||
         (ret = define_domain(op, &p, base, base_format, err)) < 0)
         return ret;
     if ((ret = start_and_read_state(op, was_running, err)) < 0)
@@ -557,10 +565,17 @@ run_resize(struct agent_op *op, struct na_error **err)
     if (ret < 0)
         return ret;
 
-    /* The domain's own definition says which base the disk has. */
-    cleanup_close int fd = open(p.disk, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    /* The domain's own definition says which base the disk has.  The disk is opened once,
+     * not followed, checked to be the guest's regular file, and grown through that fd. */
+    cleanup_close int dirfd = agent_instance_dir_open(h->instances_dir, spec->uuid, false, err);
+    if (dirfd < 0)
+        return dirfd;
+    struct stat st;
+    cleanup_close int fd = agent_instance_file_open(dirfd, "disk", O_RDWR, op->uid, &st, err);
+    if (fd == -ENOENT)
+        return na_error_set(err, NA_CODE_STORAGE, ENOENT, "open the disk `%s`", p.disk);
     if (fd < 0)
-        return na_error_set(err, NA_CODE_STORAGE, errno, "open the disk `%s`", p.disk);
+        return fd;
     struct qcow2_limits limits;
     qcow2_limits_init(&limits);
     limits.allow_backing = true;
@@ -570,7 +585,7 @@ run_resize(struct agent_op *op, struct na_error **err)
     uint64_t size = (uint64_t)spec->flavor->root_disk_gib * GIB;
     if (size > info.virtual_size) {
         agent_op_progress(op, 40, "growing the disk to %u GiB", spec->flavor->root_disk_gib);
-        if ((ret = qcow2_grow(p.disk, size, err)) < 0 || (ret = own(p.disk, op, 0600, err)) < 0)
+        if ((ret = qcow2_grow(fd, size, err)) < 0)
             return ret;
     }
     agent_op_progress(op, 60, "redefining the domain");
