@@ -278,6 +278,8 @@ on_housekeeping(uv_timer_t *t)
     struct agent *a = t->data;
     if (!a->stopping)
         evict_images(a);
+    if (agent_uids_waiting(&a->uids))
+        agent_uids_scan(a);
     cleanup_error struct na_error *err = NULL;
     int n = agent_store_intent_prune(a->store, na_now_ms() - INTENT_RETENTION_MS, &err);
     if (n < 0)
@@ -349,7 +351,7 @@ agent_start(struct agent *a, struct na_error **err)
         return ret;
     if ((ret = agent_instances_load(&a->instances, a->store, err)) < 0)
         return ret;
-    if ((ret = open_image_cache(a, err)) < 0)
+    if ((ret = open_image_cache(a, err)) < 0 || (ret = agent_uids_open(a, err)) < 0)
         return ret;
     a->mailbox = agent_mailbox_new(a->loop, a);
     hv_domain_xml_init();
@@ -428,6 +430,7 @@ agent_run(const struct agent_config *cfg)
     agent_net_close(&a);
     agent_store_close(a.store);
     agent_instances_clear(&a.instances);
+    agent_uids_close(&a.uids);
     qcow2_image_cache_close(a.host.images);
     free(a.host.instances_dir);
     free(a.host.images_dir);

@@ -24,6 +24,7 @@
 #include "agent/metrics.h"
 #include "agent/requests.h"
 #include "agent/store.h"
+#include "agent/uids.h"
 #include "common/common.h"
 #include "hypervisor/hypervisor.h"
 #include "nodeagent.pb-c.h"
@@ -62,6 +63,7 @@ struct agent {
     struct agent_admin *admin;
     struct agent_metrics metrics;
     struct agent_instances instances;
+    struct agent_uids uids; /* guest uids in quarantine, the last scan of their use */
     struct agent_host host;
     struct agent_mailbox *mailbox;
     struct agent_capacity *capacity;
@@ -111,6 +113,7 @@ struct agent_op {
 
     /* Results, set by the worker. */
     struct na_error *err;
+    bool uid_held; /* the instance's domain or files could not be removed: its uid stays out */
     Nodeagent__V1__InstanceState state;
     uint8_t *console_log;
     size_t console_log_size;

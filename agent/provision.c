@@ -60,24 +60,6 @@ paths_clear(struct instance_paths *p)
 
 #define cleanup_paths __attribute__((cleanup(paths_clear)))
 
-/* The lowest uid of the range that no instance uses and no user of the host has. */
-static int
-allocate_uid(struct agent *a, int64_t *out, struct na_error **err)
-{
-    for (uint64_t uid = a->cfg->uid_min; uid <= a->cfg->uid_max; uid++) {
-        bool used = false;
-        for (size_t i = 0; i < a->instances.n && !used; i++)
-            used = a->instances.items[i]->uid == (int64_t)uid;
-        if (used || getpwuid((uid_t)uid))
-            continue;
-        *out = (int64_t)uid;
-        return 0;
-    }
-    return na_error_quiet(err, NA_CODE_NO_CAPACITY, ENOSPC,
-                          "no free uid for the guest in [instances] uid_min..uid_max (%u..%u)",
-                          a->cfg->uid_min, a->cfg->uid_max);
-}
-
 /* --- create ---------------------------------------------------------------------------- */
 
 static int
@@ -114,7 +96,7 @@ prepare_create(struct agent *a, struct agent_op *op, struct na_error **err)
     if (ret < 0 || (ret = agent_capacity_admit(a, spec->uuid, &need, err)) < 0)
         return ret;
     int64_t uid = -1;
-    if ((ret = allocate_uid(a, &uid, err)) < 0)
+    if ((ret = agent_uids_allocate(a, &uid, err)) < 0)
         return ret;
     inst = na_xcalloc(1, sizeof(*inst));
     snprintf(inst->uuid, sizeof(inst->uuid), "%s", spec->uuid);
@@ -353,9 +335,14 @@ run_create(struct agent_op *op, struct na_error **err)
     return 0;
 
 fail:
-    /* Undo: nothing of a failed create stays but the shared image cache. */
-    hv_domain_undefine(h->hv, spec->uuid, NULL);
-    na_remove_tree(p.dir);
+    /* Undo: nothing of a failed create stays but the shared image cache.  What cannot be
+     * undone keeps the uid out of use: the domain or its files may still run or hold it. */
+    if (hv_domain_undefine(h->hv, spec->uuid, NULL) < 0 || na_remove_tree(p.dir) < 0) {
+        op->uid_held = true;
+        struct na_log_ctx log = {.request_id = op->request_id, .instance = op->instance};
+        NA_LOG_WARN(&log, "a failed create could not be undone; its uid stays held",
+                    "uid=%lld", (long long)op->uid);
+    }
     return ret;
 }
 
@@ -366,10 +353,11 @@ finish_create(struct agent *a, struct agent_op *op, struct na_error **err)
     if (!inst || !op->owns_record)
         return 0;
     if (op->err) {
+        int64_t uid = inst->uid;
         int ret = agent_store_instance_delete(a->store, inst->uuid, err);
         agent_instances_remove(&a->instances, op->instance);
         op->state = S(DELETED);
-        return ret;
+        return ret < 0 ? ret : agent_uids_release(a, uid, op->uid_held, err);
     }
     inst->task = NULL;
     inst->observed = op->state;
@@ -406,7 +394,13 @@ run_delete(struct agent_op *op, struct na_error **err)
         return ret; /* the instance stays, whole, for a retry */
     cleanup_paths struct instance_paths p = {0};
     paths_init(&p, op->host, op->instance);
-    na_remove_tree(p.dir);
+    if (na_remove_tree(p.dir) < 0) {
+        /* The domain is gone; what is left of its files keeps its uid out of use. */
+        op->uid_held = true;
+        struct na_log_ctx log = {.request_id = op->request_id, .instance = op->instance};
+        NA_LOG_WARN(&log, "the instance's directory could not be removed; its uid stays held",
+                    "dir=%s uid=%lld", p.dir, (long long)op->uid);
+    }
     op->state = S(DELETED);
     return 0;
 }
@@ -421,9 +415,10 @@ finish_delete(struct agent *a, struct agent_op *op, struct na_error **err)
         inst->task = NULL;
         return agent_instance_save(a->store, inst, err);
     }
+    int64_t uid = inst->uid;
     int ret = agent_store_instance_delete(a->store, inst->uuid, err);
     agent_instances_remove(&a->instances, op->instance);
-    return ret;
+    return ret < 0 ? ret : agent_uids_release(a, uid, op->uid_held, err);
 }
 
 const struct agent_handler agent_handle_delete = {prepare_delete, run_delete, finish_delete};

@@ -45,6 +45,11 @@ static const char *const migrations[] = {
     "ALTER TABLE instances ADD COLUMN uid INTEGER NOT NULL DEFAULT -1;"
     "ALTER TABLE instances ADD COLUMN image_sha256 TEXT NOT NULL DEFAULT '';"
     "ALTER TABLE instances ADD COLUMN create_request_id TEXT NOT NULL DEFAULT '';",
+    /* 2 -> 3: guest uids released and not yet handed out again (agent/uids.h). */
+    "CREATE TABLE uid_quarantine ("
+    "  uid INTEGER PRIMARY KEY,"
+    "  released_ms INTEGER NOT NULL,"
+    "  held INTEGER NOT NULL DEFAULT 0);",
 };
 
 enum stmt_id {
@@ -67,6 +72,9 @@ enum stmt_id {
     ST_PING,
     ST_META_GET,
     ST_META_PUT,
+    ST_UID_PUT,
+    ST_UID_DELETE,
+    ST_UID_ALL,
     ST__COUNT
 };
 
@@ -108,6 +116,10 @@ static const char *const stmt_sql[ST__COUNT] = {
     [ST_PING] = "SELECT 1",
     [ST_META_GET] = "SELECT value FROM meta WHERE key = ?1",
     [ST_META_PUT] = "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+    [ST_UID_PUT] = "INSERT OR REPLACE INTO uid_quarantine (uid, released_ms, held) "
+                   "VALUES (?1, ?2, ?3)",
+    [ST_UID_DELETE] = "DELETE FROM uid_quarantine WHERE uid = ?1",
+    [ST_UID_ALL] = "SELECT uid, released_ms, held FROM uid_quarantine ORDER BY released_ms, uid",
 };
 
 struct agent_store {
@@ -592,4 +604,39 @@ agent_store_meta_put(struct agent_store *store, const char *key, const char *val
     sqlite3_bind_text(s, 1, key, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(s, 2, value, -1, SQLITE_TRANSIENT);
     return stmt_exec(store, s, err, "write meta");
+}
+
+int
+agent_store_uid_quarantine_put(struct agent_store *store, int64_t uid, int64_t released_ms,
+                               bool held, struct na_error **err)
+{
+    sqlite3_stmt *s = stmt_get(store, ST_UID_PUT);
+    sqlite3_bind_int64(s, 1, uid);
+    sqlite3_bind_int64(s, 2, released_ms);
+    sqlite3_bind_int(s, 3, held);
+    return stmt_exec(store, s, err, "quarantine a uid");
+}
+
+int
+agent_store_uid_quarantine_delete(struct agent_store *store, int64_t uid, struct na_error **err)
+{
+    sqlite3_stmt *s = stmt_get(store, ST_UID_DELETE);
+    sqlite3_bind_int64(s, 1, uid);
+    return stmt_exec(store, s, err, "release a uid from quarantine");
+}
+
+int
+agent_store_uid_quarantine_load(struct agent_store *store,
+                                int (*fn)(int64_t uid, int64_t released_ms, bool held, void *ctx),
+                                void *ctx, struct na_error **err)
+{
+    sqlite3_stmt *s = stmt_get(store, ST_UID_ALL);
+    int rc = SQLITE_DONE, ret = 0;
+    while (ret == 0 && (rc = sqlite3_step(s)) == SQLITE_ROW)
+        ret = fn(sqlite3_column_int64(s, 0), sqlite3_column_int64(s, 1),
+                 sqlite3_column_int(s, 2) != 0, ctx);
+    if (ret == 0 && rc != SQLITE_DONE)
+        ret = db_error(store, err, "load the uid quarantine");
+    sqlite3_reset(s);
+    return ret;
 }
