@@ -9,6 +9,7 @@
 #include "agent/admin.h"
 #include "agent/capacity.h"
 #include "agent/identity.h"
+#include "agent/instance_dir.h"
 #include "agent/peers.h"
 #include "storage/qcow2/qcow2.h"
 
@@ -272,6 +273,22 @@ evict_images(struct agent *a)
     uv_queue_work(a->loop, &job->req, evict_work, evict_done);
 }
 
+/* At start, before the loop runs and before any request: every instance's directory made
+ * safe to hand to libvirt (agent/instance_dir.h).  A few system calls per instance. */
+static void
+secure_instance_dirs(struct agent *a)
+{
+    for (size_t i = 0; i < a->instances.n; i++) {
+        const char *uuid = a->instances.items[i]->uuid;
+        cleanup_error struct na_error *err = NULL;
+        if (agent_instance_dir_secure(a->host.instances_dir, uuid, &err) < 0) {
+            struct na_log_ctx log = {.instance = uuid};
+            na_log(NA_LOG_ERROR, &log, "could not secure the instance's directory", "error=\"%s\"",
+                   err->msg);
+        }
+    }
+}
+
 static void
 on_housekeeping(uv_timer_t *t)
 {
@@ -351,6 +368,7 @@ agent_start(struct agent *a, struct na_error **err)
         return ret;
     if ((ret = agent_instances_load(&a->instances, a->store, err)) < 0)
         return ret;
+    secure_instance_dirs(a);
     if ((ret = open_image_cache(a, err)) < 0 || (ret = agent_uids_open(a, err)) < 0)
         return ret;
     a->mailbox = agent_mailbox_new(a->loop, a);

@@ -7,7 +7,7 @@
  * disk.config 0400) carry the guest's uid; they are created with openat(O_EXCL |
  * O_NOFOLLOW) on the directory's descriptor and given their owner with fchown/fchmod before
  * they are renamed into place (storage/qcow2's publish).  Directories an older agent left
- * owned by the guest are taken back on the next create, rebuild or resize.
+ * owned by the guest are taken back at the agent's start and whenever they are opened.
  *
  * Threading: these are blocking file-system calls for workers; nothing here touches agent
  * state. */
@@ -25,6 +25,13 @@
  * Returns the directory's descriptor (O_CLOEXEC). */
 int agent_instance_dir_open(const char *instances_dir, const char *uuid, bool create,
                             struct na_error **err);
+
+/* Makes an existing directory safe to hand to libvirt again, at the agent's start before any
+ * request on the instance: takes it back (root:root 0711) and removes whatever sits under
+ * disk, disk.config or console.log and is not a regular file (a symlink, FIFO or device
+ * left while a guest could write the directory: virtlogd would open it as root and libvirt
+ * would give it to the guest's uid).  A missing directory is fine. */
+int agent_instance_dir_secure(const char *instances_dir, const char *uuid, struct na_error **err);
 
 /* Opens the regular file `name` in dirfd with flags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC
  * (a FIFO or a device never blocks the open) and checks with fstat that it is a regular

@@ -340,8 +340,8 @@ fail:
     if (hv_domain_undefine(h->hv, spec->uuid, NULL) < 0 || na_remove_tree(p.dir) < 0) {
         op->uid_held = true;
         struct na_log_ctx log = {.request_id = op->request_id, .instance = op->instance};
-        NA_LOG_WARN(&log, "a failed create could not be undone; its uid stays held",
-                    "uid=%lld", (long long)op->uid);
+        NA_LOG_WARN(&log, "a failed create could not be undone; its uid stays held", "uid=%lld",
+                    (long long)op->uid);
     }
     return ret;
 }

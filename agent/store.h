@@ -2,7 +2,8 @@
  *
  * Tables: intents (every request received, its phase and its recorded events), outbox
  * (events not yet acknowledged by the bus), instances (spec, desired and observed state),
- * uid_quarantine (guest uids released and not yet reusable, agent/uids.h), meta.  The schema carries a version (PRAGMA user_version) and is migrated forward at open.
+ * uid_quarantine (guest uids released and not yet reusable, agent/uids.h), meta.  The schema
+ * carries a version (PRAGMA user_version) and is migrated forward at open.
  *
  * Threading: the store belongs to the main loop; no other thread touches it.  Writes that
  * must be atomic together go between agent_store_begin() and agent_store_commit().

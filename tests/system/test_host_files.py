@@ -140,6 +140,36 @@ def test_the_instance_directory_is_roots_and_the_guest_cannot_add_to_it(node):
     assert not os.path.lexists(evil)
 
 
+def test_a_directory_an_older_agent_left_to_the_guest_is_taken_back_at_start(node):
+    """An older agent left the directory the guest's (0700, its uid); an escaped QEMU of
+    that guest put a symlink to a root file as console.log.  After a restart of the agent,
+    starting the guest neither appends to nor relabels the target."""
+    node.start()
+    inst, last = node.create("vmf7", ip="10.0.0.26")
+    assert last["kind"] == "DONE", last
+    uid = instance_uid(node, inst)
+    last = node.request("stop", inst, "--force", check=None)
+    assert last.get("kind") == "DONE" and last["state"] == "STOPPED", last
+    assert node.agent.stop() == 0
+
+    d = node.dir(inst)
+    os.chown(d, uid, os.stat(d).st_gid)
+    os.chmod(d, 0o700)
+    target = planted_target(node, "target-old-console")
+    plant = subprocess.run(
+        ["python3", "-c", "import os, sys; os.unlink(sys.argv[2]); os.symlink(*sys.argv[1:])",
+         target, os.path.join(d, "console.log")],
+        preexec_fn=as_uid(uid), capture_output=True, text=True)
+    assert plant.returncode == 0, plant
+
+    node.start()
+    last = node.request("start", inst, check=None)
+    assert last.get("kind") == "DONE" and last["state"] == "RUNNING", last
+    node.wait_ready(inst, "vmf7", "10.0.0.26")
+    assert_untouched(target)
+    assert_guest_files(node, inst, uid)
+
+
 UID = 71000
 
 

@@ -862,8 +862,7 @@ test_overlay(void **state)
     cleanup_free char *path = na_xasprintf("%s/disk", dir);
     struct na_error *err = NULL;
     uint64_t vsize = 20ull << 30;
-    assert_int_equal(
-        overlay_at(path, "/var/lib/nodeagent/images/abc", "qcow2", vsize, &err), 0);
+    assert_int_equal(overlay_at(path, "/var/lib/nodeagent/images/abc", "qcow2", vsize, &err), 0);
     assert_null(err);
     assert_int_equal(count_entries(dir), 1); /* no temp file left */
 
