@@ -223,10 +223,8 @@ agent_uids_release(struct agent *a, int64_t uid, bool held, struct na_error **er
 {
     if (uid < 0 || uid > UINT32_MAX)
         return 0;
+    /* In quarantine here first: a failed write must not leave the uid free to hand out. */
     int64_t now = na_now_ms();
-    int ret = agent_store_uid_quarantine_put(a->store, uid, now, held, err);
-    if (ret < 0)
-        return ret;
     struct agent_uid_quarantined *q = quarantine_add(&a->uids, (uint32_t)uid);
     q->released_ms = now;
     q->held = q->held || held;
@@ -237,7 +235,7 @@ agent_uids_release(struct agent *a, int64_t uid, bool held, struct na_error **er
                 : "guest uid in quarantine",
            "uid=%lld", (long long)uid);
     agent_uids_scan(a);
-    return 0;
+    return agent_store_uid_quarantine_put(a->store, uid, now, q->held, err);
 }
 
 /* --- the scan (in a worker) --------------------------------------------------------------- */
