@@ -915,6 +915,35 @@ test_overlay(void **state)
     rm_tree(dir);
 }
 
+/* A symlink under the overlay's name is neither followed nor replaced. */
+static void
+test_overlay_does_not_follow_a_symlink(void **state)
+{
+    (void)state;
+    cleanup_free char *dir = make_tmpdir();
+    cleanup_free char *outside = make_tmpdir();
+    cleanup_free char *target = na_xasprintf("%s/target", outside);
+    cleanup_close int tfd = open(target, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    assert_true(tfd >= 0);
+    cleanup_free char *link = na_xasprintf("%s/disk", dir);
+    assert_int_equal(symlink(target, link), 0);
+    cleanup_close int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    struct qcow2_file_owner owner = {getuid(), getgid(), 0600};
+    struct na_error *err = NULL;
+    assert_int_equal(qcow2_overlay_create(dirfd, "disk", &owner, "/base", "raw", 1 << 20, &err),
+                     -EEXIST);
+    na_error_clear(&err);
+    struct stat st;
+    assert_int_equal(lstat(link, &st), 0);
+    assert_true(S_ISLNK(st.st_mode));
+    assert_int_equal(stat(target, &st), 0);
+    assert_int_equal(st.st_size, 0);
+    assert_int_equal(st.st_mode & 07777, 0644);
+    assert_int_equal(count_entries(dir), 1); /* no temp file left */
+    rm_tree(dir);
+    rm_tree(outside);
+}
+
 static void
 test_overlay_sizes(void **state)
 {
@@ -1081,6 +1110,7 @@ main(void)
         cmocka_unit_test(test_probe_buffers),
         cmocka_unit_test(test_format_parse),
         cmocka_unit_test(test_overlay),
+        cmocka_unit_test(test_overlay_does_not_follow_a_symlink),
         cmocka_unit_test(test_overlay_sizes),
         cmocka_unit_test(test_corpus),
     };
