@@ -86,7 +86,10 @@ agent_gauges(struct agent *a, struct agent_gauges *g)
         .bus_delivery_failed = st.delivery_failed,
         .insecure_unsigned = a->identity && a->identity->insecure,
         .peers = agent_peers_count(a),
+        .uids_quarantined = a->uids.n_quarantined,
     };
+    for (size_t i = 0; i < a->uids.n_quarantined; i++)
+        g->uids_held += a->uids.quarantined[i].held;
     if (a->identity && !a->identity->insecure)
         g->node_cert_expiry_s =
             (double)(a->identity->cert_info.not_after_ms - na_now_ms()) / 1000.0;

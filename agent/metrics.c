@@ -91,6 +91,20 @@ render_trust(struct text *t, const struct agent_metrics *m, const struct agent_g
              g->peers, g->insecure_unsigned ? 1 : 0, g->node_cert_expiry_s);
 }
 
+static void
+render_uids(struct text *t, const struct agent_gauges *g)
+{
+    text_add(t,
+             "# HELP nodeagent_guest_uids_quarantined Guest uids released and not yet "
+             "reusable.\n"
+             "# TYPE nodeagent_guest_uids_quarantined gauge\n"
+             "nodeagent_guest_uids_quarantined %zu\n"
+             "# HELP nodeagent_guest_uids_held Quarantined guest uids whose instance could not "
+             "be cleaned up: never reused without an operator.\n"
+             "# TYPE nodeagent_guest_uids_held gauge\nnodeagent_guest_uids_held %zu\n",
+             g->uids_quarantined, g->uids_held);
+}
+
 char *
 agent_metrics_render(const struct agent_metrics *m, const struct agent_gauges *g)
 {
@@ -117,6 +131,7 @@ agent_metrics_render(const struct agent_metrics *m, const struct agent_gauges *g
              "nodeagent_duplicate_requests_total %llu\n",
              (unsigned long long)m->duplicates);
     render_trust(&t, m, g);
+    render_uids(&t, g);
 
     text_add(&t, "# HELP nodeagent_operation_duration_seconds Time from a request's arrival "
                  "to its terminal event.\n"

@@ -57,6 +57,8 @@ struct agent_gauges {
     bool insecure_unsigned;
     double node_cert_expiry_s; /* seconds until the node certificate expires; 0 insecure */
     size_t peers;
+    size_t uids_quarantined; /* guest uids released and not yet reusable (agent/uids.h) */
+    size_t uids_held;        /* of which held: their instance could not be cleaned up */
 };
 
 /* code NA_CODE_UNSPECIFIED (0) means success. */

@@ -185,6 +185,7 @@ def test_a_released_uid_is_not_reused_while_a_process_runs_as_it(node):
         last = node.request("delete", a, check=None)
         assert last["kind"] == "DONE", last
         assert not node.has_domain(a)
+        assert "nodeagent_guest_uids_quarantined 1\n" in node.agent.get("/metrics")[1]
 
         b, last = node.create("vmf4", ip="10.0.0.23", check=None)
         assert last.get("kind") == "FAILED", last
