@@ -205,10 +205,14 @@ agent_uids_allocate(struct agent *a, int64_t *out, struct na_error **err)
                               "runs as them or a file has them (quarantined: %s)",
                               a->cfg->uid_min, a->cfg->uid_max, list ? list : "");
     }
-    if (ret < 0)
+    if (ret < 0) {
+        cleanup_free char *list = quarantine_list(u);
         return na_error_quiet(err, NA_CODE_NO_CAPACITY, ENOSPC,
-                              "no free uid for the guest in [instances] uid_min..uid_max (%u..%u)",
-                              a->cfg->uid_min, a->cfg->uid_max);
+                              "no free uid for the guest in [instances] uid_min..uid_max "
+                              "(%u..%u)%s%s",
+                              a->cfg->uid_min, a->cfg->uid_max,
+                              list && *list ? "; in quarantine: " : "", list ? list : "");
+    }
     if (quarantine_find(u, uid)) {
         if ((ret = agent_store_uid_quarantine_delete(a->store, uid, err)) < 0)
             return ret;

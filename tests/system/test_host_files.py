@@ -206,3 +206,31 @@ def test_a_released_uid_is_not_reused_while_a_process_runs_as_it(node):
         return None
     c = wait_for(create_once, 180, "a create that gets the released uid", interval=1)
     assert instance_uid(node, c) == UID and qemu_uid(node, c) == UID
+
+
+def test_a_delete_that_cannot_remove_the_files_keeps_the_uid_held(node):
+    node.start(extra_config=f"[instances]\nuid_min = {UID}\nuid_max = {UID}\n")
+    a, last = node.create("vmf8", ip="10.0.0.27")
+    assert last["kind"] == "DONE", last
+    assert instance_uid(node, a) == UID
+    # Something in the directory that cannot be removed: a mount point (a tmpfs of ours,
+    # unmounted below).
+    stuck = os.path.join(node.dir(a), "stuck")
+    os.mkdir(stuck)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "nodeagent-test", stuck],
+                   check=True)
+    try:
+        last = node.request("delete", a, check=None)
+        assert last["kind"] == "DONE", last
+        assert not node.has_domain(a)
+        assert os.path.isdir(node.dir(a))
+        assert "nodeagent_guest_uids_held 1\n" in node.agent.get("/metrics")[1]
+    finally:
+        subprocess.run(["umount", stuck], check=True)
+    # Even with the files gone now, a held uid is not handed out again without an operator.
+    for _ in range(2):
+        b, last = node.create("vmf9", ip="10.0.0.28", check=None)
+        assert last.get("kind") == "FAILED", last
+        assert last["error"]["code"] == "NO_CAPACITY", last
+        assert f"{UID} (held)" in last["error"]["message"], last
+        assert not node.has_domain(b)
