@@ -27,15 +27,6 @@ sorted_has(const uint32_t *v, size_t n, uint32_t uid)
     return n > 0 && bsearch(&uid, v, n, sizeof(*v), cmp_u32) != NULL;
 }
 
-static const struct agent_uid_quarantined *
-find_quarantined(const struct agent_uid_quarantined *q, size_t n, uint32_t uid)
-{
-    for (size_t i = 0; i < n; i++)
-        if (q[i].uid == uid)
-            return &q[i];
-    return NULL;
-}
-
 static bool
 taken(const struct agent_uid_choice_in *in, uint32_t uid)
 {
@@ -46,11 +37,17 @@ taken(const struct agent_uid_choice_in *in, uint32_t uid)
 int
 agent_uid_choose(const struct agent_uid_choice_in *in, uint32_t *out)
 {
+    /* Every uid ever released stays quarantined until it is handed out again: look them up
+     * in a sorted copy, not by walking the list once per uid of the range. */
+    cleanup_free uint32_t *released = na_xcalloc(in->n_quarantined + 1, sizeof(*released));
+    for (size_t i = 0; i < in->n_quarantined; i++)
+        released[i] = in->quarantined[i].uid;
+    size_t n_released = na_u32_sort_unique(released, in->n_quarantined);
+
     /* A uid seen on a process or a file may be free after a later scan: worth waiting for. */
     bool waiting = false;
     for (uint64_t uid = in->min; uid <= in->max; uid++) {
-        if (find_quarantined(in->quarantined, in->n_quarantined, (uint32_t)uid) ||
-            taken(in, (uint32_t)uid))
+        if (sorted_has(released, n_released, (uint32_t)uid) || taken(in, (uint32_t)uid))
             continue;
         if (sorted_has(in->busy, in->n_busy, (uint32_t)uid)) {
             waiting = true;
@@ -307,9 +304,8 @@ static int
 scan_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
 {
     (void)path;
-    (void)type;
     (void)ftw;
-    if (st)
+    if (type != FTW_NS) /* FTW_NS: stat failed, st says nothing */
         scan_add(tree_job, st->st_uid);
     return 0;
 }

@@ -27,11 +27,15 @@ qcow2_grow(int fd, uint64_t new_size, struct na_error **err)
              "\"filename\":\"/proc/self/fd/%d\"}}",
              GROW_CHILD_FD);
     char *const argv[] = {"qemu-img", "resize", "-q", "--", image, size, NULL};
+    /* A copy above GROW_CHILD_FD, so that the child's dup2 is a real one and clears
+     * close-on-exec on GROW_CHILD_FD whatever number fd has. */
+    cleanup_close int copy = fcntl(fd, F_DUPFD_CLOEXEC, GROW_CHILD_FD + 1);
+    if (copy < 0)
+        return na_error_set(err, NA_CODE_STORAGE, errno, "duplicate the disk's descriptor");
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-    /* dup2 clears close-on-exec on the copy (also when fd is already GROW_CHILD_FD). */
-    posix_spawn_file_actions_adddup2(&fa, fd, GROW_CHILD_FD);
+    posix_spawn_file_actions_adddup2(&fa, copy, GROW_CHILD_FD);
     pid_t pid;
     int e = posix_spawnp(&pid, "qemu-img", &fa, NULL, argv, environ);
     posix_spawn_file_actions_destroy(&fa);

@@ -944,6 +944,30 @@ test_overlay_does_not_follow_a_symlink(void **state)
     rm_tree(outside);
 }
 
+/* qemu-img grows the image through the descriptor, without opening the backing file the
+ * header names (here one that does not exist, as a guest could write). */
+static void
+test_grow_through_the_descriptor(void **state)
+{
+    (void)state;
+    cleanup_free char *dir = make_tmpdir();
+    cleanup_free char *path = na_xasprintf("%s/disk", dir);
+    struct na_error *err = NULL;
+    assert_int_equal(overlay_at(path, "/nonexistent/base", "raw", 1 << 20, &err), 0);
+    cleanup_close int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    assert_true(fd >= 0);
+    assert_int_equal(qcow2_grow(fd, 4 << 20, &err), 0);
+    assert_null(err);
+    struct qcow2_limits l;
+    qcow2_limits_init(&l);
+    l.allow_backing = true;
+    struct qcow2_info info;
+    assert_int_equal(qcow2_validate(fd, &l, &info, &err), 0);
+    assert_int_equal(info.virtual_size, 4 << 20);
+    assert_string_equal(info.backing_file, "/nonexistent/base");
+    rm_tree(dir);
+}
+
 static void
 test_overlay_sizes(void **state)
 {
@@ -1111,6 +1135,7 @@ main(void)
         cmocka_unit_test(test_format_parse),
         cmocka_unit_test(test_overlay),
         cmocka_unit_test(test_overlay_does_not_follow_a_symlink),
+        cmocka_unit_test(test_grow_through_the_descriptor),
         cmocka_unit_test(test_overlay_sizes),
         cmocka_unit_test(test_corpus),
     };
