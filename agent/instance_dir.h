@@ -29,8 +29,8 @@ int agent_instance_dir_open(const char *instances_dir, const char *uuid, bool cr
 /* Makes an existing directory safe to hand to libvirt again, at the agent's start before any
  * request on the instance: takes it back (root:root 0711) and removes whatever sits under
  * disk, disk.config or console.log and is not a regular file (a symlink, FIFO or device
- * left while a guest could write the directory: virtlogd would open it as root and libvirt
- * would give it to the guest's uid).  A missing directory is fine. */
+ * left while a guest could write the directory: virtlogd opens console.log as root, and
+ * libvirt gives disk and disk.config to the guest's uid).  A missing directory is fine. */
 int agent_instance_dir_secure(const char *instances_dir, const char *uuid, struct na_error **err);
 
 /* Opens the regular file `name` in dirfd with flags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC

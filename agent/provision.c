@@ -317,8 +317,8 @@ run_create(struct agent_op *op, struct na_error **err)
     if ((ret = make_disk(op, dirfd, base, base_format, err)) < 0)
         goto fail;
     na_failpoint("create.disk_made");
-    /* virtlogd opens the console log as root and libvirt gives it to the guest's uid: what
-     * an earlier attempt left under that name goes first (nothing else can put one there). */
+    /* virtlogd opens the console log as root, following a symlink: what an earlier attempt
+     * left under that name goes first (nothing but root can put one there now). */
     if ((ret = make_config_drive(op, dirfd, err)) < 0 ||
         (ret = agent_instance_entry_remove(dirfd, "console.log", err)) < 0)
         goto fail;

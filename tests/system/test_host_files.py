@@ -131,6 +131,8 @@ def test_the_instance_directory_is_roots_and_the_guest_cannot_add_to_it(node):
     assert last["kind"] == "DONE" and last["state"] == "RUNNING", last
     uid = instance_uid(node, inst)
     assert_guest_files(node, inst, uid)
+    st = os.lstat(os.path.join(node.dir(inst), "console.log"))  # virtlogd's, as root
+    assert stat.S_ISREG(st.st_mode) and st.st_uid == 0, st
     # The guest's uid can neither add nor replace an entry of its directory.
     evil = os.path.join(node.dir(inst), "console.log.evil")
     probe = subprocess.run(
