@@ -11,6 +11,7 @@
 #include "agent/admin.h"
 #include "agent/capacity.h"
 #include "agent/identity.h"
+#include "agent/instance_dir.h"
 #include "agent/peers.h"
 #include "storage/qcow2/qcow2.h"
 
@@ -101,9 +102,12 @@ agent_gauges(struct agent *a, struct agent_gauges *g)
         .orphans = a->orphans.n,
         .holding = a->orphans.holding || !a->orphans.checked,
         .min_free_bytes = (uint64_t)a->cfg->min_free_mib << 20,
+        .uids_quarantined = a->uids.n_quarantined,
     };
     if (agent_disk_free(a, &g->disk_free_bytes, NULL) < 0)
         g->disk_free_bytes = 0;
+    for (size_t i = 0; i < a->uids.n_quarantined; i++)
+        g->uids_held += a->uids.quarantined[i].held;
     if (a->identity && !a->identity->insecure)
         g->node_cert_expiry_s =
             (double)(a->identity->cert_info.not_after_ms - na_now_ms()) / 1000.0;
@@ -258,12 +262,30 @@ on_reconcile_timer(uv_timer_t *t)
     agent_reconcile(t->data);
 }
 
+/* At start, before the loop runs and before any request: every instance's directory made
+ * safe to hand to libvirt (agent/instance_dir.h).  A few system calls per instance. */
+static void
+secure_instance_dirs(struct agent *a)
+{
+    for (size_t i = 0; i < a->instances.n; i++) {
+        const char *uuid = a->instances.items[i]->uuid;
+        cleanup_error struct na_error *err = NULL;
+        if (agent_instance_dir_secure(a->host.instances_dir, uuid, &err) < 0) {
+            struct na_log_ctx log = {.instance = uuid};
+            na_log(NA_LOG_ERROR, &log, "could not secure the instance's directory", "error=\"%s\"",
+                   err->msg);
+        }
+    }
+}
+
 static void
 on_housekeeping(uv_timer_t *t)
 {
     struct agent *a = t->data;
     if (!a->stopping)
         agent_evict_images(a);
+    if (agent_uids_waiting(&a->uids))
+        agent_uids_scan(a);
     cleanup_error struct na_error *err = NULL;
     int n = agent_store_intent_prune(a->store, na_now_ms() - INTENT_RETENTION_MS, &err);
     if (n < 0)
@@ -343,7 +365,8 @@ agent_start(struct agent *a, struct na_error **err)
     memcpy(a->host.store_id, agent_store_id(a->store), sizeof(a->host.store_id));
     if ((ret = agent_instances_load(&a->instances, a->store, err)) < 0)
         return ret;
-    if ((ret = open_image_cache(a, err)) < 0)
+    secure_instance_dirs(a);
+    if ((ret = open_image_cache(a, err)) < 0 || (ret = agent_uids_open(a, err)) < 0)
         return ret;
     a->mailbox = agent_mailbox_new(a->loop, a);
     hv_domain_xml_init();
@@ -425,6 +448,7 @@ agent_run(const struct agent_config *cfg)
     agent_store_close(a.store);
     agent_instances_clear(&a.instances);
     agent_orphans_clear(&a.orphans);
+    agent_uids_close(&a.uids);
     qcow2_image_cache_close(a.host.images);
     free(a.host.instances_dir);
     free(a.host.images_dir);

@@ -26,6 +26,7 @@
 #include "agent/requests.h"
 #include "agent/store.h"
 #include "agent/store_hold.h"
+#include "agent/uids.h"
 #include "common/common.h"
 #include "hypervisor/hypervisor.h"
 #include "nodeagent.pb-c.h"
@@ -66,6 +67,7 @@ struct agent {
     struct agent_metrics metrics;
     struct agent_instances instances;
     struct agent_orphans orphans; /* and the hold */
+    struct agent_uids uids; /* guest uids in quarantine, the last scan of their use */
     struct agent_host host;
     struct agent_mailbox *mailbox;
     struct agent_capacity *capacity;
@@ -117,6 +119,7 @@ struct agent_op {
 
     /* Results, set by the worker. */
     struct na_error *err;
+    bool uid_held; /* the instance's domain or files could not be removed: its uid stays out */
     Nodeagent__V1__InstanceState state;
     uint8_t *console_log;
     size_t console_log_size;

@@ -2,6 +2,7 @@
  * and reading its console.  Each checks the instance's state on the loop, acts through
  * libvirt in a worker, and reports the power state libvirt has afterwards. */
 #include "agent/agent.h"
+#include "agent/instance_dir.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -231,28 +232,35 @@ const struct agent_handler agent_handle_suspend = {prepare_suspend, run_suspend,
 
 /* --- console log ----------------------------------------------------------------------- */
 
+/* The tail of console.log, read through one descriptor opened without following a
+ * symlink and without blocking (a FIFO or a device under that name is refused, never
+ * waited on). */
 static int
 run_console_log(struct agent_op *op, struct na_error **err)
 {
     uint32_t want =
         op->env->console_log->tail_bytes ? op->env->console_log->tail_bytes : CONSOLE_TAIL_DEFAULT;
-    cleanup_free char *path =
-        na_xasprintf("%s/%s/console.log", op->host->instances_dir, op->instance);
-    cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0) {
-        if (errno == ENOENT)
-            return 0; /* nothing printed yet */
-        return na_error_set(err, NA_CODE_STORAGE, errno, "open console log `%s`", path);
+    cleanup_close int dirfd =
+        agent_instance_dir_open(op->host->instances_dir, op->instance, false, err);
+    if (dirfd == -ENOENT) {
+        na_error_clear(err);
+        return 0; /* nothing written yet */
     }
+    if (dirfd < 0)
+        return dirfd;
     struct stat st;
-    if (fstat(fd, &st) < 0)
-        return na_error_set(err, NA_CODE_STORAGE, errno, "stat console log `%s`", path);
+    cleanup_close int fd = agent_instance_file_open(dirfd, "console.log", O_RDONLY, -1, &st, err);
+    if (fd == -ENOENT)
+        return 0; /* nothing printed yet */
+    if (fd < 0)
+        return na_error_wrap(err, "console log of %s", op->instance);
     off_t start = st.st_size > (off_t)want ? st.st_size - (off_t)want : 0;
     size_t size = (size_t)(st.st_size - start);
     op->console_log = na_xmalloc(size ? size : 1);
     ssize_t n = pread(fd, op->console_log, size, start);
     if (n < 0)
-        return na_error_set(err, NA_CODE_STORAGE, errno, "read console log `%s`", path);
+        return na_error_set(err, NA_CODE_STORAGE, errno, "read the console log of %s",
+                            op->instance);
     op->console_log_size = (size_t)n;
     return 0;
 }

@@ -120,6 +120,20 @@ render_orphans(struct text *t, const struct agent_gauges *g)
              g->orphans, g->holding ? 1 : 0);
 }
 
+static void
+render_uids(struct text *t, const struct agent_gauges *g)
+{
+    text_add(t,
+             "# HELP nodeagent_guest_uids_quarantined Guest uids released and not yet "
+             "reusable.\n"
+             "# TYPE nodeagent_guest_uids_quarantined gauge\n"
+             "nodeagent_guest_uids_quarantined %zu\n"
+             "# HELP nodeagent_guest_uids_held Quarantined guest uids whose instance could not "
+             "be cleaned up: never reused without an operator.\n"
+             "# TYPE nodeagent_guest_uids_held gauge\nnodeagent_guest_uids_held %zu\n",
+             g->uids_quarantined, g->uids_held);
+}
+
 char *
 agent_metrics_render(const struct agent_metrics *m, const struct agent_gauges *g)
 {
@@ -148,6 +162,7 @@ agent_metrics_render(const struct agent_metrics *m, const struct agent_gauges *g
     render_trust(&t, m, g);
     render_disk(&t, g);
     render_orphans(&t, g);
+    render_uids(&t, g);
 
     text_add(&t, "# HELP nodeagent_operation_duration_seconds Time from a request's arrival "
                  "to its terminal event.\n"

@@ -19,15 +19,17 @@
  * resize (cold): the guest is stopped, its disk grown (never shrunk), the domain redefined
  * with the new flavor on the base the record names (never the one the overlay's header,
  * which the guest's uid can write, claims), and started again if it was running.
+ *
+ * create, rebuild and resize are refused below the free-space watermark (disk_room.c).
  */
 #include "agent/agent.h"
 #include "agent/capacity.h"
+#include "agent/instance_dir.h"
 #include "net/ovs/ovs.h"
 #include "storage/qcow2/qcow2.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <pwd.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -38,7 +40,6 @@
 struct instance_paths {
     char *dir;
     char *disk;
-    char *disk_next; /* a rebuild's new disk until it replaces disk */
     char *config_drive;
     char *console_log;
 };
@@ -48,7 +49,6 @@ paths_init(struct instance_paths *p, const struct agent_host *h, const char *uui
 {
     p->dir = na_xasprintf("%s/%s", h->instances_dir, uuid);
     p->disk = na_xasprintf("%s/disk", p->dir);
-    p->disk_next = na_xasprintf("%s/disk.next", p->dir);
     p->config_drive = na_xasprintf("%s/disk.config", p->dir);
     p->console_log = na_xasprintf("%s/console.log", p->dir);
 }
@@ -58,30 +58,11 @@ paths_clear(struct instance_paths *p)
 {
     free(p->dir);
     free(p->disk);
-    free(p->disk_next);
     free(p->config_drive);
     free(p->console_log);
 }
 
 #define cleanup_paths __attribute__((cleanup(paths_clear)))
-
-/* The lowest uid of the range that no instance uses and no user of the host has. */
-static int
-allocate_uid(struct agent *a, int64_t *out, struct na_error **err)
-{
-    for (uint64_t uid = a->cfg->uid_min; uid <= a->cfg->uid_max; uid++) {
-        bool used = false;
-        for (size_t i = 0; i < a->instances.n && !used; i++)
-            used = a->instances.items[i]->uid == (int64_t)uid;
-        if (used || getpwuid((uid_t)uid))
-            continue;
-        *out = (int64_t)uid;
-        return 0;
-    }
-    return na_error_quiet(err, NA_CODE_NO_CAPACITY, ENOSPC,
-                          "no free uid for the guest in [instances] uid_min..uid_max (%u..%u)",
-                          a->cfg->uid_min, a->cfg->uid_max);
-}
 
 /* --- create ---------------------------------------------------------------------------- */
 
@@ -122,7 +103,7 @@ prepare_create(struct agent *a, struct agent_op *op, struct na_error **err)
     if (ret < 0 || (ret = agent_capacity_admit(a, spec->uuid, &need, err)) < 0)
         return ret;
     int64_t uid = -1;
-    if ((ret = allocate_uid(a, &uid, err)) < 0)
+    if ((ret = agent_uids_allocate(a, &uid, err)) < 0)
         return ret;
     inst = na_xcalloc(1, sizeof(*inst));
     snprintf(inst->uuid, sizeof(inst->uuid), "%s", spec->uuid);
@@ -147,41 +128,41 @@ prepare_create(struct agent *a, struct agent_op *op, struct na_error **err)
     return 0;
 }
 
-static int
-own(const char *path, const struct agent_op *op, mode_t mode, struct na_error **err)
+/* Who the guest's files belong to: its QEMU uid, libvirt's qemu group. */
+static struct qcow2_file_owner
+guest_owner(const struct agent_op *op, mode_t mode)
 {
-    if (chown(path, (uid_t)op->uid, op->host->qemu_gid) < 0 || chmod(path, mode) < 0)
-        return na_error_set(err, NA_CODE_STORAGE, errno, "give `%s` to uid %lld", path,
-                            (long long)op->uid);
-    return 0;
+    return (struct qcow2_file_owner){(uid_t)op->uid, op->host->qemu_gid, mode};
 }
 
-/* The overlay `disk` on base, unless an earlier attempt already wrote it. */
+/* The overlay `name`, unless an earlier attempt already wrote it: an existing one is kept
+ * only if it is a regular file of the guest's uid (never followed) on this base and size. */
 static int
-make_disk(struct agent_op *op, const char *disk, const char *base, const char *base_format,
-          struct na_error **err)
+make_disk(struct agent_op *op, int dirfd, const char *name, const char *base,
+          const char *base_format, struct na_error **err)
 {
     uint64_t size = (uint64_t)op->spec->flavor->root_disk_gib * GIB;
     struct stat st;
-    if (stat(disk, &st) == 0) {
-        cleanup_close int fd = open(disk, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    cleanup_close int fd = agent_instance_file_open(dirfd, name, O_RDONLY, op->uid, &st, NULL);
+    if (fd >= 0) {
         struct qcow2_limits limits;
         qcow2_limits_init(&limits);
         limits.allow_backing = true;
         struct qcow2_info info = {0};
-        if (fd >= 0 && qcow2_validate(fd, &limits, &info, NULL) == 0 &&
-            strcmp(info.backing_file, base) == 0 && info.virtual_size == size)
+        if (qcow2_validate(fd, &limits, &info, NULL) == 0 && strcmp(info.backing_file, base) == 0 &&
+            info.virtual_size == size)
             return 0;
-        unlink(disk); /* half-made or stale: make it again */
     }
-    int ret = qcow2_overlay_create(disk, base, base_format, size, err);
+    /* Half-made, stale or not ours: make it again. */
+    int ret = agent_instance_entry_remove(dirfd, name, err);
     if (ret < 0)
         return ret;
-    return own(disk, op, 0600, err);
+    struct qcow2_file_owner owner = guest_owner(op, 0600);
+    return qcow2_overlay_create(dirfd, name, &owner, base, base_format, size, err);
 }
 
 static int
-make_config_drive(struct agent_op *op, const struct instance_paths *p, struct na_error **err)
+make_config_drive(struct agent_op *op, int dirfd, struct na_error **err)
 {
     const Nodeagent__V1__InstanceSpec *spec = op->spec;
     struct qcow2_config_drive_nic nics[16];
@@ -214,8 +195,8 @@ make_config_drive(struct agent_op *op, const struct instance_paths *p, struct na
         .nics = nics,
         .n_nics = spec->n_nics,
     };
-    int ret = qcow2_config_drive_build(&cd, p->config_drive, err);
-    return ret < 0 ? ret : own(p->config_drive, op, 0400, err);
+    struct qcow2_file_owner owner = guest_owner(op, 0400);
+    return qcow2_config_drive_write(&cd, dirfd, "disk.config", &owner, err);
 }
 
 static int
@@ -335,20 +316,24 @@ run_create(struct agent_op *op, struct na_error **err)
     const char *base_format = format_name(spec->image->format);
 
     cleanup_free char *base = NULL;
+    cleanup_close int dirfd = -1;
     int ret = fetch_base(op, "create.spec.flavor.root_disk_gib", &base, err);
     if (ret < 0)
         goto fail;
 
     agent_op_progress(op, 40, "writing disk and config drive");
-    if (mkdir(p.dir, 0700) < 0 && errno != EEXIST) {
-        ret = na_error_set(err, NA_CODE_STORAGE, errno, "create `%s`", p.dir);
+    dirfd = agent_instance_dir_open(h->instances_dir, spec->uuid, true, err);
+    if (dirfd < 0) {
+        ret = dirfd;
         goto fail;
     }
-    if ((ret = own(p.dir, op, 0700, err)) < 0 ||
-        (ret = make_disk(op, p.disk, base, base_format, err)) < 0)
+    if ((ret = make_disk(op, dirfd, "disk", base, base_format, err)) < 0)
         goto fail;
     na_failpoint("create.disk_made");
-    if ((ret = make_config_drive(op, &p, err)) < 0)
+    /* virtlogd opens the console log as root, following a symlink: what an earlier attempt
+     * left under that name goes first (nothing but root can put one there now). */
+    if ((ret = make_config_drive(op, dirfd, err)) < 0 ||
+        (ret = agent_instance_entry_remove(dirfd, "console.log", err)) < 0)
         goto fail;
 
     agent_op_progress(op, 60, "defining the domain");
@@ -362,9 +347,14 @@ run_create(struct agent_op *op, struct na_error **err)
     return 0;
 
 fail:
-    /* Undo: nothing of a failed create stays but the shared image cache. */
-    hv_domain_undefine(h->hv, spec->uuid, NULL);
-    na_remove_tree(p.dir);
+    /* Undo: nothing of a failed create stays but the shared image cache.  What cannot be
+     * undone keeps the uid out of use: the domain or its files may still run or hold it. */
+    if (hv_domain_undefine(h->hv, spec->uuid, NULL) < 0 || na_remove_tree(p.dir) < 0) {
+        op->uid_held = true;
+        struct na_log_ctx log = {.request_id = op->request_id, .instance = op->instance};
+        NA_LOG_WARN(&log, "a failed create could not be undone; its uid stays held", "uid=%lld",
+                    (long long)op->uid);
+    }
     return ret;
 }
 
@@ -375,10 +365,11 @@ finish_create(struct agent *a, struct agent_op *op, struct na_error **err)
     if (!inst || !op->owns_record)
         return 0;
     if (op->err) {
+        int64_t uid = inst->uid;
         int ret = agent_store_instance_delete(a->store, inst->uuid, err);
         agent_instances_remove(&a->instances, op->instance);
         op->state = S(DELETED);
-        return ret;
+        return ret < 0 ? ret : agent_uids_release(a, uid, op->uid_held, err);
     }
     inst->task = NULL;
     inst->observed = op->state;
@@ -420,7 +411,13 @@ run_delete(struct agent_op *op, struct na_error **err)
         return ret; /* the instance stays, whole, for a retry */
     cleanup_paths struct instance_paths p = {0};
     paths_init(&p, op->host, op->instance);
-    na_remove_tree(p.dir);
+    if (na_remove_tree(p.dir) < 0) {
+        /* The domain is gone; what is left of its files keeps its uid out of use. */
+        op->uid_held = true;
+        struct na_log_ctx log = {.request_id = op->request_id, .instance = op->instance};
+        NA_LOG_WARN(&log, "the instance's directory could not be removed; its uid stays held",
+                    "dir=%s uid=%lld", p.dir, (long long)op->uid);
+    }
     op->state = S(DELETED);
     return 0;
 }
@@ -435,9 +432,10 @@ finish_delete(struct agent *a, struct agent_op *op, struct na_error **err)
         inst->task = NULL;
         return agent_instance_save(a->store, inst, err);
     }
+    int64_t uid = inst->uid;
     int ret = agent_store_instance_delete(a->store, inst->uuid, err);
     agent_instances_remove(&a->instances, op->instance);
-    return ret;
+    return ret < 0 ? ret : agent_uids_release(a, uid, op->uid_held, err);
 }
 
 const struct agent_handler agent_handle_delete = {prepare_delete, run_delete, finish_delete};
@@ -482,10 +480,10 @@ prepare_rebuild(struct agent *a, struct agent_op *op, struct na_error **err)
 /* After a rebuild failed before the old disk was replaced: the domain is still defined on
  * the old disk; it runs again if it ran, and op->state says what it is. */
 static void
-restore_after_rebuild(struct agent_op *op, const struct instance_paths *p, bool was_running)
+restore_after_rebuild(struct agent_op *op, int dirfd, bool was_running)
 {
     struct na_log_ctx log = {.request_id = op->request_id, .instance = op->instance};
-    unlink(p->disk_next);
+    agent_instance_entry_remove(dirfd, "disk.next", NULL);
     cleanup_error struct na_error *e = NULL;
     if (start_and_read_state(op, was_running, &e) < 0)
         na_log(NA_LOG_WARN, &log, "the guest could not be started again after a failed rebuild",
@@ -506,20 +504,23 @@ run_rebuild(struct agent_op *op, struct na_error **err)
     int ret = fetch_base(op, "rebuild.image", &base, err);
     if (ret < 0)
         return ret;
+    cleanup_close int dirfd = agent_instance_dir_open(h->instances_dir, spec->uuid, false, err);
+    if (dirfd < 0)
+        return dirfd;
 
     /* A rebuild gives a fresh disk: one left by an interrupted attempt is made again. */
     agent_op_progress(op, 40, "writing the new root disk");
-    if (unlink(p.disk_next) < 0 && errno != ENOENT)
-        return na_error_set(err, NA_CODE_STORAGE, errno, "remove `%s`", p.disk_next);
-    if ((ret = make_disk(op, p.disk_next, base, base_format, err)) < 0 ||
-        (ret = make_config_drive(op, &p, err)) < 0) {
-        unlink(p.disk_next);
+    if ((ret = agent_instance_entry_remove(dirfd, "disk.next", err)) < 0)
+        return ret;
+    if ((ret = make_disk(op, dirfd, "disk.next", base, base_format, err)) < 0 ||
+        (ret = make_config_drive(op, dirfd, err)) < 0) {
+        agent_instance_entry_remove(dirfd, "disk.next", NULL);
         return ret;
     }
 
     agent_op_progress(op, 60, "redefining the domain on the new disk");
     if ((ret = hv_domain_destroy(h->hv, spec->uuid, err)) < 0) {
-        unlink(p.disk_next);
+        agent_instance_entry_remove(dirfd, "disk.next", NULL);
         return ret;
     }
     if (na_failpoint("rebuild.define"))
@@ -527,15 +528,15 @@ run_rebuild(struct agent_op *op, struct na_error **err)
     else
         ret = define_domain(op, &p, base, base_format, err);
     if (ret < 0) {
-        restore_after_rebuild(op, &p, was_running);
+        restore_after_rebuild(op, dirfd, was_running);
         return ret;
     }
     /* The domain names the new base from here: only now does the old disk go. */
-    if (rename(p.disk_next, p.disk) < 0)
+    if (renameat(dirfd, "disk.next", dirfd, "disk") < 0)
         return na_error_set(err, NA_CODE_STORAGE, errno,
-                            "replace the old disk `%s` with `%s` (the domain is defined on the "
-                            "new image; rebuild again)",
-                            p.disk, p.disk_next);
+                            "replace the old disk `%s` with disk.next (the domain is defined on "
+                            "the new image; rebuild again)",
+                            p.disk);
     if ((ret = start_and_read_state(op, was_running, err)) < 0)
         return ret;
     op->image_sha256 = na_xstrdup(spec->image->sha256);
@@ -596,14 +597,11 @@ prepare_resize(struct agent *a, struct agent_op *op, struct na_error **err)
 }
 
 /* The base the record names must be the one the disk's header names: the header is in a
- * file the guest's uid can write, so it is only compared, never used. */
+ * file the guest's uid can write, so it is only compared, never used.  fd: the disk. */
 static int
-check_disk_base(const struct instance_paths *p, const char *base, struct qcow2_info *info,
+check_disk_base(int fd, const char *disk, const char *base, struct qcow2_info *info,
                 struct na_error **err)
 {
-    cleanup_close int fd = open(p->disk, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-    if (fd < 0)
-        return na_error_set(err, NA_CODE_STORAGE, errno, "open the disk `%s`", p->disk);
     struct qcow2_limits limits;
     qcow2_limits_init(&limits);
     limits.allow_backing = true;
@@ -614,7 +612,7 @@ check_disk_base(const struct instance_paths *p, const char *base, struct qcow2_i
         return na_error_quiet(err, NA_CODE_STORAGE, EINVAL,
                               "the disk `%s` no longer backs on the instance's image `%s`; "
                               "it was changed outside the agent, and is left as it is",
-                              p->disk, base);
+                              disk, base);
     return 0;
 }
 
@@ -629,19 +627,32 @@ run_resize(struct agent_op *op, struct na_error **err)
 
     /* The recorded image, from the cache (kept there while the disk backs on it). */
     cleanup_free char *base = NULL;
-    struct qcow2_info info = {0};
     int ret = fetch_base(op, "resize.flavor.root_disk_gib", &base, err);
-    if (ret < 0 || (ret = check_disk_base(&p, base, &info, err)) < 0)
+    if (ret < 0)
+        return ret;
+    /* The disk is opened once, not followed, checked to be the guest's regular file, and
+     * grown through that fd. */
+    cleanup_close int dirfd = agent_instance_dir_open(h->instances_dir, spec->uuid, false, err);
+    if (dirfd < 0)
+        return dirfd;
+    struct stat st;
+    cleanup_close int fd = agent_instance_file_open(dirfd, "disk", O_RDWR, op->uid, &st, err);
+    if (fd == -ENOENT)
+        return na_error_set(err, NA_CODE_STORAGE, ENOENT, "open the disk `%s`", p.disk);
+    if (fd < 0)
+        return fd;
+    struct qcow2_info info = {0};
+    if ((ret = check_disk_base(fd, p.disk, base, &info, err)) < 0)
         return ret;
 
     agent_op_progress(op, 20, "stopping the guest");
     if ((ret = hv_domain_shutdown(h->hv, spec->uuid, h->cfg->stop_timeout_s, err)) < 0 ||
-        (ret = check_disk_base(&p, base, &info, err)) < 0) /* again, with QEMU gone */
+        (ret = check_disk_base(fd, p.disk, base, &info, err)) < 0) /* again, with QEMU gone */
         return ret;
     uint64_t size = (uint64_t)spec->flavor->root_disk_gib * GIB;
     if (size > info.virtual_size) {
         agent_op_progress(op, 40, "growing the disk to %u GiB", spec->flavor->root_disk_gib);
-        if ((ret = qcow2_grow(p.disk, size, err)) < 0 || (ret = own(p.disk, op, 0600, err)) < 0)
+        if ((ret = qcow2_grow(fd, size, err)) < 0)
             return ret;
     }
     agent_op_progress(op, 60, "redefining the domain");

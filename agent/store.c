@@ -50,6 +50,11 @@ static const char *const migrations[] = {
      * the orphans an operator told the agent to run beside (no hold for them). */
     "CREATE TABLE tombstones (uuid TEXT PRIMARY KEY, deleted_ms INTEGER NOT NULL);"
     "CREATE TABLE orphans_released (uuid TEXT PRIMARY KEY, released_ms INTEGER NOT NULL);",
+    /* 3 -> 4: guest uids released and not yet handed out again (agent/uids.h). */
+    "CREATE TABLE uid_quarantine ("
+    "  uid INTEGER PRIMARY KEY,"
+    "  released_ms INTEGER NOT NULL,"
+    "  held INTEGER NOT NULL DEFAULT 0);",
 };
 
 enum stmt_id {
@@ -79,6 +84,9 @@ enum stmt_id {
     ST_TOMBSTONE_ALL,
     ST_RELEASED_PUT,
     ST_RELEASED_GET,
+    ST_UID_PUT,
+    ST_UID_DELETE,
+    ST_UID_ALL,
     ST__COUNT
 };
 
@@ -128,6 +136,10 @@ static const char *const stmt_sql[ST__COUNT] = {
     [ST_RELEASED_PUT] = "INSERT OR REPLACE INTO orphans_released (uuid, released_ms) "
                         "VALUES (?1, ?2)",
     [ST_RELEASED_GET] = "SELECT 1 FROM orphans_released WHERE uuid = ?1",
+    [ST_UID_PUT] = "INSERT OR REPLACE INTO uid_quarantine (uid, released_ms, held) "
+                   "VALUES (?1, ?2, ?3)",
+    [ST_UID_DELETE] = "DELETE FROM uid_quarantine WHERE uid = ?1",
+    [ST_UID_ALL] = "SELECT uid, released_ms, held FROM uid_quarantine ORDER BY released_ms, uid",
 };
 
 struct agent_store {
@@ -736,4 +748,39 @@ agent_store_tombstone_list(struct agent_store *store, char (**out)[37], size_t *
     *out = list;
     *n = count;
     return 0;
+}
+
+int
+agent_store_uid_quarantine_put(struct agent_store *store, int64_t uid, int64_t released_ms,
+                               bool held, struct na_error **err)
+{
+    sqlite3_stmt *s = stmt_get(store, ST_UID_PUT);
+    sqlite3_bind_int64(s, 1, uid);
+    sqlite3_bind_int64(s, 2, released_ms);
+    sqlite3_bind_int(s, 3, held);
+    return stmt_exec(store, s, err, "quarantine a uid");
+}
+
+int
+agent_store_uid_quarantine_delete(struct agent_store *store, int64_t uid, struct na_error **err)
+{
+    sqlite3_stmt *s = stmt_get(store, ST_UID_DELETE);
+    sqlite3_bind_int64(s, 1, uid);
+    return stmt_exec(store, s, err, "release a uid from quarantine");
+}
+
+int
+agent_store_uid_quarantine_load(struct agent_store *store,
+                                int (*fn)(int64_t uid, int64_t released_ms, bool held, void *ctx),
+                                void *ctx, struct na_error **err)
+{
+    sqlite3_stmt *s = stmt_get(store, ST_UID_ALL);
+    int rc = SQLITE_DONE, ret = 0;
+    while (ret == 0 && (rc = sqlite3_step(s)) == SQLITE_ROW)
+        ret = fn(sqlite3_column_int64(s, 0), sqlite3_column_int64(s, 1),
+                 sqlite3_column_int(s, 2) != 0, ctx);
+    if (ret == 0 && rc != SQLITE_DONE)
+        ret = db_error(store, err, "load the uid quarantine");
+    sqlite3_reset(s);
+    return ret;
 }

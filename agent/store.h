@@ -2,7 +2,9 @@
  *
  * Tables: intents (every request received, its phase and its recorded events), outbox
  * (events not yet acknowledged by the bus), instances (spec, desired and observed state),
- * tombstones (instances deleted), orphans_released, meta (the store's id, ...).  The schema carries a version (PRAGMA user_version) and is migrated forward at open.
+ * tombstones (instances deleted), orphans_released, uid_quarantine (guest uids released
+ * and not yet reusable, agent/uids.h), meta (the store's id, ...).  The schema carries a
+ * version (PRAGMA user_version) and is migrated forward at open.
  *
  * Threading: the store belongs to the main loop; no other thread touches it.  Writes that
  * must be atomic together go between agent_store_begin() and agent_store_commit().
@@ -144,6 +146,18 @@ int agent_store_tombstone_prune(struct agent_store *store, int64_t before_ms,
 int agent_store_orphan_release(struct agent_store *store, const char *uuid, struct na_error **err);
 int agent_store_orphan_released(struct agent_store *store, const char *uuid,
                                 struct na_error **err);
+
+/* The uid quarantine: a guest uid released at released_ms; held when its instance could
+ * not be cleaned up (never reused without an operator). */
+int agent_store_uid_quarantine_put(struct agent_store *store, int64_t uid, int64_t released_ms,
+                                   bool held, struct na_error **err);
+int agent_store_uid_quarantine_delete(struct agent_store *store, int64_t uid,
+                                      struct na_error **err);
+/* Calls fn for every quarantined uid, released longest ago first. */
+int agent_store_uid_quarantine_load(struct agent_store *store,
+                                    int (*fn)(int64_t uid, int64_t released_ms, bool held,
+                                              void *ctx),
+                                    void *ctx, struct na_error **err);
 
 /* A cheap liveness probe for /healthz. */
 int agent_store_ping(struct agent_store *store, struct na_error **err);

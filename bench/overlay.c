@@ -23,6 +23,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -209,6 +210,20 @@ spawn_capture(char *const argv[], char **out, struct na_error **err)
 }
 
 /* Creates `path` on `base` with `tool`; *ns is the wall time of the creation alone. */
+
+/* qcow2_overlay_create() at a path: the directory's descriptor and the last component. */
+static int
+overlay_at(const char *path, const char *backing, const char *format, uint64_t size,
+           struct na_error **err)
+{
+    cleanup_free char *dir_copy = na_xstrdup(path);
+    cleanup_free char *base_copy = na_xstrdup(path);
+    cleanup_close int dirfd = open(dirname(dir_copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dirfd < 0)
+        return na_error_set(err, NA_CODE_STORAGE, errno, "open the directory of `%s`", path);
+    return qcow2_overlay_create(dirfd, basename(base_copy), NULL, backing, format, size, err);
+}
+
 static int
 create_overlay(const struct bench *b, const struct base *base, enum tool tool, const char *path,
                uint64_t *ns, struct na_error **err)
@@ -217,7 +232,7 @@ create_overlay(const struct bench *b, const struct base *base, enum tool tool, c
     uint64_t t0;
     if (tool == TOOL_OURS) {
         t0 = na_mono_ns();
-        ret = qcow2_overlay_create(path, base->path, base->format, OVERLAY_SIZE, err);
+        ret = overlay_at(path, base->path, base->format, OVERLAY_SIZE, err);
     } else {
         char *const argv[] = {
             (char *)b->qemu_img,

@@ -136,7 +136,7 @@ int na_fsync_dir_of(const char *path, struct na_error **err);
 
 /* Removes dir and everything below it, never following links or crossing mounts; best
  * effort: what cannot be removed is logged and the rest still goes. */
-void na_remove_tree(const char *dir);
+int na_remove_tree(const char *dir);
 
 /* --- identifiers and time -------------------------------------------------------------- */
 

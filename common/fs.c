@@ -16,18 +16,26 @@ na_fsync_dir_of(const char *path, struct na_error **err)
     return 0;
 }
 
+/* nftw has no context argument; each thread removes one tree at a time. */
+static __thread int remove_failures;
+
 static int
 remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
 {
     (void)st;
     (void)ftw;
-    if ((type == FTW_DP ? rmdir(path) : unlink(path)) < 0 && errno != ENOENT)
+    if ((type == FTW_DP ? rmdir(path) : unlink(path)) < 0 && errno != ENOENT) {
         na_log(NA_LOG_WARN, NULL, "could not remove", "path=\"%s\" errno=%d", path, errno);
+        remove_failures++;
+    }
     return 0;
 }
 
-void
+int
 na_remove_tree(const char *dir)
 {
-    nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
+    remove_failures = 0;
+    if (nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT) < 0 && errno != ENOENT)
+        return -errno;
+    return remove_failures ? -EIO : 0;
 }

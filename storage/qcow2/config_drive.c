@@ -17,6 +17,7 @@
  * (they would pile up in a long-running agent) nor printed (stderr belongs to our logfmt log):
  * failures come back as return codes, turned into messages with iso_error_to_msg(). */
 #include "storage/qcow2/qcow2.h"
+#include "storage/qcow2/qcow2-private.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -554,10 +555,10 @@ render_image(const struct cd_files *f, unsigned char **out, size_t *out_size, st
 }
 
 int
-qcow2_config_drive_build(const struct qcow2_config_drive *in, const char *path,
-                         struct na_error **err)
+qcow2_config_drive_write(const struct qcow2_config_drive *in, int dirfd, const char *name,
+                         const struct qcow2_file_owner *owner, struct na_error **err)
 {
-    if (!in || !path || !*path)
+    if (!in || !name || !*name)
         return na_error_set(err, NA_CODE_INVALID_ARGUMENT, EINVAL,
                             "config drive: no input or no path");
     if (in->user_data_size > 0 && !in->user_data)
@@ -576,23 +577,37 @@ qcow2_config_drive_build(const struct qcow2_config_drive *in, const char *path,
     if ((ret = render_image(&files, &iso, &iso_size, err)) < 0)
         return ret;
 
-    cleanup_free char *tmp = na_xasprintf("%s.XXXXXX", path);
-    cleanup_close int fd = mkostemp(tmp, O_CLOEXEC); /* O_CREAT | O_EXCL, mode 0600 */
+    cleanup_free char *tmp = NULL;
+    cleanup_close int fd = qcow2_tmpfile_at(dirfd, name, &tmp, err);
     if (fd < 0)
-        return na_error_set(err, NA_CODE_STORAGE, errno, "config drive: create temp file for %s",
-                            path);
+        return fd;
     ret = write_all(fd, iso, iso_size, tmp, err);
-    if (ret == 0 && fsync(fd) < 0)
-        ret = na_error_set(err, NA_CODE_STORAGE, errno, "config drive: fsync %s", tmp);
     if (ret == 0) {
         na_failpoint("qcow2.config_drive.before_rename");
-        if (rename(tmp, path) < 0)
-            ret = na_error_set(err, NA_CODE_STORAGE, errno, "config drive: rename %s to %s", tmp,
-                               path);
+        ret = qcow2_publish_at(dirfd, fd, tmp, name, owner, true, err);
     }
-    if (ret < 0) {
-        unlink(tmp);
-        return ret;
-    }
-    return na_fsync_dir_of(path, err);
+    if (ret < 0)
+        unlinkat(dirfd, tmp, 0);
+    return ret;
+}
+
+int
+qcow2_config_drive_build(const struct qcow2_config_drive *in, const char *path,
+                         struct na_error **err)
+{
+    if (!path || !*path)
+        return na_error_set(err, NA_CODE_INVALID_ARGUMENT, EINVAL,
+                            "config drive: no input or no path");
+    cleanup_free char *dir_copy = na_xstrdup(path);
+    cleanup_free char *base_copy = na_xstrdup(path);
+    const char *dir = dirname(dir_copy);
+    const char *name = basename(base_copy);
+    cleanup_close int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dirfd < 0)
+        return na_error_set(err, NA_CODE_STORAGE, errno, "config drive: open the directory of `%s`",
+                            path);
+    int ret = qcow2_config_drive_write(in, dirfd, name, NULL, err);
+    if (ret < 0 && err && *err && (*err)->code == NA_CODE_STORAGE)
+        na_error_wrap(err, "config drive `%s`", path);
+    return ret;
 }

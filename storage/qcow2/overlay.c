@@ -5,9 +5,10 @@
  *   cluster 1   refcount table (one entry used)
  *   cluster 2   refcount block (16-bit refcounts, covers 2 GiB of host file)
  *   cluster 3.. L1 table, all zero: every guest cluster reads through to the backing file
- * The file is built under a temporary name in the destination directory and renamed into
- * place without replacing anything, so a crash leaves either nothing or a complete image
- * (plus, at worst, a stray "<path>.XXXXXX" temp file). */
+ * The file is built under a temporary name in the destination directory (opened on its
+ * descriptor, never through a path) and renamed into place without replacing anything, so a
+ * crash leaves either nothing or a complete image (plus, at worst, a stray
+ * "<name>.XXXXXXXX" temp file). */
 #include "storage/qcow2/qcow2.h"
 #include "storage/qcow2/qcow2-private.h"
 
@@ -106,21 +107,6 @@ pwrite_all(int fd, const void *buf, size_t size, uint64_t off, const char *path,
     return 0;
 }
 
-/* rename() that refuses to replace; link()+unlink() where the filesystem lacks it. */
-static int
-rename_noreplace(const char *from, const char *to, struct na_error **err)
-{
-    if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
-        return 0;
-    if (errno == EINVAL || errno == ENOSYS) {
-        if (link(from, to) == 0) {
-            unlink(from);
-            return 0;
-        }
-    }
-    return na_error_set(err, NA_CODE_STORAGE, errno, "qcow2: rename %s to %s", from, to);
-}
-
 static int
 write_image(int fd, const char *tmp, const char *backing_path, const char *backing_format,
             uint64_t virtual_size, uint32_t l1_size, struct na_error **err)
@@ -129,8 +115,6 @@ write_image(int fd, const char *tmp, const char *backing_path, const char *backi
     uint64_t n_clusters = 3 + l1_clusters;
     int ret;
 
-    if (fchmod(fd, 0600) < 0)
-        return na_error_set(err, NA_CODE_STORAGE, errno, "qcow2: chmod %s", tmp);
     /* The L1 table is the zeros ftruncate leaves. */
     if (ftruncate(fd, (off_t)(n_clusters * OV_CLUSTER_SIZE)) < 0)
         return na_error_set(err, NA_CODE_STORAGE, errno, "qcow2: truncate %s", tmp);
@@ -155,14 +139,13 @@ write_image(int fd, const char *tmp, const char *backing_path, const char *backi
     if (ret < 0)
         return ret;
 
-    if (fsync(fd) < 0)
-        return na_error_set(err, NA_CODE_STORAGE, errno, "qcow2: fsync %s", tmp);
     return 0;
 }
 
 int
-qcow2_overlay_create(const char *path, const char *backing_path, const char *backing_format,
-                     uint64_t virtual_size, struct na_error **err)
+qcow2_overlay_create(int dirfd, const char *name, const struct qcow2_file_owner *owner,
+                     const char *backing_path, const char *backing_format, uint64_t virtual_size,
+                     struct na_error **err)
 {
     if (!backing_format ||
         (strcmp(backing_format, "qcow2") != 0 && strcmp(backing_format, "raw") != 0))
@@ -181,20 +164,18 @@ qcow2_overlay_create(const char *path, const char *backing_path, const char *bac
                             "qcow2: overlay virtual size %" PRIu64 " outside 1..%" PRIu64,
                             virtual_size, (uint64_t)QCOW2_MAX_L1_SIZE / 8 * OV_L1_ENTRY_SPAN);
 
-    cleanup_free char *tmp = na_xasprintf("%s.XXXXXX", path);
-    cleanup_close int fd = mkostemp(tmp, O_CLOEXEC); /* O_CREAT | O_EXCL, mode 0600 */
+    cleanup_free char *tmp = NULL;
+    cleanup_close int fd = qcow2_tmpfile_at(dirfd, name, &tmp, err);
     if (fd < 0)
-        return na_error_set(err, NA_CODE_STORAGE, errno, "qcow2: create temp file %s", tmp);
+        return fd;
 
     int ret =
         write_image(fd, tmp, backing_path, backing_format, virtual_size, (uint32_t)l1_size, err);
     if (ret == 0) {
         na_failpoint("qcow2.overlay.before_rename");
-        ret = rename_noreplace(tmp, path, err);
+        ret = qcow2_publish_at(dirfd, fd, tmp, name, owner, false, err);
     }
-    if (ret < 0) {
-        unlink(tmp);
-        return ret;
-    }
-    return na_fsync_dir_of(path, err);
+    if (ret < 0)
+        unlinkat(dirfd, tmp, 0);
+    return ret;
 }

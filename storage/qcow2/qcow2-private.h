@@ -145,4 +145,14 @@ qcow2_put_be64(uint8_t *p, uint64_t v)
     qcow2_put_be32(p + 4, (uint32_t)v);
 }
 
+/* Publishing through descriptors (publish.c).  qcow2_tmpfile_at opens a new temp file
+ * "<name>.XXXXXXXX" in dirfd (O_EXCL | O_NOFOLLOW, mode 0600) and returns its descriptor and
+ * *tmp_name (the caller frees it); qcow2_publish_at gives it owner (if not NULL) through fd,
+ * fsyncs it and renames it to name (replacing, or failing with -EEXIST when !replace). */
+struct na_error;
+struct qcow2_file_owner;
+int qcow2_tmpfile_at(int dirfd, const char *name, char **tmp_name, struct na_error **err);
+int qcow2_publish_at(int dirfd, int fd, const char *tmp_name, const char *name,
+                     const struct qcow2_file_owner *owner, bool replace, struct na_error **err);
+
 #endif

@@ -87,18 +87,32 @@ int qcow2_validate_raw(int fd, const struct qcow2_limits *limits, struct qcow2_i
 int qcow2_validate_format(int fd, enum qcow2_format format, const struct qcow2_limits *limits,
                           struct qcow2_info *out, struct na_error **err);
 
-/* Creates the qcow2 v3 overlay `path` on top of `backing_path` (stored as given: pass an
- * absolute path) whose format is backing_format, "qcow2" or "raw".  Cluster size 64 KiB,
- * 16-bit refcounts, lazy refcounts off, every cluster unallocated.  virtual_size is the
- * flavor's disk size: the caller checks that it is not below the base image's virtual size
- * (a smaller overlay would cut the guest's disk).  The file appears complete or not at all,
- * with mode 0600; if `path` exists the call fails with -EEXIST and leaves it alone. */
-/* Grows the qcow2 image at path to new_size bytes (qemu-img resize, argv array; the image
- * must not be in use).  Shrinking is the caller's to refuse. */
-int qcow2_grow(const char *path, uint64_t new_size, struct na_error **err);
+/* Who a file of an instance belongs to once it is in place. */
+struct qcow2_file_owner {
+    uid_t uid;
+    gid_t gid;
+    mode_t mode;
+};
 
-int qcow2_overlay_create(const char *path, const char *backing_path, const char *backing_format,
+/* Creates the qcow2 v3 overlay `name` in the directory dirfd, on top of `backing_path`
+ * (stored as given: pass an absolute path) whose format is backing_format, "qcow2" or
+ * "raw".  Cluster size 64 KiB, 16-bit refcounts, lazy refcounts off, every cluster
+ * unallocated.  virtual_size is the flavor's disk size: the caller checks that it is not
+ * below the base image's virtual size (a smaller overlay would cut the guest's disk).  The
+ * file is written under a temp name opened with O_EXCL | O_NOFOLLOW on dirfd, given owner
+ * (mode 0600 and the caller's ids when owner is NULL) through its descriptor, and renamed
+ * into place: it appears complete or not at all; if `name` exists the call fails with
+ * -EEXIST and leaves it alone. */
+int qcow2_overlay_create(int dirfd, const char *name, const struct qcow2_file_owner *owner,
+                         const char *backing_path, const char *backing_format,
                          uint64_t virtual_size, struct na_error **err);
+
+/* Grows the qcow2 image open at fd to new_size bytes.  qemu-img resize runs with an argv
+ * array on the descriptor (/proc/self/fd/N in the child), not on a path, and with the
+ * backing chain left closed (the header's backing name is the guest's to write); the
+ * caller opens fd with O_NOFOLLOW and checks it.  The image must not be in use; shrinking
+ * is the caller's to refuse. */
+int qcow2_grow(int fd, uint64_t new_size, struct na_error **err);
 
 /* --- config drive ----------------------------------------------------------------------
  *
@@ -146,13 +160,18 @@ struct qcow2_config_drive {
 /* The dated version directory written beside openstack/latest. */
 #define QCOW2_CONFIG_DRIVE_VERSION "2018-08-27"
 
-/* Writes the config drive for `in` to `path` (mode 0600), replacing an existing file
- * atomically: a temp file in the same directory is written, fsync'd and renamed, and the
- * directory fsync'd.  On failure no temp file is left behind (a crash may leave a stray
- * "<path>.XXXXXX").  Nonsense input (a missing uuid, a malformed MAC, IP, prefix or
+/* Writes the config drive for `in` as `name` in the directory dirfd, replacing an existing
+ * entry atomically (a symlink planted under that name is replaced, never followed): a temp
+ * file opened with O_EXCL | O_NOFOLLOW on dirfd is written, given owner through its
+ * descriptor (mode 0600 and the caller's ids when owner is NULL), fsync'd and renamed, and
+ * the directory fsync'd.  On failure no temp file is left behind (a crash may leave a stray
+ * "<name>.XXXXXXXX").  Nonsense input (a missing uuid, a malformed MAC, IP, prefix or
  * gateway, invalid UTF-8, duplicate metadata keys, MACs or link ids) is refused before
  * anything is written, with NA_CODE_INVALID_ARGUMENT and the field path ("nics[1].ips[0]");
- * I/O failures are NA_CODE_STORAGE errors naming the path. */
+ * I/O failures are NA_CODE_STORAGE errors naming the file. */
+int qcow2_config_drive_write(const struct qcow2_config_drive *in, int dirfd, const char *name,
+                             const struct qcow2_file_owner *owner, struct na_error **err);
+/* The same at `path`, for callers that own the whole directory (tools and tests). */
 int qcow2_config_drive_build(const struct qcow2_config_drive *in, const char *path,
                              struct na_error **err);
 

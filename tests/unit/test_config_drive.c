@@ -483,6 +483,40 @@ test_replaces_atomically(void **state)
     rm_dir(dir);
 }
 
+/* A symlink planted under the final name is replaced, never followed, and the file gets its
+ * owner and mode through its descriptor before it appears. */
+static void
+test_write_at_does_not_follow_a_symlink(void **state)
+{
+    (void)state;
+    struct qcow2_config_drive in = spec();
+    struct na_error *err = NULL;
+    cleanup_free char *dir = tmpdir();
+    cleanup_free char *outside = tmpdir();
+    cleanup_free char *target = na_xasprintf("%s/target", outside);
+    FILE *f = fopen(target, "w");
+    fputs("precious", f);
+    fclose(f);
+    assert_int_equal(chmod(target, 0644), 0);
+    cleanup_free char *link = na_xasprintf("%s/disk.config", dir);
+    assert_int_equal(symlink(target, link), 0);
+
+    cleanup_close int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    struct qcow2_file_owner owner = {getuid(), getgid(), 0400};
+    assert_int_equal(qcow2_config_drive_write(&in, dirfd, "disk.config", &owner, &err), 0);
+    assert_null(err);
+    struct stat st;
+    assert_int_equal(lstat(link, &st), 0);
+    assert_true(S_ISREG(st.st_mode));
+    assert_int_equal(st.st_mode & 07777, 0400);
+    assert_int_equal(stat(target, &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0644);
+    assert_int_equal(st.st_size, 8);
+    assert_int_equal(count_entries(dir), 1);
+    rm_dir(dir);
+    rm_dir(outside);
+}
+
 static void
 test_io_failures(void **state)
 {
@@ -728,6 +762,7 @@ main(void)
         cmocka_unit_test(test_gateway_outside_subnets),
         cmocka_unit_test(test_replaces_atomically),
         cmocka_unit_test(test_io_failures),
+        cmocka_unit_test(test_write_at_does_not_follow_a_symlink),
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_refusals),
     };

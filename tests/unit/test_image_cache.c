@@ -998,10 +998,11 @@ make_overlay(const char *dir, const char *uuid, const char *name, const char *ba
 {
     cleanup_free char *sub = na_xasprintf("%s/%s", dir, uuid);
     assert_true(mkdir(sub, 0700) == 0 || errno == EEXIST);
-    cleanup_free char *path = na_xasprintf("%s/%s", sub, name);
+    cleanup_close int dirfd = open(sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    assert_true(dirfd >= 0);
     cleanup_error struct na_error *err = NULL;
-    if (qcow2_overlay_create(path, backing, "raw", RAW_SIZE, &err) < 0)
-        fail_msg("overlay %s: %s", path, err->msg);
+    if (qcow2_overlay_create(dirfd, name, NULL, backing, "raw", RAW_SIZE, &err) < 0)
+        fail_msg("overlay %s/%s: %s", sub, name, err->msg);
 }
 
 static bool

@@ -16,6 +16,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -840,6 +841,19 @@ count_entries(const char *dir)
     return n;
 }
 
+/* qcow2_overlay_create() at a path: the directory's descriptor and the last component. */
+static int
+overlay_at(const char *path, const char *backing, const char *format, uint64_t size,
+           struct na_error **err)
+{
+    cleanup_free char *dir_copy = na_xstrdup(path);
+    cleanup_free char *base_copy = na_xstrdup(path);
+    cleanup_close int dirfd = open(dirname(dir_copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dirfd < 0)
+        return na_error_set(err, NA_CODE_STORAGE, errno, "open the directory of `%s`", path);
+    return qcow2_overlay_create(dirfd, basename(base_copy), NULL, backing, format, size, err);
+}
+
 static void
 test_overlay(void **state)
 {
@@ -848,8 +862,7 @@ test_overlay(void **state)
     cleanup_free char *path = na_xasprintf("%s/disk", dir);
     struct na_error *err = NULL;
     uint64_t vsize = 20ull << 30;
-    assert_int_equal(
-        qcow2_overlay_create(path, "/var/lib/nodeagent/images/abc", "qcow2", vsize, &err), 0);
+    assert_int_equal(overlay_at(path, "/var/lib/nodeagent/images/abc", "qcow2", vsize, &err), 0);
     assert_null(err);
     assert_int_equal(count_entries(dir), 1); /* no temp file left */
 
@@ -894,11 +907,64 @@ test_overlay(void **state)
     assert_int_equal(qcow2_be16(rb + 8), 0);
 
     /* Never replaces an existing file. */
-    assert_int_equal(qcow2_overlay_create(path, "/x", "raw", vsize, &err), -EEXIST);
+    assert_int_equal(overlay_at(path, "/x", "raw", vsize, &err), -EEXIST);
     assert_int_equal(err->code, NA_CODE_STORAGE);
     na_error_clear(&err);
     assert_int_equal(count_entries(dir), 1);
 
+    rm_tree(dir);
+}
+
+/* A symlink under the overlay's name is neither followed nor replaced. */
+static void
+test_overlay_does_not_follow_a_symlink(void **state)
+{
+    (void)state;
+    cleanup_free char *dir = make_tmpdir();
+    cleanup_free char *outside = make_tmpdir();
+    cleanup_free char *target = na_xasprintf("%s/target", outside);
+    cleanup_close int tfd = open(target, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    assert_true(tfd >= 0);
+    cleanup_free char *link = na_xasprintf("%s/disk", dir);
+    assert_int_equal(symlink(target, link), 0);
+    cleanup_close int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    struct qcow2_file_owner owner = {getuid(), getgid(), 0600};
+    struct na_error *err = NULL;
+    assert_int_equal(qcow2_overlay_create(dirfd, "disk", &owner, "/base", "raw", 1 << 20, &err),
+                     -EEXIST);
+    na_error_clear(&err);
+    struct stat st;
+    assert_int_equal(lstat(link, &st), 0);
+    assert_true(S_ISLNK(st.st_mode));
+    assert_int_equal(stat(target, &st), 0);
+    assert_int_equal(st.st_size, 0);
+    assert_int_equal(st.st_mode & 07777, 0644);
+    assert_int_equal(count_entries(dir), 1); /* no temp file left */
+    rm_tree(dir);
+    rm_tree(outside);
+}
+
+/* qemu-img grows the image through the descriptor, without opening the backing file the
+ * header names (here one that does not exist, as a guest could write). */
+static void
+test_grow_through_the_descriptor(void **state)
+{
+    (void)state;
+    cleanup_free char *dir = make_tmpdir();
+    cleanup_free char *path = na_xasprintf("%s/disk", dir);
+    struct na_error *err = NULL;
+    assert_int_equal(overlay_at(path, "/nonexistent/base", "raw", 1 << 20, &err), 0);
+    cleanup_close int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    assert_true(fd >= 0);
+    assert_int_equal(qcow2_grow(fd, 4 << 20, &err), 0);
+    assert_null(err);
+    struct qcow2_limits l;
+    qcow2_limits_init(&l);
+    l.allow_backing = true;
+    struct qcow2_info info;
+    assert_int_equal(qcow2_validate(fd, &l, &info, &err), 0);
+    assert_int_equal(info.virtual_size, 4 << 20);
+    assert_string_equal(info.backing_file, "/nonexistent/base");
     rm_tree(dir);
 }
 
@@ -917,7 +983,7 @@ test_overlay_sizes(void **state)
     uint32_t l1[] = {1, 1, 2, 1u << 22};
     for (size_t i = 0; i < NA_ARRAY_SIZE(sizes); i++) {
         cleanup_free char *path = na_xasprintf("%s/d%zu", dir, i);
-        assert_int_equal(qcow2_overlay_create(path, "/base", "raw", sizes[i], &err), 0);
+        assert_int_equal(overlay_at(path, "/base", "raw", sizes[i], &err), 0);
         cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC);
         struct qcow2_info info;
         assert_int_equal(qcow2_validate(fd, &l, &info, &err), 0);
@@ -928,17 +994,17 @@ test_overlay_sizes(void **state)
         assert_int_equal(qcow2_be32(b), l1[i]);
     }
     cleanup_free char *p = na_xasprintf("%s/bad", dir);
-    assert_int_equal(qcow2_overlay_create(p, "/base", "raw", 0, &err), -EINVAL);
+    assert_int_equal(overlay_at(p, "/base", "raw", 0, &err), -EINVAL);
     na_error_clear(&err);
-    assert_int_equal(qcow2_overlay_create(p, "/base", "raw", (1ull << 51) + 1, &err), -EINVAL);
+    assert_int_equal(overlay_at(p, "/base", "raw", (1ull << 51) + 1, &err), -EINVAL);
     na_error_clear(&err);
-    assert_int_equal(qcow2_overlay_create(p, "/base", "vmdk", 1 << 20, &err), -EINVAL);
+    assert_int_equal(overlay_at(p, "/base", "vmdk", 1 << 20, &err), -EINVAL);
     assert_int_equal(err->code, NA_CODE_INVALID_ARGUMENT);
     na_error_clear(&err);
-    assert_int_equal(qcow2_overlay_create(p, "", "raw", 1 << 20, &err), -EINVAL);
+    assert_int_equal(overlay_at(p, "", "raw", 1 << 20, &err), -EINVAL);
     na_error_clear(&err);
     cleanup_free char *nodir = na_xasprintf("%s/missing/disk", dir);
-    assert_int_equal(qcow2_overlay_create(nodir, "/base", "raw", 1 << 20, &err), -ENOENT);
+    assert_int_equal(overlay_at(nodir, "/base", "raw", 1 << 20, &err), -ENOENT);
     na_error_clear(&err);
     assert_int_equal(count_entries(dir), 4);
     rm_tree(dir);
@@ -1028,7 +1094,7 @@ test_corpus(void **state)
         cleanup_free char *path = na_xasprintf("%s/%s", out, bases[i][2]);
         struct na_error *err = NULL;
         unlink(path);
-        if (qcow2_overlay_create(path, base, bases[i][1], 3ull << 30, &err) < 0)
+        if (overlay_at(path, base, bases[i][1], 3ull << 30, &err) < 0)
             fail_msg("overlay %s: %s", path, err->msg);
     }
 }
@@ -1068,6 +1134,8 @@ main(void)
         cmocka_unit_test(test_probe_buffers),
         cmocka_unit_test(test_format_parse),
         cmocka_unit_test(test_overlay),
+        cmocka_unit_test(test_overlay_does_not_follow_a_symlink),
+        cmocka_unit_test(test_grow_through_the_descriptor),
         cmocka_unit_test(test_overlay_sizes),
         cmocka_unit_test(test_corpus),
     };
