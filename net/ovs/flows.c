@@ -24,8 +24,8 @@
  *   priority 0    drop
  * table 3, from a tunnel, its source MAC:
  *   priority 100  reg6=VNI,dl_src=M  -> drop (a remote frame claiming a local port's MAC)
- *   priority 50   reg6=VNI  -> learn the source MAC into table 1 (cookie: the learned
- *                              cookie and the VNI, at most OVS_NET_LEARNED_MAX per network),
+ *   priority 50   reg6=VNI  -> learn the source MAC into table 1 (cookie: the VNI and the
+ *                              learned cookie, at most OVS_NET_LEARNED_MAX per network),
  *                              table 2
  *   priority 0    drop
  */

@@ -12,7 +12,6 @@
 #include "net/ovs/tunnels.h"
 
 #include <errno.h>
-#include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
@@ -287,7 +286,7 @@ install(struct ovs_net *net, const struct ovs_flows *want)
         }
     }
     if (forget_learned && ret == 0) {
-        char *text = na_xasprintf("cookie=%#" PRIx64 "/%#llx", ovs_net_learned_cookie(0),
+        char *text = na_xasprintf("cookie=%#x/%#x", OVS_NET_LEARNED_COOKIE,
                                   OVS_NET_LEARNED_COOKIE_MASK);
         ret = queue_flow_mod(&requests, proto, OFPFC_DELETE, text);
         free(text);

@@ -37,19 +37,20 @@
 #include "common/common.h"
 
 #define OVS_NET_COOKIE 0x4e41u         /* "NA": marks the agent's flows */
-/* Flows learned from tunnels (remote MACs) carry OVS_NET_LEARNED_COOKIE in the high 32 bits
- * of their cookie and their network's VNI in the low 32 (ovs_net_learned_cookie): OVS's learn
+/* Flows learned from tunnels (remote MACs) carry OVS_NET_LEARNED_COOKIE in the low 16 bits
+ * of their cookie and their network's VNI above it (ovs_net_learned_cookie): OVS's learn
  * limit counts per cookie, so each network may learn at most OVS_NET_LEARNED_MAX remote MACs
- * (more are flooded to the network's tunnels, like unknown unicast, until some idle out). */
+ * (more are flooded to the network's tunnels, like unknown unicast, until some idle out).
+ * The mask finds them all, those of agents that used the bare 0x4e42 included. */
 #define OVS_NET_LEARNED_COOKIE 0x4e42u
-#define OVS_NET_LEARNED_COOKIE_MASK 0xffffffff00000000ull
+#define OVS_NET_LEARNED_COOKIE_MASK 0xffffu
 #define OVS_NET_LEARNED_IDLE_S 300
 #define OVS_NET_LEARNED_MAX 1024u
 
 static inline uint64_t
 ovs_net_learned_cookie(uint32_t vni)
 {
-    return (uint64_t)OVS_NET_LEARNED_COOKIE << 32 | vni;
+    return (uint64_t)vni << 16 | OVS_NET_LEARNED_COOKIE;
 }
 
 struct ovs_net;
