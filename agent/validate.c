@@ -534,8 +534,10 @@ check_nic_ips_unique(struct vctx *v, const Nodeagent__V1__Nic *a, const Nodeagen
                 continue;
             char name[32];
             snprintf(name, sizeof(name), "ips[%zu]", k);
-            fail(v, name, "is the same address as nics[%zu].ips[%zu] in the same network; "
-                          "addresses must be unique within a network", j, m);
+            fail(v, name,
+                 "is the same address as nics[%zu].ips[%zu] in the same network; "
+                 "addresses must be unique within a network",
+                 j, m);
         }
     }
 }

@@ -209,8 +209,7 @@ ovs_flows_compute(const struct ovs_bound_port *ports, size_t n_ports,
         if (n_tunnels) {
             push(&l, na_xasprintf("table=2,priority=50,reg6=%u", vnis[v]),
                  flood_actions(ports, n_ports, ok, NULL, 0, vnis[v]));
-            push(&l, na_xasprintf("table=3,priority=50,reg6=%u", vnis[v]),
-                 learn_actions(vnis[v]));
+            push(&l, na_xasprintf("table=3,priority=50,reg6=%u", vnis[v]), learn_actions(vnis[v]));
         }
     }
     for (size_t t = 0; t < n_tunnels; t++) {
@@ -220,8 +219,8 @@ ovs_flows_compute(const struct ovs_bound_port *ports, size_t n_ports,
             uint32_t vni = tunnels[t].vnis[k];
             if (!has_vni(vnis, n_vnis, vni))
                 continue;
-            push(&l, na_xasprintf("table=0,priority=100,in_port=%d,tun_id=%u", tunnels[t].ofport,
-                                  vni),
+            push(&l,
+                 na_xasprintf("table=0,priority=100,in_port=%d,tun_id=%u", tunnels[t].ofport, vni),
                  na_xasprintf("load:%u->NXM_NX_REG6[],resubmit(,3)", vni));
         }
     }

@@ -397,7 +397,7 @@ assert_invalid(struct fx *f, const char *field)
     X(nic_dup_same, "create.spec.nics[1].port_id", f->nics[1] = &f->nic[0])                        \
     X(nic_dup_ip, "create.spec.nics[1].ips[0]", f->ips1[0] = "10.0.0.5/16")                        \
     X(nic_dup_ip_second, "create.spec.nics[1].ips[1]", f->nic[1].n_ips = 2;                        \
-      f->ips1_2[0] = "192.168.7.9/32"; f->ips1_2[1] = "10.0.0.5/24"; f->nic[1].ips = f->ips1_2)     \
+      f->ips1_2[0] = "192.168.7.9/32"; f->ips1_2[1] = "10.0.0.5/24"; f->nic[1].ips = f->ips1_2)    \
     X(nic_null, "create.spec.nics[1]", f->nics[1] = NULL)                                          \
     /* hostname */                                                                                 \
     X(hostname_empty, "create.spec.hostname", f->spec.hostname = "")                               \
