@@ -1,7 +1,7 @@
 /* The agent's side of tenant networks: it starts net/ovs, hands it the ports of the
  * instance table and the peers of the peer table as the desired state whenever either may
- * have changed, checks a create's NICs against the networks already on the node, and gives
- * guests their MTU. */
+ * have changed, checks a create's NICs against the networks, MACs and addresses already on
+ * the node, and gives guests their MTU. */
 #include "agent/agent.h"
 #include "agent/peers.h"
 #include "net/ovs/ovs.h"
@@ -69,8 +69,42 @@ agent_net_sync_peers(struct agent *a)
     free(peers);
 }
 
+/* nics[k] of a create against NIC o of another instance in the same network: one MAC or one
+ * address in a network would let either guest take the other's frames. */
+static int
+check_nic_identity(const Nodeagent__V1__Nic *nic, size_t k, const Nodeagent__V1__Nic *o,
+                   const char *other, struct na_error **err)
+{
+    char field[96];
+    uint8_t mac[6], other_mac[6];
+    if (na_mac_parse(nic->mac, mac) && na_mac_parse(o->mac, other_mac) &&
+        memcmp(mac, other_mac, sizeof(mac)) == 0) {
+        snprintf(field, sizeof(field), "create.spec.nics[%zu].mac", k);
+        return na_error_field(err, field,
+                              "%s: %s is already the MAC of port %s of instance %s in network %s",
+                              field, o->mac, o->port_id, other, o->network_id);
+    }
+    for (size_t i = 0; i < nic->n_ips; i++) {
+        uint32_t addr, other_addr;
+        if (!na_ipv4_addr_parse(nic->ips[i], &addr))
+            continue;
+        for (size_t j = 0; j < o->n_ips; j++) {
+            if (!na_ipv4_addr_parse(o->ips[j], &other_addr) || addr != other_addr)
+                continue;
+            snprintf(field, sizeof(field), "create.spec.nics[%zu].ips[%zu]", k, i);
+            return na_error_field(err, field,
+                                  "%s: %s is already an address of port %s of instance %s in "
+                                  "network %s",
+                                  field, o->ips[j], o->port_id, other, o->network_id);
+        }
+    }
+    return 0;
+}
+
 /* Inside the bridge a network is known by its VNI: two networks with one VNI on a node
- * would be one network. */
+ * would be one network.  Within a network, a MAC or an address belongs to one NIC: checked
+ * against every instance of the table, those still being built included (a create enters the
+ * table here, on the loop, before the next one is prepared). */
 int
 agent_net_check_nics(struct agent *a, const Nodeagent__V1__InstanceSpec *spec,
                      struct na_error **err)
@@ -93,6 +127,10 @@ agent_net_check_nics(struct agent *a, const Nodeagent__V1__InstanceSpec *spec,
                     return na_error_quiet(err, NA_CODE_CONFLICT, EEXIST,
                                           "port %s is already a NIC of instance %s", nic->port_id,
                                           other->uuid);
+                int ret;
+                if (o->vni == nic->vni &&
+                    (ret = check_nic_identity(nic, k, o, other->uuid, err)) < 0)
+                    return ret;
             }
         }
     }

@@ -517,7 +517,33 @@ check_nic(struct vctx *v, const Nodeagent__V1__Nic *nic)
              nic->mtu);
 }
 
-/* Port ids and MACs identify a NIC on the node: two NICs can't share one. */
+/* An address of nics[i] that nics[j], in the same network, has too: two NICs of one network
+ * with one address would take each other's traffic. */
+static void
+check_nic_ips_unique(struct vctx *v, const Nodeagent__V1__Nic *a, const Nodeagent__V1__Nic *b,
+                     size_t j)
+{
+    if (strcmp(a->network_id, b->network_id) != 0)
+        return;
+    for (size_t k = 0; k < a->n_ips && !v->ret; k++) {
+        uint32_t x, y;
+        if (!na_ipv4_addr_parse(a->ips[k], &x))
+            continue;
+        for (size_t m = 0; m < b->n_ips && !v->ret; m++) {
+            if (!na_ipv4_addr_parse(b->ips[m], &y) || x != y)
+                continue;
+            char name[32];
+            snprintf(name, sizeof(name), "ips[%zu]", k);
+            fail(v, name,
+                 "is the same address as nics[%zu].ips[%zu] in the same network; "
+                 "addresses must be unique within a network",
+                 j, m);
+        }
+    }
+}
+
+/* Port ids and MACs identify a NIC on the node, and addresses within its network: two NICs
+ * can't share one. */
 static void
 check_nic_unique(struct vctx *v, const Nodeagent__V1__InstanceSpec *s, size_t i)
 {
@@ -528,6 +554,8 @@ check_nic_unique(struct vctx *v, const Nodeagent__V1__InstanceSpec *s, size_t i)
             fail(v, "port_id", "is the same as nics[%zu].port_id; port ids must be unique", j);
         else if (na_mac_parse(s->nics[j]->mac, mac_j) && !memcmp(mac_i, mac_j, sizeof(mac_i)))
             fail(v, "mac", "is the same as nics[%zu].mac; MAC addresses must be unique", j);
+        else
+            check_nic_ips_unique(v, s->nics[i], s->nics[j], j);
     }
 }
 

@@ -130,6 +130,9 @@ bool na_utf8_next(const unsigned char *s, size_t size, size_t *i, uint32_t *cp);
 
 /* Parses "xx:xx:xx:xx:xx:xx" (either case); false when s is not exactly that. */
 bool na_mac_parse(const char *s, uint8_t mac[6]);
+/* The address of "a.b.c.d" or "a.b.c.d/len" in network order (the prefix length is not
+ * looked at); false when s does not start with an IPv4 address. */
+bool na_ipv4_addr_parse(const char *s, uint32_t *addr);
 
 /* fsync()s the directory holding path, so that a rename into it is durable. */
 int na_fsync_dir_of(const char *path, struct na_error **err);

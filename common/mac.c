@@ -1,5 +1,6 @@
 #include "common/common.h"
 
+#include <arpa/inet.h>
 #include <string.h>
 
 static int
@@ -25,5 +26,21 @@ na_mac_parse(const char *s, uint8_t mac[6])
             return false;
         mac[i] = (uint8_t)(hi << 4 | lo);
     }
+    return true;
+}
+
+bool
+na_ipv4_addr_parse(const char *s, uint32_t *addr)
+{
+    char buf[INET_ADDRSTRLEN];
+    size_t len = strcspn(s, "/");
+    if (len >= sizeof(buf))
+        return false;
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    struct in_addr a;
+    if (inet_pton(AF_INET, buf, &a) != 1)
+        return false;
+    *addr = a.s_addr;
     return true;
 }

@@ -1,14 +1,18 @@
 /* The flow table of the integration bridge, computed from the bound ports and tunnels (pure:
  * no OVS).
  *
- * table 0, ingress, per port P (network VNI, MAC M, addresses A):
+ * table 0, ingress:
+ *   priority 110  udp,tp_src=67 / udp6,tp_src=547  -> drop (no DHCP server or relay in a
+ *                 tenant network, from a port or a tunnel)
+ *                 per port P (network VNI, MAC M, addresses A):
  *   priority 100  in_port=P,dl_src=M,ip,nw_src=A              -> reg6=VNI, table 1
  *   priority 100  in_port=P,dl_src=M,arp,arp_sha=M,arp_spa=A  -> reg6=VNI, table 1
  *                 per tunnel T and network VNI that both sides host:
- *   priority 100  in_port=T,tun_id=VNI  -> reg6=VNI, learn the source MAC, table 2
+ *   priority 100  in_port=T,tun_id=VNI  -> reg6=VNI, table 3
  *   priority 0    drop (unbound taps, spoofed frames, IPv6, other networks, anything else)
  * table 1, from a local port:
- *   priority 100  reg6=VNI,dl_dst=M  -> output:P      (exact MAC forwarding)
+ *   priority 100  reg6=VNI,dl_dst=M  -> output:P      (exact MAC forwarding; a learned flow
+ *                                                      can never take a local MAC over)
  *   priority 80   (learned) reg6=VNI,dl_dst=remote MAC -> tun_id=VNI, output:T
  *   priority 50   reg6=VNI  -> every local port of the network and every tunnel to a peer
  *                              with it (broadcast, multicast, unknown unicast; OVS never
@@ -18,10 +22,17 @@
  *   priority 100  reg6=VNI,dl_dst=M  -> output:P
  *   priority 50   reg6=VNI           -> every local port of the network
  *   priority 0    drop
+ * table 3, from a tunnel, its source MAC:
+ *   priority 100  reg6=VNI,dl_src=M  -> drop (a remote frame claiming a local port's MAC)
+ *   priority 50   reg6=VNI  -> learn the source MAC into table 1 (cookie: the VNI and the
+ *                              learned cookie, at most OVS_NET_LEARNED_MAX per network),
+ *                              table 2
+ *   priority 0    drop
  */
 #include "net/ovs/ovs-private.h"
 
 #include <arpa/inet.h>
+#include <inttypes.h>
 #include <string.h>
 
 struct flow_list {
@@ -130,6 +141,19 @@ flood_actions(const struct ovs_bound_port *ports, size_t n_ports, const bool *ok
     return actions;
 }
 
+/* Learns the source MAC of a frame from a tunnel as the way to it (table 1), with the
+ * network's own cookie: OVS's learn limit counts the flows of one cookie in the table, so the
+ * limit caps each network on its own and one network's MACs cannot crowd out another's. */
+static char *
+learn_actions(uint32_t vni)
+{
+    return na_xasprintf("learn(table=1,priority=80,idle_timeout=%u,cookie=%#" PRIx64 ",limit=%u,"
+                        "NXM_NX_REG6[],NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],"
+                        "load:NXM_NX_TUN_ID[]->NXM_NX_TUN_ID[],output:NXM_OF_IN_PORT[]),"
+                        "resubmit(,2)",
+                        OVS_NET_LEARNED_IDLE_S, ovs_net_learned_cookie(vni), OVS_NET_LEARNED_MAX);
+}
+
 void
 ovs_flows_compute(const struct ovs_bound_port *ports, size_t n_ports,
                   const struct ovs_bound_tunnel *tunnels, size_t n_tunnels, struct ovs_flows *out)
@@ -138,6 +162,11 @@ ovs_flows_compute(const struct ovs_bound_port *ports, size_t n_ports,
     push(&l, na_xstrdup("table=0,priority=0"), na_xstrdup("drop"));
     push(&l, na_xstrdup("table=1,priority=0"), na_xstrdup("drop"));
     push(&l, na_xstrdup("table=2,priority=0"), na_xstrdup("drop"));
+    push(&l, na_xstrdup("table=3,priority=0"), na_xstrdup("drop"));
+    /* DHCP answers come from the cloud's configuration (the config drive), never from a
+     * guest: a rogue server would hand its neighbours another gateway. */
+    push(&l, na_xstrdup("table=0,priority=110,udp,tp_src=67"), na_xstrdup("drop"));
+    push(&l, na_xstrdup("table=0,priority=110,udp6,tp_src=547"), na_xstrdup("drop"));
 
     bool *ok = na_xcalloc(n_ports + 1, sizeof(*ok));
     char (*macs)[18] = na_xcalloc(n_ports + 1, sizeof(*macs));
@@ -164,9 +193,12 @@ ovs_flows_compute(const struct ovs_bound_port *ports, size_t n_ports,
         }
         push(&l, na_xasprintf("table=1,priority=100,reg6=%u,dl_dst=%s", p->vni, macs[i]),
              na_xasprintf("output:%d", P));
-        if (n_tunnels)
+        if (n_tunnels) {
             push(&l, na_xasprintf("table=2,priority=100,reg6=%u,dl_dst=%s", p->vni, macs[i]),
                  na_xasprintf("output:%d", P));
+            push(&l, na_xasprintf("table=3,priority=100,reg6=%u,dl_src=%s", p->vni, macs[i]),
+                 na_xstrdup("drop"));
+        }
         vnis[n_vnis++] = p->vni;
     }
     n_vnis = na_u32_sort_unique(vnis, n_vnis);
@@ -174,9 +206,11 @@ ovs_flows_compute(const struct ovs_bound_port *ports, size_t n_ports,
     for (size_t v = 0; v < n_vnis; v++) {
         push(&l, na_xasprintf("table=1,priority=50,reg6=%u", vnis[v]),
              flood_actions(ports, n_ports, ok, tunnels, n_tunnels, vnis[v]));
-        if (n_tunnels)
+        if (n_tunnels) {
             push(&l, na_xasprintf("table=2,priority=50,reg6=%u", vnis[v]),
                  flood_actions(ports, n_ports, ok, NULL, 0, vnis[v]));
+            push(&l, na_xasprintf("table=3,priority=50,reg6=%u", vnis[v]), learn_actions(vnis[v]));
+        }
     }
     for (size_t t = 0; t < n_tunnels; t++) {
         if (tunnels[t].ofport <= 0)
@@ -185,13 +219,9 @@ ovs_flows_compute(const struct ovs_bound_port *ports, size_t n_ports,
             uint32_t vni = tunnels[t].vnis[k];
             if (!has_vni(vnis, n_vnis, vni))
                 continue;
-            push(&l, na_xasprintf("table=0,priority=100,in_port=%d,tun_id=%u", tunnels[t].ofport,
-                                  vni),
-                 na_xasprintf("load:%u->NXM_NX_REG6[],learn(table=1,priority=80,idle_timeout=%u,"
-                              "cookie=%#x,NXM_NX_REG6[],NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],"
-                              "load:NXM_NX_TUN_ID[]->NXM_NX_TUN_ID[],output:NXM_OF_IN_PORT[]),"
-                              "resubmit(,2)",
-                              vni, OVS_NET_LEARNED_IDLE_S, OVS_NET_LEARNED_COOKIE));
+            push(&l,
+                 na_xasprintf("table=0,priority=100,in_port=%d,tun_id=%u", tunnels[t].ofport, vni),
+                 na_xasprintf("load:%u->NXM_NX_REG6[],resubmit(,3)", vni));
         }
     }
     free(ok);

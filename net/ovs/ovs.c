@@ -286,7 +286,8 @@ install(struct ovs_net *net, const struct ovs_flows *want)
         }
     }
     if (forget_learned && ret == 0) {
-        char *text = na_xasprintf("cookie=%#x/-1", OVS_NET_LEARNED_COOKIE);
+        char *text =
+            na_xasprintf("cookie=%#x/%#x", OVS_NET_LEARNED_COOKIE, OVS_NET_LEARNED_COOKIE_MASK);
         ret = queue_flow_mod(&requests, proto, OFPFC_DELETE, text);
         free(text);
         n_changes++;

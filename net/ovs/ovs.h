@@ -17,13 +17,15 @@
  * as the tunnel key.  Broadcast and unknown unicast from a local port go to the network's
  * local ports and to every tunnel of a peer with that network; a frame from a tunnel goes to
  * local ports only, so nothing is ever sent back into the mesh.  The source MAC of a frame
- * from a tunnel is learned (per network) so that unicast to it takes that tunnel alone.
+ * from a tunnel is learned (per network, at most OVS_NET_LEARNED_MAX) so that unicast to it
+ * takes that tunnel alone; a local port's MAC is never learned from a tunnel, and frames from
+ * a tunnel that claim one are dropped.
  *
  * Isolation: a network is known inside the bridge by its VNI (in reg6).  The table's default
  * is drop, so a tap that is not bound sends and receives nothing.  A bound port may send
- * only from its MAC, IPv4 only from its addresses, ARP only for its addresses; frames go to
- * the ports of the same network only (exact MAC forwarding, broadcast and unknown unicast
- * flooded within the network).
+ * only from its MAC, IPv4 only from its addresses, ARP only for its addresses, and never a
+ * DHCP (or DHCPv6) server's answer; frames go to the ports of the same network only (exact
+ * MAC forwarding, broadcast and unknown unicast flooded within the network).
  *
  * Threads: ovs_net_start/stop/set_ports from the agent's loop; ovs_net_wait_bound from any
  * thread (a worker waits there for a create's ports).  The shared fields are under one
@@ -35,8 +37,21 @@
 #include "common/common.h"
 
 #define OVS_NET_COOKIE 0x4e41u         /* "NA": marks the agent's flows */
-#define OVS_NET_LEARNED_COOKIE 0x4e42u /* flows learned from tunnels (remote MACs) */
+/* Flows learned from tunnels (remote MACs) carry OVS_NET_LEARNED_COOKIE in the low 16 bits
+ * of their cookie and their network's VNI above it (ovs_net_learned_cookie): OVS's learn
+ * limit counts per cookie, so each network may learn at most OVS_NET_LEARNED_MAX remote MACs
+ * (more are flooded to the network's tunnels, like unknown unicast, until some idle out).
+ * The mask finds them all, those of agents that used the bare 0x4e42 included. */
+#define OVS_NET_LEARNED_COOKIE 0x4e42u
+#define OVS_NET_LEARNED_COOKIE_MASK 0xffffu
 #define OVS_NET_LEARNED_IDLE_S 300
+#define OVS_NET_LEARNED_MAX 1024u
+
+static inline uint64_t
+ovs_net_learned_cookie(uint32_t vni)
+{
+    return (uint64_t)vni << 16 | OVS_NET_LEARNED_COOKIE;
+}
 
 struct ovs_net;
 

@@ -1,6 +1,7 @@
 """Tenant networks on one node: real guests (TCG) on the virtenv's br-int, the agent's flows
 installed through Open vSwitch's C library.  What the guests can reach is asked of the guests
 themselves (ping on their consoles); what the bridge holds is read with ovs-ofctl."""
+import concurrent.futures
 import os
 import re
 import subprocess
@@ -51,6 +52,36 @@ while time.monotonic() < end:
         print("arp", frame[22:28].hex(":"), socket.inet_ntoa(frame[28:32]), flush=True)
     elif etype == 0x0800:
         print("ip", frame[6:12].hex(":"), socket.inet_ntoa(frame[26:30]), flush=True)
+        ihl = (frame[14] & 0x0F) * 4
+        if frame[23] == 17 and len(frame) >= 14 + ihl + 2:
+            print("udp", frame[6:12].hex(":"), socket.inet_ntoa(frame[26:30]),
+                  struct.unpack("!H", frame[14 + ihl:16 + ihl])[0], flush=True)
+"""
+
+# A DHCPDISCOVER (broadcast flag set) from a made-up client, written into a guest's tap from
+# the host's side: it reaches the guest alone (OVS reads only what the guest sends).
+INJECT_DISCOVER = r"""
+import socket, struct, sys, time
+dev, count = sys.argv[1], int(sys.argv[2])
+client = bytes.fromhex("02aabbccdd01")
+def csum(b):
+    s = sum(struct.unpack(f"!{len(b) // 2}H", b))
+    s = (s >> 16) + (s & 0xFFFF)
+    s += s >> 16
+    return ~s & 0xFFFF
+bootp = struct.pack("!BBBBIHH16s16s64s128s", 1, 1, 6, 0, 0x4E410001, 0, 0x8000, bytes(16),
+                    client + bytes(10), bytes(64), bytes(128))
+bootp += bytes([99, 130, 83, 99, 53, 1, 1, 255])
+bootp += bytes(300 - len(bootp))
+udp = struct.pack("!HHHH", 68, 67, 8 + len(bootp), 0) + bootp
+hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0, bytes(4),
+                  b"\xff" * 4)
+hdr = hdr[:10] + struct.pack("!H", csum(hdr)) + hdr[12:]
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((dev, 0))
+for _ in range(count):
+    s.send(b"\xff" * 6 + client + b"\x08\x00" + hdr + udp)
+    time.sleep(1)
 """
 
 
@@ -169,6 +200,81 @@ def test_spoofed_mac_ip_and_gratuitous_arp_are_dropped(node):
     assert not [f for f in frames if f[0] == "arp" and f[2] == b.ip and f[1] != b.mac], frames
 
 
+def test_a_guest_answering_dhcp_reaches_no_other_guest(node):
+    # A runs a DHCP server (busybox udhcpd) on its own address and MAC, which anti-spoofing
+    # lets through; B, in its network, must not hear its offers, while A's ordinary traffic
+    # still reaches B.
+    node.start()
+    a = Guest(node, "dhcp-a", "10.0.0.5", 100)
+    b = Guest(node, "dhcp-b", "10.0.0.6", 100)
+    a.ready()
+    b.ready()
+    r = a.run([
+        "printf 'interface eth0\\nstart 10.0.0.100\\nend 10.0.0.150\\n"
+        "lease_file /tmp/udhcpd.leases\\npidfile /tmp/udhcpd.pid\\n' >/tmp/udhcpd.conf",
+        'touch /tmp/udhcpd.leases; udhcpd /tmp/udhcpd.conf; echo "@@dhcpd=$?@@"'], ["dhcpd"])
+    assert r["dhcpd"] == 0
+    tap_a, _ = iface_of(node, a.port)
+    tap_b, _ = iface_of(node, b.port)
+    cap_a = Capture(node, tap_a, 60)
+    cap_b = Capture(node, tap_b, 60)
+    r = a.run([ping(b.ip, "a_b")], ["a_b"])
+    assert r["a_b"] == 0
+    subprocess.run(node.env.nsenter() + ["/usr/bin/python3", "-c", INJECT_DISCOVER, tap_a, "15"],
+                   check=True, timeout=60)
+    offers_sent = [f for f in cap_a.frames() if f[0] == "udp" and f[1] == a.mac and f[3] == "67"]
+    seen_by_b = cap_b.frames()
+    # A did answer (so the capture could have seen its offers), and its pings reached B.
+    assert offers_sent, "A's DHCP server sent no offer: the test shows nothing"
+    assert ("ip", a.mac, a.ip) in seen_by_b
+    assert not [f for f in seen_by_b if f[0] == "udp" and f[3] == "67"], seen_by_b
+    # The bridge says why: a drop above every port's anti-spoofing flow.
+    table = flows(node)
+    assert [f for f in table if "priority=110,udp,tp_src=67" in f and "actions=drop" in f]
+    assert [f for f in table if "priority=110,udp6,tp_src=547" in f and "actions=drop" in f]
+
+
+def create_in(node, name, vni, mac, ip, inst=None):
+    """A create's last event, without waiting for the guest to boot."""
+    return node.create(name, ip=ip, vni=vni, mac=mac, inst=inst, check=None)[1]
+
+
+def test_a_mac_or_address_taken_in_its_network_is_refused_and_free_in_another(node):
+    node.start()
+    mac = "52:54:00:" + os.urandom(3).hex(":")
+    first = create_in(node, "dup-a", 100, mac, "10.0.0.5")
+    assert first["kind"] == "DONE", first
+    for name, other_mac, ip, field in (
+            ("dup-mac", mac.upper(), "10.0.0.6", "create.spec.nics[0].mac"),
+            ("dup-ip", "52:54:00:" + os.urandom(3).hex(":"), "10.0.0.5",
+             "create.spec.nics[0].ips[0]")):
+        inst = str(uuid.uuid4())
+        last = create_in(node, name, 100, other_mac, ip, inst=inst)
+        assert last["kind"] == "FAILED", last
+        assert last["error"]["code"] == "INVALID_ARGUMENT", last
+        assert last["error"]["field"] == field, last
+        assert not node.has_domain(inst)
+        assert not os.path.exists(node.dir(inst))
+    # The same MAC and address in another network are another network's business.
+    other = create_in(node, "dup-other-net", 200, mac, "10.0.0.5")
+    assert other["kind"] == "DONE" and other["state"] == "RUNNING", other
+    table = flows(node)
+    assert len([f for f in table if f"dl_src={mac}" in f and "nw_src=10.0.0.5" in f]) == 2
+
+    # Two creates with one MAC sent at once: the second is prepared while the first is still
+    # being built, and is refused all the same.
+    mac2 = "52:54:00:" + os.urandom(3).hex(":")
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda args: create_in(node, *args),
+                                [("race-1", 300, mac2, "10.0.0.5"),
+                                 ("race-2", 300, mac2, "10.0.0.6")]))
+    kinds = sorted(r["kind"] for r in results)
+    assert kinds == ["DONE", "FAILED"], results
+    refused = [r for r in results if r["kind"] == "FAILED"][0]
+    assert refused["error"]["code"] == "INVALID_ARGUMENT", refused
+    assert refused["error"]["field"] == "create.spec.nics[0].mac", refused
+
+
 def test_a_tap_added_by_hand_passes_nothing(node):
     node.start()
     a = Guest(node, "hand-a", "10.0.0.5", 100).ready()
@@ -219,8 +325,8 @@ def test_delete_removes_the_ports_flows_and_the_last_one_the_networks(node):
     assert [f for f in table if f"in_port={of_a}," in f]
     assert [f for f in table if "reg6=0x64" in f and f"output:{of_a}" in f]
     assert node.request("delete", a.inst, check=0)["kind"] == "DONE"
-    table = wait_for(lambda: (lambda t: t if len(t) == 3 else None)(flows(node)), 30,
-                     "only the three drop flows (tables 0, 1, 2) to stay")
+    table = wait_for(lambda: (lambda t: t if len(t) == 6 else None)(flows(node)), 30,
+                     "only the drop flows (tables 0 to 3, and DHCP answers) to stay")
     assert all("actions=drop" in f for f in table)
 
 
@@ -229,7 +335,7 @@ def test_ovs_and_agent_restarts_converge_to_the_same_flows(node):
     a = Guest(node, "rs-a", "10.0.0.5", 100).ready()
     b = Guest(node, "rs-b", "10.0.0.6", 100).ready()
     before = flows(node)
-    assert len(before) == 10, before
+    assert len(before) == 13, before
 
     def same():
         return flows(node) == before

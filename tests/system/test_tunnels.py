@@ -17,7 +17,7 @@ import pytest
 import trust
 from harness import Cluster, wait_for
 from nodes import Node
-from test_network import Guest, flows, ping
+from test_network import Guest, flows, iface_of, ping
 
 UDP_PORTS = {"geneve": 6081, "vxlan": 4789}
 
@@ -204,7 +204,51 @@ def test_restarts_converge_and_the_last_port_of_a_network_takes_its_tunnel(two_n
     wait_for(lambda: not [f for f in flows(n1) if "tun_id" in f or "NXM_NX_TUN_ID" in f], 30,
              "n1's tunnel flows (and learned ones) to go")
     assert [f for f in agent_flows(n1) if f"dl_src={a.mac}" in f]
-    assert len(agent_flows(n2)) == 3, agent_flows(n2)  # only the drops
+    assert len(agent_flows(n2)) == 6, agent_flows(n2)  # only the drops
+
+
+def trace(node, flow):
+    """What the node's real ovs-vswitchd does with flow on br-int (ofproto/trace), as text."""
+    ctl = os.path.join(node.env.ovs_rundir, "ovs-vswitchd.ctl")
+    return subprocess.run(["ovs-appctl", "-t", ctl, "ofproto/trace", node.env.bridge, flow],
+                          capture_output=True, text=True, check=True, timeout=30).stdout
+
+
+def test_a_tunnel_cannot_take_over_a_local_mac_and_learns_a_capped_number_per_network(
+        two_nodes):
+    hosts, (n1, n2), _ = two_nodes
+    a = Guest(n1, "own-a", "10.0.0.5", 300).ready()
+    b = Guest(n2, "own-b", "10.0.0.6", 300).ready()
+    wait_for(lambda: tunnel_ports(n1) and tunnel_ports(n2), 60, "a tunnel port on each node")
+    r = a.run([ping(b.ip, "a_b")], ["a_b"])
+    assert r["a_b"] == 0
+    (tunnel,) = tunnel_ports(n1)
+    t = int(n1.env.vsctl("get", "Interface", tunnel, "ofport").strip())
+    _, port_a = iface_of(n1, a.port)
+
+    # A frame from the tunnel claiming A's MAC is dropped by n1's OVS: nothing delivered,
+    # nothing learned.  One from B's MAC is delivered to A, and learned.
+    arp = f"arp,arp_op=1,arp_spa={b.ip},arp_tpa={a.ip},dl_dst=ff:ff:ff:ff:ff:ff"
+    forged = trace(n1, f"in_port={t},tun_id=300,dl_src={a.mac},{arp}")
+    assert "Datapath actions: drop" in forged, forged
+    assert "learn(" not in forged, forged
+    honest = trace(n1, f"in_port={t},tun_id=300,dl_src={b.mac},{arp}")
+    assert "Datapath actions: drop" not in honest, honest
+    assert "learn(" in honest, honest
+    # To A's MAC, from the tunnel: A's port, by the local flow.
+    to_a = trace(n1, f"in_port={t},tun_id=300,dl_src={b.mac},dl_dst={a.mac},arp,arp_op=2")
+    assert f"output:{port_a}" in to_a, to_a
+
+    # B's MAC was learned on n1 with network 300's own cookie, which the learn limit counts.
+    table = flows(n1)
+    learned = [f for f in table if "learn(" not in f and " priority=80," in f]
+    assert learned and all("cookie=0x12c4e42," in f for f in learned), learned
+    assert [f for f in learned if f"dl_dst={b.mac}" in f], learned
+    assert not [f for f in learned if f"dl_dst={a.mac}" in f], learned
+    assert [f for f in table if "limit=1024" in f and "cookie=0x12c4e42" in f
+            and "reg6=0x12c" in f], table
+    assert [f for f in table if f"dl_src={a.mac}" in f and "reg6=0x12c" in f
+            and "actions=drop" in f], table
 
 
 def peers_of(node):

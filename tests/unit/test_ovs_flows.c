@@ -32,10 +32,33 @@ test_no_ports_is_drop_only(void **state)
     (void)state;
     struct ovs_flows f = {0};
     ovs_flows_compute(NULL, 0, NULL, 0, &f);
-    assert_int_equal(f.n, 3);
+    assert_int_equal(f.n, 6);
     assert_string_equal(actions(&f, "table=0,priority=0"), "drop");
     assert_string_equal(actions(&f, "table=1,priority=0"), "drop");
     assert_string_equal(actions(&f, "table=2,priority=0"), "drop");
+    assert_string_equal(actions(&f, "table=3,priority=0"), "drop");
+    for (size_t i = 0; i < f.n; i++)
+        assert_string_equal(f.items[i].actions, "drop");
+    ovs_flows_clear(&f);
+}
+
+/* DHCP server (and relay) answers, IPv4 or IPv6, are dropped before any port's
+ * anti-spoofing flow could let them through: a port's own address is no excuse. */
+static void
+test_no_port_or_tunnel_may_answer_dhcp(void **state)
+{
+    (void)state;
+    struct ovs_bound_port ports[] = {{&port_a, 5}};
+    static const uint32_t vnis_100[] = {100};
+    struct ovs_bound_tunnel tunnels[] = {{"10.200.0.2", 20, vnis_100, 1}};
+    struct ovs_flows f = {0};
+    ovs_flows_compute(ports, 1, tunnels, 1, &f);
+    assert_string_equal(actions(&f, "table=0,priority=110,udp,tp_src=67"), "drop");
+    assert_string_equal(actions(&f, "table=0,priority=110,udp6,tp_src=547"), "drop");
+    /* Above every flow that admits a frame into a network. */
+    for (size_t i = 0; i < f.n; i++)
+        if (strstr(f.items[i].actions, "->NXM_NX_REG6[]"))
+            assert_non_null(strstr(f.items[i].key, "table=0,priority=100,"));
     ovs_flows_clear(&f);
 }
 
@@ -61,7 +84,7 @@ test_port_may_send_only_from_its_mac_and_addresses(void **state)
     for (size_t i = 0; i < f.n; i++)
         from_a += strstr(f.items[i].key, "in_port=5,") != NULL;
     assert_int_equal(from_a, 2);
-    assert_int_equal(f.n, 7);
+    assert_int_equal(f.n, 10);
     ovs_flows_clear(&f);
 }
 
@@ -126,7 +149,7 @@ test_unbound_or_malformed_ports_get_nothing(void **state)
         assert_null(strstr(f.items[i].key, "0a"));
     }
     assert_string_equal(actions(&f, "table=1,priority=50,reg6=100"), "output:4");
-    assert_int_equal(f.n, 5);
+    assert_int_equal(f.n, 8);
     ovs_flows_clear(&f);
 }
 
@@ -156,11 +179,8 @@ test_tunnels_carry_only_the_networks_both_sides_host(void **state)
     assert_string_equal(actions(&f, "table=2,priority=100,reg6=200,dl_dst=52:54:00:00:00:0c"),
                         "output:9");
     /* Ingress from each tunnel for the shared networks only; 300 is nobody's here. */
-    const char *in100 = actions(&f, "table=0,priority=100,in_port=20,tun_id=100");
-    assert_non_null(in100);
-    assert_non_null(strstr(in100, "load:100->NXM_NX_REG6[],learn(table=1,"));
-    assert_non_null(strstr(in100, "cookie=0x4e42"));
-    assert_non_null(strstr(in100, "resubmit(,2)"));
+    assert_string_equal(actions(&f, "table=0,priority=100,in_port=20,tun_id=100"),
+                        "load:100->NXM_NX_REG6[],resubmit(,3)");
     assert_non_null(actions(&f, "table=0,priority=100,in_port=21,tun_id=200"));
     assert_null(actions(&f, "table=0,priority=100,in_port=20,tun_id=200"));
     assert_null(actions(&f, "table=0,priority=100,in_port=20,tun_id=300"));
@@ -170,6 +190,57 @@ test_tunnels_carry_only_the_networks_both_sides_host(void **state)
         assert_null(strstr(f.items[i].key, "300"));
     }
     assert_int_equal(ingress, 3);
+    ovs_flows_clear(&f);
+}
+
+/* From a tunnel, a source MAC is learned per network, at most OVS_NET_LEARNED_MAX of them,
+ * and never one of a local port: such frames are dropped, and the local port's delivery flow
+ * outranks anything learned. */
+static void
+test_learned_macs_are_capped_and_never_a_local_ports(void **state)
+{
+    (void)state;
+    struct ovs_bound_port ports[] = {{&port_a, 5}, {&port_b, 7}, {&port_c, 9}};
+    struct ovs_bound_tunnel tunnels[] = {{"10.200.0.2", 20, vnis_100_300, 2},
+                                         {"10.200.0.3", 21, vnis_100_200, 2}};
+    struct ovs_flows f = {0};
+    ovs_flows_compute(ports, 3, tunnels, 2, &f);
+    assert_string_equal(actions(&f, "table=3,priority=100,reg6=100,dl_src=52:54:00:00:00:0a"),
+                        "drop");
+    assert_string_equal(actions(&f, "table=3,priority=100,reg6=100,dl_src=52:54:00:00:00:0b"),
+                        "drop");
+    assert_string_equal(actions(&f, "table=3,priority=100,reg6=200,dl_src=52:54:00:00:00:0c"),
+                        "drop");
+    /* C's MAC is C's network's only. */
+    assert_null(actions(&f, "table=3,priority=100,reg6=100,dl_src=52:54:00:00:00:0c"));
+    char want[512];
+    snprintf(want, sizeof(want),
+             "learn(table=1,priority=80,idle_timeout=300,cookie=0x644e42,limit=%u,"
+             "NXM_NX_REG6[],NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],"
+             "load:NXM_NX_TUN_ID[]->NXM_NX_TUN_ID[],output:NXM_OF_IN_PORT[]),resubmit(,2)",
+             OVS_NET_LEARNED_MAX);
+    assert_string_equal(actions(&f, "table=3,priority=50,reg6=100"), want);
+    const char *learn200 = actions(&f, "table=3,priority=50,reg6=200");
+    assert_non_null(learn200);
+    assert_non_null(strstr(learn200, "cookie=0xc84e42,"));
+    assert_int_equal(ovs_net_learned_cookie(0x00ffffff), 0xffffff4e42ull);
+    /* Learned flows (priority 80) rank below every local port's (100). */
+    assert_string_equal(actions(&f, "table=1,priority=100,reg6=100,dl_dst=52:54:00:00:00:0a"),
+                        "output:5");
+    /* Only table 3 learns, and only a tunnel's ingress leads there. */
+    for (size_t i = 0; i < f.n; i++) {
+        if (strstr(f.items[i].actions, "learn("))
+            assert_non_null(strstr(f.items[i].key, "table=3,priority=50,"));
+        if (strstr(f.items[i].actions, "resubmit(,3)"))
+            assert_true(ovs_flows_is_tunnel_ingress(&f.items[i]));
+    }
+    ovs_flows_clear(&f);
+
+    /* Without tunnels, nothing is learned and table 3 is only its drop. */
+    ovs_flows_compute(ports, 3, NULL, 0, &f);
+    for (size_t i = 0; i < f.n; i++)
+        if (strncmp(f.items[i].key, "table=3,", 8) == 0)
+            assert_string_equal(f.items[i].key, "table=3,priority=0");
     ovs_flows_clear(&f);
 }
 
@@ -203,11 +274,13 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_no_ports_is_drop_only),
+        cmocka_unit_test(test_no_port_or_tunnel_may_answer_dhcp),
         cmocka_unit_test(test_port_may_send_only_from_its_mac_and_addresses),
         cmocka_unit_test(test_networks_are_kept_apart),
         cmocka_unit_test(test_same_ports_same_table_in_any_order),
         cmocka_unit_test(test_unbound_or_malformed_ports_get_nothing),
         cmocka_unit_test(test_tunnels_carry_only_the_networks_both_sides_host),
+        cmocka_unit_test(test_learned_macs_are_capped_and_never_a_local_ports),
         cmocka_unit_test(test_a_tunnel_without_a_port_number_gets_nothing),
         cmocka_unit_test(test_tunnel_port_names),
     };

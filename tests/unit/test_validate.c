@@ -30,6 +30,7 @@ struct fx {
     Nodeagent__V1__Nic *nics[17];
     char *ips0[17];
     char *ips1[1];
+    char *ips1_2[2];
     char *keys[33];
     Nodeagent__V1__InstanceSpec__MetadataEntry meta[2];
     Nodeagent__V1__InstanceSpec__MetadataEntry *metas[129];
@@ -394,6 +395,9 @@ assert_invalid(struct fx *f, const char *field)
     X(nic_dup_mac_case, "create.spec.nics[1].mac", f->nic[0].mac = "52:54:00:ab:cd:ef";            \
       f->nic[1].mac = "52:54:00:AB:CD:EF")                                                         \
     X(nic_dup_same, "create.spec.nics[1].port_id", f->nics[1] = &f->nic[0])                        \
+    X(nic_dup_ip, "create.spec.nics[1].ips[0]", f->ips1[0] = "10.0.0.5/16")                        \
+    X(nic_dup_ip_second, "create.spec.nics[1].ips[1]", f->nic[1].n_ips = 2;                        \
+      f->ips1_2[0] = "192.168.7.9/32"; f->ips1_2[1] = "10.0.0.5/24"; f->nic[1].ips = f->ips1_2)    \
     X(nic_null, "create.spec.nics[1]", f->nics[1] = NULL)                                          \
     /* hostname */                                                                                 \
     X(hostname_empty, "create.spec.hostname", f->spec.hostname = "")                               \
@@ -654,6 +658,19 @@ test_valid_edges(void **state)
     fx_free(f);
 }
 
+/* Addresses are unique within a network, not across networks. */
+static void
+test_valid_same_address_in_two_networks(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new();
+    f->ips1[0] = "10.0.0.5/24";
+    f->nic[1].network_id = UUID_A;
+    f->nic[1].vni = 4243;
+    assert_valid(f);
+    fx_free(f);
+}
+
 static void
 test_valid_strings(void **state)
 {
@@ -848,6 +865,7 @@ main(void)
         cmocka_unit_test(test_valid_create),
         cmocka_unit_test(test_valid_every_kind),
         cmocka_unit_test(test_valid_edges),
+        cmocka_unit_test(test_valid_same_address_in_two_networks),
         cmocka_unit_test(test_valid_strings),
         cmocka_unit_test(test_message_says_what_and_allowed),
         cmocka_unit_test(test_message_escapes_and_cuts),
