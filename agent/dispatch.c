@@ -13,6 +13,7 @@ struct op {
     agent_done_fn start;
     agent_work_fn work;
     agent_done_fn done;
+    agent_done_fn park;
     void *data;
     uv_work_t req;
 };
@@ -145,7 +146,7 @@ agent_dispatch_free(struct agent_dispatch *d)
 
 void
 agent_dispatch_submit(struct agent_dispatch *d, const char *key, agent_done_fn start,
-                      agent_work_fn work, agent_done_fn done, void *data)
+                      agent_work_fn work, agent_done_fn done, agent_done_fn park, void *data)
 {
     struct lane *lane = lane_get(d, key ? key : "");
     struct op *op = na_xcalloc(1, sizeof(*op));
@@ -154,6 +155,7 @@ agent_dispatch_submit(struct agent_dispatch *d, const char *key, agent_done_fn s
     op->start = start;
     op->work = work;
     op->done = done;
+    op->park = park;
     op->data = data;
     if (lane->tail)
         lane->tail->next = op;
@@ -165,7 +167,7 @@ agent_dispatch_submit(struct agent_dispatch *d, const char *key, agent_done_fn s
 }
 
 void
-agent_dispatch_park(struct agent_dispatch *d, void (*park)(void *data))
+agent_dispatch_park(struct agent_dispatch *d)
 {
     for (size_t i = 0; i < N_BUCKETS; i++) {
         struct lane *l = d->buckets[i];
@@ -176,7 +178,7 @@ agent_dispatch_park(struct agent_dispatch *d, void (*park)(void *data))
             while (op) {
                 struct op *op_next = op->next;
                 d->n_queued--;
-                park(op->data);
+                op->park(op->data);
                 free(op);
                 op = op_next;
             }

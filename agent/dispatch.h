@@ -3,8 +3,8 @@
  *
  * work() runs on a worker thread and must touch nothing but its own data; done() runs on
  * the loop afterwards and may change agent state.  On shutdown, agent_dispatch_park()
- * hands back every operation that has not started, so its owner can leave it recorded for
- * the next start.
+ * hands every operation that has not started to its own park(), so that its owner can
+ * leave it recorded for the next start, or drop it.
  */
 #ifndef NODEAGENT_AGENT_DISPATCH_H
 #define NODEAGENT_AGENT_DISPATCH_H
@@ -22,11 +22,12 @@ struct agent_dispatch *agent_dispatch_new(uv_loop_t *loop);
 void agent_dispatch_free(struct agent_dispatch *d);
 
 /* Queues data under key (copied).  start() runs on the loop just before work() is handed
- * to a worker (may be NULL): it is the moment to record that the operation began. */
+ * to a worker (may be NULL): it is the moment to record that the operation began.  park()
+ * takes data back if the operation never starts (agent_dispatch_park); it frees it. */
 void agent_dispatch_submit(struct agent_dispatch *d, const char *key, agent_done_fn start,
-                           agent_work_fn work, agent_done_fn done, void *data);
-/* Removes every queued, not started, operation and calls park(data) for each. */
-void agent_dispatch_park(struct agent_dispatch *d, void (*park)(void *data));
+                           agent_work_fn work, agent_done_fn done, agent_done_fn park, void *data);
+/* Removes every queued, not started, operation and calls its park(data). */
+void agent_dispatch_park(struct agent_dispatch *d);
 
 size_t agent_dispatch_queued(const struct agent_dispatch *d);
 size_t agent_dispatch_running(const struct agent_dispatch *d);

@@ -150,10 +150,21 @@ op_done(void *data)
     agent_backpressure(a);
 }
 
+/* On shutdown, an operation that has not started stays recorded for the next start. */
+static void
+park_op(void *data)
+{
+    struct agent_op *op = data;
+    struct na_log_ctx log = op_log_ctx(op);
+    na_log(NA_LOG_INFO, &log, "request parked until the next start", "kind=%s",
+           agent_request_kind_name(op->kind));
+    agent_op_free(op);
+}
+
 void
 agent_execute(struct agent *a, struct agent_op *op)
 {
-    agent_dispatch_submit(a->dispatch, op->key, op_start, op_work, op_done, op);
+    agent_dispatch_submit(a->dispatch, op->key, op_start, op_work, op_done, park_op, op);
     agent_backpressure(a);
 }
 
@@ -185,18 +196,8 @@ agent_replay_open_intents(struct agent *a, struct na_error **err)
     return agent_store_intent_each_open(a->store, replay_one, a, err);
 }
 
-static void
-park_op(void *data)
-{
-    struct agent_op *op = data;
-    struct na_log_ctx log = op_log_ctx(op);
-    na_log(NA_LOG_INFO, &log, "request parked until the next start", "kind=%s",
-           agent_request_kind_name(op->kind));
-    agent_op_free(op);
-}
-
 void
 agent_park_queued(struct agent *a)
 {
-    agent_dispatch_park(a->dispatch, park_op);
+    agent_dispatch_park(a->dispatch);
 }

@@ -138,8 +138,8 @@ report(struct agent *a, struct agent_orphan *o)
 
     struct na_log_ctx log = {.instance = o->uuid};
     na_log(NA_LOG_WARN, &log, "orphan: left running, untouched",
-           "why=%s has_domain=%s has_dir=%s power=%s node_id=%s store_id=%s holds=%s",
-           msg.why, o->has_domain ? "true" : "false", o->has_dir ? "true" : "false",
+           "why=%s has_domain=%s has_dir=%s power=%s node_id=%s store_id=%s holds=%s", msg.why,
+           o->has_domain ? "true" : "false", o->has_dir ? "true" : "false",
            o->has_domain ? hv_power_name(o->power) : "-", *msg.node_id ? msg.node_id : "-",
            *msg.store_id ? msg.store_id : "-", msg.holds ? "true" : "false");
     o->reported = true;
@@ -211,14 +211,14 @@ agent_orphans_view(struct agent *a)
     for (size_t i = 0; i < a->orphans.n; i++) {
         const struct agent_orphan *o = a->orphans.items[i];
         json_array_append_new(
-            list, json_pack("{s:s, s:o, s:o, s:o, s:o, s:b, s:b, s:o, s:s, s:b, s:b, s:o}",
-                            "uuid", o->uuid, "name", opt_string(o->name), "tenant",
-                            opt_string(o->tenant_id), "node_id", opt_string(o->node_id),
-                            "store_id", opt_string(o->store_id), "has_domain", o->has_domain,
-                            "has_dir", o->has_dir, "power",
-                            o->has_domain ? json_string(hv_power_name(o->power)) : json_null(),
-                            "why", agent_orphan_why_name(o->why), "holds", holds(a, o),
-                            "purging", o->purging, "purge_error", opt_string(o->purge_error)));
+            list,
+            json_pack("{s:s, s:o, s:o, s:o, s:o, s:b, s:b, s:o, s:s, s:b, s:b, s:o}", "uuid",
+                      o->uuid, "name", opt_string(o->name), "tenant", opt_string(o->tenant_id),
+                      "node_id", opt_string(o->node_id), "store_id", opt_string(o->store_id),
+                      "has_domain", o->has_domain, "has_dir", o->has_dir, "power",
+                      o->has_domain ? json_string(hv_power_name(o->power)) : json_null(), "why",
+                      agent_orphan_why_name(o->why), "holds", holds(a, o), "purging", o->purging,
+                      "purge_error", opt_string(o->purge_error)));
     }
     char why[512];
     bool holding = agent_orphans_holding(a, why, sizeof(why));
@@ -288,6 +288,15 @@ purge_done(void *data)
     free(p);
 }
 
+/* Shutdown came before the purge's turn: the orphan stays, for the operator to ask again. */
+static void
+purge_park(void *data)
+{
+    struct purge *p = data;
+    na_error_free(p->err);
+    free(p);
+}
+
 int
 agent_orphans_purge(struct agent *a, const char *uuid, struct na_error **err)
 {
@@ -307,7 +316,7 @@ agent_orphans_purge(struct agent *a, const char *uuid, struct na_error **err)
     struct na_log_ctx log = {.instance = uuid};
     na_log(NA_LOG_INFO, &log, "purging an orphan at the operator's request", "why=%s",
            agent_orphan_why_name(o->why));
-    agent_dispatch_submit(a->dispatch, p->uuid, purge_start, purge_work, purge_done, p);
+    agent_dispatch_submit(a->dispatch, p->uuid, purge_start, purge_work, purge_done, purge_park, p);
     return 0;
 }
 

@@ -114,7 +114,8 @@ static void
 leftover_work(void *data)
 {
     struct leftover *o = data;
-    if (o->adopted || (o->had_domain && hv_domain_undefine(o->agent->host.hv, o->uuid, &o->err) < 0))
+    if (o->adopted ||
+        (o->had_domain && hv_domain_undefine(o->agent->host.hv, o->uuid, &o->err) < 0))
         return;
     cleanup_free char *dir = na_xasprintf("%s/%s", o->agent->host.instances_dir, o->uuid);
     na_remove_tree(dir);
@@ -129,9 +130,8 @@ leftover_done(void *data)
     if (o->adopted) {
         na_log(NA_LOG_INFO, &log, "not a leftover after all: an instance owns it now", NULL);
     } else if (o->err) {
-        na_log(NA_LOG_WARN, &log,
-               "finishing a recorded delete failed; next reconciliation retries", "error=\"%s\"",
-               o->err->msg);
+        na_log(NA_LOG_WARN, &log, "finishing a recorded delete failed; next reconciliation retries",
+               "error=\"%s\"", o->err->msg);
     } else {
         Nodeagent__V1__Event ev;
         agent_event_init(a, &ev, NODEAGENT__V1__EVENT_KIND__EVENT_KIND_STATE_CHANGED, "", o->uuid,
@@ -149,6 +149,15 @@ leftover_done(void *data)
     free(o);
 }
 
+/* Shutdown came before the clean-up's turn: the next start's reconciliation finds it again. */
+static void
+leftover_park(void *data)
+{
+    struct leftover *o = data;
+    na_error_free(o->err);
+    free(o);
+}
+
 static void
 finish_delete(struct agent *a, const char *uuid, bool had_domain)
 {
@@ -156,7 +165,8 @@ finish_delete(struct agent *a, const char *uuid, bool had_domain)
     o->agent = a;
     snprintf(o->uuid, sizeof(o->uuid), "%s", uuid);
     o->had_domain = had_domain;
-    agent_dispatch_submit(a->dispatch, o->uuid, leftover_start, leftover_work, leftover_done, o);
+    agent_dispatch_submit(a->dispatch, o->uuid, leftover_start, leftover_work, leftover_done,
+                          leftover_park, o);
 }
 
 /* --- the comparison, on the loop --------------------------------------------------------- */

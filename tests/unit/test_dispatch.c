@@ -97,6 +97,18 @@ item_new(struct trace *t, const char *name)
     return it;
 }
 
+static int n_parked;
+static char parked_names[64];
+
+static void
+park(void *data)
+{
+    struct item *it = data;
+    n_parked++;
+    strcat(parked_names, it->name);
+    free(it);
+}
+
 static void
 test_serial_per_key_concurrent_across_keys(void **state)
 {
@@ -108,10 +120,10 @@ test_serial_per_key_concurrent_across_keys(void **state)
 
     struct item *a1 = item_new(&t, "A1");
     a1->wait_for_b = true;
-    agent_dispatch_submit(d, "A", start, work, done, a1);
-    agent_dispatch_submit(d, "A", start, work, done, item_new(&t, "A2"));
-    agent_dispatch_submit(d, "A", start, work, done, item_new(&t, "A3"));
-    agent_dispatch_submit(d, "B", start, work, done, item_new(&t, "B1"));
+    agent_dispatch_submit(d, "A", start, work, done, park, a1);
+    agent_dispatch_submit(d, "A", start, work, done, park, item_new(&t, "A2"));
+    agent_dispatch_submit(d, "A", start, work, done, park, item_new(&t, "A3"));
+    agent_dispatch_submit(d, "B", start, work, done, park, item_new(&t, "B1"));
     assert_int_equal(agent_dispatch_running(d), 2);
     assert_int_equal(agent_dispatch_queued(d), 2);
 
@@ -134,18 +146,6 @@ test_serial_per_key_concurrent_across_keys(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
-static int n_parked;
-static char parked_names[64];
-
-static void
-park(void *data)
-{
-    struct item *it = data;
-    n_parked++;
-    strcat(parked_names, it->name);
-    free(it);
-}
-
 static void
 test_park_returns_only_queued(void **state)
 {
@@ -154,14 +154,14 @@ test_park_returns_only_queued(void **state)
     uv_loop_init(&loop);
     struct agent_dispatch *d = agent_dispatch_new(&loop);
     struct trace t = {.lock = PTHREAD_MUTEX_INITIALIZER};
-    agent_dispatch_submit(d, "A", start, work, done, item_new(&t, "A1"));
-    agent_dispatch_submit(d, "A", start, work, done, item_new(&t, "A2"));
-    agent_dispatch_submit(d, "A", start, work, done, item_new(&t, "A3"));
-    agent_dispatch_submit(d, "C", start, work, done, item_new(&t, "C1"));
+    agent_dispatch_submit(d, "A", start, work, done, park, item_new(&t, "A1"));
+    agent_dispatch_submit(d, "A", start, work, done, park, item_new(&t, "A2"));
+    agent_dispatch_submit(d, "A", start, work, done, park, item_new(&t, "A3"));
+    agent_dispatch_submit(d, "C", start, work, done, park, item_new(&t, "C1"));
 
     n_parked = 0;
     parked_names[0] = '\0';
-    agent_dispatch_park(d, park);
+    agent_dispatch_park(d);
     assert_int_equal(n_parked, 2);
     assert_string_equal(parked_names, "A2A3");
     assert_int_equal(agent_dispatch_queued(d), 0);
