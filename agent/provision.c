@@ -241,6 +241,12 @@ define_domain(struct agent_op *op, const struct instance_paths *p, const char *b
         .nics = nics,
         .n_nics = spec->n_nics,
     };
+    /* The whole spec rides in the metadata, so that a domain whose record is lost can be
+     * made an instance again (nodectl adopt). */
+    cleanup_free uint8_t *packed =
+        na_xmalloc(nodeagent__v1__instance_spec__get_packed_size(spec) + 1);
+    d.instance_spec = packed;
+    d.instance_spec_size = nodeagent__v1__instance_spec__pack(spec, packed);
     cleanup_free char *xml = NULL;
     int ret = hv_domain_xml_build(&d, &xml, err);
     return ret < 0 ? ret : hv_domain_define(op->host->hv, xml, err);

@@ -134,6 +134,13 @@ bool na_mac_parse(const char *s, uint8_t mac[6]);
  * looked at); false when s does not start with an IPv4 address. */
 bool na_ipv4_addr_parse(const char *s, uint32_t *addr);
 
+/* Base64 (RFC 4648, padded) of data; the caller frees the string. */
+char *na_base64_encode(const uint8_t *data, size_t size);
+/* Decodes text strictly (the standard alphabet, padded, no whitespace) into *out (the
+ * caller frees it; *out_size may be 0); -EINVAL, with nothing to free, for anything else or
+ * for more than max_size bytes. */
+int na_base64_decode(const char *text, size_t max_size, uint8_t **out, size_t *out_size);
+
 /* fsync()s the directory holding path, so that a rename into it is durable. */
 int na_fsync_dir_of(const char *path, struct na_error **err);
 

@@ -226,6 +226,30 @@ hv_domain_undefine(struct hv_conn *conn, const char *uuid, struct na_error **err
 }
 
 int
+hv_domain_set_owner(struct hv_conn *conn, const char *uuid, const char *node_id,
+                    const char *store_id, struct na_error **err)
+{
+    cleanup_call struct call c = {0};
+    int ret = call_begin(conn, uuid, "set the owner of", &c, err);
+    if (ret < 0)
+        return ret;
+    cleanup_free char *xml = virDomainGetXMLDesc(c.dom, VIR_DOMAIN_XML_INACTIVE);
+    if (!xml)
+        return hv_error(err, "read definition of", uuid);
+    cleanup_free char *instance = NULL;
+    if ((ret = hv_domain_meta_with_owner(xml, node_id, store_id, &instance, err)) < 0)
+        return ret;
+    int active = virDomainIsActive(c.dom);
+    if (active < 0)
+        return hv_error(err, "set the owner of", uuid);
+    unsigned flags = VIR_DOMAIN_AFFECT_CONFIG | (active ? VIR_DOMAIN_AFFECT_LIVE : 0);
+    if (virDomainSetMetadata(c.dom, VIR_DOMAIN_METADATA_ELEMENT, instance, HV_METADATA_PREFIX,
+                             HV_METADATA_NS, flags) < 0)
+        return hv_error(err, "set the owner of", uuid);
+    return 0;
+}
+
+int
 hv_domain_get_xml(struct hv_conn *conn, const char *uuid, bool inactive, char **xml,
                   struct na_error **err)
 {

@@ -213,6 +213,12 @@ check_spec(const struct hv_domain_spec *spec, struct na_error **err)
         (ret = check_text("image_id", spec->image_id, 1, TEXT_MAX, err)) < 0 ||
         (ret = check_text("node_id", spec->node_id, 1, TEXT_MAX, err)) < 0)
         return ret;
+    if (spec->instance_spec_size > HV_INSTANCE_SPEC_MAX_SIZE)
+        return na_error_field(err, "instance_spec",
+                              "instance_spec is %zu bytes long; at most %u are allowed",
+                              spec->instance_spec_size, HV_INSTANCE_SPEC_MAX_SIZE);
+    if (spec->instance_spec_size && !spec->instance_spec)
+        return na_error_field(err, "instance_spec", "instance_spec has a size and no bytes");
     const char *h = spec->image_sha256;
     if (!h || strlen(h) != 64 || strspn(h, "0123456789abcdef") != 64)
         return na_error_field(err, "image_sha256", "image_sha256 is not 64 lowercase hex digits");
@@ -337,6 +343,10 @@ build_metadata(xmlNodePtr domain, const struct hv_domain_spec *spec)
     xmlNodePtr owner = child(inst, ns, "owner", NULL);
     prop(owner, "node", spec->node_id);
     prop(owner, "store", spec->store_id);
+    if (spec->instance_spec_size) {
+        cleanup_free char *b64 = na_base64_encode(spec->instance_spec, spec->instance_spec_size);
+        prop(child(inst, ns, "spec", b64), "encoding", "base64");
+    }
 }
 
 static void
@@ -596,6 +606,9 @@ parse_ours(xmlXPathContextPtr ctx, xmlNodePtr inst, struct hv_domain_meta *out,
         out->node_id = xp_value(ctx, owner, NULL, "node");
         out->store_id = xp_value(ctx, owner, NULL, "store");
     }
+    xmlNodePtr spec = xp_node(ctx, inst, "na:spec");
+    cleanup_free char *spec_text = spec ? xp_value(ctx, spec, NULL, NULL) : NULL;
+    cleanup_free char *spec_encoding = spec ? xp_value(ctx, spec, NULL, "encoding") : NULL;
 
     const char *bad = NULL;
     uint64_t n_vcpus = 0, created_ms = 0;
@@ -623,6 +636,11 @@ parse_ours(xmlXPathContextPtr ctx, xmlNodePtr inst, struct hv_domain_meta *out,
         bad = "na:owner/@node";
     else if (owner && (!out->store_id || !na_uuid_is_valid(out->store_id)))
         bad = "na:owner/@store";
+    else if (spec && (!spec_encoding || strcmp(spec_encoding, "base64") != 0))
+        bad = "na:spec/@encoding";
+    else if (spec && na_base64_decode(spec_text ? spec_text : "", HV_INSTANCE_SPEC_MAX_SIZE,
+                                      &out->instance_spec, &out->instance_spec_size) < 0)
+        bad = "na:spec";
     out->vcpus = (uint32_t)n_vcpus;
     out->created_ms = (int64_t)created_ms;
     if (bad)
@@ -630,6 +648,34 @@ parse_ours(xmlXPathContextPtr ctx, xmlNodePtr inst, struct hv_domain_meta *out,
                             "domain %s carries nodeagent metadata with a missing or malformed %s",
                             out->domain_name ? out->domain_name : "(unnamed)", bad);
     return 0;
+}
+
+/* "+UID:+GID" (libvirt also takes names; we only ever write numbers). */
+static bool
+parse_dac_label(const char *label, int64_t *uid, int64_t *gid)
+{
+    if (!label || label[0] != '+')
+        return false;
+    const char *colon = strchr(label, ':');
+    if (!colon || colon[1] != '+')
+        return false;
+    cleanup_free char *u = na_xstrndup(label + 1, (size_t)(colon - label - 1));
+    uint64_t nu, ng;
+    if (!parse_u64(u, &nu) || !parse_u64(colon + 2, &ng) || nu > UINT32_MAX || ng > UINT32_MAX)
+        return false;
+    *uid = (int64_t)nu;
+    *gid = (int64_t)ng;
+    return true;
+}
+
+static void
+parse_seclabel(xmlXPathContextPtr ctx, xmlNodePtr root, struct hv_domain_meta *out)
+{
+    out->dac_uid = out->dac_gid = -1;
+    cleanup_free char *label =
+        xp_value(ctx, root, "seclabel[@model='dac' and @type='static']/label", NULL);
+    if (!parse_dac_label(label, &out->dac_uid, &out->dac_gid))
+        out->dac_uid = out->dac_gid = -1;
 }
 
 static void
@@ -674,15 +720,16 @@ parse_devices(xmlXPathContextPtr ctx, xmlNodePtr root, struct hv_domain_meta *ou
     }
 }
 
-int
-hv_domain_meta_parse(const char *domain_xml, struct hv_domain_meta *out, struct na_error **err)
+/* domain_xml as a document whose root is a libvirt <domain>, or NULL with err set. */
+static xmlDocPtr
+read_domain(const char *domain_xml, struct na_error **err)
 {
-    memset(out, 0, sizeof(*out));
     size_t size = strlen(domain_xml);
-    if (size > XML_MAX_SIZE)
-        return na_error_set(err, NA_CODE_HYPERVISOR, 0,
-                            "domain XML is %zu bytes long; at most %u are parsed", size,
-                            XML_MAX_SIZE);
+    if (size > XML_MAX_SIZE) {
+        na_error_set(err, NA_CODE_HYPERVISOR, 0,
+                     "domain XML is %zu bytes long; at most %u are parsed", size, XML_MAX_SIZE);
+        return NULL;
+    }
 
     cleanup_xml_parser_ctxt xmlParserCtxtPtr ctxt = must(xmlNewParserCtxt());
     bool has_dtd = false;
@@ -692,24 +739,44 @@ hv_domain_meta_parse(const char *domain_xml, struct hv_domain_meta *out, struct 
     cleanup_xml_doc xmlDocPtr doc =
         xmlCtxtReadMemory(ctxt, domain_xml, (int)size, "domain.xml", NULL,
                           XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
-    if (has_dtd)
-        return na_error_set(err, NA_CODE_HYPERVISOR, 0, "domain XML has a DTD: refused");
+    if (has_dtd) {
+        na_error_set(err, NA_CODE_HYPERVISOR, 0, "domain XML has a DTD: refused");
+        return NULL;
+    }
     if (!doc) {
         const xmlError *e = xmlCtxtGetLastError(ctxt);
         cleanup_free char *msg = na_xstrdup(e && e->message ? e->message : "unknown error");
         msg[strcspn(msg, "\n")] = '\0';
-        return na_error_set(err, NA_CODE_HYPERVISOR, 0,
-                            "domain XML is not well-formed: %s (line "
-                            "%d)",
-                            msg, e ? e->line : 0);
+        na_error_set(err, NA_CODE_HYPERVISOR, 0, "domain XML is not well-formed: %s (line %d)", msg,
+                     e ? e->line : 0);
+        return NULL;
     }
     xmlNodePtr root = xmlDocGetRootElement(doc);
-    if (!root || root->ns || strcmp((const char *)root->name, "domain"))
-        return na_error_set(err, NA_CODE_HYPERVISOR, 0, "XML is not a libvirt <domain>");
+    if (!root || root->ns || strcmp((const char *)root->name, "domain")) {
+        na_error_set(err, NA_CODE_HYPERVISOR, 0, "XML is not a libvirt <domain>");
+        return NULL;
+    }
+    return na_steal(&doc);
+}
 
-    cleanup_xml_xpath_ctx xmlXPathContextPtr ctx = must(xmlXPathNewContext(doc));
+static xmlXPathContextPtr
+new_xpath(xmlDocPtr doc)
+{
+    xmlXPathContextPtr ctx = must(xmlXPathNewContext(doc));
     if (xmlXPathRegisterNs(ctx, BAD_CAST HV_METADATA_PREFIX, BAD_CAST HV_METADATA_NS) < 0)
         abort();
+    return ctx;
+}
+
+int
+hv_domain_meta_parse(const char *domain_xml, struct hv_domain_meta *out, struct na_error **err)
+{
+    memset(out, 0, sizeof(*out));
+    cleanup_xml_doc xmlDocPtr doc = read_domain(domain_xml, err);
+    if (!doc)
+        return -EINVAL;
+    xmlNodePtr root = xmlDocGetRootElement(doc);
+    cleanup_xml_xpath_ctx xmlXPathContextPtr ctx = new_xpath(doc);
 
     out->domain_name = xp_value(ctx, root, "name", NULL);
     out->domain_uuid = xp_value(ctx, root, "uuid", NULL);
@@ -718,6 +785,7 @@ hv_domain_meta_parse(const char *domain_xml, struct hv_domain_meta *out, struct 
         hv_domain_meta_clear(out);
         return -EINVAL;
     }
+    parse_seclabel(ctx, root, out);
     parse_devices(ctx, root, out);
     return 0;
 }
@@ -737,6 +805,7 @@ hv_domain_meta_clear(struct hv_domain_meta *meta)
     free(meta->image_sha256);
     free(meta->node_id);
     free(meta->store_id);
+    free(meta->instance_spec);
     for (size_t i = 0; i < meta->n_disks; i++) {
         struct hv_domain_disk *d = &meta->disks[i];
         free(d->device);
@@ -756,4 +825,70 @@ hv_domain_meta_clear(struct hv_domain_meta *meta)
     }
     free(meta->nics);
     memset(meta, 0, sizeof(*meta));
+}
+
+/* libvirt's virDomainSetMetadata() declares the namespace itself, on the element it is
+ * given and on every element below it that has none: it refuses an element that already
+ * declares its prefix. */
+static void
+strip_namespace(xmlNodePtr node)
+{
+    for (xmlNodePtr n = node; n; n = n->next) {
+        if (n->type != XML_ELEMENT_NODE)
+            continue;
+        n->ns = NULL;
+        strip_namespace(n->children);
+    }
+}
+
+static void
+without_namespace(xmlNodePtr inst)
+{
+    xmlNodePtr next = inst->next;
+    inst->next = NULL; /* its siblings are not part of it */
+    strip_namespace(inst);
+    inst->next = next;
+    xmlFreeNsList(inst->nsDef);
+    inst->nsDef = NULL;
+}
+
+int
+hv_domain_meta_with_owner(const char *domain_xml, const char *node_id, const char *store_id,
+                          char **instance_xml, struct na_error **err)
+{
+    *instance_xml = NULL;
+    int ret = check_text("node_id", node_id, 1, TEXT_MAX, err);
+    if (ret < 0)
+        return ret;
+    if (!store_id || !na_uuid_is_valid(store_id))
+        return na_error_field(err, "store_id", "store_id is not a lowercase uuid");
+    struct hv_domain_meta meta;
+    if ((ret = hv_domain_meta_parse(domain_xml, &meta, err)) < 0)
+        return ret;
+    bool ours = meta.is_ours;
+    hv_domain_meta_clear(&meta);
+    if (!ours)
+        return na_error_set(err, NA_CODE_HYPERVISOR, 0, "the domain carries no nodeagent metadata");
+
+    cleanup_xml_doc xmlDocPtr doc = read_domain(domain_xml, err);
+    if (!doc)
+        return -EINVAL;
+    cleanup_xml_xpath_ctx xmlXPathContextPtr ctx = new_xpath(doc);
+    xmlNodePtr inst = xp_node(ctx, xmlDocGetRootElement(doc), "metadata/na:instance");
+    xmlNodePtr owner;
+    while ((owner = xp_node(ctx, inst, "na:owner"))) {
+        xmlUnlinkNode(owner);
+        xmlFreeNode(owner);
+    }
+    owner = child(inst, inst->ns, "owner", NULL);
+    prop(owner, "node", node_id);
+    prop(owner, "store", store_id);
+    without_namespace(inst);
+
+    cleanup_xml_buffer xmlBufferPtr buf = must(xmlBufferCreate());
+    if (xmlNodeDump(buf, doc, inst, 0, 0) < 0)
+        return na_error_set(err, NA_CODE_INTERNAL, 0, "cannot serialize the metadata of %s",
+                            "a domain");
+    *instance_xml = na_xstrndup((const char *)xmlBufferContent(buf), (size_t)xmlBufferLength(buf));
+    return 0;
 }

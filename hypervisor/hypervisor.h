@@ -39,6 +39,9 @@
  *    belongs to, so that the agent finds its own domains, and only its own: the instance,
  *    and in <na:owner node=… store=…/> the node id and the id of the state store that
  *    recorded it (reconciliation destroys nothing that does not carry both of its own);
+ *    and, in <na:spec>, the instance's whole spec as the agent records it (an opaque blob
+ *    here, base64 in the XML), so that an operator can make a domain whose record was lost
+ *    an instance again (nodectl adopt);
  *  - every disk names its format, and so does the backing file of the root disk, whose chain
  *    ends there: QEMU never probes a format.  The shared base image is never relabelled (it
  *    must be readable by every guest's uid/gid); the overlay and config drive are, to the
@@ -60,6 +63,8 @@
 /* The namespace of our <metadata> element. */
 #define HV_METADATA_NS "urn:nodeagent:instance:1"
 #define HV_METADATA_PREFIX "na"
+/* Bytes of the opaque instance spec a domain's metadata may carry. */
+#define HV_INSTANCE_SPEC_MAX_SIZE (1u << 20)
 /* Prefix of the libvirt domain name: "na-" + instance uuid. */
 #define HV_DOMAIN_NAME_PREFIX "na-"
 
@@ -84,6 +89,10 @@ struct hv_domain_spec {
     int64_t created_ms;       /* >= 0 */
     const char *node_id;      /* the node that owns it: single-line UTF-8 */
     const char *store_id;     /* the owning agent's state store id: a uuid */
+    /* The instance's spec as the agent records it (opaque here), written into <na:spec>;
+     * NULL/0 for none.  At most HV_INSTANCE_SPEC_MAX_SIZE bytes. */
+    const uint8_t *instance_spec;
+    size_t instance_spec_size;
 
     /* How it runs. */
     const char *virt_type; /* "kvm" or "qemu" (TCG) */
@@ -151,8 +160,15 @@ struct hv_domain_meta {
     int64_t created_ms;
     char *node_id;  /* <na:owner>'s; NULL when the domain has no owner (older agents) */
     char *store_id; /* <na:owner>'s; NULL with node_id */
+    /* <na:spec>'s bytes (base64-decoded, at most HV_INSTANCE_SPEC_MAX_SIZE, otherwise
+     * unchecked: decode and validate them before use); NULL when the domain has none. */
+    uint8_t *instance_spec;
+    size_t instance_spec_size;
 
-    /* Found in the XML, ours or not, in document order. */
+    /* Found in the XML, ours or not. */
+    int64_t dac_uid; /* the static DAC <seclabel>'s "+UID:+GID" label, -1 when none */
+    int64_t dac_gid;
+    /* In document order. */
     struct hv_domain_disk *disks;
     size_t n_disks;
     struct hv_domain_nic *nics;
@@ -166,6 +182,14 @@ struct hv_domain_meta {
 int hv_domain_meta_parse(const char *domain_xml, struct hv_domain_meta *out, struct na_error **err);
 /* Frees what *meta holds and zeroes it; accepts NULL. */
 void hv_domain_meta_clear(struct hv_domain_meta *meta);
+
+/* The <na:instance> element of domain_xml (which must carry our metadata) with its owner
+ * set to node_id and store_id, serialized into *instance_xml (the caller frees it) as
+ * virDomainSetMetadata() takes it: without namespace (libvirt puts the element and its
+ * children into HV_METADATA_NS under the prefix it is given).  HYPERVISOR when domain_xml is not
+ * ours or is malformed, INVALID_ARGUMENT for a bad node_id or store_id. */
+int hv_domain_meta_with_owner(const char *domain_xml, const char *node_id, const char *store_id,
+                              char **instance_xml, struct na_error **err);
 
 /* --- Connection and events ------------------------------------------------------------ */
 
@@ -242,6 +266,11 @@ int hv_domain_managed_save(struct hv_conn *conn, const char *uuid, struct na_err
 /* Forced off and undefined with its managed save, snapshots, checkpoints and nvram;
  * 0 when there is no such domain. */
 int hv_domain_undefine(struct hv_conn *conn, const char *uuid, struct na_error **err);
+/* Rewrites the owner in the domain's metadata (hv_domain_meta_with_owner()) in its
+ * persistent definition, and in the running domain too when it runs: the guest is not
+ * restarted. */
+int hv_domain_set_owner(struct hv_conn *conn, const char *uuid, const char *node_id,
+                        const char *store_id, struct na_error **err);
 /* The domain's current XML (inactive definition when inactive=true). */
 int hv_domain_get_xml(struct hv_conn *conn, const char *uuid, bool inactive, char **xml,
                       struct na_error **err);

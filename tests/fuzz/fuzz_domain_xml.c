@@ -3,7 +3,8 @@
  * or not, at start and at each reconciliation).  libvirt is trusted less than it seems: a
  * domain anyone defines on the host reaches this parser.  Finds crashes, leaks and
  * undefined behaviour in the parser and the XPath reads; checks that an error comes with a
- * message and no fields, that a success that claims a domain as ours has its uuid, and that
+ * message and no fields, that a success that claims a domain as ours has its uuid, that an
+ * instance spec read back is within its bound and a DAC uid within uid_t, and that
  * clearing leaves nothing behind.
  *
  * fuzz-sources: hypervisor/domain_xml.c
@@ -45,12 +46,20 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else {
         if (meta.is_ours && !meta.uuid)
             __builtin_trap();
+        if (meta.instance_spec_size > HV_INSTANCE_SPEC_MAX_SIZE ||
+            (meta.instance_spec_size && !meta.instance_spec) ||
+            (meta.instance_spec && !meta.is_ours))
+            __builtin_trap();
+        if (meta.dac_uid < -1 || meta.dac_uid > (int64_t)UINT32_MAX ||
+            (meta.dac_uid < 0) != (meta.dac_gid < 0))
+            __builtin_trap();
         if ((meta.n_disks && !meta.disks) || (meta.n_nics && !meta.nics))
             __builtin_trap();
     }
     na_error_clear(&err);
     hv_domain_meta_clear(&meta);
-    if (meta.disks || meta.nics || meta.domain_name || meta.n_disks || meta.n_nics)
+    if (meta.disks || meta.nics || meta.domain_name || meta.n_disks || meta.n_nics ||
+        meta.instance_spec)
         __builtin_trap();
     free(xml);
     return 0;

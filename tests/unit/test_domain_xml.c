@@ -93,6 +93,9 @@ load_spec(const char *name, struct loaded_spec *ls)
     s->created_ms = (int64_t)num(o, "created_ms");
     s->node_id = opt_str(o, "node_id");
     s->store_id = opt_str(o, "store_id");
+    /* The agent's blob is opaque here: any bytes JSON can carry stand for it. */
+    s->instance_spec = (const uint8_t *)opt_str(o, "instance_spec");
+    s->instance_spec_size = s->instance_spec ? strlen((const char *)s->instance_spec) : 0;
     s->virt_type = opt_str(o, "virt_type");
     s->cpu_mode = opt_str(o, "cpu_mode");
     s->cpu_model = opt_str(o, "cpu_model");
@@ -210,6 +213,13 @@ assert_meta_matches(const struct hv_domain_spec *s, const char *xml)
     assert_int_equal(m.created_ms, s->created_ms);
     assert_string_equal(m.node_id, s->node_id);
     assert_string_equal(m.store_id, s->store_id);
+    assert_int_equal(m.instance_spec_size, s->instance_spec_size);
+    if (s->instance_spec_size)
+        assert_memory_equal(m.instance_spec, s->instance_spec, s->instance_spec_size);
+    else
+        assert_null(m.instance_spec);
+    assert_int_equal(m.dac_uid, s->uid);
+    assert_int_equal(m.dac_gid, s->gid);
 
     assert_int_equal(m.n_disks, s->config_drive_path ? 2 : 1);
     assert_string_equal(m.disks[0].device, "disk");
@@ -304,6 +314,8 @@ test_meta_foreign_domain(void **state)
     assert_string_equal(m.domain_uuid, "11111111-2222-4333-8444-555555555555");
     assert_null(m.uuid);
     assert_null(m.tenant_id);
+    assert_null(m.instance_spec);
+    assert_int_equal(m.dac_uid, -1);
     assert_int_equal(m.n_disks, 1);
     assert_string_equal(m.disks[0].source, "/dev/vg0/other");
     assert_string_equal(m.disks[0].format, "raw");
@@ -334,8 +346,7 @@ test_meta_without_owner(void **state)
     const char *from = "<na:owner node=\"node-7\" store=\"5e0c8a1f-2b3d-4c5e-9f60-718293a4b5c6\"/>";
     char *at = strstr(xml, from);
     assert_non_null(at);
-    cleanup_free char *older =
-        na_xasprintf("%.*s%s", (int)(at - xml), xml, at + strlen(from));
+    cleanup_free char *older = na_xasprintf("%.*s%s", (int)(at - xml), xml, at + strlen(from));
     struct hv_domain_meta m;
     cleanup_error struct na_error *err = NULL;
     assert_int_equal(hv_domain_meta_parse(older, &m, &err), 0);
@@ -409,6 +420,12 @@ test_meta_refuses_broken_metadata(void **state)
         {"node=\"node-7\"", "node=\"\"", "na:owner/@node"},
         {"store=\"5e0c8a1f", "store=\"XX0c8a1f", "na:owner/@store"},
         {" store=\"5e0c8a1f-2b3d-4c5e-9f60-718293a4b5c6\"", "", "na:owner/@store"},
+        {"<na:spec encoding=\"base64\">", "<na:spec>", "na:spec/@encoding"},
+        {"<na:spec encoding=\"base64\">", "<na:spec encoding=\"hex\">", "na:spec/@encoding"},
+        {"<na:spec encoding=\"base64\">Ci", "<na:spec encoding=\"base64\">C!", "na:spec"},
+        {"<na:spec encoding=\"base64\">Ci", "<na:spec encoding=\"base64\">\nCi", "na:spec"},
+        {"<na:spec encoding=\"base64\">Ci", "<na:spec encoding=\"base64\">Cii", "na:spec"},
+        {"</na:spec>", "=</na:spec>", "na:spec"},
     };
     for (size_t i = 0; i < NA_ARRAY_SIZE(breaks); i++) {
         char *at = strstr(xml, breaks[i].from);
@@ -418,6 +435,103 @@ test_meta_refuses_broken_metadata(void **state)
                                                  at + strlen(breaks[i].from));
         expect_parse_error(broken, breaks[i].needle);
     }
+    free_spec(&ls);
+}
+
+/* A <na:spec> of more than HV_INSTANCE_SPEC_MAX_SIZE bytes: refused when built and when
+ * read back; exactly that many pass both ways. */
+static void
+test_instance_spec_bound(void **state)
+{
+    (void)state;
+    struct loaded_spec ls;
+    load_spec("plain", &ls);
+    uint8_t *blob = na_xcalloc(HV_INSTANCE_SPEC_MAX_SIZE + 3, 1);
+    for (size_t i = 0; i < HV_INSTANCE_SPEC_MAX_SIZE + 3; i++)
+        blob[i] = (uint8_t)(i * 7);
+    ls.spec.instance_spec = blob;
+    ls.spec.instance_spec_size = HV_INSTANCE_SPEC_MAX_SIZE;
+    cleanup_free char *xml = build_ok(&ls.spec);
+    struct hv_domain_meta m;
+    cleanup_error struct na_error *err = NULL;
+    assert_int_equal(hv_domain_meta_parse(xml, &m, &err), 0);
+    assert_int_equal(m.instance_spec_size, HV_INSTANCE_SPEC_MAX_SIZE);
+    assert_memory_equal(m.instance_spec, blob, HV_INSTANCE_SPEC_MAX_SIZE);
+    hv_domain_meta_clear(&m);
+
+    ls.spec.instance_spec_size = HV_INSTANCE_SPEC_MAX_SIZE + 1;
+    char *refused = NULL;
+    assert_int_equal(hv_domain_xml_build(&ls.spec, &refused, &err), -EINVAL);
+    assert_null(refused);
+    assert_string_equal(err->field, "instance_spec");
+    na_error_clear(&err);
+
+    /* Read back: the same element, three bytes longer (one more base64 group). */
+    ls.spec.instance_spec_size = HV_INSTANCE_SPEC_MAX_SIZE + 3;
+    cleanup_free char *b64 = na_base64_encode(blob, HV_INSTANCE_SPEC_MAX_SIZE + 3);
+    const char *open_tag = "<na:spec encoding=\"base64\">";
+    char *at = strstr(xml, open_tag);
+    assert_non_null(at);
+    char *end = strstr(at, "</na:spec>");
+    cleanup_free char *longer =
+        na_xasprintf("%.*s%s%s%s", (int)(at - xml), xml, open_tag, b64, end);
+    expect_parse_error(longer, "na:spec");
+    free(blob);
+    free_spec(&ls);
+}
+
+/* The owner rewritten for adoption: the element carries the new node and store, and
+ * everything else it said (the spec included) is unchanged. */
+static void
+test_meta_with_owner(void **state)
+{
+    (void)state;
+    struct loaded_spec ls;
+    load_spec("plain", &ls);
+    cleanup_free char *xml = build_ok(&ls.spec);
+    const char *store = "0f0e0d0c-0b0a-4908-8706-050403020100";
+    cleanup_free char *element = NULL;
+    cleanup_error struct na_error *err = NULL;
+    if (hv_domain_meta_with_owner(xml, "node-9", store, &element, &err) < 0)
+        fail_msg("with_owner: %s", err->msg);
+    /* Without namespace, as virDomainSetMetadata() takes it. */
+    assert_true(strncmp(element, "<instance>", strlen("<instance>")) == 0);
+    assert_null(strstr(element, "xmlns"));
+    assert_null(strstr(element, "na:"));
+    assert_non_null(strstr(element, "<owner node=\"node-9\""));
+    assert_null(strstr(element, "node-7"));
+    assert_null(strstr(element, "<domain"));
+
+    /* Put it where libvirt would, in the namespace, and read the domain again. */
+    char *from = strstr(xml, "<na:instance");
+    char *to = strstr(xml, "</na:instance>") + strlen("</na:instance>");
+    cleanup_free char *adopted =
+        na_xasprintf("%.*s<instance xmlns=\"" HV_METADATA_NS "\">%s%s", (int)(from - xml), xml,
+                     element + strlen("<instance>"), to);
+    ls.spec.node_id = "node-9";
+    ls.spec.store_id = store;
+    assert_meta_matches(&ls.spec, adopted);
+
+    /* An older agent's domain (no owner) gets one. */
+    const char *owner = strstr(xml, "<na:owner");
+    const char *owner_end = strstr(owner, "/>") + 2;
+    cleanup_free char *older = na_xasprintf("%.*s%s", (int)(owner - xml), xml, owner_end);
+    free(element);
+    element = NULL;
+    assert_int_equal(hv_domain_meta_with_owner(older, "node-9", store, &element, &err), 0);
+    assert_non_null(strstr(element, "store=\"0f0e0d0c-0b0a-4908-8706-050403020100\""));
+
+    /* Not ours, a bad node id, a bad store id: refused. */
+    char *none = NULL;
+    assert_true(hv_domain_meta_with_owner(foreign_xml, "node-9", store, &none, &err) < 0);
+    assert_null(none);
+    na_error_clear(&err);
+    assert_true(hv_domain_meta_with_owner(xml, "", store, &none, &err) < 0);
+    assert_string_equal(err->field, "node_id");
+    na_error_clear(&err);
+    assert_true(hv_domain_meta_with_owner(xml, "node-9", "nope", &none, &err) < 0);
+    assert_string_equal(err->field, "store_id");
+    assert_null(none);
     free_spec(&ls);
 }
 
@@ -679,6 +793,8 @@ main(void)
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_meta_without_owner);
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_meta_refuses_bad_xml);
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_meta_refuses_broken_metadata);
+    tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_instance_spec_bound);
+    tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_meta_with_owner);
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_refusals);
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_accepted_edges);
     int failed = _cmocka_run_group_tests("domain_xml", tests, n, NULL, NULL);
