@@ -35,7 +35,8 @@ enum admin_access {
     R(REQUEST, "GET", "/v1/requests/", ADMIN_TOKEN)                                                \
     R(ORPHANS, "GET", "/v1/orphans", ADMIN_UNIX)                                                   \
     R(ORPHANS_RELEASE, "POST", "/v1/orphans/release", ADMIN_UNIX)                                  \
-    R(ORPHAN_PURGE, "POST", "/v1/orphans/", ADMIN_UNIX)
+    R(ORPHAN_PURGE, "POST", "/v1/orphans/", ADMIN_UNIX)                                            \
+    R(ORPHAN_ADOPT, "POST", "/v1/orphans/", ADMIN_UNIX)
 
 enum admin_resource {
     ADMIN_NONE, /* the request is answered with an error: see admin_route's status */
@@ -58,8 +59,8 @@ struct admin_request_in {
 /* What to answer: a resource (with its argument, pointing into url), or an error. */
 struct admin_route {
     enum admin_resource resource;
-    /* The uuid or request id of INSTANCE and REQUEST, the uuid of ORPHAN_PURGE (followed by
-     * "/purge" in the url), else NULL. */
+    /* The uuid or request id of INSTANCE and REQUEST, the uuid of ORPHAN_PURGE and
+     * ORPHAN_ADOPT (followed by "/purge" or "/adopt" in the url), else NULL. */
     const char *arg;
     unsigned status;       /* the HTTP status of an error (resource ADMIN_NONE) */
     const char *error;     /* its message, a static string */

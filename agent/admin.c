@@ -19,6 +19,10 @@
  *                                   (orphans.h), and whether the agent holds
  *   POST /v1/orphans/<uuid>/purge   undefine an orphan's domain and remove its directory
  *                                   (202: queued in its lane; GET /v1/orphans shows the end)
+ *   POST /v1/orphans/<uuid>/adopt   make an orphan's domain an instance of this node again
+ *                                   (202: checked and queued in its lane; 409 with the
+ *                                   reason when it cannot be adopted; GET /v1/orphans and
+ *                                   /v1/instances/<uuid> show the end)
  *   POST /v1/orphans/release        every current orphan stops holding the agent
  *
  * The unix socket serves every route.  The optional TCP listener ([admin] listen) serves
@@ -144,19 +148,39 @@ get_status(struct agent *a, struct MHD_Connection *c)
     return respond_json(c, MHD_HTTP_OK, body);
 }
 
+/* The spec's NICs: what an operator checks after an adoption, and what tenants reach. */
+static json_t *
+nics_json(const Nodeagent__V1__InstanceSpec *spec)
+{
+    json_t *list = json_array();
+    for (size_t i = 0; i < spec->n_nics; i++) {
+        const Nodeagent__V1__Nic *n = spec->nics[i];
+        json_t *ips = json_array();
+        for (size_t k = 0; k < n->n_ips; k++)
+            json_array_append_new(ips, json_string(n->ips[k]));
+        json_array_append_new(list, json_pack("{s:s, s:s, s:i, s:s, s:o, s:s, s:i}", "port_id",
+                                              n->port_id, "network_id", n->network_id, "vni",
+                                              (int)n->vni, "mac", n->mac, "ips", ips, "gateway",
+                                              n->gateway ? n->gateway : "", "mtu", (int)n->mtu));
+    }
+    return list;
+}
+
 static json_t *
 instance_json(const struct agent_instance *inst)
 {
     const Nodeagent__V1__InstanceSpec *spec = inst->spec;
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s?, s:I, s:s, s:{s:i, s:i, s:i}, s:I, s:I}",
-                     "uuid", inst->uuid, "name", spec->name, "tenant_id", spec->tenant_id,
-                     "desired_state", agent_state_name(inst->desired), "state",
-                     agent_state_name(inst->observed), "task", inst->task, "uid",
-                     (json_int_t)inst->uid, "image_sha256",
-                     inst->image_sha256 ? inst->image_sha256 : "", "flavor", "vcpus",
-                     (int)spec->flavor->vcpus, "memory_mib", (int)spec->flavor->memory_mib,
-                     "root_disk_gib", (int)spec->flavor->root_disk_gib, "created_ms",
-                     (json_int_t)inst->created_ms, "updated_ms", (json_int_t)inst->updated_ms);
+    json_t *j =
+        json_pack("{s:s, s:s, s:s, s:s, s:s, s:s?, s:I, s:s, s:{s:i, s:i, s:i}, s:I, s:I}", "uuid",
+                  inst->uuid, "name", spec->name, "tenant_id", spec->tenant_id, "desired_state",
+                  agent_state_name(inst->desired), "state", agent_state_name(inst->observed),
+                  "task", inst->task, "uid", (json_int_t)inst->uid, "image_sha256",
+                  inst->image_sha256 ? inst->image_sha256 : "", "flavor", "vcpus",
+                  (int)spec->flavor->vcpus, "memory_mib", (int)spec->flavor->memory_mib,
+                  "root_disk_gib", (int)spec->flavor->root_disk_gib, "created_ms",
+                  (json_int_t)inst->created_ms, "updated_ms", (json_int_t)inst->updated_ms);
+    json_object_set_new(j, "nics", nics_json(spec));
+    return j;
 }
 
 static enum MHD_Result
@@ -277,6 +301,23 @@ post_orphan_purge(struct agent *a, struct MHD_Connection *c, const char *uuid_pu
                         json_pack("{s:s, s:s}", "uuid", id, "purge", "queued"));
 }
 
+/* uuid_adopt: "<uuid>/adopt", checked by the routing. */
+static enum MHD_Result
+post_orphan_adopt(struct agent *a, struct MHD_Connection *c, const char *uuid_adopt)
+{
+    char id[37];
+    memcpy(id, uuid_adopt, 36);
+    id[36] = '\0';
+    cleanup_error struct na_error *err = NULL;
+    int ret = agent_orphans_adopt(a, id, &err);
+    if (ret == -ENOENT)
+        return respond_error(c, MHD_HTTP_NOT_FOUND, err->msg);
+    if (ret < 0)
+        return respond_error(c, MHD_HTTP_CONFLICT, err->msg);
+    return respond_json(c, MHD_HTTP_ACCEPTED,
+                        json_pack("{s:s, s:s}", "uuid", id, "adopt", "queued"));
+}
+
 static enum MHD_Result
 on_http(void *cls, struct MHD_Connection *c, const char *url, const char *method,
         const char *version, const char *upload_data, size_t *upload_data_size, void **req_cls)
@@ -330,6 +371,8 @@ on_http(void *cls, struct MHD_Connection *c, const char *url, const char *method
         return post_orphans_release(a, c);
     case ADMIN_ORPHAN_PURGE:
         return post_orphan_purge(a, c, route.arg);
+    case ADMIN_ORPHAN_ADOPT:
+        return post_orphan_adopt(a, c, route.arg);
     }
     return respond_error(c, MHD_HTTP_NOT_FOUND, "no such resource");
 }

@@ -44,6 +44,18 @@ route_error(struct admin_route *out, unsigned status, const char *msg)
     *out = (struct admin_route){.resource = ADMIN_NONE, .status = status, .error = msg};
 }
 
+/* "<uuid><suffix>" and nothing else. */
+static bool
+is_uuid_then(const char *arg, const char *suffix)
+{
+    char uuid[37];
+    if (strlen(arg) != 36 + strlen(suffix) || strcmp(arg + 36, suffix) != 0)
+        return false;
+    memcpy(uuid, arg, 36);
+    uuid[36] = '\0';
+    return na_uuid_is_valid(uuid);
+}
+
 /* The argument of a route with one ("/v1/instances/<uuid>"), checked; false when it is not
  * one the route takes. */
 static bool
@@ -54,14 +66,10 @@ arg_is_valid(enum admin_resource r, const char *arg)
         return na_uuid_is_valid(arg);
     case ADMIN_REQUEST:
         return arg[0] && strlen(arg) <= MAX_REQUEST_ID_LEN;
-    case ADMIN_ORPHAN_PURGE: {
-        char uuid[37];
-        if (strlen(arg) != 36 + strlen("/purge") || strcmp(arg + 36, "/purge") != 0)
-            return false;
-        memcpy(uuid, arg, 36);
-        uuid[36] = '\0';
-        return na_uuid_is_valid(uuid);
-    }
+    case ADMIN_ORPHAN_PURGE:
+        return is_uuid_then(arg, "/purge");
+    case ADMIN_ORPHAN_ADOPT:
+        return is_uuid_then(arg, "/adopt");
     default:
         return false;
     }

@@ -1,6 +1,9 @@
 /* Orphans and the hold (see orphans.h). */
 #include "agent/orphans.h"
 #include "agent/agent.h"
+#include "agent/capacity.h"
+#include "agent/peers.h"
+#include "agent/validate.h"
 
 #include <errno.h>
 #include <string.h>
@@ -27,6 +30,8 @@ agent_orphan_free(struct agent_orphan *o)
     free(o->node_id);
     free(o->store_id);
     free(o->purge_error);
+    free(o->spec);
+    free(o->adopt_error);
     free(o);
 }
 
@@ -157,6 +162,8 @@ agent_orphans_update(struct agent *a, struct agent_orphan **found, size_t n)
         o->reported = old->reported && old->why == o->why && old->has_domain == o->has_domain;
         o->purging = old->purging;
         o->purge_error = old->purge_error ? na_xstrdup(old->purge_error) : NULL;
+        o->adopting = old->adopting;
+        o->adopt_error = old->adopt_error ? na_xstrdup(old->adopt_error) : NULL;
     }
     agent_orphans_clear(t);
     t->items = found;
@@ -212,13 +219,15 @@ agent_orphans_view(struct agent *a)
         const struct agent_orphan *o = a->orphans.items[i];
         json_array_append_new(
             list,
-            json_pack("{s:s, s:o, s:o, s:o, s:o, s:b, s:b, s:o, s:s, s:b, s:b, s:o}", "uuid",
-                      o->uuid, "name", opt_string(o->name), "tenant", opt_string(o->tenant_id),
-                      "node_id", opt_string(o->node_id), "store_id", opt_string(o->store_id),
-                      "has_domain", o->has_domain, "has_dir", o->has_dir, "power",
-                      o->has_domain ? json_string(hv_power_name(o->power)) : json_null(), "why",
-                      agent_orphan_why_name(o->why), "holds", holds(a, o), "purging", o->purging,
-                      "purge_error", opt_string(o->purge_error)));
+            json_pack("{s:s, s:o, s:o, s:o, s:o, s:b, s:b, s:o, s:s, s:b, s:b, s:o, s:b, s:b, s:o}",
+                      "uuid", o->uuid, "name", opt_string(o->name), "tenant",
+                      opt_string(o->tenant_id), "node_id", opt_string(o->node_id), "store_id",
+                      opt_string(o->store_id), "has_domain", o->has_domain, "has_dir", o->has_dir,
+                      "power", o->has_domain ? json_string(hv_power_name(o->power)) : json_null(),
+                      "why", agent_orphan_why_name(o->why), "holds", holds(a, o), "purging",
+                      o->purging, "purge_error", opt_string(o->purge_error), "has_spec",
+                      o->spec != NULL, "adopting", o->adopting, "adopt_error",
+                      opt_string(o->adopt_error)));
     }
     char why[512];
     bool holding = agent_orphans_holding(a, why, sizeof(why));
@@ -303,8 +312,9 @@ agent_orphans_purge(struct agent *a, const char *uuid, struct na_error **err)
     struct agent_orphan *o = find(&a->orphans, uuid);
     if (!o)
         return na_error_set(err, NA_CODE_NOT_FOUND, ENOENT, "%s is not a current orphan", uuid);
-    if (o->purging)
-        return na_error_set(err, NA_CODE_CONFLICT, EBUSY, "a purge of %s is running", uuid);
+    if (o->purging || o->adopting)
+        return na_error_set(err, NA_CODE_CONFLICT, EBUSY, "a %s of %s is running",
+                            o->purging ? "purge" : "adoption", uuid);
     o->purging = true;
     free(o->purge_error);
     o->purge_error = NULL;
@@ -317,6 +327,274 @@ agent_orphans_purge(struct agent *a, const char *uuid, struct na_error **err)
     na_log(NA_LOG_INFO, &log, "purging an orphan at the operator's request", "why=%s",
            agent_orphan_why_name(o->why));
     agent_dispatch_submit(a->dispatch, p->uuid, purge_start, purge_work, purge_done, purge_park, p);
+    return 0;
+}
+
+/* --- adopt: in the orphan's lane, then on the loop ---------------------------------------- */
+
+#define S(x) NODEAGENT__V1__INSTANCE_STATE__INSTANCE_STATE_##x
+
+/* The orphan's spec, decoded and checked as a create's would be, or NULL with err set. */
+static Nodeagent__V1__InstanceSpec *
+adoptable_spec(struct agent *a, const struct agent_orphan *o, struct na_error **err)
+{
+    if (!o->has_domain) {
+        na_error_quiet(err, NA_CODE_CONFLICT, EINVAL,
+                       "%s has no domain to adopt, only a directory (purge it instead)", o->uuid);
+        return NULL;
+    }
+    if (o->node_id && strcmp(o->node_id, a->cfg->node_id) != 0) {
+        na_error_quiet(err, NA_CODE_CONFLICT, EPERM,
+                       "the domain of %s belongs to node %s, not to this node (%s); only its "
+                       "own node may adopt it",
+                       o->uuid, o->node_id, a->cfg->node_id);
+        return NULL;
+    }
+    if (!o->spec) {
+        na_error_quiet(err, NA_CODE_CONFLICT, EINVAL,
+                       "the domain of %s carries no instance spec in its metadata (defined by "
+                       "an agent without adopt): it cannot be made an instance again; purge "
+                       "or release it",
+                       o->uuid);
+        return NULL;
+    }
+    Nodeagent__V1__InstanceSpec *spec =
+        nodeagent__v1__instance_spec__unpack(NULL, o->spec_size, o->spec);
+    if (!spec) {
+        na_error_quiet(err, NA_CODE_CONFLICT, EINVAL,
+                       "the instance spec in the domain of %s does not decode (%zu bytes)", o->uuid,
+                       o->spec_size);
+        return NULL;
+    }
+    if (agent_validate_instance_spec(spec, "spec", err) < 0) {
+        na_error_wrap(err, "the instance spec in the domain of %s is invalid", o->uuid);
+    } else if (strcmp(spec->uuid, o->uuid) != 0) {
+        na_error_quiet(err, NA_CODE_CONFLICT, EINVAL,
+                       "the instance spec in the domain of %s names another uuid (%s)", o->uuid,
+                       spec->uuid);
+    } else if (o->uid <= 0) {
+        na_error_quiet(err, NA_CODE_CONFLICT, EINVAL,
+                       "the domain of %s has no static DAC label with its guest's uid", o->uuid);
+    } else {
+        return spec;
+    }
+    nodeagent__v1__instance_spec__free_unpacked(spec, NULL);
+    return NULL;
+}
+
+/* What an instance with spec and uid would collide with on this node now, or 0. */
+static int
+check_fits(struct agent *a, const Nodeagent__V1__InstanceSpec *spec, int64_t uid,
+           struct na_error **err)
+{
+    if (agent_instances_find(&a->instances, spec->uuid))
+        return na_error_quiet(err, NA_CODE_ALREADY_EXISTS, EEXIST,
+                              "uuid %s is already used by an instance of node %s", spec->uuid,
+                              a->cfg->node_id);
+    const struct agent_instance *same_name =
+        agent_instances_find_name(&a->instances, spec->tenant_id, spec->name);
+    if (same_name)
+        return na_error_quiet(err, NA_CODE_ALREADY_EXISTS, EEXIST,
+                              "tenant %s already has an instance named `%s` (%s)", spec->tenant_id,
+                              spec->name, same_name->uuid);
+    for (size_t i = 0; i < a->instances.n; i++)
+        if (a->instances.items[i]->uid == uid)
+            return na_error_quiet(err, NA_CODE_CONFLICT, EEXIST,
+                                  "the guest's uid %lld is instance %s's", (long long)uid,
+                                  a->instances.items[i]->uuid);
+    int ret = agent_net_check_nics(a, spec, err);
+    if (ret < 0)
+        return ret;
+    const Nodeagent__V1__Flavor *f = spec->flavor;
+    struct agent_claim need = {f->vcpus, f->memory_mib, f->root_disk_gib};
+    if ((ret = agent_capacity_admit(a, spec->uuid, &need, err)) < 0)
+        na_error_wrap(err, "not enough capacity");
+    return ret;
+}
+
+struct adopt {
+    struct agent *agent;
+    const struct agent_host *host;
+    char uuid[37];
+    uint8_t *spec_bytes; /* what was checked: the domain must still carry exactly this */
+    size_t spec_size;
+    Nodeagent__V1__InstanceSpec *spec; /* decoded and validated */
+    int64_t uid;
+    bool taken; /* an instance took this uuid before the adoption's turn came */
+    enum hv_power power;
+    struct na_error *err;
+};
+
+static void
+adopt_free(struct adopt *p)
+{
+    free(p->spec_bytes);
+    if (p->spec)
+        nodeagent__v1__instance_spec__free_unpacked(p->spec, NULL);
+    na_error_free(p->err);
+    free(p);
+}
+
+static void
+adopt_start(void *data)
+{
+    struct adopt *p = data;
+    p->taken = agent_instances_find(&p->agent->instances, p->uuid) != NULL;
+}
+
+/* The domain still says what was checked: the same spec and uid, and no other node. */
+static int
+still_adoptable(struct adopt *p, const char *xml)
+{
+    struct hv_domain_meta m;
+    if (hv_domain_meta_parse(xml, &m, &p->err) < 0)
+        return -EINVAL;
+    bool same = m.is_ours && m.instance_spec_size == p->spec_size &&
+                memcmp(m.instance_spec, p->spec_bytes, p->spec_size) == 0 && m.dac_uid == p->uid &&
+                (!m.node_id || strcmp(m.node_id, p->host->cfg->node_id) == 0);
+    hv_domain_meta_clear(&m);
+    if (!same)
+        return na_error_quiet(&p->err, NA_CODE_CONFLICT, EAGAIN,
+                              "the domain of %s changed since it was checked; list the orphans "
+                              "again",
+                              p->uuid);
+    return 0;
+}
+
+static void
+adopt_work(void *data)
+{
+    struct adopt *p = data;
+    if (p->taken)
+        return;
+    cleanup_free char *xml = NULL;
+    if (hv_domain_get_xml(p->host->hv, p->uuid, true, &xml, &p->err) < 0 ||
+        still_adoptable(p, xml) < 0)
+        return;
+    if (hv_domain_power(p->host->hv, p->uuid, &p->power, &p->err) < 0)
+        return;
+    if (p->power == HV_POWER_NONE || p->power == HV_POWER_OTHER) {
+        na_error_quiet(&p->err, NA_CODE_CONFLICT, EAGAIN,
+                       "the domain of %s is %s, between states; adopt it again in a moment",
+                       p->uuid, hv_power_name(p->power));
+        return;
+    }
+    hv_domain_set_owner(p->host->hv, p->uuid, p->host->cfg->node_id, p->host->store_id, &p->err);
+}
+
+/* Records the adopted instance, with its STATE_CHANGED event, in one transaction. */
+static void
+record_adopted(struct agent *a, struct adopt *p)
+{
+    struct agent_instance *inst = na_xcalloc(1, sizeof(*inst));
+    snprintf(inst->uuid, sizeof(inst->uuid), "%s", p->uuid);
+    inst->spec = na_steal(&p->spec);
+    inst->observed = agent_state_from_power(p->power);
+    inst->desired = inst->observed == S(CRASHED) ? S(STOPPED) : inst->observed;
+    inst->uid = p->uid;
+    inst->image_sha256 = na_xstrdup(inst->spec->image->sha256);
+    inst->create_request_id = na_xstrdup(""); /* no request created it here */
+    inst->created_ms = na_now_ms();
+
+    Nodeagent__V1__Event ev;
+    agent_event_init(a, &ev, NODEAGENT__V1__EVENT_KIND__EVENT_KIND_STATE_CHANGED, "", p->uuid, "",
+                     -1);
+    ev.state = inst->observed;
+    ev.message = (char *)"an operator adopted this orphan (nodectl adopt): an instance of this "
+                         "node again";
+    cleanup_error struct na_error *err = NULL;
+    int ret = agent_store_begin(a->store, &err);
+    if (ret == 0)
+        ret = agent_store_tombstone_delete(a->store, inst->uuid, &err);
+    if (ret == 0)
+        ret = agent_instance_save(a->store, inst, &err);
+    if (ret == 0)
+        ret = agent_event_record(a, &ev, NULL, &err);
+    if (ret == 0)
+        ret = agent_store_commit(a->store, &err);
+    if (ret < 0)
+        agent_die(a, err);
+    agent_instances_add(&a->instances, inst);
+    agent_outbox_pump(a);
+    struct na_log_ctx log = {.instance = p->uuid};
+    na_log(NA_LOG_WARN, &log, "orphan adopted by the operator: an instance of this node again",
+           "name=%s tenant=%s uid=%lld state=%s", inst->spec->name, inst->spec->tenant_id,
+           (long long)inst->uid, agent_state_name(inst->observed));
+}
+
+static void
+adopt_done(void *data)
+{
+    struct adopt *p = data;
+    struct agent *a = p->agent;
+    struct agent_orphan *o = find(&a->orphans, p->uuid);
+    if (p->taken && !p->err)
+        na_error_quiet(&p->err, NA_CODE_ALREADY_EXISTS, EEXIST,
+                       "an instance took uuid %s before the adoption's turn came", p->uuid);
+    /* The node may have changed while the worker ran: check again before recording. */
+    if (!p->err)
+        check_fits(a, p->spec, p->uid, &p->err);
+    if (p->err) {
+        struct na_log_ctx log = {.instance = p->uuid};
+        na_log(NA_LOG_WARN, &log, "adopting an orphan failed", "error=\"%s\"", p->err->msg);
+        if (o) {
+            o->adopting = false;
+            free(o->adopt_error);
+            o->adopt_error = na_xstrdup(p->err->msg);
+        }
+        adopt_free(p);
+        return;
+    }
+    record_adopted(a, p);
+    remove_one(&a->orphans, p->uuid);
+    apply_hold(a);
+    agent_capacity_changed(a); /* its claim */
+    agent_peers_changed(a);    /* its networks */
+    agent_net_sync(a);         /* its ports */
+    adopt_free(p);
+}
+
+/* Shutdown came before the adoption's turn: the orphan stays, for the operator to ask again. */
+static void
+adopt_park(void *data)
+{
+    adopt_free(data);
+}
+
+int
+agent_orphans_adopt(struct agent *a, const char *uuid, struct na_error **err)
+{
+    struct agent_orphan *o = find(&a->orphans, uuid);
+    if (!o)
+        return na_error_set(err, NA_CODE_NOT_FOUND, ENOENT, "%s is not a current orphan", uuid);
+    if (o->purging || o->adopting)
+        return na_error_set(err, NA_CODE_CONFLICT, EBUSY, "a %s of %s is running",
+                            o->purging ? "purge" : "adoption", uuid);
+    Nodeagent__V1__InstanceSpec *spec = adoptable_spec(a, o, err);
+    if (!spec)
+        return -EINVAL;
+    int ret = check_fits(a, spec, o->uid, err);
+    if (ret < 0) {
+        nodeagent__v1__instance_spec__free_unpacked(spec, NULL);
+        return ret == -ENOENT ? -EEXIST : ret;
+    }
+    o->adopting = true;
+    free(o->adopt_error);
+    o->adopt_error = NULL;
+    struct adopt *p = na_xcalloc(1, sizeof(*p));
+    p->agent = a;
+    p->host = &a->host;
+    snprintf(p->uuid, sizeof(p->uuid), "%s", uuid);
+    p->spec_bytes = na_xmalloc(o->spec_size ? o->spec_size : 1);
+    memcpy(p->spec_bytes, o->spec, o->spec_size);
+    p->spec_size = o->spec_size;
+    p->spec = spec;
+    p->uid = o->uid;
+    struct na_log_ctx log = {.instance = uuid};
+    na_log(NA_LOG_INFO, &log, "adopting an orphan at the operator's request",
+           "why=%s name=%s tenant=%s uid=%lld", agent_orphan_why_name(o->why), spec->name,
+           spec->tenant_id, (long long)o->uid);
+    agent_dispatch_submit(a->dispatch, p->uuid, adopt_start, adopt_work, adopt_done, adopt_park, p);
     return 0;
 }
 

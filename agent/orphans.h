@@ -8,7 +8,9 @@
  * <state_dir>/instances with neither a record nor a domain.  Nothing here destroys anything
  * by itself: each orphan is reported once (an ORPHAN event, a log line), counted
  * (nodeagent_orphans), listed (GET /v1/orphans) and left alone until an operator purges it
- * (nodectl purge) or releases it (nodectl orphans --release).
+ * (nodectl purge), releases it (nodectl orphans --release) or adopts it (nodectl adopt:
+ * its domain, with the spec its metadata carries, becomes an instance of this node again,
+ * without a restart of the guest).
  *
  * The hold: while an unreleased orphan has a domain tagged with this node id (or with no
  * owner at all), the store does not match libvirt (a lost, emptied or restored state.db),
@@ -29,11 +31,11 @@ struct agent;
 
 /* Why something is an orphan: X(ID, name). */
 #define AGENT_ORPHAN_WHYS(X)                                                                       \
-    X(NO_RECORD, "no_record")                   /* our node and store id, no record */           \
-    X(RECORD_UNDECODABLE, "record_undecodable") /* the store's record does not decode */        \
-    X(NO_OWNER, "no_owner")                     /* no node/store id: an older agent's domain */  \
-    X(OTHER_NODE, "other_node")                 /* another node id */                            \
-    X(OTHER_STORE, "other_store")               /* this node id, another store id */             \
+    X(NO_RECORD, "no_record")                   /* our node and store id, no record */             \
+    X(RECORD_UNDECODABLE, "record_undecodable") /* the store's record does not decode */           \
+    X(NO_OWNER, "no_owner")                     /* no node/store id: an older agent's domain */    \
+    X(OTHER_NODE, "other_node")                 /* another node id */                              \
+    X(OTHER_STORE, "other_store")               /* this node id, another store id */               \
     X(DIR_ONLY, "dir_only")                     /* a directory with no domain and no record */
 
 enum agent_orphan_why {
@@ -54,10 +56,17 @@ struct agent_orphan {
     bool has_dir;
     enum hv_power power;
     enum agent_orphan_why why;
+    /* The domain's instance spec (packed, unchecked) and its guest's uid (static DAC label),
+     * from its metadata: what an adoption records; NULL and -1 when it has none. */
+    uint8_t *spec;
+    size_t spec_size;
+    int64_t uid;
     /* Kept from pass to pass. */
     bool reported;
     bool purging;
     char *purge_error; /* the last purge's failure, or NULL */
+    bool adopting;
+    char *adopt_error; /* the last adoption's failure in its lane, or NULL */
 };
 
 struct agent_orphans {
@@ -88,6 +97,16 @@ json_t *agent_orphans_view(struct agent *a);
  * in the uuid's lane.  -ENOENT when uuid is not a current orphan, -EBUSY when a purge
  * runs. */
 int agent_orphans_purge(struct agent *a, const char *uuid, struct na_error **err);
+/* POST /v1/orphans/<uuid>/adopt: makes a current orphan's domain an instance of this node
+ * again.  Checked here, at once: the orphan has a domain owned by this node or by none,
+ * whose metadata carries a spec that decodes, passes a create's validation and names the
+ * uuid, and a guest uid; no instance has its uuid, name (in its tenant), uid or ports; it
+ * fits the node's capacity.  -ENOENT when uuid is not a current orphan; another negative
+ * value with a message saying why for a refusal.  Then, in the uuid's lane, the domain's
+ * owner becomes this node and store (the guest keeps running) and, back on the loop, the
+ * instance is recorded with the state libvirt reports (STATE_CHANGED); the orphan leaves
+ * the table and the hold is re-evaluated.  A failure there is the orphan's adopt_error. */
+int agent_orphans_adopt(struct agent *a, const char *uuid, struct na_error **err);
 /* POST /v1/orphans/release: every current orphan no longer holds the agent (recorded in
  * the store).  Returns how many were released. */
 int agent_orphans_release(struct agent *a, struct na_error **err);

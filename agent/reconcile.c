@@ -9,6 +9,8 @@
  *   a directory with no instance, no domain and a tombstone
  *                                           → removed
  *   anything else that looks like ours      → an orphan (orphans.c): reported, kept
+ *                                             (with what its metadata says, so that an
+ *                                             operator can adopt it)
  *
  * Nothing the store does not record as its own and deleted is destroyed here.  Instances
  * with an operation running are left to it.  The listing runs in a worker; the comparison
@@ -28,6 +30,9 @@ struct seen_domain {
     char *name, *tenant_id; /* from our metadata */
     char *node_id;          /* the owner's; NULL when the domain has none */
     char *store_id;
+    uint8_t *spec; /* the metadata's instance spec (packed, unchecked), NULL when none */
+    size_t spec_size;
+    int64_t uid; /* its static DAC label's, -1 when none */
 };
 
 struct reconcile_job {
@@ -60,6 +65,9 @@ list_domains(struct reconcile_job *job)
             d->tenant_id = meta.tenant_id ? na_xstrdup(meta.tenant_id) : NULL;
             d->node_id = meta.node_id ? na_xstrdup(meta.node_id) : NULL;
             d->store_id = meta.store_id ? na_xstrdup(meta.store_id) : NULL;
+            d->spec = na_steal(&meta.instance_spec);
+            d->spec_size = meta.instance_spec_size;
+            d->uid = meta.dac_uid;
         }
         hv_domain_meta_clear(&meta);
     }
@@ -234,6 +242,7 @@ orphan_new(const char *uuid, enum agent_orphan_why why, bool with_dir)
     snprintf(o->uuid, sizeof(o->uuid), "%s", uuid);
     o->why = why;
     o->has_dir = with_dir;
+    o->uid = -1;
     return o;
 }
 
@@ -247,6 +256,12 @@ domain_orphan(struct agent *a, const struct reconcile_job *job, const struct see
     o->tenant_id = d->tenant_id ? na_xstrdup(d->tenant_id) : NULL;
     o->node_id = d->node_id ? na_xstrdup(d->node_id) : NULL;
     o->store_id = d->store_id ? na_xstrdup(d->store_id) : NULL;
+    if (d->spec) {
+        o->spec = na_xmalloc(d->spec_size ? d->spec_size : 1);
+        memcpy(o->spec, d->spec, d->spec_size);
+        o->spec_size = d->spec_size;
+    }
+    o->uid = d->uid;
     return o;
 }
 
@@ -328,6 +343,7 @@ free_domains(struct reconcile_job *job)
         free(job->domains[i].tenant_id);
         free(job->domains[i].node_id);
         free(job->domains[i].store_id);
+        free(job->domains[i].spec);
     }
     free(job->domains);
 }

@@ -848,6 +848,15 @@ agent_validate_envelope(const Nodeagent__V1__Envelope *env, struct na_error **er
 }
 
 int
+agent_validate_instance_spec(const Nodeagent__V1__InstanceSpec *spec, const char *name,
+                             struct na_error **err)
+{
+    struct vctx v = {.err = err};
+    check_spec(&v, name, spec);
+    return v.ret;
+}
+
+int
 agent_validate_announcement(const Nodeagent__V1__NodeAnnouncement *an, struct na_error **err)
 {
     struct vctx v = {.err = err};

@@ -23,6 +23,12 @@
 
 int agent_validate_envelope(const Nodeagent__V1__Envelope *env, struct na_error **err);
 
+/* An InstanceSpec from elsewhere than a request (a domain's metadata read back for
+ * adoption): the same checks a create's spec gets, the fields named under name
+ * ("spec.nics[0].mac"). */
+int agent_validate_instance_spec(const Nodeagent__V1__InstanceSpec *spec, const char *name,
+                                 struct na_error **err);
+
 /* At most this many networks in one node's announcement. */
 #define AGENT_MAX_NODE_VNIS 4096
 

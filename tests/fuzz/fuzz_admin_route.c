@@ -72,7 +72,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else {
         if (out.status || out.error || in.upload_size)
             __builtin_trap();
-        bool post = out.resource == ADMIN_ORPHANS_RELEASE || out.resource == ADMIN_ORPHAN_PURGE;
+        bool post = out.resource == ADMIN_ORPHANS_RELEASE || out.resource == ADMIN_ORPHAN_PURGE ||
+                    out.resource == ADMIN_ORPHAN_ADOPT;
         if (post ? strcmp(method, "POST") != 0
                  : strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
             __builtin_trap();

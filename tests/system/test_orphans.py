@@ -1,13 +1,15 @@
 """No automatic destruction: a guest the state store does not record as its own (a lost
 state.db, another agent on the same libvirtd) is reported as an orphan and left running with
 its disk; the agent holds (consumes no request) while orphans of its own node exist, until an
-operator purges or releases them; a normal delete still removes everything, and a delete
-cut short after its tombstone is finished by the restarted agent.  What holds is read from
-libvirt and the disk, not only from the agent."""
+operator purges, releases or adopts them (adopted: an instance again, from the spec its
+domain's metadata carries, without a restart); a normal delete still removes everything, and
+a delete cut short after its tombstone is finished by the restarted agent.  What holds is
+read from libvirt and the disk, not only from the agent."""
 import os
 import re
 import uuid
 
+import libvirt
 import pytest
 
 from harness import Cluster, wait_for
@@ -46,6 +48,20 @@ def metric(agent, name):
     return float(m.group(1)) if m else None
 
 
+def lose_state_db(node):
+    """The agent restarted on an empty state store, its guests still running."""
+    node.agent.stop()
+    for suffix in ("", "-wal", "-shm"):
+        path = os.path.join(node.env.state_dir, "state.db" + suffix)
+        if os.path.exists(path):
+            os.unlink(path)
+    node.start()
+
+
+def adopt(node, agent, inst):
+    return node.cluster.nodectl("--admin-socket", agent.socket, "adopt", inst)
+
+
 def send_create(node, inst, rid, ip):
     """A create sent without waiting for its answer."""
     mac = "52:54:00:" + os.urandom(3).hex(":")
@@ -65,12 +81,7 @@ def test_lost_state_db_keeps_the_guest_and_holds_until_purged(node):
     disk = os.path.join(node.dir(inst), "disk")
     assert os.path.exists(disk)
 
-    node.agent.stop()
-    for suffix in ("", "-wal", "-shm"):
-        path = os.path.join(node.env.state_dir, "state.db" + suffix)
-        if os.path.exists(path):
-            os.unlink(path)
-    node.start()
+    lose_state_db(node)
 
     wait_for(lambda: listed_or_gone(node, node.agent, inst), 60, "the guest listed as an orphan")
     # The world: the guest runs, its directory and disk are where they were.
@@ -136,7 +147,76 @@ def test_a_second_agent_on_the_same_libvirtd_leaves_the_first_ones_guest(node, t
     assert node.state(inst) == S["running"]
     assert os.path.exists(os.path.join(node.dir(inst), "disk"))
     assert inst not in orphans(node.agent)[0]
+    # Another node's guest is not the second agent's to adopt: refused, saying why, untouched.
+    r = adopt(node, second, inst)
+    assert r.returncode != 0 and "belongs to node n1" in r.stderr, r
+    assert orphans(second)[0][inst]["node_id"] == "n1"
+    assert re.search(r'<na:owner node="n1"', node.dom(inst).XMLDesc(0))
     second.stop()
+
+
+def test_adopt_makes_the_orphan_an_instance_again_without_a_restart(node):
+    node.start(extra_config=FAST)
+    mac, port = "52:54:00:" + os.urandom(3).hex(":"), str(uuid.uuid4())
+    inst, last = node.create("adoptee", ip="10.0.0.60", mac=mac, port=port)
+    assert last["kind"] == "DONE", last
+    pid = node.qemu_pid(inst)
+
+    lose_state_db(node)
+    wait_for(lambda: listed_or_gone(node, node.agent, inst), 60, "the guest listed as an orphan")
+    found, body = orphans(node.agent)
+    assert found[inst]["holds"] and found[inst]["has_spec"] and body["holding"]
+    store_id = body["store_id"]
+    assert node.agent.get_json(f"/v1/instances/{inst}")[0] == 404
+
+    # Not an orphan: refused, saying so; nothing else changes.
+    stranger = str(uuid.uuid4())
+    r = adopt(node, node.agent, stranger)
+    assert r.returncode != 0 and "not a current orphan" in r.stderr, r
+    assert orphans(node.agent)[1]["holding"]
+
+    # Held: a create sent now waits on the bus.
+    later = str(uuid.uuid4())
+    send_create(node, later, "held-by-orphan", "10.0.0.61")
+    wait_for(lambda: (metric(node.agent, "nodeagent_bus_consumer_lag") or 0) >= 1, 60,
+             "the held create to be seen on the node topic, not consumed")
+    assert node.agent.get("/v1/requests/held-by-orphan")[0] == 404
+
+    r = adopt(node, node.agent, inst)
+    assert r.returncode == 0 and f"adopted {inst}" in r.stdout, r
+    # The world: the same QEMU process runs the guest, and the domain names its new owner
+    # (this node, this store) in its persistent and in its live definition.
+    assert node.state(inst) == S["running"] and node.qemu_pid(inst) == pid
+    owner = f'<na:owner node="n1" store="{store_id}"/>'
+    assert owner in node.dom(inst).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+    assert owner in node.dom(inst).XMLDesc(0)
+    status, shown = node.agent.get_json(f"/v1/instances/{inst}")
+    assert status == 200, shown
+    assert shown["state"] == "RUNNING" and shown["desired_state"] == "RUNNING", shown
+    assert shown["name"] == "adoptee" and shown["tenant_id"] == "t1"
+    assert shown["nics"][0]["mac"] == mac and shown["nics"][0]["port_id"] == port
+    assert shown["nics"][0]["ips"] == ["10.0.0.60/24"], shown
+    assert str(shown["uid"]) == node.proc_status(pid)["Uid"].split()[0], shown
+    assert inst not in orphans(node.agent)[0]
+    changed = [e for e in node.cluster.events(instance_uuid=inst, kind="STATE_CHANGED")
+               if "adopted" in e.get("message", "")]
+    assert changed and changed[-1]["state"] == "RUNNING", changed
+
+    # The hold ends and the held create proceeds.
+    wait_for(lambda: node.agent.checks()["orphans"], 30, "the hold to end")
+    done = wait_for(lambda: [e for e in node.cluster.events(request_id="held-by-orphan")
+                             if e["kind"] in ("DONE", "FAILED")], 300, "the held create's answer",
+                    interval=1)
+    assert done[-1]["kind"] == "DONE", done
+
+    # An instance like any other: stop, start and delete work on it.
+    assert node.request("stop", inst, check=0)["kind"] == "DONE"
+    assert node.state(inst) == S["shutoff"]
+    assert node.request("start", inst, check=0)["kind"] == "DONE"
+    assert node.state(inst) == S["running"] and node.qemu_pid(inst) != pid
+    assert node.request("delete", inst, check=0)["kind"] == "DONE"
+    assert not node.has_domain(inst) and not os.path.exists(node.dir(inst))
+    assert node.state(later) == S["running"]
 
 
 def test_delete_removes_domain_and_disk(node):

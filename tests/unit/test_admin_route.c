@@ -119,12 +119,20 @@ test_orphan_routes_unix_only(void **state)
     struct admin_route r = route("POST", "/v1/orphans/" UUID "/purge", false, NULL, false);
     assert_int_equal(r.resource, ADMIN_ORPHAN_PURGE);
     assert_string_equal(r.arg, UUID "/purge");
+    r = route("POST", "/v1/orphans/" UUID "/adopt", false, NULL, false);
+    assert_int_equal(r.resource, ADMIN_ORPHAN_ADOPT);
+    assert_string_equal(r.arg, UUID "/adopt");
+    assert_int_equal(admin_resource_access(ADMIN_ORPHAN_ADOPT), ADMIN_UNIX);
+    assert_int_equal(route("GET", "/v1/orphans/" UUID "/adopt", false, NULL, false).status, 405);
+    assert_int_equal(route("POST", "/v1/orphans/" UUID "/adopt/", false, NULL, false).status, 404);
+    assert_int_equal(route("POST", "/v1/orphans/" UUID "/adoptx", false, NULL, false).status, 404);
     assert_int_equal(route("GET", "/v1/orphans/release", false, NULL, false).status, 405);
     assert_int_equal(route("POST", "/v1/orphans", false, NULL, false).status, 405);
     assert_int_equal(route("POST", "/v1/orphans/" UUID, false, NULL, false).status, 404);
     assert_int_equal(route("POST", "/v1/orphans/not-a-uuid/purge", false, NULL, false).status, 404);
     static const char *const unix_only[] = {"/v1/orphans", "/v1/orphans/release",
-                                            "/v1/orphans/" UUID "/purge"};
+                                            "/v1/orphans/" UUID "/purge",
+                                            "/v1/orphans/" UUID "/adopt"};
     for (size_t i = 0; i < sizeof(unix_only) / sizeof(unix_only[0]); i++)
         for (int m = 0; m < 2; m++)
             assert_int_equal(

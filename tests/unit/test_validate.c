@@ -585,6 +585,24 @@ test_valid_every_kind(void **state)
     fx_free(f);
 }
 
+/* A spec read back from a domain's metadata gets a create's checks, named under "spec". */
+static void
+test_instance_spec_alone(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new();
+    cleanup_error struct na_error *err = NULL;
+    assert_int_equal(agent_validate_instance_spec(&f->spec, "spec", &err), 0);
+    f->nic[1].mac = (char *)"ff:ff:ff:ff:ff:ff";
+    assert_true(agent_validate_instance_spec(&f->spec, "spec", &err) < 0);
+    assert_int_equal(err->code, NA_CODE_INVALID_ARGUMENT);
+    assert_string_equal(err->field, "spec.nics[1].mac");
+    na_error_clear(&err);
+    assert_true(agent_validate_instance_spec(NULL, "spec", &err) < 0);
+    assert_string_equal(err->field, "spec");
+    fx_free(f);
+}
+
 /* The edges of every range are inside it, and optional things may be absent. */
 static void
 test_valid_edges(void **state)
@@ -863,6 +881,7 @@ main(void)
 {
     static const struct CMUnitTest fixed[] = {
         cmocka_unit_test(test_valid_create),
+        cmocka_unit_test(test_instance_spec_alone),
         cmocka_unit_test(test_valid_every_kind),
         cmocka_unit_test(test_valid_edges),
         cmocka_unit_test(test_valid_same_address_in_two_networks),

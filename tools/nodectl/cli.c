@@ -106,6 +106,10 @@ static const struct nodectl_command commands[] = {
      "undefine a current orphan's domain and remove its directory; waits until done (admin "
      "socket)",
      AGENT_REQ_NONE, NULL, 0, nodectl_cmd_purge},
+    {"adopt", "UUID",
+     "make a current orphan's domain an instance of this node again, from the spec its "
+     "metadata carries (the guest keeps running); waits until done (admin socket)",
+     AGENT_REQ_NONE, NULL, 0, nodectl_cmd_adopt},
     {"capacity-reports", NULL, "follow the node's capacity reports on the capacity topic",
      AGENT_REQ_NONE, FLAGS(f_reports), nodectl_cmd_capacity_reports},
     /* A name of two words is a command group and its verb, given as two arguments. */

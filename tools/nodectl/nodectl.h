@@ -91,7 +91,7 @@ enum nodectl_exit {
     X(CERT_OUT, "cert-out", "FILE",                                                                \
       "write the SignedNodeCertificate to FILE, mode 0644, replacing it atomically (required)")    \
     X(RELEASE, "release", NULL,                                                                    \
-      "the orphans listed now stop holding the agent (recorded in its store); they stay "         \
+      "the orphans listed now stop holding the agent (recorded in its store); they stay "          \
       "untouched")                                                                                 \
     X(CONTROL_PLANE_KEY, "control-plane-key", "PUBFILE",                                           \
       "check the signature and validity now against this control-plane public key (exit 1 if "     \
@@ -255,6 +255,7 @@ int nodectl_cmd_capacity(const struct nodectl_args *a, struct na_error **err);
 int nodectl_cmd_peers(const struct nodectl_args *a, struct na_error **err);
 int nodectl_cmd_orphans(const struct nodectl_args *a, struct na_error **err);
 int nodectl_cmd_purge(const struct nodectl_args *a, struct na_error **err);
+int nodectl_cmd_adopt(const struct nodectl_args *a, struct na_error **err);
 int nodectl_cmd_capacity_reports(const struct nodectl_args *a, struct na_error **err);
 
 /* --- keys.c: keys, node certificates, request signatures -------------------------------- */

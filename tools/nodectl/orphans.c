@@ -1,4 +1,4 @@
-/* `orphans` and `purge`: what the agent found that looks like this node's and that its
+/* `orphans`, `purge` and `adopt`: what the agent found that looks like this node's and that its
  * store does not record, and the operator's decisions about it (agent/orphans.h).
  *
  * Contract (the agent's side, unix socket only): GET /v1/orphans returns {"orphans":[{"uuid",
@@ -6,7 +6,10 @@
  * "purging","purge_error"}],"holding","detail","node_id","store_id"}; POST
  * /v1/orphans/release returns {"released":N}; POST /v1/orphans/UUID/purge returns 202 and
  * the purge runs in the uuid's lane, after which the uuid leaves the list (or purge_error
- * says why not). */
+ * says why not); POST /v1/orphans/UUID/adopt returns 202 (409 with the reason when the
+ * orphan cannot be adopted) and the adoption runs in the uuid's lane, after which the uuid
+ * leaves the list and GET /v1/instances/UUID shows the instance (or adopt_error says why
+ * not). */
 #include "tools/nodectl/nodectl.h"
 
 #include "agent/proto_json.h"
@@ -15,6 +18,7 @@
 #include <time.h>
 
 #define PURGE_WAIT_S 120
+#define ADOPT_WAIT_S 120
 
 static const char *
 jstr(json_t *obj, const char *key)
@@ -38,8 +42,7 @@ admin_call(const struct nodectl_args *a, const char *method, const char *path, l
     json_decref(*body);
     *body = NULL;
     return na_error_set(err, status == 404 ? NA_CODE_NOT_FOUND : NA_CODE_UNAVAILABLE, 0,
-                        "%s %s on %s: HTTP %ld: %s", method, path, a->g.admin_socket, status,
-                        text);
+                        "%s %s on %s: HTTP %ld: %s", method, path, a->g.admin_socket, status, text);
 }
 
 static void
@@ -132,4 +135,53 @@ nodectl_cmd_purge(const struct nodectl_args *a, struct na_error **err)
     }
     fprintf(stderr, "nodectl: %s is still an orphan after %d s\n", a->positional, PURGE_WAIT_S);
     return NODECTL_EXIT_TIMEOUT;
+}
+
+/* Polls until the adoption of uuid ended: the uuid left the orphans (adopted) or the orphan
+ * says why it failed. */
+static int
+wait_adopted(const struct nodectl_args *a, const char *uuid, struct na_error **err)
+{
+    struct timespec pause = {.tv_sec = 0, .tv_nsec = 200 * 1000 * 1000};
+    for (int i = 0; i < ADOPT_WAIT_S * 5; i++) {
+        cleanup_json json_t *body = NULL;
+        int rc = admin_call(a, "GET", "/v1/orphans", 200, &body, err);
+        if (rc < 0)
+            return rc;
+        json_t *o = find_orphan(body, uuid);
+        if (!o)
+            return NODECTL_EXIT_OK;
+        const char *failed = json_string_value(json_object_get(o, "adopt_error"));
+        if (failed && !json_is_true(json_object_get(o, "adopting"))) {
+            fprintf(stderr, "nodectl: adopting %s failed: %s\n", uuid, failed);
+            return NODECTL_EXIT_FAILED;
+        }
+        nanosleep(&pause, NULL);
+    }
+    fprintf(stderr, "nodectl: %s is still an orphan after %d s\n", uuid, ADOPT_WAIT_S);
+    return NODECTL_EXIT_TIMEOUT;
+}
+
+int
+nodectl_cmd_adopt(const struct nodectl_args *a, struct na_error **err)
+{
+    if (!na_uuid_is_valid(a->positional))
+        return na_error_set(err, NA_CODE_INVALID_ARGUMENT, 0, "adopt: `%s` is not a uuid",
+                            a->positional);
+    cleanup_free char *path = na_xasprintf("/v1/orphans/%s/adopt", a->positional);
+    cleanup_json json_t *queued = NULL;
+    int rc = admin_call(a, "POST", path, 202, &queued, err);
+    if (rc < 0)
+        return rc;
+    if ((rc = wait_adopted(a, a->positional, err)) != NODECTL_EXIT_OK)
+        return rc;
+    cleanup_free char *inst_path = na_xasprintf("/v1/instances/%s", a->positional);
+    cleanup_json json_t *inst = NULL;
+    if ((rc = admin_call(a, "GET", inst_path, 200, &inst, err)) < 0)
+        return rc;
+    if (a->g.json)
+        nodectl_print_json(stdout, inst, true);
+    else
+        printf("adopted %s: %s %s\n", a->positional, jstr(inst, "name"), jstr(inst, "state"));
+    return NODECTL_EXIT_OK;
 }
