@@ -4,8 +4,9 @@
  * domain anyone defines on the host reaches this parser.  Finds crashes, leaks and
  * undefined behaviour in the parser and the XPath reads; checks that an error comes with a
  * message and no fields, that a success that claims a domain as ours has its uuid, that an
- * instance spec read back is within its bound and a DAC uid within uid_t, and that
- * clearing leaves nothing behind.
+ * instance spec read back is within its bound and a DAC uid within uid_t, that the owner of
+ * any domain claimed as ours can be rewritten (hv_domain_meta_with_owner, for adoption) and
+ * of no other, and that clearing leaves nothing behind.
  *
  * fuzz-sources: hypervisor/domain_xml.c
  * fuzz-pkgs: libxml-2.0
@@ -53,6 +54,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (meta.dac_uid < -1 || meta.dac_uid > (int64_t)UINT32_MAX ||
             (meta.dac_uid < 0) != (meta.dac_gid < 0))
             __builtin_trap();
+        /* What adoption does with it: ours parses, so its owner can be rewritten. */
+        char *element = NULL;
+        struct na_error *owner_err = NULL;
+        int owned = hv_domain_meta_with_owner(xml, "n1", "00000000-0000-4000-8000-000000000000",
+                                              &element, &owner_err);
+        if (meta.is_ours ? owned < 0 || !element : owned >= 0 || element || !owner_err)
+            __builtin_trap();
+        free(element);
+        na_error_clear(&owner_err);
         if ((meta.n_disks && !meta.disks) || (meta.n_nics && !meta.nics))
             __builtin_trap();
     }
