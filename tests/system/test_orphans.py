@@ -62,6 +62,15 @@ def adopt(node, agent, inst):
     return node.cluster.nodectl("--admin-socket", agent.socket, "adopt", inst)
 
 
+def set_instance_metadata(dom, element):
+    """Replaces the agent's metadata element of a domain (live and persistent), as an older
+    agent or an operator's hand could have left it.  libvirt takes the element without its
+    namespace and puts it back into it."""
+    bare = re.sub(r'\s+xmlns:na="[^"]*"', "", element.replace("na:", ""))
+    dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, bare, "na", "urn:nodeagent:instance:1",
+                    libvirt.VIR_DOMAIN_AFFECT_LIVE | libvirt.VIR_DOMAIN_AFFECT_CONFIG)
+
+
 def send_create(node, inst, rid, ip):
     """A create sent without waiting for its answer."""
     mac = "52:54:00:" + os.urandom(3).hex(":")
@@ -181,6 +190,20 @@ def test_adopt_makes_the_orphan_an_instance_again_without_a_restart(node):
     wait_for(lambda: (metric(node.agent, "nodeagent_bus_consumer_lag") or 0) >= 1, 60,
              "the held create to be seen on the node topic, not consumed")
     assert node.agent.get("/v1/requests/held-by-orphan")[0] == 404
+
+    # A domain whose metadata carries no spec (an older agent's) cannot be adopted: refused,
+    # saying why.  Then the metadata as the agent wrote it again.
+    dom = node.dom(inst)
+    written = re.search(r"<na:instance .*</na:instance>", dom.XMLDesc(0), re.S).group(0)
+    set_instance_metadata(dom, re.sub(r"\s*<na:spec [^>]*>[^<]*</na:spec>", "", written))
+    wait_for(lambda: not orphans(node.agent)[0][inst]["has_spec"], 60,
+             "reconciliation to see the domain without a spec")
+    r = adopt(node, node.agent, inst)
+    assert r.returncode != 0 and "carries no instance spec" in r.stderr, r
+    assert inst in orphans(node.agent)[0] and orphans(node.agent)[1]["holding"]
+    set_instance_metadata(dom, written)
+    wait_for(lambda: orphans(node.agent)[0][inst]["has_spec"], 60,
+             "reconciliation to see the spec again")
 
     r = adopt(node, node.agent, inst)
     assert r.returncode == 0 and f"adopted {inst}" in r.stdout, r
