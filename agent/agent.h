@@ -196,6 +196,14 @@ void agent_event_init(struct agent *a, Nodeagent__V1__Event *ev, Nodeagent__V1__
  * a copy of the packed bytes goes to *recorded when it is not NULL. */
 int agent_event_record(struct agent *a, const Nodeagent__V1__Event *ev, struct agent_blob *recorded,
                        struct na_error **err);
+/* Above this many packed bytes an event is not stored: a small FAILED event saying so
+ * stands for it.  Well under librdkafka's default message.max.bytes (1000000), so one
+ * request cannot stop the node's events at the bus. */
+#define AGENT_EVENT_SIZE_MAX (512 * 1024)
+/* A small FAILED event standing for the packed event payload that the bus refused for
+ * good (why says how).  Returns 0 and *out, -EINVAL when payload is not an event, or
+ * -EMSGSIZE when the stand-in would be no smaller. */
+int agent_event_stand_in(const struct agent_blob *payload, const char *why, struct agent_blob *out);
 /* Records and sends an event that no intent refers to (its own transaction). */
 void agent_event_emit(struct agent *a, const Nodeagent__V1__Event *ev);
 /* Sets ev->error from err; ev keeps pointers into err until it is packed. */
@@ -205,7 +213,8 @@ void agent_event_set_error(Nodeagent__V1__Event *ev, Nodeagent__V1__Error *slot,
 /* outbox.c */
 void agent_outbox_init(struct agent *a);
 void agent_outbox_pump(struct agent *a);
-void agent_outbox_on_delivery(void *agent, int64_t id, bool ok, const char *why);
+void agent_outbox_on_delivery(void *agent, int64_t id, enum agent_bus_outcome outcome,
+                              const char *why);
 void agent_outbox_close(struct agent *a);
 
 /* Health, for /healthz, /v1/status and /metrics: one check per dependency. */

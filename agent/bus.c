@@ -119,19 +119,41 @@ bus_stats_cb(rd_kafka_t *rk, char *json, size_t json_len, void *opaque)
     return 0;
 }
 
+/* Errors about the message itself, which no retry and no outage's end can cure.  Errors
+ * about the producer or the cluster (authorization, a fatal idempotence error, a purge at
+ * shutdown) are not: the same bytes go through once the cause is fixed. */
+static bool
+message_refused(rd_kafka_resp_err_t e)
+{
+    switch (e) {
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE:
+    case RD_KAFKA_RESP_ERR_INVALID_MSG:
+    case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+    case RD_KAFKA_RESP_ERR__BAD_MSG:
+        return true;
+    default:
+        return false;
+    }
+}
+
 static void
 bus_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
     (void)rk;
     struct agent_bus *bus = opaque;
     int64_t id = (int64_t)(intptr_t)m->_private;
-    bool ok = m->err == RD_KAFKA_RESP_ERR_NO_ERROR;
-    if (ok)
+    enum agent_bus_outcome outcome = m->err == RD_KAFKA_RESP_ERR_NO_ERROR ? AGENT_BUS_DELIVERED
+                                     : message_refused(m->err)            ? AGENT_BUS_REFUSED
+                                                                          : AGENT_BUS_FAILED;
+    if (outcome == AGENT_BUS_DELIVERED)
         bus->stats.delivered++;
     else
         bus->stats.delivery_failed++;
     if (bus->cb.on_delivery)
-        bus->cb.on_delivery(bus->cb.ctx, id, ok, ok ? NULL : rd_kafka_err2str(m->err));
+        bus->cb.on_delivery(bus->cb.ctx, id, outcome,
+                            outcome == AGENT_BUS_DELIVERED ? NULL : rd_kafka_err2str(m->err));
 }
 
 static int
@@ -678,8 +700,8 @@ agent_bus_produce(struct agent_bus *bus, const char *topic, const char *key, con
     if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL)
         return -ENOBUFS;
     if (e)
-        return na_error_set(err, NA_CODE_INTERNAL, 0, "produce to `%s`: %s", topic,
-                            rd_kafka_err2str(e));
+        return na_error_quiet(err, NA_CODE_INTERNAL, message_refused(e) ? EMSGSIZE : 0,
+                              "produce %zu bytes to `%s`: %s", size, topic, rd_kafka_err2str(e));
     bus->stats.produced++;
     return 0;
 }

@@ -42,12 +42,20 @@ struct agent_bus_msg {
     void *handle; /* the bus's own, for agent_bus_ack() */
 };
 
+/* What became of a produced message. */
+enum agent_bus_outcome {
+    AGENT_BUS_DELIVERED,
+    AGENT_BUS_FAILED,  /* not delivered this time; the same bytes may go through later */
+    AGENT_BUS_REFUSED, /* never deliverable as it is: too large for the producer, malformed */
+};
+
 struct agent_bus_callbacks {
     void *ctx;
     /* A request arrived.  Call agent_bus_ack() once it is durable (or refused for good). */
     void (*on_request)(void *ctx, const struct agent_bus_msg *msg);
-    /* The bus acknowledged (ok) or finally refused (!ok) the message produced with id. */
-    void (*on_delivery)(void *ctx, int64_t id, bool ok, const char *why);
+    /* The bus acknowledged the message produced with id, or gave up on it (why says
+     * why); refused: the message itself can never be delivered as it is. */
+    void (*on_delivery)(void *ctx, int64_t id, enum agent_bus_outcome outcome, const char *why);
     /* Broker connectivity changed. */
     void (*on_health)(void *ctx, bool up);
     /* A message on <prefix>.nodes (every one, from the start of the topic); NULL: the
@@ -76,8 +84,9 @@ int agent_bus_open(uv_loop_t *loop, const struct agent_config *cfg,
 void agent_bus_close(struct agent_bus *bus, int flush_ms);
 
 void agent_bus_ack(struct agent_bus *bus, const struct agent_bus_msg *msg);
-/* Queues a message; returns 0, or -ENOBUFS when the local queue is full.  headers may be
- * NULL; its hmac is never sent. */
+/* Queues a message; returns 0, -ENOBUFS when the local queue is full, or -EMSGSIZE when
+ * the producer refuses the message itself for good (larger than its message.max.bytes).
+ * headers may be NULL; its hmac is never sent. */
 int agent_bus_produce(struct agent_bus *bus, const char *topic, const char *key,
                       const uint8_t *payload, size_t size, const struct agent_bus_headers *headers,
                       int64_t id, struct na_error **err);

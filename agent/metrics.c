@@ -159,6 +159,12 @@ agent_metrics_render(const struct agent_metrics *m, const struct agent_gauges *g
              "# TYPE nodeagent_duplicate_requests_total counter\n"
              "nodeagent_duplicate_requests_total %llu\n",
              (unsigned long long)m->duplicates);
+    text_add(&t,
+             "# HELP nodeagent_events_refused_total Events the bus refused for good (too large, "
+             "malformed), each replaced by a small FAILED event or dropped.\n"
+             "# TYPE nodeagent_events_refused_total counter\n"
+             "nodeagent_events_refused_total %llu\n",
+             (unsigned long long)m->events_refused);
     render_trust(&t, m, g);
     render_disk(&t, g);
     render_orphans(&t, g);

@@ -37,6 +37,7 @@ struct agent_metrics {
     uint64_t latency_count[AGENT_REQ__COUNT];
     double latency_sum[AGENT_REQ__COUNT];
     uint64_t duplicates;
+    uint64_t events_refused; /* events the bus refused for good, replaced or dropped */
     uint64_t announcements_refused[AGENT_ANNOUNCE_REFUSED__COUNT];
 };
 

@@ -2,6 +2,10 @@
  * reports, in one transaction), then produced to the bus, and removed from the store once
  * the bus acknowledges it.  So an event survives a bus outage, a full local queue and a
  * crash of the agent; after a crash it may be sent twice (consumers dedupe by event_id).
+ *
+ * Rows go out in id order, so a row the bus refuses for good (too large for the producer,
+ * malformed) would hold back every later one: such a row is replaced by a small FAILED
+ * event about it, and dropped when even that cannot be made smaller.
  */
 #include "agent/agent.h"
 
@@ -9,6 +13,29 @@
 
 #define PUMP_BATCH 512
 #define RETRY_MS 500
+
+/* Replaces row id, which the bus refused for good, by its FAILED stand-in (left in
+ * *stand_in for the caller to free), or drops the row when there is none (*stand_in
+ * empty). */
+static void
+replace_refused(struct agent *a, int64_t id, const struct agent_blob *payload, const char *why,
+                struct agent_blob *stand_in)
+{
+    cleanup_error struct na_error *err = NULL;
+    int ret;
+    if (agent_event_stand_in(payload, why, stand_in) == 0) {
+        na_log(NA_LOG_ERROR, NULL, "bus refused an event for good; a FAILED event replaces it",
+               "outbox_id=%lld size=%zu error=\"%s\"", (long long)id, payload->size, why);
+        ret = agent_store_outbox_replace(a->store, id, stand_in, &err);
+    } else {
+        na_log(NA_LOG_ERROR, NULL, "bus refused an event for good; dropping it",
+               "outbox_id=%lld size=%zu error=\"%s\"", (long long)id, payload->size, why);
+        ret = agent_store_outbox_delete(a->store, id, &err);
+    }
+    if (ret < 0)
+        agent_die(a, err);
+    a->metrics.events_refused++;
+}
 
 static int
 produce_row(int64_t id, const char *topic, const char *key, const struct agent_blob *payload,
@@ -19,6 +46,17 @@ produce_row(int64_t id, const char *topic, const char *key, const struct agent_b
     int ret = agent_bus_produce(a->bus, topic, key, payload->data, payload->size, NULL, id, &err);
     if (ret == -ENOBUFS)
         return 1; /* local queue full: try again when the bus has drained some */
+    if (ret == -EMSGSIZE) {
+        cleanup_free uint8_t *data = NULL;
+        struct agent_blob stand_in = {0};
+        replace_refused(a, id, payload, err->msg, &stand_in);
+        data = stand_in.data;
+        if (!stand_in.data) {
+            a->outbox_cursor = id;
+            return 0;
+        }
+        return produce_row(id, topic, key, &stand_in, ctx);
+    }
     if (ret < 0) {
         na_log(NA_LOG_ERROR, NULL, "event could not be queued", "outbox_id=%lld error=\"%s\"",
                (long long)id, err->msg);
@@ -84,14 +122,38 @@ agent_outbox_pump(struct agent *a)
         uv_timer_start(&a->outbox_timer, on_outbox_timer, RETRY_MS, 0);
 }
 
+/* The refused row's payload is read back from the store: librdkafka's copy is gone. */
+static int
+replace_refused_row(int64_t id, const char *topic, const char *key,
+                    const struct agent_blob *payload, void *ctx)
+{
+    (void)topic;
+    (void)key;
+    const void **args = ctx;
+    struct agent *a = (struct agent *)args[0];
+    if (id == *(const int64_t *)args[1]) {
+        struct agent_blob stand_in = {0};
+        replace_refused(a, id, payload, args[2], &stand_in);
+        free(stand_in.data);
+    }
+    return 1; /* one row only */
+}
+
 void
-agent_outbox_on_delivery(void *agent, int64_t id, bool ok, const char *why)
+agent_outbox_on_delivery(void *agent, int64_t id, enum agent_bus_outcome outcome, const char *why)
 {
     struct agent *a = agent;
     if (id < 1) /* not the outbox's: a capacity report, sent once; the next one follows */
         return;
-    if (!ok) {
-        na_log(NA_LOG_WARN, NULL, "bus refused an event; it will be sent again",
+    if (outcome == AGENT_BUS_REFUSED) {
+        const void *args[] = {a, &id, why ? why : "refused"};
+        cleanup_error struct na_error *err = NULL;
+        if (agent_store_outbox_each(a->store, id - 1, 1, replace_refused_row, args, &err) < 0)
+            na_log(NA_LOG_ERROR, NULL, "reading a refused event failed",
+                   "outbox_id=%lld error=\"%s\"", (long long)id, err->msg);
+    }
+    if (outcome != AGENT_BUS_DELIVERED) {
+        na_log(NA_LOG_WARN, NULL, "bus did not take an event; it will be sent again",
                "outbox_id=%lld error=\"%s\"", (long long)id, why ? why : "");
         if (id <= a->outbox_cursor)
             a->outbox_cursor = id - 1;

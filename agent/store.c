@@ -71,6 +71,7 @@ enum stmt_id {
     ST_OUTBOX_DELETE,
     ST_OUTBOX_EACH,
     ST_OUTBOX_COUNT,
+    ST_OUTBOX_REPLACE,
     ST_INSTANCE_PUT,
     ST_INSTANCE_DELETE,
     ST_INSTANCE_ALL,
@@ -117,6 +118,7 @@ static const char *const stmt_sql[ST__COUNT] = {
     [ST_OUTBOX_EACH] = "SELECT id, topic, key, payload FROM outbox WHERE id > ?1 "
                        "ORDER BY id LIMIT ?2",
     [ST_OUTBOX_COUNT] = "SELECT count(*) FROM outbox",
+    [ST_OUTBOX_REPLACE] = "UPDATE outbox SET payload = ?2 WHERE id = ?1",
     [ST_INSTANCE_PUT] = "INSERT OR REPLACE INTO instances (uuid, name, tenant_id, spec, "
                         "desired_state, observed_state, task, created_ms, updated_ms, uid, "
                         "image_sha256, create_request_id) "
@@ -543,6 +545,17 @@ agent_store_outbox_each(struct agent_store *store, int64_t after_id, int limit,
         ret = db_error(store, err, "read outbox");
     sqlite3_reset(s);
     return ret;
+}
+
+int
+agent_store_outbox_replace(struct agent_store *store, int64_t id, const struct agent_blob *payload,
+                           struct na_error **err)
+{
+    sqlite3_stmt *s = stmt_get(store, ST_OUTBOX_REPLACE);
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_blob(s, 2, payload->data ? (const void *)payload->data : "", (int)payload->size,
+                      SQLITE_TRANSIENT);
+    return stmt_exec(store, s, err, "replace queued event");
 }
 
 int64_t

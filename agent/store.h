@@ -88,6 +88,9 @@ int agent_store_outbox_each(struct agent_store *store, int64_t after_id, int lim
                             int (*fn)(int64_t id, const char *topic, const char *key,
                                       const struct agent_blob *payload, void *ctx),
                             void *ctx, struct na_error **err);
+/* Replaces the payload of row id (an event the bus refused for good, by a small one). */
+int agent_store_outbox_replace(struct agent_store *store, int64_t id,
+                               const struct agent_blob *payload, struct na_error **err);
 int64_t agent_store_outbox_count(struct agent_store *store);
 
 /* An instance as stored; strings are borrowed (valid during the call that passes them). */

@@ -705,7 +705,7 @@ static void
 check_console_log(struct vctx *v, const Nodeagent__V1__ConsoleLogRequest *m)
 {
     check_uuid(v, "instance_uuid", m->instance_uuid);
-    check_u32(v, "tail_bytes", m->tail_bytes, 0, 1048576);
+    check_u32(v, "tail_bytes", m->tail_bytes, 0, AGENT_CONSOLE_TAIL_MAX);
 }
 
 static void

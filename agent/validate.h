@@ -29,6 +29,11 @@ int agent_validate_envelope(const Nodeagent__V1__Envelope *env, struct na_error 
 int agent_validate_instance_spec(const Nodeagent__V1__InstanceSpec *spec, const char *name,
                                  struct na_error **err);
 
+/* At most this many bytes of console in a console_log's DONE event: well under the
+ * producer's message limit (librdkafka's message.max.bytes, 1000000 by default) and the
+ * agent's own event limit (AGENT_EVENT_SIZE_MAX). */
+#define AGENT_CONSOLE_TAIL_MAX (256 * 1024)
+
 /* At most this many networks in one node's announcement. */
 #define AGENT_MAX_NODE_VNIS 4096
 

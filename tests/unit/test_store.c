@@ -259,6 +259,15 @@ test_outbox(void **state)
     assert_non_null(strstr(seen, ":two;"));
     assert_null(strstr(seen, ":one;"));
 
+    /* A row the bus refused for good is replaced in place: same id, same order. */
+    struct agent_blob small = {.data = (uint8_t *)"1", .size = 1};
+    assert_int_equal(agent_store_outbox_replace(f->store, id1, &small, &err), 0);
+    seen[0] = '\0';
+    assert_int_equal(agent_store_outbox_each(f->store, 0, 10, outbox_collect, seen, &err), 0);
+    snprintf(want, sizeof(want), "%lld:t.events:k1:1;%lld:t.events::two;", (long long)id1,
+             (long long)id2);
+    assert_string_equal(seen, want);
+
     assert_int_equal(agent_store_outbox_delete(f->store, id1, &err), 0);
     assert_int_equal(agent_store_outbox_count(f->store), 1);
 }

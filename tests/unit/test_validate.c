@@ -454,7 +454,7 @@ assert_invalid(struct fx *f, const char *field)
     X(rebuild_file_url, "rebuild.image.url", USE(REBUILD, rebuild);                                \
       f->image.url = "file:///var/lib/nodeagent/state.db")                                         \
     X(console_tail, "console_log.tail_bytes", USE(CONSOLE_LOG, console_log);                       \
-      f->console_log.tail_bytes = 1048577)                                                         \
+      f->console_log.tail_bytes = 262145)                                                          \
     X(migrate_no_target, "migrate.target_node", USE(MIGRATE, migrate);                             \
       f->migrate.target_node = "")                                                                 \
     X(migrate_target_slash, "migrate.target_node", USE(MIGRATE, migrate);                          \
@@ -654,7 +654,7 @@ test_valid_edges(void **state)
     f->stop.timeout_s = 3600;
     assert_valid(f);
     USE(CONSOLE_LOG, console_log);
-    f->console_log.tail_bytes = 1048576;
+    f->console_log.tail_bytes = 262144;
     assert_valid(f);
     USE(MIGRATE, migrate);
     f->settings.max_downtime_ms = 600000;
