@@ -204,6 +204,9 @@ int agent_event_record(struct agent *a, const Nodeagent__V1__Event *ev, struct a
  * good (why says how).  Returns 0 and *out, -EINVAL when payload is not an event, or
  * -EMSGSIZE when the stand-in would be no smaller. */
 int agent_event_stand_in(const struct agent_blob *payload, const char *why, struct agent_blob *out);
+/* Replaces a packed event by its summary, the event without its bulk (the console tail),
+ * which is what a finished intent keeps to answer a duplicate request. */
+void agent_event_summarize(struct agent_blob *event);
 /* Records and sends an event that no intent refers to (its own transaction). */
 void agent_event_emit(struct agent *a, const Nodeagent__V1__Event *ev);
 /* Sets ev->error from err; ev keeps pointers into err until it is packed. */

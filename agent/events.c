@@ -134,6 +134,25 @@ agent_event_record(struct agent *a, const Nodeagent__V1__Event *ev_in, struct ag
 }
 
 void
+agent_event_summarize(struct agent_blob *event)
+{
+    Nodeagent__V1__Event *ev = nodeagent__v1__event__unpack(NULL, event->size, event->data);
+    if (!ev || !ev->console_log.len) {
+        nodeagent__v1__event__free_unpacked(ev, NULL);
+        return;
+    }
+    ProtobufCBinaryData bulk = ev->console_log;
+    ev->console_log.data = NULL;
+    ev->console_log.len = 0;
+    free(event->data);
+    event->size = nodeagent__v1__event__get_packed_size(ev);
+    event->data = na_xmalloc(event->size);
+    nodeagent__v1__event__pack(ev, event->data);
+    ev->console_log = bulk;
+    nodeagent__v1__event__free_unpacked(ev, NULL);
+}
+
+void
 agent_event_emit(struct agent *a, const Nodeagent__V1__Event *ev)
 {
     cleanup_error struct na_error *err = NULL;

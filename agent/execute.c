@@ -121,6 +121,8 @@ op_done(void *data)
     if (ret == 0)
         ret = agent_event_record(a, &ev, &recorded, &err);
     if (ret == 0)
+        agent_event_summarize(&recorded);
+    if (ret == 0)
         ret = agent_store_intent_finish(a->store, op->request_id,
                                         op->err ? AGENT_INTENT_FAILED : AGENT_INTENT_DONE,
                                         &recorded, &err);

@@ -165,6 +165,16 @@ agent_metrics_render(const struct agent_metrics *m, const struct agent_gauges *g
              "# TYPE nodeagent_events_refused_total counter\n"
              "nodeagent_events_refused_total %llu\n",
              (unsigned long long)m->events_refused);
+    text_add(&t,
+             "# HELP nodeagent_store_bytes Size of the state store (state.db) in bytes.\n"
+             "# TYPE nodeagent_store_bytes gauge\nnodeagent_store_bytes %lld\n"
+             "# HELP nodeagent_store_intents Requests recorded in the store, open and "
+             "finished.\n# TYPE nodeagent_store_intents gauge\nnodeagent_store_intents %lld\n"
+             "# HELP nodeagent_store_intent_retention_seconds How long a finished request's "
+             "hash and result summary are kept to answer duplicates.\n"
+             "# TYPE nodeagent_store_intent_retention_seconds gauge\n"
+             "nodeagent_store_intent_retention_seconds %.0f\n",
+             (long long)g->store_bytes, (long long)g->store_intents, g->intent_retention_s);
     render_trust(&t, m, g);
     render_disk(&t, g);
     render_orphans(&t, g);

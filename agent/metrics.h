@@ -46,6 +46,9 @@ struct agent_gauges {
     size_t queued;
     size_t running;
     int64_t outbox;
+    int64_t store_bytes;   /* state.db's size */
+    int64_t store_intents; /* intents recorded, open and finished */
+    double intent_retention_s;
     int64_t bus_lag;
     bool bus_up;
     bool healthy;

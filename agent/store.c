@@ -55,6 +55,9 @@ static const char *const migrations[] = {
     "  uid INTEGER PRIMARY KEY,"
     "  released_ms INTEGER NOT NULL,"
     "  held INTEGER NOT NULL DEFAULT 0);",
+    /* 4 -> 5: a finished intent keeps its body hash and result, not its envelope (only an
+     * open intent is replayed from its envelope). */
+    "UPDATE intents SET envelope = x'' WHERE phase IN ('done', 'failed');",
 };
 
 enum stmt_id {
@@ -72,6 +75,8 @@ enum stmt_id {
     ST_OUTBOX_EACH,
     ST_OUTBOX_COUNT,
     ST_OUTBOX_REPLACE,
+    ST_INTENT_COUNT,
+    ST_PAGES,
     ST_INSTANCE_PUT,
     ST_INSTANCE_DELETE,
     ST_INSTANCE_ALL,
@@ -106,8 +111,8 @@ static const char *const stmt_sql[ST__COUNT] = {
                          "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, ?9, ?10, ?10)",
     [ST_INTENT_START] = "UPDATE intents SET phase = 'running', attempts = attempts + 1, "
                         "updated_ms = ?2 WHERE request_id = ?1",
-    [ST_INTENT_FINISH] = "UPDATE intents SET phase = ?2, result_event = ?3, updated_ms = ?4 "
-                         "WHERE request_id = ?1",
+    [ST_INTENT_FINISH] = "UPDATE intents SET phase = ?2, result_event = ?3, updated_ms = ?4, "
+                         "envelope = x'' WHERE request_id = ?1",
     [ST_INTENT_OPEN] = "SELECT " INTENT_COLUMNS " FROM intents "
                        "WHERE phase IN ('accepted', 'running') ORDER BY seq",
     [ST_INTENT_PRUNE] = "DELETE FROM intents WHERE phase IN ('done', 'failed') "
@@ -119,6 +124,8 @@ static const char *const stmt_sql[ST__COUNT] = {
                        "ORDER BY id LIMIT ?2",
     [ST_OUTBOX_COUNT] = "SELECT count(*) FROM outbox",
     [ST_OUTBOX_REPLACE] = "UPDATE outbox SET payload = ?2 WHERE id = ?1",
+    [ST_INTENT_COUNT] = "SELECT count(*) FROM intents",
+    [ST_PAGES] = "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
     [ST_INSTANCE_PUT] = "INSERT OR REPLACE INTO instances (uuid, name, tenant_id, spec, "
                         "desired_state, observed_state, task, created_ms, updated_ms, uid, "
                         "image_sha256, create_request_id) "
@@ -558,15 +565,34 @@ agent_store_outbox_replace(struct agent_store *store, int64_t id, const struct a
     return stmt_exec(store, s, err, "replace queued event");
 }
 
-int64_t
-agent_store_outbox_count(struct agent_store *store)
+/* The single integer a statement returns, or -1. */
+static int64_t
+stmt_int64(struct agent_store *store, enum stmt_id id)
 {
-    sqlite3_stmt *s = stmt_get(store, ST_OUTBOX_COUNT);
+    sqlite3_stmt *s = stmt_get(store, id);
     int64_t n = -1;
     if (sqlite3_step(s) == SQLITE_ROW)
         n = sqlite3_column_int64(s, 0);
     sqlite3_reset(s);
     return n;
+}
+
+int64_t
+agent_store_outbox_count(struct agent_store *store)
+{
+    return stmt_int64(store, ST_OUTBOX_COUNT);
+}
+
+int64_t
+agent_store_intent_count(struct agent_store *store)
+{
+    return stmt_int64(store, ST_INTENT_COUNT);
+}
+
+int64_t
+agent_store_size_bytes(struct agent_store *store)
+{
+    return stmt_int64(store, ST_PAGES);
 }
 
 int

@@ -1,10 +1,11 @@
 /* The agent's durable state: SQLite in WAL mode at <state_dir>/state.db.
  *
- * Tables: intents (every request received, its phase and its recorded events), outbox
- * (events not yet acknowledged by the bus), instances (spec, desired and observed state),
- * tombstones (instances deleted), orphans_released, uid_quarantine (guest uids released
- * and not yet reusable, agent/uids.h), meta (the store's id, ...).  The schema carries a
- * version (PRAGMA user_version) and is migrated forward at open.
+ * Tables: intents (every request received, its phase and its recorded events; a finished
+ * one keeps its body hash and result summary only), outbox (events not yet acknowledged by
+ * the bus), instances (spec, desired and observed state), tombstones (instances deleted),
+ * orphans_released, uid_quarantine (guest uids released and not yet reusable,
+ * agent/uids.h), meta (the store's id, ...).  The schema carries a version (PRAGMA
+ * user_version) and is migrated forward at open.
  *
  * Threading: the store belongs to the main loop; no other thread touches it.  Writes that
  * must be atomic together go between agent_store_begin() and agent_store_commit().
@@ -41,12 +42,12 @@ struct agent_intent {
     char *kind;
     char *instance_uuid;
     char *body_hash;
-    struct agent_blob envelope;
+    struct agent_blob envelope; /* empty once the intent is finished */
     int64_t bus_offset;
     enum agent_intent_phase phase;
     int attempts;
     struct agent_blob accepted_event; /* the ACCEPTED event as published, may be empty */
-    struct agent_blob result_event;   /* the terminal event as published, may be empty */
+    struct agent_blob result_event;   /* the terminal event's summary, may be empty */
     int64_t received_ms;
     int64_t updated_ms;
 };
@@ -69,7 +70,8 @@ int agent_store_intent_insert(struct agent_store *store, const struct agent_inte
 /* Marks the intent running and counts the attempt. */
 int agent_store_intent_start(struct agent_store *store, const char *request_id,
                              struct na_error **err);
-/* Records the terminal phase (DONE or FAILED) and the terminal event. */
+/* Records the terminal phase (DONE or FAILED) and the terminal event's summary, and drops
+ * the envelope: a finished intent is only compared (body hash) and answered again. */
 int agent_store_intent_finish(struct agent_store *store, const char *request_id,
                               enum agent_intent_phase phase, const struct agent_blob *event,
                               struct na_error **err);
@@ -92,6 +94,11 @@ int agent_store_outbox_each(struct agent_store *store, int64_t after_id, int lim
 int agent_store_outbox_replace(struct agent_store *store, int64_t id,
                                const struct agent_blob *payload, struct na_error **err);
 int64_t agent_store_outbox_count(struct agent_store *store);
+/* Intents recorded, open and finished; -1 on error. */
+int64_t agent_store_intent_count(struct agent_store *store);
+/* The database file's size in bytes (pages x page size, free pages included); -1 on
+ * error. */
+int64_t agent_store_size_bytes(struct agent_store *store);
 
 /* An instance as stored; strings are borrowed (valid during the call that passes them). */
 struct agent_instance_rec {

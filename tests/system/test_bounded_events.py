@@ -1,7 +1,9 @@
-"""Bounded events: no single event can stop the node's events at the bus.  A real agent on
-a private libvirt + OVS host and the devbus; assertions read the bus (nodectl) and the
+"""Bounded events and store: no single event can stop the node's events at the bus, and a
+finished request keeps only its hash and a result summary.  A real agent on a private
+libvirt + OVS host and the devbus; assertions read the bus (nodectl), state.db and the
 console file."""
 import os
+import sqlite3
 
 from nodes import S
 
@@ -71,3 +73,17 @@ def test_a_huge_console_tail_does_not_stop_later_events(node):
     assert last["kind"] == "DONE" and last["state"] == "PAUSED", last
     assert node.state(inst) == S["paused"]
     assert metric(node.agent, "nodeagent_outbox_depth") == 0
+    assert metric(node.agent, "nodeagent_store_bytes") > 0
+
+    # The finished requests keep their hash and a summary, not their envelope or the tail.
+    db = sqlite3.connect(f"file:{node.env.state_dir}/state.db?mode=ro", uri=True)
+    try:
+        rows = dict((r[0], r[1:]) for r in db.execute(
+            "SELECT request_id, length(envelope), length(result_event), length(body_hash) "
+            "FROM intents WHERE request_id IN ('tail-1', 'tail-2', 'after-1')"))
+    finally:
+        db.close()
+    assert set(rows) == {"tail-1", "tail-2", "after-1"}, rows
+    for request_id, (envelope, result, body_hash) in rows.items():
+        assert envelope == 0 and body_hash == 64, (request_id, rows)
+        assert 0 < result < 4096, (request_id, rows)

@@ -67,11 +67,11 @@ static void
 test_schema_version(void **state)
 {
     struct fixture *f = *state;
-    assert_int_equal(agent_store_schema_version(f->store), 4);
+    assert_int_equal(agent_store_schema_version(f->store), 5);
     agent_store_close(f->store);
     cleanup_error struct na_error *err = NULL;
     assert_int_equal(agent_store_open(f->path, &f->store, &err), 0);
-    assert_int_equal(agent_store_schema_version(f->store), 4);
+    assert_int_equal(agent_store_schema_version(f->store), 5);
 }
 
 /* The store's id is made once, kept across opens, and differs from a new store's. */
@@ -171,7 +171,12 @@ test_intent_lifecycle(void **state)
     assert_int_equal(got->phase, AGENT_INTENT_DONE);
     assert_int_equal(got->attempts, 2);
     assert_memory_equal(got->result_event.data, "done!", 5);
+    /* Finished: the body hash and the result stay, the envelope goes. */
+    assert_string_equal(got->body_hash, "abc");
+    assert_int_equal(got->envelope.size, 0);
     agent_intent_free(got);
+    assert_int_equal(agent_store_intent_count(f->store), 1);
+    assert_true(agent_store_size_bytes(f->store) > 0);
 }
 
 static void
