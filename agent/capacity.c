@@ -397,7 +397,8 @@ held_find(const struct sched_allocation *held, size_t n, const char *uuid)
 
 /* Placement's allocations against the provider, read each time (Placement may have lost
  * or gained some behind the agent's back), made equal to the instances' claims: those of
- * instances that are gone first (room for the new ones), then the missing or different. */
+ * instances that are gone first (room for the new ones), then the missing or different.
+ * Only this provider's part of a consumer is ever written or removed. */
 static int
 sync_allocations(struct sync_job *j, struct na_error **err)
 {
@@ -410,7 +411,7 @@ sync_allocations(struct sync_job *j, struct na_error **err)
         const char *uuid = held[i].consumer_uuid;
         if (want_has(j, uuid))
             continue;
-        if ((ret = sched_placement_delete_allocation(j->pc, uuid, err)) < 0)
+        if ((ret = sched_placement_remove_allocation(j->pc, uuid, j->rp_uuid, err)) < 0)
             return ret;
         struct na_log_ctx log = {.instance = uuid};
         na_log(NA_LOG_INFO, &log, "placement allocation removed", "provider_uuid=%s", j->rp_uuid);

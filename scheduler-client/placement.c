@@ -508,6 +508,91 @@ sched_placement_set_traits(const struct sched_placement_config *p, const char *r
 
 /* --- allocations ----------------------------------------------------------------------- */
 
+/* A consumer's allocations are shared: during a migration one consumer holds a part on
+ * the source's provider and one on the destination's, and a control plane may hold parts
+ * on providers no agent knows.  So the agent only ever writes its own provider's part:
+ * it reads the consumer (GET /allocations/{consumer}), changes that part, and writes the
+ * whole back guarded by the consumer generation it read, retrying a conflict. */
+
+/* GET /allocations/{consumer}: 200 with an "allocations" object (empty for a consumer
+ * Placement does not know). */
+static int
+consumer_get(struct http *h, const char *path, struct resp *res, struct na_error **err)
+{
+    int r = http_do(h, "GET", path, NULL, res, err);
+    if (r == 0 && res->status != 200)
+        r = http_fail(err, NA_CODE_UNSPECIFIED, "GET", path, res, NULL);
+    if (r == 0 && !json_is_object(json_object_get(res->json, "allocations")))
+        r = na_error_set(err, NA_CODE_UNAVAILABLE, 0,
+                         "GET %s: HTTP 200 without an \"allocations\" object", path);
+    return r;
+}
+
+/* The PUT body that makes the consumer's allocations those of have (a GET answer) with
+ * rp_uuid's part set to resources, or removed when resources is NULL.  A consumer that
+ * holds allocations keeps its project, user and type; a new one gets the given ones. */
+static json_t *
+consumer_body(json_t *have, const char *rp_uuid, json_t *resources, const char *project_id,
+              const char *user_id)
+{
+    json_t *allocations = json_object();
+    const char *rp;
+    json_t *part;
+    json_object_foreach(json_object_get(have, "allocations"), rp, part)
+    {
+        if (strcmp(rp, rp_uuid) != 0)
+            json_object_set_new(
+                allocations, rp,
+                json_pack("{s:O}", "resources", json_object_get(part, "resources")));
+    }
+    if (resources)
+        json_object_set_new(allocations, rp_uuid, json_pack("{s:O}", "resources", resources));
+
+    json_t *gen = json_object_get(have, "consumer_generation");
+    const char *have_project = json_string_value(json_object_get(have, "project_id"));
+    const char *have_user = json_string_value(json_object_get(have, "user_id"));
+    const char *have_type = json_string_value(json_object_get(have, "consumer_type"));
+    bool known = json_is_integer(gen) && have_project && have_user;
+    /* Placement names consumer types in capitals; anything else ("unknown", for a consumer
+     * written before types existed) cannot be sent back. */
+    bool type_ok = have_type && *have_type &&
+                   strspn(have_type, "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") == strlen(have_type);
+    /* A new consumer has no generation: Placement wants null. */
+    return json_pack("{s:o, s:O, s:s, s:s, s:s}", "allocations", allocations, "consumer_generation",
+                     known ? gen : json_null(), "project_id", known ? have_project : project_id,
+                     "user_id", known ? have_user : user_id, "consumer_type",
+                     known && type_ok ? have_type : "INSTANCE");
+}
+
+/* Writes body to path (a consumer), guarded by its generation: 0 when written,
+ * -EAGAIN on a generation conflict worth retrying. */
+static int
+consumer_put(struct http *h, const char *path, json_t *body, int attempt, struct resp *res,
+             struct na_error **err)
+{
+    char code[64];
+    int r = http_do(h, "PUT", path, body, res, err);
+    if (r < 0)
+        return r;
+    if (res->status == 204 || res->status == 200)
+        return 0;
+    if (res->status == 409 && !strcmp(error_code(res, code, sizeof(code)), CONCURRENT_UPDATE)) {
+        NA_LOG_INFO(NULL, "placement consumer generation conflict, retrying", "path=%s attempt=%d",
+                    path, attempt);
+        return -EAGAIN;
+    }
+    return http_fail(err, res->status == 409 ? NA_CODE_NO_CAPACITY : NA_CODE_UNSPECIFIED, "PUT",
+                     path, res, NULL);
+}
+
+static int
+too_many_conflicts(struct na_error **err, const char *path)
+{
+    return na_error_set(err, NA_CODE_CONFLICT, 0,
+                        "PUT %s: the consumer kept changing: %d generation conflicts in a row",
+                        path, SCHED_PLACEMENT_MAX_TRIES);
+}
+
 int
 sched_placement_put_allocation(const struct sched_placement_config *p, const char *consumer_uuid,
                                const char *rp_uuid, const char *project_id, const char *user_id,
@@ -529,81 +614,63 @@ sched_placement_put_allocation(const struct sched_placement_config *p, const cha
     if ((r = http_open(&h, p, err)) < 0)
         return r;
 
-    json_t *resources = json_object();
+    cleanup_json json_t *resources = json_object();
     if (vcpus)
         json_object_set_new(resources, SCHED_RC_VCPU, json_integer((json_int_t)vcpus));
     if (memory_mb)
         json_object_set_new(resources, SCHED_RC_MEMORY_MB, json_integer((json_int_t)memory_mb));
     if (disk_gb)
         json_object_set_new(resources, SCHED_RC_DISK_GB, json_integer((json_int_t)disk_gb));
-    cleanup_json json_t *want = json_pack("{s{s{so}}sssssssn}", "allocations", rp_uuid, "resources",
-                                          resources, "project_id", project_id, "user_id", user_id,
-                                          "consumer_type", "INSTANCE", "consumer_generation");
     cleanup_free char *path = na_xasprintf("/allocations/%s", consumer_uuid);
     struct resp res = {0};
-    char code[64];
     for (int attempt = 1;; attempt++) {
-        if ((r = http_do(&h, "GET", path, NULL, &res, err)) < 0)
+        if ((r = consumer_get(&h, path, &res, err)) < 0)
             break;
-        if (res.status != 200) {
-            r = http_fail(err, NA_CODE_UNSPECIFIED, "GET", path, &res, NULL);
-            break;
-        }
         json_t *have = json_object_get(res.json, "allocations");
-        json_t *gen = json_object_get(res.json, "consumer_generation");
-        if (json_object_size(have) == 1 &&
-            json_equal(json_object_get(json_object_get(have, rp_uuid), "resources"), resources) &&
-            json_equal(json_object_get(res.json, "project_id"),
-                       json_object_get(want, "project_id")) &&
-            json_equal(json_object_get(res.json, "user_id"), json_object_get(want, "user_id")) &&
-            json_equal(json_object_get(res.json, "consumer_type"),
-                       json_object_get(want, "consumer_type"))) {
-            r = 0;
-            break;
-        }
+        if (json_equal(json_object_get(json_object_get(have, rp_uuid), "resources"), resources))
+            break; /* this provider's part is already right */
         if (attempt > SCHED_PLACEMENT_MAX_TRIES) {
-            r = na_error_set(err, NA_CODE_CONFLICT, 0,
-                             "PUT %s: the consumer kept changing: %d generation conflicts in a "
-                             "row",
-                             path, SCHED_PLACEMENT_MAX_TRIES);
+            r = too_many_conflicts(err, path);
             break;
         }
-        /* A new consumer has no generation: Placement wants null. */
-        json_object_set(want, "consumer_generation", json_is_integer(gen) ? gen : json_null());
-        if ((r = http_do(&h, "PUT", path, want, &res, err)) < 0)
+        cleanup_json json_t *body =
+            consumer_body(res.json, rp_uuid, resources, project_id, user_id);
+        if ((r = consumer_put(&h, path, body, attempt, &res, err)) != -EAGAIN)
             break;
-        if (res.status == 204 || res.status == 200) {
-            r = 0;
-            break;
-        }
-        if (res.status == 409 && !strcmp(error_code(&res, code, sizeof(code)), CONCURRENT_UPDATE)) {
-            NA_LOG_INFO(NULL, "placement consumer generation conflict, retrying",
-                        "path=%s attempt=%d", path, attempt);
-            continue;
-        }
-        r = http_fail(err, res.status == 409 ? NA_CODE_NO_CAPACITY : NA_CODE_UNSPECIFIED, "PUT",
-                      path, &res, NULL);
-        break;
     }
     resp_clear(&res);
     return r;
 }
 
 int
-sched_placement_delete_allocation(const struct sched_placement_config *p, const char *consumer_uuid,
-                                  struct na_error **err)
+sched_placement_remove_allocation(const struct sched_placement_config *p, const char *consumer_uuid,
+                                  const char *rp_uuid, struct na_error **err)
 {
     int r;
-    if ((r = check_uuid("consumer_uuid", consumer_uuid, err)) < 0)
+    if ((r = check_uuid("consumer_uuid", consumer_uuid, err)) < 0 ||
+        (r = check_uuid("rp_uuid", rp_uuid, err)) < 0)
         return r;
     cleanup_http struct http h;
     if ((r = http_open(&h, p, err)) < 0)
         return r;
     cleanup_free char *path = na_xasprintf("/allocations/%s", consumer_uuid);
     struct resp res = {0};
-    if ((r = http_do(&h, "DELETE", path, NULL, &res, err)) == 0 && res.status != 204 &&
-        !placement_not_found(&res))
-        r = http_fail(err, NA_CODE_UNSPECIFIED, "DELETE", path, &res, NULL);
+    for (int attempt = 1;; attempt++) {
+        if ((r = consumer_get(&h, path, &res, err)) < 0)
+            break;
+        if (!json_object_get(json_object_get(res.json, "allocations"), rp_uuid))
+            break; /* nothing of this provider's: done */
+        if (attempt > SCHED_PLACEMENT_MAX_TRIES) {
+            r = too_many_conflicts(err, path);
+            break;
+        }
+        /* With this provider's the only part, the allocations become empty: Placement then
+         * deletes them and the consumer, as DELETE would, but only if the generation still
+         * matches (a DELETE would also remove a part written since the GET). */
+        cleanup_json json_t *body = consumer_body(res.json, rp_uuid, NULL, NULL, NULL);
+        if ((r = consumer_put(&h, path, body, attempt, &res, err)) != -EAGAIN)
+            break;
+    }
     resp_clear(&res);
     return r;
 }

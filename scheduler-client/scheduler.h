@@ -155,18 +155,21 @@ int sched_placement_set_inventories(const struct sched_placement_config *p, cons
 int sched_placement_set_traits(const struct sched_placement_config *p, const char *rp_uuid,
                                const char *const *traits, size_t n, struct na_error **err);
 
-/* Makes the allocations of consumer_uuid exactly these amounts against rp_uuid (a zero
- * amount is left out), as consumer type INSTANCE.  NA_CODE_NO_CAPACITY when they do not
- * fit. */
+/* Makes rp_uuid's part of consumer_uuid's allocations exactly these amounts (a zero
+ * amount is left out); its parts on other providers, and an existing consumer's project,
+ * user and type, stay as they are.  A new consumer is of type INSTANCE, with project_id
+ * and user_id.  NA_CODE_NO_CAPACITY when they do not fit. */
 int sched_placement_put_allocation(const struct sched_placement_config *p,
                                    const char *consumer_uuid, const char *rp_uuid,
                                    const char *project_id, const char *user_id, uint64_t vcpus,
                                    uint64_t memory_mb, uint64_t disk_gb, struct na_error **err);
 
-/* Removes every allocation of consumer_uuid; a consumer Placement does not know is
- * success. */
-int sched_placement_delete_allocation(const struct sched_placement_config *p,
-                                      const char *consumer_uuid, struct na_error **err);
+/* Removes rp_uuid's part of consumer_uuid's allocations and nothing else: its parts on
+ * other providers, project and user stay; the consumer goes when that part was its only
+ * one.  A consumer without a part on rp_uuid (or unknown to Placement) is success. */
+int sched_placement_remove_allocation(const struct sched_placement_config *p,
+                                      const char *consumer_uuid, const char *rp_uuid,
+                                      struct na_error **err);
 
 /* One consumer's allocation against a provider. */
 struct sched_allocation {

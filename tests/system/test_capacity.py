@@ -239,6 +239,47 @@ def test_usage_follows_instances_in_the_reports_and_in_placement(node, placement
     assert placement_allocations(placement, rp) == {}
 
 
+def test_a_delete_removes_only_this_providers_part_of_the_allocation(node, placement):
+    node.extra_config = (f"[placement]\nendpoint = {placement.url}\ntoken = admin\n"
+                         f"manage_allocations = true\n")
+    node.start()
+    wait_for(lambda: view(node.agent)["placement"]["ok"], 30, "the first Placement sync")
+    rp = provider(placement)
+
+    # A second provider, as the other end of a migration would be.
+    other = str(uuid.uuid4())
+    status, body = placement.request("POST", "/resource_providers",
+                                     {"name": "other-node", "uuid": other})
+    assert status == 200, (status, body)
+    status, body = placement.request("PUT", f"/resource_providers/{other}/inventories", {
+        "resource_provider_generation": 0,
+        "inventories": {rc: {"total": 64} for rc in FLAVOR}})
+    assert status == 200, (status, body)
+
+    inst, last = node.create("cap-two", extra=("--request-id", "cap-two-create"))
+    assert last["kind"] == "DONE", last
+    agree(node.cluster, node.agent, placement, managed=True)
+    assert placement_allocations(placement, rp) == {inst: FLAVOR}
+
+    # The instance's consumer also holds a part on the other provider.
+    cur = placement.get(f"/allocations/{inst}")
+    status, body = placement.request("PUT", f"/allocations/{inst}", {
+        "allocations": {rp: {"resources": FLAVOR}, other: {"resources": {"VCPU": 2}}},
+        "consumer_generation": cur["consumer_generation"], "project_id": cur["project_id"],
+        "user_id": cur["user_id"], "consumer_type": "INSTANCE"})
+    assert status == 204, (status, body)
+
+    last = node.request("delete", inst, "--request-id", "cap-two-delete", check=0)
+    assert last["kind"] == "DONE", last
+    wait_for(lambda: inst not in placement_allocations(placement, rp), 30,
+             "this provider's part of the deleted instance's allocation removed")
+
+    # The other provider's part is intact, and so is the consumer's project and user.
+    got = placement.get(f"/allocations/{inst}")
+    assert {p: a["resources"] for p, a in got["allocations"].items()} == {other: {"VCPU": 2}}
+    assert (got["project_id"], got["user_id"]) == (cur["project_id"], cur["user_id"])
+
+
 def test_a_full_node_refuses_with_no_capacity_and_takes_it_after_a_delete(node):
     # Room for exactly two of Node.create's 256 MiB guests: 600 MiB to sell.
     node.extra_config = f"[capacity]\nreserved_memory_mb = {mem_total_mib() - 600}\n"

@@ -115,7 +115,7 @@ def test_provider_inventories_traits_allocations(placement):
     assert f"PUT /allocations/{consumer}: HTTP 409" in msg and "Unable to allocate" in msg
     assert placement.get(f"/resource_providers/{rp}/usages")["usages"]["VCPU"] == 2
 
-    run_ok(placement.url, "deallocate", consumer=consumer)
+    run_ok(placement.url, "deallocate", rp=rp, consumer=consumer)
     assert placement.get(f"/allocations/{consumer}")["allocations"] == {}
     assert placement.get(f"/resource_providers/{rp}/usages")["usages"] == {
         "VCPU": 0, "MEMORY_MB": 0, "DISK_GB": 0}
@@ -187,10 +187,10 @@ def test_hostile_servers(mode, expect, what):
     assert r.returncode == 0 and "[       OK ] test_hostile\n" in r.stdout, r.stdout + r.stderr
     errs = errors(r)
     calls = [c for c, _, _ in errs]
-    # Every call fails, delete_allocation too: an HTML 404 is a wrong endpoint, not a
+    # Every call fails, remove_allocation too: an HTML 404 is a wrong endpoint, not a
     # consumer that is already gone.
     want = ["ensure_provider", "set_inventories", "set_traits", "put_allocation",
-            "delete_allocation"]
+            "remove_allocation"]
     assert calls == want, r.stdout
     for call, code, msg in errs:
         assert code == expect

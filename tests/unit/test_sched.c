@@ -417,17 +417,17 @@ test_placement_arguments(void **state)
     assert_true(sched_placement_put_allocation(&p, RP, RP, "", "user", 1, 0, 0, &err) < 0);
     assert_string_equal(err->field, "project_id");
     na_error_clear(&err);
-    assert_true(sched_placement_delete_allocation(&p, "x", &err) < 0);
+    assert_true(sched_placement_remove_allocation(&p, "x", RP, &err) < 0);
     assert_string_equal(err->field, "consumer_uuid");
     na_error_clear(&err);
 
     struct sched_placement_config bad = {.endpoint = "file:///etc/passwd"};
-    assert_true(sched_placement_delete_allocation(&bad, RP, &err) < 0);
+    assert_true(sched_placement_remove_allocation(&bad, RP, RP, &err) < 0);
     assert_string_equal(err->field, "endpoint");
     na_error_clear(&err);
     struct sched_placement_config inject = {.endpoint = "http://127.0.0.1:1",
                                             .token = "admin\r\nX-Evil: 1"};
-    assert_true(sched_placement_delete_allocation(&inject, RP, &err) < 0);
+    assert_true(sched_placement_remove_allocation(&inject, RP, RP, &err) < 0);
     assert_string_equal(err->field, "token");
     na_error_clear(&err);
 

@@ -150,9 +150,10 @@ test_deallocate(void **state)
     struct sched_placement_config p;
     if (!want_step("deallocate", &p))
         skip();
+    const char *rp = env("NODEAGENT_PLACEMENT_RP", "");
     const char *consumer = env("NODEAGENT_PLACEMENT_CONSUMER", "");
-    CHECK_OK("delete_allocation", sched_placement_delete_allocation(&p, consumer, &err_));
-    CHECK_OK("delete_allocation", sched_placement_delete_allocation(&p, consumer, &err_));
+    CHECK_OK("remove_allocation", sched_placement_remove_allocation(&p, consumer, rp, &err_));
+    CHECK_OK("remove_allocation", sched_placement_remove_allocation(&p, consumer, rp, &err_));
 }
 
 static void
@@ -232,8 +233,8 @@ test_hostile(void **state)
             r = sched_placement_put_allocation(&p, rp, rp, "p", "u", 1, 1, 1, &err);
             break;
         default:
-            what = "delete_allocation";
-            r = sched_placement_delete_allocation(&p, rp, &err);
+            what = "remove_allocation";
+            r = sched_placement_remove_allocation(&p, rp, rp, &err);
             break;
         }
         uint64_t ms = (na_mono_ns() - t0) / 1000000;
