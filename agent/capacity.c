@@ -50,6 +50,11 @@ struct agent_capacity {
 
     bool ksm_on;
     uint64_t pages_sharing;
+
+    /* Consumers on the provider that the agent did not write, as the last sync saw them:
+     * reported once each, never removed. */
+    char **strangers;
+    size_t n_strangers;
 };
 
 /* --- arithmetic ------------------------------------------------------------------------ */
@@ -369,7 +374,13 @@ struct sync_job {
     bool manage;
     struct want *want;
     size_t n_want;
+    char **ours; /* consumers recorded in the store as written by the agent */
+    size_t n_ours;
     /* Results. */
+    char **forget; /* of ours: no longer wanted and no longer on the provider */
+    size_t n_forget;
+    char **strangers; /* on the provider, not ours: left alone */
+    size_t n_strangers;
     struct sched_inventory inv;
     struct na_error *inv_err;
     bool ksm_on;
@@ -386,6 +397,30 @@ want_has(const struct sync_job *j, const char *uuid)
     return false;
 }
 
+static bool
+list_has(char *const *list, size_t n, const char *uuid)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(list[i], uuid) == 0)
+            return true;
+    return false;
+}
+
+static void
+list_add(char ***list, size_t *n, const char *uuid)
+{
+    *list = na_xrealloc(*list, (*n + 1) * sizeof(**list));
+    (*list)[(*n)++] = na_xstrdup(uuid);
+}
+
+static void
+list_free(char **list, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(list[i]);
+    free(list);
+}
+
 static const struct sched_allocation *
 held_find(const struct sched_allocation *held, size_t n, const char *uuid)
 {
@@ -393,6 +428,33 @@ held_find(const struct sched_allocation *held, size_t n, const char *uuid)
         if (strcmp(held[i].consumer_uuid, uuid) == 0)
             return &held[i];
     return NULL;
+}
+
+/* Removes this provider's part of the allocations of consumers the agent wrote and no
+ * longer wants; a consumer it did not write is left alone (and reported). */
+static int
+remove_unwanted(struct sync_job *j, const struct sched_allocation *held, size_t n_held,
+                struct na_error **err)
+{
+    for (size_t i = 0; i < n_held; i++) {
+        const char *uuid = held[i].consumer_uuid;
+        if (want_has(j, uuid))
+            continue;
+        if (!list_has(j->ours, j->n_ours, uuid)) {
+            list_add(&j->strangers, &j->n_strangers, uuid);
+            continue;
+        }
+        int ret = sched_placement_remove_allocation(j->pc, uuid, j->rp_uuid, err);
+        if (ret < 0)
+            return ret;
+        struct na_log_ctx log = {.instance = uuid};
+        na_log(NA_LOG_INFO, &log, "placement allocation removed", "provider_uuid=%s", j->rp_uuid);
+    }
+    /* What is neither wanted nor on the provider any more needs no record. */
+    for (size_t i = 0; i < j->n_ours; i++)
+        if (!want_has(j, j->ours[i]))
+            list_add(&j->forget, &j->n_forget, j->ours[i]);
+    return 0;
 }
 
 /* Placement's allocations against the provider, read each time (Placement may have lost
@@ -405,17 +467,8 @@ sync_allocations(struct sync_job *j, struct na_error **err)
     cleanup_free struct sched_allocation *held = NULL;
     size_t n_held = 0;
     int ret = sched_placement_provider_allocations(j->pc, j->rp_uuid, &held, &n_held, err);
-    if (ret < 0)
+    if (ret < 0 || (ret = remove_unwanted(j, held, n_held, err)) < 0)
         return ret;
-    for (size_t i = 0; i < n_held; i++) {
-        const char *uuid = held[i].consumer_uuid;
-        if (want_has(j, uuid))
-            continue;
-        if ((ret = sched_placement_remove_allocation(j->pc, uuid, j->rp_uuid, err)) < 0)
-            return ret;
-        struct na_log_ctx log = {.instance = uuid};
-        na_log(NA_LOG_INFO, &log, "placement allocation removed", "provider_uuid=%s", j->rp_uuid);
-    }
     for (size_t i = 0; i < j->n_want; i++) {
         const struct want *w = &j->want[i];
         const struct sched_allocation *h = held_find(held, n_held, w->uuid);
@@ -482,6 +535,34 @@ on_retry_timer(uv_timer_t *t)
     start_job(t->data);
 }
 
+/* After a sync: forgets the consumers it is done with, and reports each consumer on the
+ * provider that the agent did not write, once. */
+static void
+consumers_settle(struct agent_capacity *c, struct sync_job *j)
+{
+    struct agent *a = c->a;
+    cleanup_error struct na_error *err = NULL;
+    for (size_t i = 0; i < j->n_forget && !err; i++)
+        agent_store_consumer_delete(a->store, j->forget[i], &err);
+    if (err)
+        na_log(NA_LOG_WARN, NULL, "forgetting a placement consumer failed; kept for later",
+               "error=\"%s\"", err->msg);
+    for (size_t i = 0; i < j->n_strangers; i++) {
+        if (list_has(c->strangers, c->n_strangers, j->strangers[i]))
+            continue;
+        struct na_log_ctx log = {.instance = j->strangers[i]};
+        na_log(NA_LOG_WARN, &log,
+               "placement allocation on this node's provider not written by this agent; left "
+               "alone",
+               "consumer_uuid=%s provider_uuid=%s", j->strangers[i], j->rp_uuid);
+    }
+    list_free(c->strangers, c->n_strangers);
+    c->strangers = j->strangers;
+    c->n_strangers = j->n_strangers;
+    j->strangers = NULL;
+    j->n_strangers = 0;
+}
+
 static void
 sync_done(uv_work_t *req, int status)
 {
@@ -529,9 +610,14 @@ sync_done(uv_work_t *req, int status)
             }
         }
     }
+    if (!c->closing && j->manage && !j->err)
+        consumers_settle(c, j);
     for (size_t i = 0; i < j->n_want; i++)
         free(j->want[i].project);
     free(j->want);
+    list_free(j->ours, j->n_ours);
+    list_free(j->forget, j->n_forget);
+    list_free(j->strangers, j->n_strangers);
     na_error_free(j->inv_err);
     na_error_free(j->err);
     free(j);
@@ -542,6 +628,42 @@ sync_done(uv_work_t *req, int status)
     if (c->job_again) {
         c->job_again = false;
         start_job(c);
+    }
+}
+
+/* The allocations the job is to hold: one per instance, each recorded in the store as
+ * the agent's own consumer before the job may write it. */
+static void
+wants_record(struct agent_capacity *c, struct sync_job *j)
+{
+    struct agent *a = c->a;
+    cleanup_error struct na_error *err = NULL;
+    if (agent_store_consumer_list(a->store, &j->ours, &j->n_ours, &err) < 0) {
+        /* Without the record nothing may be written or removed: sync inventories only. */
+        na_log(NA_LOG_WARN, NULL, "reading the placement consumers failed", "error=\"%s\"",
+               err->msg);
+        j->manage = false;
+        return;
+    }
+    j->want = na_xcalloc(a->instances.n + 1, sizeof(*j->want));
+    for (size_t i = 0; i < a->instances.n; i++) {
+        const struct agent_instance *inst = a->instances.items[i];
+        if (!list_has(j->ours, j->n_ours, inst->uuid)) {
+            struct na_log_ctx log = {.instance = inst->uuid};
+            if (agent_store_consumer_add(a->store, inst->uuid, &err) < 0) {
+                na_log(NA_LOG_WARN, &log,
+                       "recording a placement consumer failed; not writing "
+                       "its allocation yet",
+                       "error=\"%s\"", err->msg);
+                na_error_clear(&err);
+                continue;
+            }
+            list_add(&j->ours, &j->n_ours, inst->uuid);
+        }
+        struct want *w = &j->want[j->n_want++];
+        snprintf(w->uuid, sizeof(w->uuid), "%s", inst->uuid);
+        w->project = na_xstrdup(inst->spec->tenant_id);
+        agent_instance_claim(inst, &w->claim);
     }
 }
 
@@ -563,16 +685,8 @@ start_job(struct agent_capacity *c)
     j->n_traits = c->n_traits;
     j->placement = c->placement_on;
     j->manage = c->placement_on && a->cfg->placement_manage_allocations;
-    if (j->manage) {
-        j->want = na_xcalloc(a->instances.n + 1, sizeof(*j->want));
-        for (size_t i = 0; i < a->instances.n; i++) {
-            const struct agent_instance *inst = a->instances.items[i];
-            struct want *w = &j->want[j->n_want++];
-            snprintf(w->uuid, sizeof(w->uuid), "%s", inst->uuid);
-            w->project = na_xstrdup(inst->spec->tenant_id);
-            agent_instance_claim(inst, &w->claim);
-        }
-    }
+    if (j->manage)
+        wants_record(c, j);
     j->req.data = j;
     c->job_running = true;
     uv_timer_stop(&c->retry_timer);
@@ -722,6 +836,7 @@ capacity_unref(struct agent_capacity *c)
     sched_traits_free(c->traits);
     free(c->placement_error);
     free(c->topic);
+    list_free(c->strangers, c->n_strangers);
     free(c);
 }
 

@@ -58,6 +58,13 @@ static const char *const migrations[] = {
     /* 4 -> 5: a finished intent keeps its body hash and result, not its envelope (only an
      * open intent is replayed from its envelope). */
     "UPDATE intents SET envelope = x'' WHERE phase IN ('done', 'failed');",
+    /* 5 -> 6: the Placement consumers whose allocations the agent writes, so that it never
+     * removes one it did not write.  The instances it holds now are taken as written by it
+     * (their allocations are, when [placement] manage_allocations is on). */
+    "CREATE TABLE placement_consumers ("
+    "  consumer_uuid TEXT PRIMARY KEY,"
+    "  recorded_ms INTEGER NOT NULL);"
+    "INSERT INTO placement_consumers SELECT uuid, updated_ms FROM instances;",
 };
 
 enum stmt_id {
@@ -93,6 +100,9 @@ enum stmt_id {
     ST_UID_PUT,
     ST_UID_DELETE,
     ST_UID_ALL,
+    ST_CONSUMER_ADD,
+    ST_CONSUMER_DELETE,
+    ST_CONSUMER_ALL,
     ST__COUNT
 };
 
@@ -149,6 +159,10 @@ static const char *const stmt_sql[ST__COUNT] = {
                    "VALUES (?1, ?2, ?3)",
     [ST_UID_DELETE] = "DELETE FROM uid_quarantine WHERE uid = ?1",
     [ST_UID_ALL] = "SELECT uid, released_ms, held FROM uid_quarantine ORDER BY released_ms, uid",
+    [ST_CONSUMER_ADD] = "INSERT OR IGNORE INTO placement_consumers (consumer_uuid, recorded_ms) "
+                        "VALUES (?1, ?2)",
+    [ST_CONSUMER_DELETE] = "DELETE FROM placement_consumers WHERE consumer_uuid = ?1",
+    [ST_CONSUMER_ALL] = "SELECT consumer_uuid FROM placement_consumers ORDER BY consumer_uuid",
 };
 
 struct agent_store {
@@ -822,4 +836,46 @@ agent_store_uid_quarantine_load(struct agent_store *store,
         ret = db_error(store, err, "load the uid quarantine");
     sqlite3_reset(s);
     return ret;
+}
+
+int
+agent_store_consumer_add(struct agent_store *store, const char *consumer_uuid,
+                         struct na_error **err)
+{
+    sqlite3_stmt *s = stmt_get(store, ST_CONSUMER_ADD);
+    sqlite3_bind_text(s, 1, consumer_uuid, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, 2, na_now_ms());
+    return stmt_exec(store, s, err, "record placement consumer");
+}
+
+int
+agent_store_consumer_delete(struct agent_store *store, const char *consumer_uuid,
+                            struct na_error **err)
+{
+    sqlite3_stmt *s = stmt_get(store, ST_CONSUMER_DELETE);
+    sqlite3_bind_text(s, 1, consumer_uuid, -1, SQLITE_TRANSIENT);
+    return stmt_exec(store, s, err, "forget placement consumer");
+}
+
+int
+agent_store_consumer_list(struct agent_store *store, char ***out, size_t *n, struct na_error **err)
+{
+    sqlite3_stmt *s = stmt_get(store, ST_CONSUMER_ALL);
+    char **list = NULL;
+    size_t count = 0;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        list = na_xrealloc(list, (count + 1) * sizeof(*list));
+        list[count++] = column_text(s, 0);
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) {
+        for (size_t i = 0; i < count; i++)
+            free(list[i]);
+        free(list);
+        return db_error(store, err, "list placement consumers");
+    }
+    *out = list;
+    *n = count;
+    return 0;
 }

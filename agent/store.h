@@ -4,8 +4,9 @@
  * one keeps its body hash and result summary only), outbox (events not yet acknowledged by
  * the bus), instances (spec, desired and observed state), tombstones (instances deleted),
  * orphans_released, uid_quarantine (guest uids released and not yet reusable,
- * agent/uids.h), meta (the store's id, ...).  The schema carries a version (PRAGMA
- * user_version) and is migrated forward at open.
+ * agent/uids.h), placement_consumers (whose allocations the agent writes), meta (the
+ * store's id, ...).  The schema carries a version (PRAGMA user_version) and is migrated
+ * forward at open.
  *
  * Threading: the store belongs to the main loop; no other thread touches it.  Writes that
  * must be atomic together go between agent_store_begin() and agent_store_commit().
@@ -168,6 +169,16 @@ int agent_store_uid_quarantine_load(struct agent_store *store,
                                     int (*fn)(int64_t uid, int64_t released_ms, bool held,
                                               void *ctx),
                                     void *ctx, struct na_error **err);
+
+/* The Placement consumers whose allocations the agent writes (recorded before it first
+ * writes one), so that it removes only what it wrote.  consumer_list returns a new array
+ * of new strings. */
+int agent_store_consumer_add(struct agent_store *store, const char *consumer_uuid,
+                             struct na_error **err);
+int agent_store_consumer_delete(struct agent_store *store, const char *consumer_uuid,
+                                struct na_error **err);
+int agent_store_consumer_list(struct agent_store *store, char ***out, size_t *n,
+                              struct na_error **err);
 
 /* A cheap liveness probe for /healthz. */
 int agent_store_ping(struct agent_store *store, struct na_error **err);

@@ -239,7 +239,7 @@ def test_usage_follows_instances_in_the_reports_and_in_placement(node, placement
     assert placement_allocations(placement, rp) == {}
 
 
-def test_a_delete_removes_only_this_providers_part_of_the_allocation(node, placement):
+def test_a_delete_removes_only_this_providers_part_of_consumers_the_agent_wrote(node, placement):
     node.extra_config = (f"[placement]\nendpoint = {placement.url}\ntoken = admin\n"
                          f"manage_allocations = true\n")
     node.start()
@@ -268,6 +268,12 @@ def test_a_delete_removes_only_this_providers_part_of_the_allocation(node, place
         "consumer_generation": cur["consumer_generation"], "project_id": cur["project_id"],
         "user_id": cur["user_id"], "consumer_type": "INSTANCE"})
     assert status == 204, (status, body)
+    # A consumer the agent never wrote, on this node's provider.
+    stranger = str(uuid.uuid4())
+    status, body = placement.request("PUT", f"/allocations/{stranger}", {
+        "allocations": {rp: {"resources": {"VCPU": 1}}}, "consumer_generation": None,
+        "project_id": "p-stranger", "user_id": "u-stranger", "consumer_type": "INSTANCE"})
+    assert status == 204, (status, body)
 
     last = node.request("delete", inst, "--request-id", "cap-two-delete", check=0)
     assert last["kind"] == "DONE", last
@@ -278,6 +284,11 @@ def test_a_delete_removes_only_this_providers_part_of_the_allocation(node, place
     got = placement.get(f"/allocations/{inst}")
     assert {p: a["resources"] for p, a in got["allocations"].items()} == {other: {"VCPU": 2}}
     assert (got["project_id"], got["user_id"]) == (cur["project_id"], cur["user_id"])
+    # The stranger is untouched (a sync has run since it appeared), and the agent says so.
+    assert placement_allocations(placement, rp) == {stranger: {"VCPU": 1}}
+    got = placement.get(f"/allocations/{stranger}")
+    assert (got["project_id"], got["user_id"]) == ("p-stranger", "u-stranger")
+    assert stranger in node.agent.logs()
 
 
 def test_a_full_node_refuses_with_no_capacity_and_takes_it_after_a_delete(node):

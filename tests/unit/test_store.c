@@ -1,4 +1,5 @@
-/* The state store: schema versioning, the intent log and the outbox. */
+/* The state store: schema versioning, the intent log, the outbox and the Placement
+ * consumers. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -67,11 +68,11 @@ static void
 test_schema_version(void **state)
 {
     struct fixture *f = *state;
-    assert_int_equal(agent_store_schema_version(f->store), 5);
+    assert_int_equal(agent_store_schema_version(f->store), 6);
     agent_store_close(f->store);
     cleanup_error struct na_error *err = NULL;
     assert_int_equal(agent_store_open(f->path, &f->store, &err), 0);
-    assert_int_equal(agent_store_schema_version(f->store), 5);
+    assert_int_equal(agent_store_schema_version(f->store), 6);
 }
 
 /* The store's id is made once, kept across opens, and differs from a new store's. */
@@ -278,6 +279,31 @@ test_outbox(void **state)
 }
 
 static void
+test_placement_consumers(void **state)
+{
+    struct fixture *f = *state;
+    cleanup_error struct na_error *err = NULL;
+    assert_int_equal(agent_store_consumer_add(f->store, "c2", &err), 0);
+    assert_int_equal(agent_store_consumer_add(f->store, "c1", &err), 0);
+    assert_int_equal(agent_store_consumer_add(f->store, "c1", &err), 0); /* again: no-op */
+    char **list = NULL;
+    size_t n = 0;
+    assert_int_equal(agent_store_consumer_list(f->store, &list, &n, &err), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(list[0], "c1");
+    assert_string_equal(list[1], "c2");
+    for (size_t i = 0; i < n; i++)
+        free(list[i]);
+    free(list);
+    assert_int_equal(agent_store_consumer_delete(f->store, "c1", &err), 0);
+    assert_int_equal(agent_store_consumer_list(f->store, &list, &n, &err), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(list[0], "c2");
+    free(list[0]);
+    free(list);
+}
+
+static void
 test_rollback(void **state)
 {
     struct fixture *f = *state;
@@ -299,6 +325,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_duplicate_request_id_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_intents_in_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outbox, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_placement_consumers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rollback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_id, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tombstones, setup, teardown),
