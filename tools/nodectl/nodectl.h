@@ -64,7 +64,8 @@ enum nodectl_exit {
     X(FORCE, "force", NULL, "power off at once")                                                   \
     X(HARD, "hard", NULL, "hard reboot (reset) instead of soft")                                   \
     X(SNAPSHOT, "snapshot", "NAME", "snapshot name")                                               \
-    X(TAIL_BYTES, "tail-bytes", "N", "bytes from the end of the console log (0: 64 KiB)")          \
+    X(TAIL_BYTES, "tail-bytes", "N",                                                               \
+      "bytes from the end of the console log (0: 64 KiB; at most 256 KiB)")                        \
     X(TO, "to", "NODE", "destination node id")                                                     \
     X(MAX_DOWNTIME_MS, "max-downtime-ms", "N", "maximum downtime in ms (0: libvirt's default)")    \
     X(BANDWIDTH, "bandwidth-mib-s", "N", "bandwidth limit in MiB/s (0: unlimited)")                \
