@@ -16,7 +16,9 @@
 
 /* Replaces row id, which the bus refused for good, by its FAILED stand-in (left in
  * *stand_in for the caller to free), or drops the row when there is none (*stand_in
- * empty). */
+ * empty).  A store that cannot be written is no reason to stop: the stand-in still goes
+ * out under the row's id (its delivery removes the row), and a row left as it was is
+ * refused and replaced again on the next attempt. */
 static void
 replace_refused(struct agent *a, int64_t id, const struct agent_blob *payload, const char *why,
                 struct agent_blob *stand_in)
@@ -33,7 +35,8 @@ replace_refused(struct agent *a, int64_t id, const struct agent_blob *payload, c
         ret = agent_store_outbox_delete(a->store, id, &err);
     }
     if (ret < 0)
-        agent_die(a, err);
+        na_log(NA_LOG_WARN, NULL, "recording the refused event's replacement failed",
+               "outbox_id=%lld error=\"%s\"", (long long)id, err->msg);
     a->metrics.events_refused++;
 }
 
