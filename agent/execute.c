@@ -95,6 +95,10 @@ op_done(void *data)
     struct agent *a = op->agent;
     struct na_log_ctx log = op_log_ctx(op);
 
+    /* The worker's PROGRESS events go out before its DONE or FAILED, whichever of the
+     * mailbox's wake-up and this completion libuv runs first. */
+    agent_mailbox_deliver(a->mailbox);
+
     cleanup_error struct na_error *err = NULL;
     const struct agent_handler *h = agent_handler_for(op->kind);
     int ret = agent_store_begin(a->store, &err);

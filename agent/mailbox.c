@@ -39,6 +39,12 @@ on_async(uv_async_t *h)
     deliver(h->data);
 }
 
+void
+agent_mailbox_deliver(struct agent_mailbox *mb)
+{
+    deliver(mb);
+}
+
 struct agent_mailbox *
 agent_mailbox_new(uv_loop_t *loop, void *ctx)
 {

@@ -324,6 +324,12 @@ def test_ten_creates_at_once_run_concurrently_and_share_one_download(cluster, vi
                              + "\n".join(node.agent.logs().splitlines()[-60:]))
     failed = [(e["request_id"], e.get("message")) for e in evs if e["kind"] == "FAILED"]
     assert not failed
+    # On the bus, every request's PROGRESS events come before its terminal event.
+    for rid in {e["request_id"] for e in evs}:
+        mine = [e for e in evs if e["request_id"] == rid]
+        end = next(e["offset"] for e in mine if e["kind"] in ("DONE", "FAILED"))
+        late = [e["message"] for e in mine if e["kind"] == "PROGRESS" and e["offset"] > end]
+        assert not late, (rid, late)
     logs = node.agent.logs().splitlines()
     first_done = next(i for i, l in enumerate(logs) if 'msg="request done"' in l and "kind=create" in l)
     started = [l for l in logs[:first_done] if 'msg="executing request"' in l and "kind=create" in l]
