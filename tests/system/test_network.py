@@ -59,10 +59,12 @@ while time.monotonic() < end:
 """
 
 # A DHCPDISCOVER (broadcast flag set) from a made-up client, written into a guest's tap from
-# the host's side: it reaches the guest alone (OVS reads only what the guest sends).
+# the host's side: it reaches the guest alone (OVS reads only what the guest sends).  Sent
+# again after each offer the guest answers with (seen on the same tap), until `want` offers
+# were seen or 50 s passed.
 INJECT_DISCOVER = r"""
 import socket, struct, sys, time
-dev, count = sys.argv[1], int(sys.argv[2])
+dev, want = sys.argv[1], int(sys.argv[2])
 client = bytes.fromhex("02aabbccdd01")
 def csum(b):
     s = sum(struct.unpack(f"!{len(b) // 2}H", b))
@@ -77,11 +79,22 @@ udp = struct.pack("!HHHH", 68, 67, 8 + len(bootp), 0) + bootp
 hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0, bytes(4),
                   b"\xff" * 4)
 hdr = hdr[:10] + struct.pack("!H", csum(hdr)) + hdr[12:]
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
 s.bind((dev, 0))
-for _ in range(count):
+s.settimeout(1.0)
+def is_offer(f):
+    ihl = (f[14] & 0x0F) * 4 if len(f) > 14 else 0
+    return (len(f) >= 14 + ihl + 2 and f[12:14] == b"\x08\x00" and f[23] == 17
+            and struct.unpack("!H", f[14 + ihl:16 + ihl])[0] == 67)
+offers, deadline = 0, time.monotonic() + 50
+while offers < want and time.monotonic() < deadline:
     s.send(b"\xff" * 6 + client + b"\x08\x00" + hdr + udp)
-    time.sleep(1)
+    try:
+        while not is_offer(s.recv(4096)):
+            pass
+        offers += 1
+    except socket.timeout:
+        pass
 """
 
 
@@ -220,7 +233,7 @@ def test_a_guest_answering_dhcp_reaches_no_other_guest(node):
     cap_b = Capture(node, tap_b, 60)
     r = a.run([ping(b.ip, "a_b")], ["a_b"])
     assert r["a_b"] == 0
-    subprocess.run(node.env.nsenter() + ["/usr/bin/python3", "-c", INJECT_DISCOVER, tap_a, "15"],
+    subprocess.run(node.env.nsenter() + ["/usr/bin/python3", "-c", INJECT_DISCOVER, tap_a, "5"],
                    check=True, timeout=60)
     offers_sent = [f for f in cap_a.frames() if f[0] == "udp" and f[1] == a.mac and f[3] == "67"]
     seen_by_b = cap_b.frames()
