@@ -67,7 +67,7 @@ struct agent {
     struct agent_metrics metrics;
     struct agent_instances instances;
     struct agent_orphans orphans; /* and the hold */
-    struct agent_uids uids; /* guest uids in quarantine, the last scan of their use */
+    struct agent_uids uids;       /* guest uids in quarantine, the last scan of their use */
     struct agent_host host;
     struct agent_mailbox *mailbox;
     struct agent_capacity *capacity;

@@ -40,8 +40,8 @@ struct agent_bus {
 
     uv_timer_t poll_timer; /* safety net: serves both queues once a second */
     bool paused;
-    unsigned held;       /* enum agent_bus_hold_reason bits: no request is handed on */
-    bool held_paused;    /* held, and the assignment paused after a message came */
+    unsigned held;    /* enum agent_bus_hold_reason bits: no request is handed on */
+    bool held_paused; /* held, and the assignment paused after a message came */
     bool closing;
     int pending_closes; /* libuv handles still closing; the bus is freed after the last */
     struct agent_bus_stats stats;

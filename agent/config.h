@@ -70,7 +70,7 @@ struct agent_config {
     unsigned image_max_virtual_size_gib;
     unsigned image_connect_timeout_s;
     unsigned image_stall_timeout_s;
-    unsigned image_min_rate_kib;    /* KiB/s */
+    unsigned image_min_rate_kib; /* KiB/s */
     unsigned image_cache_max_size_gib;
     unsigned image_retries;
     bool image_tls_verify;

@@ -253,7 +253,7 @@ agent_intake(void *agent, const struct agent_bus_msg *msg)
 {
     struct agent *a = agent;
     if (a->stopping)
-        return; /* not acked: delivered again after the restart */
+        return;          /* not acked: delivered again after the restart */
     if (a->store_hold) { /* handed on before the hold took effect */
         agent_bus_put_back(a->bus, msg);
         return;

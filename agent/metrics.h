@@ -64,8 +64,8 @@ struct agent_gauges {
     bool store_held;          /* requests held: the state store cannot be written */
     uint64_t disk_free_bytes; /* on the state directory's filesystem */
     uint64_t min_free_bytes;  /* [agent] min_free_mib */
-    size_t orphans; /* orphans.h */
-    bool holding;   /* no request is consumed: orphans hold, or the store is not checked yet */
+    size_t orphans;           /* orphans.h */
+    bool holding; /* no request is consumed: orphans hold, or the store is not checked yet */
     size_t uids_quarantined; /* guest uids released and not yet reusable (agent/uids.h) */
     size_t uids_held;        /* of which held: their instance could not be cleaned up */
 };
