@@ -306,8 +306,10 @@ purge_park(void *data)
     free(p);
 }
 
-int
-agent_orphans_purge(struct agent *a, const char *uuid, struct na_error **err)
+/* The current orphan uuid names, with no purge or adoption running: an operator's action may
+ * start on it.  NOT_FOUND (-ENOENT) or CONFLICT (-EBUSY) otherwise. */
+static int
+idle_orphan(struct agent *a, const char *uuid, struct agent_orphan **out, struct na_error **err)
 {
     struct agent_orphan *o = find(&a->orphans, uuid);
     if (!o)
@@ -315,6 +317,17 @@ agent_orphans_purge(struct agent *a, const char *uuid, struct na_error **err)
     if (o->purging || o->adopting)
         return na_error_set(err, NA_CODE_CONFLICT, EBUSY, "a %s of %s is running",
                             o->purging ? "purge" : "adoption", uuid);
+    *out = o;
+    return 0;
+}
+
+int
+agent_orphans_purge(struct agent *a, const char *uuid, struct na_error **err)
+{
+    struct agent_orphan *o = NULL;
+    int ret = idle_orphan(a, uuid, &o, err);
+    if (ret < 0)
+        return ret;
     o->purging = true;
     free(o->purge_error);
     o->purge_error = NULL;
@@ -564,16 +577,14 @@ adopt_park(void *data)
 int
 agent_orphans_adopt(struct agent *a, const char *uuid, struct na_error **err)
 {
-    struct agent_orphan *o = find(&a->orphans, uuid);
-    if (!o)
-        return na_error_set(err, NA_CODE_NOT_FOUND, ENOENT, "%s is not a current orphan", uuid);
-    if (o->purging || o->adopting)
-        return na_error_set(err, NA_CODE_CONFLICT, EBUSY, "a %s of %s is running",
-                            o->purging ? "purge" : "adoption", uuid);
+    struct agent_orphan *o = NULL;
+    int ret = idle_orphan(a, uuid, &o, err);
+    if (ret < 0)
+        return ret;
     Nodeagent__V1__InstanceSpec *spec = adoptable_spec(a, o, err);
     if (!spec)
         return -EINVAL;
-    int ret = check_fits(a, spec, o->uid, err);
+    ret = check_fits(a, spec, o->uid, err);
     if (ret < 0) {
         nodeagent__v1__instance_spec__free_unpacked(spec, NULL);
         return ret == -ENOENT ? -EEXIST : ret;
