@@ -50,14 +50,18 @@ OVS_CPPFLAGS = -isystem $(OVS_DIR)/obj -isystem $(OVS_DIR)/src/include \
 PROTO_C := $(GEN)/nodeagent.pb-c.c
 PROTO_H := $(GEN)/nodeagent.pb-c.h
 
-# Every module's sources; each module's main() lives in the tool or agent/main.c.
-LIB_SRCS := $(wildcard common/*.c) $(wildcard proto/*.c) $(filter-out agent/main.c,$(wildcard agent/*.c)) \
+# Every module's sources; each module's main() lives in the tool or agent/main.c.  Three
+# archives, linked in this order: the agent's modules, the bus contract (contract/: the table
+# of operations, validation, JSON rendering; nodectl and the fuzzers use it too), and what
+# everything shares (common/ and the generated protobuf code).
+COMMON_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(wildcard common/*.c)) $(BUILD)/gen/nodeagent.pb-c.o
+CONTRACT_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(wildcard contract/*.c))
+LIB_SRCS := $(wildcard proto/*.c) $(filter-out agent/main.c,$(wildcard agent/*.c)) \
 	$(wildcard hypervisor/*.c) $(wildcard storage/qcow2/*.c) $(wildcard net/ovs/*.c) \
 	$(wildcard scheduler-client/*.c)
-LIB_OBJS := $(filter-out $(BUILD)/net/ovs/%,$(LIB_SRCS:%.c=$(BUILD)/%.o)) \
-	$(BUILD)/gen/nodeagent.pb-c.o $(BUILD)/net/ovs.o
+LIB_OBJS := $(filter-out $(BUILD)/net/ovs/%,$(LIB_SRCS:%.c=$(BUILD)/%.o)) $(BUILD)/net/ovs.o
 NET_OVS_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(wildcard net/ovs/*.c))
-LIB := $(BUILD)/libnodeagent.a
+LIB := $(BUILD)/libnodeagent.a $(BUILD)/libcontract.a $(BUILD)/libnacommon.a
 
 NODECTL_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(wildcard tools/nodectl/*.c))
 DEVBUS_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(wildcard tools/devbus/*.c))
@@ -109,9 +113,17 @@ $(BUILD)/net/ovs.o: $(NET_OVS_OBJS) $(OVS_STAMP)
 	@objcopy -w --keep-global-symbol='ovs_net_*' --keep-global-symbol='ovs_flows_*' $@.tmp $@
 	@rm -f $@.tmp
 
-$(LIB): $(LIB_OBJS)
+$(BUILD)/libnodeagent.a: $(LIB_OBJS)
 	@rm -f $@
-	@ar rcs $@ $(LIB_OBJS)
+	@ar rcs $@ $^
+
+$(BUILD)/libcontract.a: $(CONTRACT_OBJS)
+	@rm -f $@
+	@ar rcs $@ $^
+
+$(BUILD)/libnacommon.a: $(COMMON_OBJS)
+	@rm -f $@
+	@ar rcs $@ $^
 
 $(BUILD)/nodeagent: $(BUILD)/agent/main.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)

@@ -23,7 +23,7 @@
 #include "agent/mailbox.h"
 #include "agent/metrics.h"
 #include "agent/orphans.h"
-#include "agent/requests.h"
+#include "contract/requests.h"
 #include "agent/store.h"
 #include "agent/store_hold.h"
 #include "agent/uids.h"
@@ -154,12 +154,17 @@ struct agent_handler {
 
 /* handlers.c */
 const struct agent_handler *agent_handler_for(enum agent_request_kind kind);
-/* lifecycle.c: start, stop, reboot, pause, resume, suspend, console_log. */
-extern const struct agent_handler agent_handle_start, agent_handle_stop, agent_handle_reboot,
-    agent_handle_pause, agent_handle_resume, agent_handle_suspend, agent_handle_console_log;
-/* provision.c: create, delete, rebuild, resize. */
-extern const struct agent_handler agent_handle_create, agent_handle_delete, agent_handle_rebuild,
-    agent_handle_resize;
+/* One handler per kind the table of operations marks handled: lifecycle.c (start, stop,
+ * reboot, pause, resume, suspend, console_log), provision.c (create, delete, rebuild,
+ * resize). */
+#define HANDLER_DECL_YES(name) extern const struct agent_handler agent_handle_##name;
+#define HANDLER_DECL_NO(name)
+#define X(name, CASE, field, signer, instance, job_id, sender, lane, from, leaves, handled, ...)   \
+    HANDLER_DECL_##handled(name)
+AGENT_REQUEST_KINDS(X)
+#undef X
+#undef HANDLER_DECL_YES
+#undef HANDLER_DECL_NO
 /* Shared steps for operations on an existing instance. */
 int agent_prepare_existing(struct agent *a, struct agent_op *op, struct na_error **err);
 int agent_finish_power(struct agent *a, struct agent_op *op, struct na_error **err);

@@ -1,7 +1,7 @@
 /* Announcement: the checks of one NodeAnnouncement.  See announcement.h. */
 #include "agent/announcement.h"
 #include "agent/metrics.h"
-#include "agent/validate.h"
+#include "contract/validate.h"
 
 #include <string.h>
 

@@ -2,7 +2,7 @@
  * bus and to Placement.  See capacity.h for the model. */
 #include "agent/capacity.h"
 #include "agent/agent.h"
-#include "agent/proto_json.h"
+#include "contract/proto_json.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,5 +1,5 @@
 #include "agent/agent.h"
-#include "agent/validate.h"
+#include "contract/validate.h"
 
 #include <errno.h>
 #include <string.h>

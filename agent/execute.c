@@ -18,7 +18,7 @@ agent_op_new(struct agent *a, Nodeagent__V1__Envelope *env, int64_t offset)
     op->kind = agent_request_kind_of(env);
     op->request_id = na_xstrdup(env->request_id);
     op->instance = na_xstrdup(agent_request_instance(env));
-    op->key = na_xstrdup(agent_request_key(env));
+    op->key = agent_request_lane(env);
     op->bus_offset = offset;
     op->received_ns = na_mono_ns();
     op->host = &a->host;
@@ -50,6 +50,17 @@ op_log_ctx(const struct agent_op *op)
     return (struct na_log_ctx){.request_id = op->request_id, .instance = op->instance};
 }
 
+/* From a prepared operation on: the instance's desired state is the one its kind leaves
+ * (the table of operations), so reconciliation holds it there. */
+static void
+desire_what_the_kind_leaves(struct agent_op *op)
+{
+    Nodeagent__V1__InstanceState leaves = agent_request_row(op->kind)->leaves;
+    struct agent_instance *inst = agent_instances_find(&op->agent->instances, op->instance);
+    if (inst && leaves != NODEAGENT__V1__INSTANCE_STATE__INSTANCE_STATE_UNSPECIFIED)
+        inst->desired = leaves;
+}
+
 /* On the loop, just before a worker takes the operation. */
 static void
 op_start(void *data)
@@ -67,9 +78,12 @@ op_start(void *data)
         na_error_set(&op->err, NA_CODE_UNIMPLEMENTED, 0,
                      "this agent (version %s) has no handler for `%s` requests yet", AGENT_VERSION,
                      agent_request_kind_name(op->kind));
-    else if (h->prepare && h->prepare(op->agent, op, &op->err) < 0 && !op->err)
-        na_error_set(&op->err, NA_CODE_INTERNAL, 0, "%s refused without saying why",
-                     agent_request_kind_name(op->kind));
+    else if (h->prepare && h->prepare(op->agent, op, &op->err) < 0) {
+        if (!op->err)
+            na_error_set(&op->err, NA_CODE_INTERNAL, 0, "%s refused without saying why",
+                         agent_request_kind_name(op->kind));
+    } else
+        desire_what_the_kind_leaves(op);
     agent_capacity_changed(op->agent); /* a create or resize claimed */
     agent_peers_changed(op->agent);    /* a create may bring a network */
     agent_net_sync(op->agent);         /* a create's ports are desired from now on */

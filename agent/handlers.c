@@ -1,19 +1,16 @@
-/* The handler of each request kind (see struct agent_handler).  A kind without one is
- * answered UNIMPLEMENTED: the contract is complete before its handlers are. */
+/* The handler of each request kind, from the table of operations (contract/requests.h):
+ * a kind marked handled has agent_handle_<name>; the others are answered UNIMPLEMENTED, so
+ * the contract is complete before its handlers are. */
 #include "agent/agent.h"
 
+#define HANDLER_YES(name) &agent_handle_##name
+#define HANDLER_NO(name) NULL
+
 static const struct agent_handler *const handlers[AGENT_REQ__COUNT] = {
-    [AGENT_REQ_CREATE] = &agent_handle_create,
-    [AGENT_REQ_DELETE] = &agent_handle_delete,
-    [AGENT_REQ_REBUILD] = &agent_handle_rebuild,
-    [AGENT_REQ_RESIZE] = &agent_handle_resize,
-    [AGENT_REQ_START] = &agent_handle_start,
-    [AGENT_REQ_STOP] = &agent_handle_stop,
-    [AGENT_REQ_REBOOT] = &agent_handle_reboot,
-    [AGENT_REQ_PAUSE] = &agent_handle_pause,
-    [AGENT_REQ_RESUME] = &agent_handle_resume,
-    [AGENT_REQ_SUSPEND] = &agent_handle_suspend,
-    [AGENT_REQ_CONSOLE_LOG] = &agent_handle_console_log,
+#define X(name, CASE, field, signer, instance, job_id, sender, lane, from, leaves, handled, ...)   \
+    [AGENT_REQ_##CASE] = HANDLER_##handled(name),
+    AGENT_REQUEST_KINDS(X)
+#undef X
 };
 
 const struct agent_handler *

@@ -10,7 +10,7 @@
  */
 #include "agent/agent.h"
 #include "agent/identity.h"
-#include "agent/validate.h"
+#include "contract/validate.h"
 #include "proto/trust.h"
 
 #include <errno.h>

@@ -41,28 +41,19 @@ agent_prepare_existing(struct agent *a, struct agent_op *op, struct na_error **e
     if (!inst)
         return na_error_quiet(err, NA_CODE_NOT_FOUND, ENOENT, "no instance %s on node %s",
                               op->instance, a->cfg->node_id);
+    if (!agent_request_allowed_from(op->kind, inst->observed)) {
+        char from[128];
+        agent_request_from_text(op->kind, from, sizeof(from));
+        return na_error_quiet(err, NA_CODE_CONFLICT, EBUSY,
+                              "instance %s is %s; `%s` is allowed only when it is %s", op->instance,
+                              agent_state_name(inst->observed), agent_request_kind_name(op->kind),
+                              from);
+    }
     op->spec = agent_spec_copy(inst->spec);
     op->uid = inst->uid;
     op->state_before = op->state = inst->observed;
     inst->task = agent_request_kind_name(op->kind);
     return 0;
-}
-
-/* Fails unless the instance is in one of the states given (terminated by UNSPECIFIED). */
-static int
-require_state(struct agent_op *op, struct na_error **err, const char *hint, ...)
-{
-    va_list ap;
-    va_start(ap, hint);
-    int s;
-    bool ok = false;
-    while ((s = va_arg(ap, int)) != S(UNSPECIFIED))
-        ok = ok || s == (int)op->state_before;
-    va_end(ap);
-    if (ok)
-        return 0;
-    return na_error_quiet(err, NA_CODE_CONFLICT, EBUSY, "instance %s is %s; %s", op->instance,
-                          agent_state_name(op->state_before), hint);
 }
 
 int
@@ -88,26 +79,7 @@ read_power(struct agent_op *op, struct na_error **err)
     return ret;
 }
 
-static int
-set_desired(struct agent *a, struct agent_op *op, Nodeagent__V1__InstanceState desired)
-{
-    struct agent_instance *inst = agent_instances_find(&a->instances, op->instance);
-    if (inst)
-        inst->desired = desired;
-    return 0;
-}
-
 /* --- start ----------------------------------------------------------------------------- */
-
-static int
-prepare_start(struct agent *a, struct agent_op *op, struct na_error **err)
-{
-    int ret = agent_prepare_existing(a, op, err);
-    if (ret == 0)
-        ret = require_state(op, err, "it cannot be started", S(STOPPED), S(SUSPENDED), S(CRASHED),
-                            S(RUNNING), S(UNSPECIFIED));
-    return ret < 0 ? ret : set_desired(a, op, S(RUNNING));
-}
 
 static int
 run_start(struct agent_op *op, struct na_error **err)
@@ -116,19 +88,10 @@ run_start(struct agent_op *op, struct na_error **err)
     return ret < 0 ? ret : read_power(op, err);
 }
 
-const struct agent_handler agent_handle_start = {prepare_start, run_start, agent_finish_power};
+const struct agent_handler agent_handle_start = {agent_prepare_existing, run_start,
+                                                 agent_finish_power};
 
 /* --- stop ------------------------------------------------------------------------------ */
-
-static int
-prepare_stop(struct agent *a, struct agent_op *op, struct na_error **err)
-{
-    int ret = agent_prepare_existing(a, op, err);
-    if (ret == 0)
-        ret = require_state(op, err, "resume it before stopping it, or delete it", S(RUNNING),
-                            S(PAUSED), S(STOPPED), S(CRASHED), S(UNSPECIFIED));
-    return ret < 0 ? ret : set_desired(a, op, S(STOPPED));
-}
 
 static int
 run_stop(struct agent_op *op, struct na_error **err)
@@ -140,19 +103,10 @@ run_stop(struct agent_op *op, struct na_error **err)
     return ret < 0 ? ret : read_power(op, err);
 }
 
-const struct agent_handler agent_handle_stop = {prepare_stop, run_stop, agent_finish_power};
+const struct agent_handler agent_handle_stop = {agent_prepare_existing, run_stop,
+                                                agent_finish_power};
 
 /* --- reboot ---------------------------------------------------------------------------- */
-
-static int
-prepare_reboot(struct agent *a, struct agent_op *op, struct na_error **err)
-{
-    int ret = agent_prepare_existing(a, op, err);
-    if (ret == 0)
-        ret = require_state(op, err, "only a running instance can be rebooted; start it",
-                            S(RUNNING), S(UNSPECIFIED));
-    return ret < 0 ? ret : set_desired(a, op, S(RUNNING));
-}
 
 static int
 run_reboot(struct agent_op *op, struct na_error **err)
@@ -162,19 +116,10 @@ run_reboot(struct agent_op *op, struct na_error **err)
     return ret < 0 ? ret : read_power(op, err);
 }
 
-const struct agent_handler agent_handle_reboot = {prepare_reboot, run_reboot, agent_finish_power};
+const struct agent_handler agent_handle_reboot = {agent_prepare_existing, run_reboot,
+                                                  agent_finish_power};
 
 /* --- pause and resume ------------------------------------------------------------------ */
-
-static int
-prepare_pause(struct agent *a, struct agent_op *op, struct na_error **err)
-{
-    int ret = agent_prepare_existing(a, op, err);
-    if (ret == 0)
-        ret = require_state(op, err, "only a running instance can be paused", S(RUNNING), S(PAUSED),
-                            S(UNSPECIFIED));
-    return ret < 0 ? ret : set_desired(a, op, S(PAUSED));
-}
 
 static int
 run_pause(struct agent_op *op, struct na_error **err)
@@ -183,17 +128,8 @@ run_pause(struct agent_op *op, struct na_error **err)
     return ret < 0 ? ret : read_power(op, err);
 }
 
-const struct agent_handler agent_handle_pause = {prepare_pause, run_pause, agent_finish_power};
-
-static int
-prepare_resume(struct agent *a, struct agent_op *op, struct na_error **err)
-{
-    int ret = agent_prepare_existing(a, op, err);
-    if (ret == 0)
-        ret = require_state(op, err, "only a paused or suspended instance can be resumed",
-                            S(PAUSED), S(SUSPENDED), S(RUNNING), S(UNSPECIFIED));
-    return ret < 0 ? ret : set_desired(a, op, S(RUNNING));
-}
+const struct agent_handler agent_handle_pause = {agent_prepare_existing, run_pause,
+                                                 agent_finish_power};
 
 static int
 run_resume(struct agent_op *op, struct na_error **err)
@@ -204,7 +140,8 @@ run_resume(struct agent_op *op, struct na_error **err)
     return ret < 0 ? ret : read_power(op, err);
 }
 
-const struct agent_handler agent_handle_resume = {prepare_resume, run_resume, agent_finish_power};
+const struct agent_handler agent_handle_resume = {agent_prepare_existing, run_resume,
+                                                  agent_finish_power};
 
 /* --- suspend --------------------------------------------------------------------------- */
 
@@ -212,12 +149,7 @@ static int
 prepare_suspend(struct agent *a, struct agent_op *op, struct na_error **err)
 {
     int ret = agent_prepare_existing(a, op, err);
-    if (ret == 0)
-        ret = require_state(op, err, "only a running or paused instance can be suspended",
-                            S(RUNNING), S(PAUSED), S(SUSPENDED), S(UNSPECIFIED));
-    if (ret == 0)
-        ret = agent_disk_room_check(a, "suspend", err);
-    return ret < 0 ? ret : set_desired(a, op, S(SUSPENDED));
+    return ret < 0 ? ret : agent_disk_room_check(a, "suspend", err);
 }
 
 static int

@@ -3,7 +3,7 @@
 #include "agent/agent.h"
 #include "agent/capacity.h"
 #include "agent/peers.h"
-#include "agent/validate.h"
+#include "contract/validate.h"
 
 #include <errno.h>
 #include <string.h>

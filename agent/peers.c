@@ -3,7 +3,7 @@
 #include "agent/agent.h"
 #include "agent/announcement.h"
 #include "agent/identity.h"
-#include "agent/validate.h"
+#include "contract/validate.h"
 #include "proto/trust.h"
 #include "net/ovs/ovs.h"
 

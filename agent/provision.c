@@ -470,12 +470,6 @@ prepare_rebuild(struct agent *a, struct agent_op *op, struct na_error **err)
     if (ret < 0 || (ret = agent_disk_room_check(a, "rebuild", err)) < 0)
         return ret;
     struct agent_instance *inst = agent_instances_find(&a->instances, op->instance);
-    if (op->state_before != S(RUNNING) && op->state_before != S(STOPPED) &&
-        op->state_before != S(CRASHED) && op->state_before != S(ERROR))
-        return na_error_quiet(err, NA_CODE_CONFLICT, EBUSY,
-                              "instance %s is %s; only a running, stopped, crashed or failed "
-                              "instance can be rebuilt",
-                              op->instance, agent_state_name(op->state_before));
     spec_with(op, inst->spec, op->env->rebuild->image, NULL);
     /* The new image is in use from now: eviction must not take it mid-rebuild. */
     free(inst->image_sha256);
@@ -584,11 +578,6 @@ prepare_resize(struct agent *a, struct agent_op *op, struct na_error **err)
                               "resize.flavor.root_disk_gib: %u GiB is smaller than the current "
                               "%u GiB; disks only grow",
                               flavor->root_disk_gib, inst->spec->flavor->root_disk_gib);
-    if (op->state_before != S(RUNNING) && op->state_before != S(STOPPED))
-        return na_error_quiet(err, NA_CODE_CONFLICT, EBUSY,
-                              "instance %s is %s; only a running or stopped instance can be "
-                              "resized",
-                              op->instance, agent_state_name(op->state_before));
     struct agent_claim now, need;
     agent_instance_claim(inst, &now);
     need = (struct agent_claim){NA_MAX(now.vcpus, flavor->vcpus),

@@ -1,16 +1,14 @@
 /* libFuzzer target: bytes from the bus, decoded as an Envelope and validated, as the agent's
  * consumer does before recording a request.  Finds crashes, leaks and undefined behaviour in
- * protobuf-c's unpacking and in agent/validate.c; the error message is also walked so that
+ * protobuf-c's unpacking and in contract/validate.c; the error message is also walked so that
  * a bad echo or path would show up under ASan.
- *
- * fuzz-sources: agent/validate.c agent/requests.c
  */
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
-#include "agent/requests.h"
-#include "agent/validate.h"
+#include "contract/requests.h"
+#include "contract/validate.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

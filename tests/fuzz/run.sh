@@ -7,8 +7,9 @@
 #   FUZZ_BUILD_ONLY=1                 build, don't run
 #
 # A target is one C file defining LLVMFuzzerTestOneInput.  It names what it needs in its
-# header comment, one line each, beyond common/*.c and the generated protobuf code, which
-# always come (with their packages, libprotobuf-c and libcrypto):
+# header comment, one line each, beyond common/*.c, the bus contract (contract/*.c) and the
+# generated protobuf code, which always come (with their packages, libprotobuf-c, libcrypto
+# and jansson):
 #   fuzz-sources: storage/qcow2/qcow2.c
 #   fuzz-pkgs: jansson
 # Seeds live in tests/fuzz/corpus/<target>/ (committed, only read); what the fuzzer finds
@@ -43,14 +44,14 @@ build() {
     objdir=$OUT/obj/$target
     rm -rf "$objdir"
     mkdir -p "$objdir"
-    pkgs="libprotobuf-c libcrypto $(header "$src" pkgs)"
+    pkgs="libprotobuf-c libcrypto jansson $(header "$src" pkgs)"
     # shellcheck disable=SC2086
     pkg_cflags=$(pkg-config --cflags $pkgs)
     # shellcheck disable=SC2086
     pkg_libs=$(pkg-config --libs $pkgs)
     objs=""
     # shellcheck disable=SC2046
-    for s in $(ls common/*.c) $(header "$src" sources); do
+    for s in $(ls common/*.c contract/*.c) $(header "$src" sources); do
         o=$objdir/$(echo "$s" | tr / _ | sed 's/\.c$/.o/')
         # shellcheck disable=SC2086
         $CC $BASE_CFLAGS $WARN $pkg_cflags -fsanitize=fuzzer-no-link -c -o "$o" "$s"

@@ -9,8 +9,8 @@
 
 #include <cmocka.h>
 
-#include "agent/requests.h"
-#include "agent/validate.h"
+#include "contract/requests.h"
+#include "contract/validate.h"
 
 #define UUID_A "3f0c2a6e-8d4b-4c1e-9a57-0b6e2d9f1c33"
 #define UUID_B "7b1d4e90-2c3a-4f5b-8e6d-1a2b3c4d5e6f"
@@ -577,7 +577,7 @@ test_valid_every_kind(void **state)
 {
     (void)state;
     struct fx *f = fx_new();
-#define X(name, CASE, field, signer)                                                               \
+#define X(name, CASE, field, ...)                                                               \
     USE(CASE, field);                                                                              \
     assert_valid(f);
     AGENT_REQUEST_KINDS(X)

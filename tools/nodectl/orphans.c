@@ -12,7 +12,7 @@
  * not). */
 #include "tools/nodectl/nodectl.h"
 
-#include "agent/proto_json.h"
+#include "contract/proto_json.h"
 
 #include <string.h>
 #include <time.h>

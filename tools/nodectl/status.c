@@ -6,7 +6,7 @@
  * {"instances":[...]}); GET /v1/instances/UUID one instance or 404. */
 #include "tools/nodectl/nodectl.h"
 
-#include "agent/proto_json.h"
+#include "contract/proto_json.h"
 
 #include <string.h>
 

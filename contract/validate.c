@@ -6,9 +6,9 @@
  * one of a few declared rules (struct str_rule); values with a syntax of their own (uuid,
  * URL, MAC, IPv4) have a helper each.
  */
-#include "agent/validate.h"
+#include "contract/validate.h"
 
-#include "agent/requests.h"
+#include "contract/requests.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -800,7 +800,7 @@ static void
 check_body(struct vctx *v, const Nodeagent__V1__Envelope *env)
 {
     switch (env->body_case) {
-#define X(name, CASE, field, signer)                                                               \
+#define X(name, CASE, field, ...)                                                               \
     case NODEAGENT__V1__ENVELOPE__BODY_##CASE:                                                     \
         if (require(v, #name, env->field)) {                                                       \
             size_t mark = path_push(v, #name);                                                     \

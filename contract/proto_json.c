@@ -1,4 +1,4 @@
-#include "agent/proto_json.h"
+#include "contract/proto_json.h"
 
 #include "common/common.h"
 
