@@ -50,13 +50,13 @@ OVS_CPPFLAGS = -isystem $(OVS_DIR)/obj -isystem $(OVS_DIR)/src/include \
 PROTO_C := $(GEN)/nodeagent.pb-c.c
 PROTO_H := $(GEN)/nodeagent.pb-c.h
 
-# Every module's sources; each module's main() lives in the tool or agent/main.c.  Three
+# Every module's sources; each module's main() lives in the tool or agent/core/main.c.  Three
 # archives, linked in this order: the agent's modules, the bus contract (contract/: the table
 # of operations, validation, JSON rendering; nodectl and the fuzzers use it too), and what
 # everything shares (common/ and the generated protobuf code).
 COMMON_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(wildcard common/*.c)) $(BUILD)/gen/nodeagent.pb-c.o
 CONTRACT_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(wildcard contract/*.c))
-LIB_SRCS := $(wildcard proto/*.c) $(filter-out agent/main.c,$(wildcard agent/*.c)) \
+LIB_SRCS := $(wildcard proto/*.c) $(filter-out agent/core/main.c,$(wildcard agent/*/*.c)) \
 	$(wildcard hypervisor/*.c) $(wildcard storage/qcow2/*.c) $(wildcard net/ovs/*.c) \
 	$(wildcard scheduler-client/*.c)
 LIB_OBJS := $(filter-out $(BUILD)/net/ovs/%,$(LIB_SRCS:%.c=$(BUILD)/%.o)) $(BUILD)/net/ovs.o
@@ -125,7 +125,7 @@ $(BUILD)/libnacommon.a: $(COMMON_OBJS)
 	@rm -f $@
 	@ar rcs $@ $^
 
-$(BUILD)/nodeagent: $(BUILD)/agent/main.o $(LIB)
+$(BUILD)/nodeagent: $(BUILD)/agent/core/main.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/nodectl: $(NODECTL_OBJS) $(LIB)

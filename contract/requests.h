@@ -22,7 +22,7 @@
  *   job       ONE_SHOT (one worker call) or JOB (recorded phases, may wait on a peer)
  *
  * Validation (validate.c), dispatch lanes (requests.c), the agent's handlers and state
- * checks (agent/handlers.c), metrics and nodectl expand this list: a new kind is added here
+ * checks (agent/ops/handlers.c), metrics and nodectl expand this list: a new kind is added here
  * and its check_<name>() in validate.c, and nowhere else by hand.
  */
 #ifndef NODEAGENT_CONTRACT_REQUESTS_H

@@ -1,4 +1,4 @@
-/* libFuzzer target: the admin API's routing (agent/admin_route.c) as libmicrohttpd hands it
+/* libFuzzer target: the admin API's routing (agent/admin/admin_route.c) as libmicrohttpd hands it
  * a request: a method, a path and an Authorization header, on the unix socket or on TCP,
  * with or without a token.  The input is split at its first two NUL bytes into method, url
  * and header (absent when missing); the first byte's low bits pick the listener and whether
@@ -10,14 +10,14 @@
  *   - an error route has a 4xx status and a message; a served one none;
  *   - a route's argument points into the url, at its end.
  *
- * fuzz-sources: agent/admin_route.c
+ * fuzz-sources: agent/admin/admin_route.c
  */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/admin-private.h"
+#include "agent/admin/admin-private.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

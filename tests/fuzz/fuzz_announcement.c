@@ -9,13 +9,13 @@
  * Input layout: 1 byte key length K, K bytes of key, 2 bytes (little endian) certificate
  * length C, C bytes of certificate, 128 bytes of signature text, the rest the message.
  *
- * fuzz-sources: proto/trust.c agent/announcement.c
+ * fuzz-sources: proto/trust.c agent/outputs/announcement.c
  */
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
-#include "agent/announcement.h"
+#include "agent/outputs/announcement.h"
 #include "proto/trust.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -6,7 +6,7 @@
  * filled in and values inside their declared ranges; freeing releases everything (ASan's
  * leak check).  The key files a config names are read by agent_config_load, not here.
  *
- * fuzz-sources: agent/config.c scheduler-client/traits.c storage/qcow2/address.c
+ * fuzz-sources: agent/core/config.c scheduler-client/traits.c storage/qcow2/address.c
  * fuzz-pkgs: inih rdkafka
  */
 #include <stddef.h>
@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/config.h"
+#include "agent/core/config.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "agent/admin-private.h"
+#include "agent/admin/admin-private.h"
 
 #define UUID "0b7ae5e6-1d7c-4d3a-9a0e-0a4f5b6c7d8e"
 static const uint8_t TOKEN[] = "0123456789abcdef-token";

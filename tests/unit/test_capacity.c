@@ -1,4 +1,4 @@
-/* The capacity arithmetic of agent/capacity.c: Placement's limit of a resource class and
+/* The capacity arithmetic of agent/outputs/capacity.c: Placement's limit of a resource class and
  * the admission check that refuses with NO_CAPACITY, saying what is free. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -8,7 +8,7 @@
 
 #include <cmocka.h>
 
-#include "agent/capacity.h"
+#include "agent/outputs/capacity.h"
 
 static struct sched_inventory
 inventory(uint64_t vcpu, uint64_t mem, uint64_t disk)

@@ -4,7 +4,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 
-#include "agent/config.h"
+#include "agent/core/config.h"
 #include "storage/qcow2/qcow2.h"
 
 #include <string.h>

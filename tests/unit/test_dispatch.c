@@ -5,7 +5,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 
-#include "agent/dispatch.h"
+#include "agent/ops/dispatch.h"
 #include "common/common.h"
 
 #include <pthread.h>

@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "agent/agent.h"
+#include "agent/core/agent.h"
 
 #include <errno.h>
 #include <string.h>

@@ -1,4 +1,4 @@
-/* The loop's mailbox (agent/mailbox.c): mail posted from other threads runs on the loop, in
+/* The loop's mailbox (agent/core/mailbox.c): mail posted from other threads runs on the loop, in
  * order, and agent_mailbox_deliver() runs what was posted without waiting for the wake-up,
  * as a worker's completion does before it publishes DONE. */
 #include <setjmp.h>
@@ -10,7 +10,7 @@
 #include <pthread.h>
 #include <string.h>
 
-#include "agent/mailbox.h"
+#include "agent/core/mailbox.h"
 #include "common/common.h"
 
 struct seen {

@@ -10,7 +10,7 @@
 
 #include <string.h>
 
-#include "agent/agent.h"
+#include "agent/core/agent.h"
 #include "contract/requests.h"
 #include "contract/validate.h"
 

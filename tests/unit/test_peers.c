@@ -9,8 +9,8 @@
 
 #include <cmocka.h>
 
-#include "agent/announcement.h"
-#include "agent/metrics.h"
+#include "agent/outputs/announcement.h"
+#include "agent/admin/metrics.h"
 
 static Nodeagent__V1__NodeAnnouncement
 good(void)

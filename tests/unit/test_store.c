@@ -5,7 +5,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 
-#include "agent/store.h"
+#include "agent/core/store.h"
 
 #include <errno.h>
 #include <sqlite3.h>

@@ -1,4 +1,4 @@
-/* The guest uid choice of agent/uids.c: never a uid in use, on a host user or seen on a
+/* The guest uid choice of agent/observed/uids.c: never a uid in use, on a host user or seen on a
  * process or file; fresh uids first; a released uid only once a scan cleared it, the one
  * released longest ago first; a held uid never. */
 #include <setjmp.h>
@@ -11,7 +11,7 @@
 
 #include <errno.h>
 
-#include "agent/uids.h"
+#include "agent/observed/uids.h"
 
 static bool
 host_user_70001(uint32_t uid, void *ctx)

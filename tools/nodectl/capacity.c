@@ -1,6 +1,6 @@
 /* `capacity` and `capacity-reports`: what the node offers and holds.
  *
- * capacity: the agent's own view, GET /v1/capacity on the admin socket (see agent/admin.c):
+ * capacity: the agent's own view, GET /v1/capacity on the admin socket (see agent/admin/admin.c):
  * the CapacityReport as JSON (contract/proto_json.h) with "capacity" and "free" per resource
  * class and a "placement" object.
  *

@@ -1,5 +1,5 @@
 /* `orphans`, `purge` and `adopt`: what the agent found that looks like this node's and that its
- * store does not record, and the operator's decisions about it (agent/orphans.h).
+ * store does not record, and the operator's decisions about it (agent/observed/orphans.h).
  *
  * Contract (the agent's side, unix socket only): GET /v1/orphans returns {"orphans":[{"uuid",
  * "name","tenant","node_id","store_id","has_domain","has_dir","power","why","holds",

@@ -1,0 +1,630 @@
+/* Orphans and the hold (see orphans.h). */
+#include "agent/observed/orphans.h"
+#include "agent/core/agent.h"
+#include "agent/outputs/capacity.h"
+#include "agent/outputs/peers.h"
+#include "contract/validate.h"
+
+#include <errno.h>
+#include <string.h>
+
+static const char *const why_names[] = {
+#define X(id, name) [AGENT_ORPHAN_##id] = name,
+    AGENT_ORPHAN_WHYS(X)
+#undef X
+};
+
+const char *
+agent_orphan_why_name(enum agent_orphan_why why)
+{
+    return (unsigned)why < NA_ARRAY_SIZE(why_names) ? why_names[why] : "unknown";
+}
+
+void
+agent_orphan_free(struct agent_orphan *o)
+{
+    if (!o)
+        return;
+    free(o->name);
+    free(o->tenant_id);
+    free(o->node_id);
+    free(o->store_id);
+    free(o->purge_error);
+    free(o->spec);
+    free(o->adopt_error);
+    free(o);
+}
+
+void
+agent_orphans_clear(struct agent_orphans *t)
+{
+    for (size_t i = 0; i < t->n; i++)
+        agent_orphan_free(t->items[i]);
+    free(t->items);
+    t->items = NULL;
+    t->n = 0;
+}
+
+static struct agent_orphan *
+find(const struct agent_orphans *t, const char *uuid)
+{
+    for (size_t i = 0; i < t->n; i++)
+        if (strcmp(t->items[i]->uuid, uuid) == 0)
+            return t->items[i];
+    return NULL;
+}
+
+static void
+remove_one(struct agent_orphans *t, const char *uuid)
+{
+    for (size_t i = 0; i < t->n; i++) {
+        if (strcmp(t->items[i]->uuid, uuid) == 0) {
+            agent_orphan_free(t->items[i]);
+            t->items[i] = t->items[--t->n];
+            return;
+        }
+    }
+}
+
+/* An orphan holds the agent when it is a domain this node's store should know: tagged with
+ * this node id (or with no owner), and not released by the operator. */
+static bool
+holds(struct agent *a, const struct agent_orphan *o)
+{
+    if (!o->has_domain || (o->node_id && strcmp(o->node_id, a->cfg->node_id) != 0))
+        return false;
+    cleanup_error struct na_error *err = NULL;
+    int released = agent_store_orphan_released(a->store, o->uuid, &err);
+    if (released < 0)
+        na_log(NA_LOG_WARN, NULL, "reading released orphans failed; holding", "error=\"%s\"",
+               err->msg);
+    return released != 1;
+}
+
+static size_t
+count_holding(struct agent *a)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < a->orphans->n; i++)
+        n += holds(a, a->orphans->items[i]);
+    return n;
+}
+
+/* Consumption and replay follow the hold: nothing is taken from the bus, and no unfinished
+ * intent runs, until the store is known to match libvirt (or the operator said so). */
+static void
+apply_hold(struct agent *a)
+{
+    struct agent_orphans *t = a->orphans;
+    size_t n_holding = t->checked ? count_holding(a) : 0;
+    bool holding = n_holding > 0;
+    if (holding != t->holding) {
+        t->holding = holding;
+        if (holding)
+            na_log(NA_LOG_ERROR, NULL,
+                   "HOLD: domains of this node that the state store does not record; no "
+                   "request is consumed until every one is purged or released (nodectl "
+                   "orphans)",
+                   "orphans=%zu holding=%zu store_id=%s", t->n, n_holding,
+                   agent_store_id(a->store));
+        else
+            na_log(NA_LOG_INFO, NULL, "hold released: requests are consumed again", NULL);
+    }
+    agent_gate_update(a);
+}
+
+bool
+agent_orphans_gate(const struct agent *a)
+{
+    return !a->orphans->checked || a->orphans->holding;
+}
+
+static void
+report(struct agent *a, struct agent_orphan *o)
+{
+    Nodeagent__V1__Orphan msg;
+    nodeagent__v1__orphan__init(&msg);
+    msg.name = o->name ? o->name : (char *)"";
+    msg.tenant_id = o->tenant_id ? o->tenant_id : (char *)"";
+    msg.node_id = o->node_id ? o->node_id : (char *)"";
+    msg.store_id = o->store_id ? o->store_id : (char *)"";
+    msg.has_domain = o->has_domain;
+    msg.has_dir = o->has_dir;
+    msg.power = (char *)(o->has_domain ? hv_power_name(o->power) : "");
+    msg.why = (char *)agent_orphan_why_name(o->why);
+    msg.holds = holds(a, o);
+
+    Nodeagent__V1__Event ev;
+    agent_event_init(a, &ev, NODEAGENT__V1__EVENT_KIND__EVENT_KIND_ORPHAN, "", o->uuid, "", -1);
+    ev.orphan = &msg;
+    ev.message = (char *)"this node's state store does not record it as its own; left "
+                         "untouched until an operator purges or releases it";
+    agent_event_emit(a, &ev);
+
+    struct na_log_ctx log = {.instance = o->uuid};
+    na_log(NA_LOG_WARN, &log, "orphan: left running, untouched",
+           "why=%s has_domain=%s has_dir=%s power=%s node_id=%s store_id=%s holds=%s", msg.why,
+           o->has_domain ? "true" : "false", o->has_dir ? "true" : "false",
+           o->has_domain ? hv_power_name(o->power) : "-", *msg.node_id ? msg.node_id : "-",
+           *msg.store_id ? msg.store_id : "-", msg.holds ? "true" : "false");
+    o->reported = true;
+}
+
+void
+agent_orphans_update(struct agent *a, struct agent_orphan **found, size_t n)
+{
+    struct agent_orphans *t = a->orphans;
+    for (size_t i = 0; i < n; i++) {
+        struct agent_orphan *o = found[i];
+        const struct agent_orphan *old = find(t, o->uuid);
+        if (!old)
+            continue;
+        o->reported = old->reported && old->why == o->why && old->has_domain == o->has_domain;
+        o->purging = old->purging;
+        o->purge_error = old->purge_error ? na_xstrdup(old->purge_error) : NULL;
+        o->adopting = old->adopting;
+        o->adopt_error = old->adopt_error ? na_xstrdup(old->adopt_error) : NULL;
+    }
+    agent_orphans_clear(t);
+    t->items = found;
+    t->n = n;
+    t->checked = true;
+    apply_hold(a);
+    for (size_t i = 0; i < n; i++)
+        if (!found[i]->reported)
+            report(a, found[i]);
+}
+
+void
+agent_orphans_unchecked(struct agent *a)
+{
+    if (a->orphans->checked)
+        return;
+    a->orphans->checked = true;
+    na_log(NA_LOG_WARN, NULL,
+           "the state store could not be compared with libvirt; requests are consumed until "
+           "a comparison finds orphans",
+           NULL);
+    apply_hold(a);
+}
+
+bool
+agent_orphans_holding(struct agent *a, char *why, size_t why_size)
+{
+    const struct agent_orphans *t = a->orphans;
+    if (!t->checked)
+        snprintf(why, why_size, "comparing the state store with libvirt before consuming");
+    else if (t->holding)
+        snprintf(why, why_size,
+                 "HOLD: %zu domain(s) of this node that the state store does not record "
+                 "(store_id %s); no request is consumed until each is purged or released "
+                 "(nodectl orphans)",
+                 count_holding(a), agent_store_id(a->store));
+    else
+        snprintf(why, why_size, "%zu orphan(s), none holds", t->n);
+    return !t->checked || t->holding;
+}
+
+static json_t *
+opt_string(const char *s)
+{
+    return s ? json_string(s) : json_null();
+}
+
+json_t *
+agent_orphans_view(struct agent *a)
+{
+    json_t *list = json_array();
+    for (size_t i = 0; i < a->orphans->n; i++) {
+        const struct agent_orphan *o = a->orphans->items[i];
+        json_array_append_new(
+            list,
+            json_pack("{s:s, s:o, s:o, s:o, s:o, s:b, s:b, s:o, s:s, s:b, s:b, s:o, s:b, s:b, s:o}",
+                      "uuid", o->uuid, "name", opt_string(o->name), "tenant",
+                      opt_string(o->tenant_id), "node_id", opt_string(o->node_id), "store_id",
+                      opt_string(o->store_id), "has_domain", o->has_domain, "has_dir", o->has_dir,
+                      "power", o->has_domain ? json_string(hv_power_name(o->power)) : json_null(),
+                      "why", agent_orphan_why_name(o->why), "holds", holds(a, o), "purging",
+                      o->purging, "purge_error", opt_string(o->purge_error), "has_spec",
+                      o->spec != NULL, "adopting", o->adopting, "adopt_error",
+                      opt_string(o->adopt_error)));
+    }
+    char why[512];
+    bool holding = agent_orphans_holding(a, why, sizeof(why));
+    return json_pack("{s:o, s:b, s:s, s:s, s:s}", "orphans", list, "holding", holding, "detail",
+                     why, "node_id", a->cfg->node_id, "store_id", agent_store_id(a->store));
+}
+
+/* --- purge, in the orphan's lane ---------------------------------------------------------- */
+
+struct purge {
+    struct agent *agent;
+    const struct agent_host *host;
+    char uuid[37];
+    bool has_domain;
+    bool adopted; /* an instance took this uuid before the purge's turn came */
+    struct na_error *err;
+};
+
+static void
+purge_start(void *data)
+{
+    struct purge *p = data;
+    p->adopted = agent_instances_find(&p->agent->instances, p->uuid) != NULL;
+}
+
+static void
+purge_work(void *data)
+{
+    struct purge *p = data;
+    if (p->adopted || (p->has_domain && hv_domain_undefine(p->host->hv, p->uuid, &p->err) < 0))
+        return;
+    cleanup_free char *dir = na_xasprintf("%s/%s", p->host->instances_dir, p->uuid);
+    na_remove_tree(dir);
+}
+
+static void
+purge_done(void *data)
+{
+    struct purge *p = data;
+    struct agent *a = p->agent;
+    struct na_log_ctx log = {.instance = p->uuid};
+    struct agent_orphan *o = find(a->orphans, p->uuid);
+    if (p->adopted) {
+        na_log(NA_LOG_INFO, &log, "purge skipped: an instance owns this uuid now", NULL);
+        if (o)
+            o->purging = false;
+    } else if (p->err) {
+        na_log(NA_LOG_WARN, &log, "purging an orphan failed", "error=\"%s\"", p->err->msg);
+        if (o) {
+            o->purging = false;
+            free(o->purge_error);
+            o->purge_error = na_xstrdup(p->err->msg);
+        }
+    } else {
+        Nodeagent__V1__Event ev;
+        agent_event_init(a, &ev, NODEAGENT__V1__EVENT_KIND__EVENT_KIND_STATE_CHANGED, "", p->uuid,
+                         "", -1);
+        ev.state = NODEAGENT__V1__INSTANCE_STATE__INSTANCE_STATE_DELETED;
+        ev.message = (char *)"an operator purged this orphan (nodectl purge)";
+        agent_event_emit(a, &ev);
+        na_log(NA_LOG_INFO, &log, "orphan purged by the operator", "had_domain=%s",
+               p->has_domain ? "true" : "false");
+        remove_one(a->orphans, p->uuid);
+        apply_hold(a);
+    }
+    na_error_free(p->err);
+    free(p);
+}
+
+/* Shutdown came before the purge's turn: the orphan stays, for the operator to ask again. */
+static void
+purge_park(void *data)
+{
+    struct purge *p = data;
+    na_error_free(p->err);
+    free(p);
+}
+
+/* The current orphan uuid names, with no purge or adoption running: an operator's action may
+ * start on it.  NOT_FOUND (-ENOENT) or CONFLICT (-EBUSY) otherwise. */
+static int
+idle_orphan(struct agent *a, const char *uuid, struct agent_orphan **out, struct na_error **err)
+{
+    struct agent_orphan *o = find(a->orphans, uuid);
+    if (!o)
+        return na_error_set(err, NA_CODE_NOT_FOUND, ENOENT, "%s is not a current orphan", uuid);
+    if (o->purging || o->adopting)
+        return na_error_set(err, NA_CODE_CONFLICT, EBUSY, "a %s of %s is running",
+                            o->purging ? "purge" : "adoption", uuid);
+    *out = o;
+    return 0;
+}
+
+int
+agent_orphans_purge(struct agent *a, const char *uuid, struct na_error **err)
+{
+    struct agent_orphan *o = NULL;
+    int ret = idle_orphan(a, uuid, &o, err);
+    if (ret < 0)
+        return ret;
+    o->purging = true;
+    free(o->purge_error);
+    o->purge_error = NULL;
+    struct purge *p = na_xcalloc(1, sizeof(*p));
+    p->agent = a;
+    p->host = &a->host;
+    snprintf(p->uuid, sizeof(p->uuid), "%s", uuid);
+    p->has_domain = o->has_domain;
+    struct na_log_ctx log = {.instance = uuid};
+    na_log(NA_LOG_INFO, &log, "purging an orphan at the operator's request", "why=%s",
+           agent_orphan_why_name(o->why));
+    agent_dispatch_submit(a->dispatch, p->uuid, purge_start, purge_work, purge_done, purge_park, p);
+    return 0;
+}
+
+/* --- adopt: in the orphan's lane, then on the loop ---------------------------------------- */
+
+#define S(x) NODEAGENT__V1__INSTANCE_STATE__INSTANCE_STATE_##x
+
+/* The orphan's spec, decoded and checked as a create's would be, or NULL with err set. */
+static Nodeagent__V1__InstanceSpec *
+adoptable_spec(struct agent *a, const struct agent_orphan *o, struct na_error **err)
+{
+    if (!o->has_domain) {
+        na_error_quiet(err, NA_CODE_CONFLICT, EINVAL,
+                       "%s has no domain to adopt, only a directory (purge it instead)", o->uuid);
+        return NULL;
+    }
+    if (o->node_id && strcmp(o->node_id, a->cfg->node_id) != 0) {
+        na_error_quiet(err, NA_CODE_CONFLICT, EPERM,
+                       "the domain of %s belongs to node %s, not to this node (%s); only its "
+                       "own node may adopt it",
+                       o->uuid, o->node_id, a->cfg->node_id);
+        return NULL;
+    }
+    if (!o->spec) {
+        na_error_quiet(err, NA_CODE_CONFLICT, EINVAL,
+                       "the domain of %s carries no instance spec in its metadata (defined by "
+                       "an agent without adopt): it cannot be made an instance again; purge "
+                       "or release it",
+                       o->uuid);
+        return NULL;
+    }
+    Nodeagent__V1__InstanceSpec *spec =
+        nodeagent__v1__instance_spec__unpack(NULL, o->spec_size, o->spec);
+    if (!spec) {
+        na_error_quiet(err, NA_CODE_CONFLICT, EINVAL,
+                       "the instance spec in the domain of %s does not decode (%zu bytes)", o->uuid,
+                       o->spec_size);
+        return NULL;
+    }
+    if (agent_validate_instance_spec(spec, "spec", err) < 0) {
+        na_error_wrap(err, "the instance spec in the domain of %s is invalid", o->uuid);
+    } else if (strcmp(spec->uuid, o->uuid) != 0) {
+        na_error_quiet(err, NA_CODE_CONFLICT, EINVAL,
+                       "the instance spec in the domain of %s names another uuid (%s)", o->uuid,
+                       spec->uuid);
+    } else if (o->uid <= 0) {
+        na_error_quiet(err, NA_CODE_CONFLICT, EINVAL,
+                       "the domain of %s has no static DAC label with its guest's uid", o->uuid);
+    } else {
+        return spec;
+    }
+    nodeagent__v1__instance_spec__free_unpacked(spec, NULL);
+    return NULL;
+}
+
+/* What an instance with spec and uid would collide with on this node now, or 0. */
+static int
+check_fits(struct agent *a, const Nodeagent__V1__InstanceSpec *spec, int64_t uid,
+           struct na_error **err)
+{
+    if (agent_instances_find(&a->instances, spec->uuid))
+        return na_error_quiet(err, NA_CODE_ALREADY_EXISTS, EEXIST,
+                              "uuid %s is already used by an instance of node %s", spec->uuid,
+                              a->cfg->node_id);
+    const struct agent_instance *same_name =
+        agent_instances_find_name(&a->instances, spec->tenant_id, spec->name);
+    if (same_name)
+        return na_error_quiet(err, NA_CODE_ALREADY_EXISTS, EEXIST,
+                              "tenant %s already has an instance named `%s` (%s)", spec->tenant_id,
+                              spec->name, same_name->uuid);
+    for (size_t i = 0; i < a->instances.n; i++)
+        if (a->instances.items[i]->uid == uid)
+            return na_error_quiet(err, NA_CODE_CONFLICT, EEXIST,
+                                  "the guest's uid %lld is instance %s's", (long long)uid,
+                                  a->instances.items[i]->uuid);
+    int ret = agent_net_check_nics(a, spec, err);
+    if (ret < 0)
+        return ret;
+    const Nodeagent__V1__Flavor *f = spec->flavor;
+    struct agent_claim need = {f->vcpus, f->memory_mib, f->root_disk_gib};
+    if ((ret = agent_capacity_admit(a, spec->uuid, &need, err)) < 0)
+        na_error_wrap(err, "not enough capacity");
+    return ret;
+}
+
+struct adopt {
+    struct agent *agent;
+    const struct agent_host *host;
+    char uuid[37];
+    uint8_t *spec_bytes; /* what was checked: the domain must still carry exactly this */
+    size_t spec_size;
+    Nodeagent__V1__InstanceSpec *spec; /* decoded and validated */
+    int64_t uid;
+    bool taken; /* an instance took this uuid before the adoption's turn came */
+    enum hv_power power;
+    struct na_error *err;
+};
+
+static void
+adopt_free(struct adopt *p)
+{
+    free(p->spec_bytes);
+    if (p->spec)
+        nodeagent__v1__instance_spec__free_unpacked(p->spec, NULL);
+    na_error_free(p->err);
+    free(p);
+}
+
+static void
+adopt_start(void *data)
+{
+    struct adopt *p = data;
+    p->taken = agent_instances_find(&p->agent->instances, p->uuid) != NULL;
+}
+
+/* The domain still says what was checked: the same spec and uid, and no other node. */
+static int
+still_adoptable(struct adopt *p, const char *xml)
+{
+    struct hv_domain_meta m;
+    if (hv_domain_meta_parse(xml, &m, &p->err) < 0)
+        return -EINVAL;
+    bool same = m.is_ours && m.instance_spec_size == p->spec_size &&
+                memcmp(m.instance_spec, p->spec_bytes, p->spec_size) == 0 && m.dac_uid == p->uid &&
+                (!m.node_id || strcmp(m.node_id, p->host->cfg->node_id) == 0);
+    hv_domain_meta_clear(&m);
+    if (!same)
+        return na_error_quiet(&p->err, NA_CODE_CONFLICT, EAGAIN,
+                              "the domain of %s changed since it was checked; list the orphans "
+                              "again",
+                              p->uuid);
+    return 0;
+}
+
+static void
+adopt_work(void *data)
+{
+    struct adopt *p = data;
+    if (p->taken)
+        return;
+    cleanup_free char *xml = NULL;
+    if (hv_domain_get_xml(p->host->hv, p->uuid, true, &xml, &p->err) < 0 ||
+        still_adoptable(p, xml) < 0)
+        return;
+    if (hv_domain_power(p->host->hv, p->uuid, &p->power, &p->err) < 0)
+        return;
+    if (p->power == HV_POWER_NONE || p->power == HV_POWER_OTHER) {
+        na_error_quiet(&p->err, NA_CODE_CONFLICT, EAGAIN,
+                       "the domain of %s is %s, between states; adopt it again in a moment",
+                       p->uuid, hv_power_name(p->power));
+        return;
+    }
+    hv_domain_set_owner(p->host->hv, p->uuid, p->host->cfg->node_id, p->host->store_id, &p->err);
+}
+
+/* Records the adopted instance, with its STATE_CHANGED event, in one transaction. */
+static void
+record_adopted(struct agent *a, struct adopt *p)
+{
+    struct agent_instance *inst = na_xcalloc(1, sizeof(*inst));
+    snprintf(inst->uuid, sizeof(inst->uuid), "%s", p->uuid);
+    inst->spec = na_steal(&p->spec);
+    inst->observed = agent_state_from_power(p->power);
+    inst->desired = inst->observed == S(CRASHED) ? S(STOPPED) : inst->observed;
+    inst->uid = p->uid;
+    inst->image_sha256 = na_xstrdup(inst->spec->image->sha256);
+    inst->create_request_id = na_xstrdup(""); /* no request created it here */
+    inst->created_ms = na_now_ms();
+
+    Nodeagent__V1__Event ev;
+    agent_event_init(a, &ev, NODEAGENT__V1__EVENT_KIND__EVENT_KIND_STATE_CHANGED, "", p->uuid, "",
+                     -1);
+    ev.state = inst->observed;
+    ev.message = (char *)"an operator adopted this orphan (nodectl adopt): an instance of this "
+                         "node again";
+    cleanup_error struct na_error *err = NULL;
+    int ret = agent_store_begin(a->store, &err);
+    if (ret == 0)
+        ret = agent_store_tombstone_delete(a->store, inst->uuid, &err);
+    if (ret == 0)
+        ret = agent_instance_save(a->store, inst, &err);
+    if (ret == 0)
+        ret = agent_event_record(a, &ev, NULL, &err);
+    if (ret == 0)
+        ret = agent_store_commit(a->store, &err);
+    if (ret < 0)
+        agent_die(a, err);
+    agent_instances_add(&a->instances, inst);
+    agent_outbox_pump(a);
+    struct na_log_ctx log = {.instance = p->uuid};
+    na_log(NA_LOG_WARN, &log, "orphan adopted by the operator: an instance of this node again",
+           "name=%s tenant=%s uid=%lld state=%s", inst->spec->name, inst->spec->tenant_id,
+           (long long)inst->uid, agent_state_name(inst->observed));
+}
+
+static void
+adopt_done(void *data)
+{
+    struct adopt *p = data;
+    struct agent *a = p->agent;
+    struct agent_orphan *o = find(a->orphans, p->uuid);
+    if (p->taken && !p->err)
+        na_error_quiet(&p->err, NA_CODE_ALREADY_EXISTS, EEXIST,
+                       "an instance took uuid %s before the adoption's turn came", p->uuid);
+    /* The node may have changed while the worker ran: check again before recording. */
+    if (!p->err)
+        check_fits(a, p->spec, p->uid, &p->err);
+    if (p->err) {
+        struct na_log_ctx log = {.instance = p->uuid};
+        na_log(NA_LOG_WARN, &log, "adopting an orphan failed", "error=\"%s\"", p->err->msg);
+        if (o) {
+            o->adopting = false;
+            free(o->adopt_error);
+            o->adopt_error = na_xstrdup(p->err->msg);
+        }
+        adopt_free(p);
+        return;
+    }
+    record_adopted(a, p);
+    remove_one(a->orphans, p->uuid);
+    apply_hold(a);
+    agent_capacity_changed(a); /* its claim */
+    agent_peers_changed(a);    /* its networks */
+    agent_net_sync(a);         /* its ports */
+    adopt_free(p);
+}
+
+/* Shutdown came before the adoption's turn: the orphan stays, for the operator to ask again. */
+static void
+adopt_park(void *data)
+{
+    adopt_free(data);
+}
+
+int
+agent_orphans_adopt(struct agent *a, const char *uuid, struct na_error **err)
+{
+    struct agent_orphan *o = NULL;
+    int ret = idle_orphan(a, uuid, &o, err);
+    if (ret < 0)
+        return ret;
+    Nodeagent__V1__InstanceSpec *spec = adoptable_spec(a, o, err);
+    if (!spec)
+        return -EINVAL;
+    ret = check_fits(a, spec, o->uid, err);
+    if (ret < 0) {
+        nodeagent__v1__instance_spec__free_unpacked(spec, NULL);
+        return ret == -ENOENT ? -EEXIST : ret;
+    }
+    o->adopting = true;
+    free(o->adopt_error);
+    o->adopt_error = NULL;
+    struct adopt *p = na_xcalloc(1, sizeof(*p));
+    p->agent = a;
+    p->host = &a->host;
+    snprintf(p->uuid, sizeof(p->uuid), "%s", uuid);
+    p->spec_bytes = na_xmalloc(o->spec_size ? o->spec_size : 1);
+    memcpy(p->spec_bytes, o->spec, o->spec_size);
+    p->spec_size = o->spec_size;
+    p->spec = spec;
+    p->uid = o->uid;
+    struct na_log_ctx log = {.instance = uuid};
+    na_log(NA_LOG_INFO, &log, "adopting an orphan at the operator's request",
+           "why=%s name=%s tenant=%s uid=%lld", agent_orphan_why_name(o->why), spec->name,
+           spec->tenant_id, (long long)o->uid);
+    agent_dispatch_submit(a->dispatch, p->uuid, adopt_start, adopt_work, adopt_done, adopt_park, p);
+    return 0;
+}
+
+int
+agent_orphans_release(struct agent *a, struct na_error **err)
+{
+    int n = 0;
+    for (size_t i = 0; i < a->orphans->n; i++) {
+        const struct agent_orphan *o = a->orphans->items[i];
+        if (!holds(a, o))
+            continue;
+        int ret = agent_store_orphan_release(a->store, o->uuid, err);
+        if (ret < 0)
+            return ret;
+        struct na_log_ctx log = {.instance = o->uuid};
+        na_log(NA_LOG_WARN, &log, "orphan released by the operator: it no longer holds the agent",
+               NULL);
+        n++;
+    }
+    apply_hold(a);
+    return n;
+}
