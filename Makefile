@@ -155,6 +155,7 @@ check-fuzz:
 
 check-unit: $(UNIT_BINS)
 	@tests/run-unit.sh $(UNIT_BINS)
+	@$(PYTHON) tests/layout/check_rooms.py
 
 # The Placement client tests drive the client through a unit-test binary.
 check-system: $(BINS) $(BUILD)/tests/unit/test_sched_placement

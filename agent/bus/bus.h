@@ -94,7 +94,7 @@ int agent_bus_produce(struct agent_bus *bus, const char *topic, const char *key,
 void agent_bus_pause(struct agent_bus *bus, bool paused);
 /* Why requests are held. */
 enum agent_bus_hold_reason {
-    AGENT_BUS_HOLD_ORPHANS = 1 << 0, /* the store does not match libvirt (agent/observed/orphans.h) */
+    AGENT_BUS_HOLD_ORPHANS = 1 << 0, /* the store does not match libvirt (observed/orphans.h) */
     AGENT_BUS_HOLD_STORE = 1 << 1,   /* the state store cannot be written (store_hold.h) */
 };
 /* Sets or clears one reason to hold consumption; it is held while any reason is set.  While

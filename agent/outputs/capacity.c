@@ -1,6 +1,6 @@
 /* Capacity: claims from the instance table, the admission check, and the reports to the
  * bus and to Placement.  See capacity.h for the model. */
-#include "agent/outputs/capacity.h"
+#include "agent/outputs/capacity-private.h"
 #include "agent/core/agent.h"
 #include "contract/proto_json.h"
 
@@ -11,51 +11,6 @@
 #include <sys/statvfs.h>
 #include <sys/utsname.h>
 #include <unistd.h>
-
-#define KSM_DIR "/sys/kernel/mm/ksm"
-#define META_PROVIDER_UUID "placement.provider_uuid"
-#define MIN_GAP_MS 1000    /* reports on change: at most one a second */
-#define RETRY_MIN_MS 1000  /* Placement sync retries: 1 s, doubling ... */
-#define RETRY_MAX_MS 60000 /* ... up to a minute */
-#define ALLOCATION_USER "nodeagent"
-/* Bus deliveries of capacity reports carry this id; outbox ids are positive. */
-#define CAPACITY_DELIVERY_ID (-1)
-
-struct agent_capacity {
-    struct agent *a;
-    struct sched_host_config host;
-    struct sched_inventory inv; /* as last read */
-    char **traits;              /* sorted, NULL-terminated */
-    size_t n_traits;
-    char rp_uuid[37];
-    struct sched_placement_config pc;
-    bool placement_on; /* [placement] endpoint is set */
-    char *topic;
-
-    uv_timer_t report_timer; /* the next report: a change, or the heartbeat */
-    uv_timer_t retry_timer;  /* the next Placement sync after a failure */
-    uint64_t last_report_ms; /* loop time */
-    struct agent_claim last_used;
-    size_t last_count;
-    bool bus_missed; /* a report was due while the bus was down */
-
-    bool job_running;
-    bool job_again; /* a report came while the job ran */
-    bool closing;
-    int refs; /* while closing: timers not yet closed and the running job */
-    uint64_t retry_ms;
-    bool placement_ok;
-    char *placement_error;
-    int64_t placement_synced_ms;
-
-    bool ksm_on;
-    uint64_t pages_sharing;
-
-    /* Consumers on the provider that the agent did not write, as the last sync saw them:
-     * reported once each, never removed. */
-    char **strangers;
-    size_t n_strangers;
-};
 
 /* --- arithmetic ------------------------------------------------------------------------ */
 
@@ -144,122 +99,6 @@ agent_capacity_admit(struct agent *a, const char *uuid, const struct agent_claim
     char what[160];
     snprintf(what, sizeof(what), "instance %s does not fit on node %s", uuid, a->cfg->node_id);
     return agent_capacity_fit(&a->capacity->inv, &used, need, what, err);
-}
-
-/* --- host facts ------------------------------------------------------------------------ */
-
-/* A number from a one-line sysfs file; false when it cannot be read. */
-static bool
-read_sysfs_u64(const char *name, uint64_t *out)
-{
-    cleanup_free char *path = na_xasprintf("%s/%s", KSM_DIR, name);
-    cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC);
-    char buf[32];
-    ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
-    if (n <= 0)
-        return false;
-    buf[n] = '\0';
-    char *end = NULL;
-    errno = 0;
-    unsigned long long v = strtoull(buf, &end, 10);
-    if (errno || end == buf)
-        return false;
-    *out = v;
-    return true;
-}
-
-static void
-read_ksm(bool *on, uint64_t *pages_sharing)
-{
-    uint64_t run = 0;
-    *on = read_sysfs_u64("run", &run) && run == 1;
-    if (!*on || !read_sysfs_u64("pages_sharing", pages_sharing))
-        *pages_sharing = 0;
-}
-
-static int
-ksm_turn_on(struct na_error **err)
-{
-    cleanup_close int fd = open(KSM_DIR "/run", O_WRONLY | O_CLOEXEC);
-    if (fd < 0 || write(fd, "1\n", 2) != 2)
-        return na_error_set(err, NA_CODE_INTERNAL, errno, "turn KSM on (%s/run)", KSM_DIR);
-    return 0;
-}
-
-/* Sorted and without duplicates, into a new NULL-terminated array. */
-static char **
-merge_traits(char **a, size_t na, char **b, size_t nb, size_t *n)
-{
-    char **out = na_xcalloc(na + nb + 1, sizeof(*out));
-    size_t i = 0, j = 0, k = 0;
-    while (i < na || j < nb) {
-        int cmp = i == na ? 1 : j == nb ? -1 : strcmp(a[i], b[j]);
-        const char *next = cmp <= 0 ? a[i] : b[j];
-        if (cmp <= 0)
-            i++;
-        if (cmp >= 0)
-            j++;
-        if (!k || strcmp(out[k - 1], next) != 0)
-            out[k++] = na_xstrdup(next);
-    }
-    *n = k;
-    return out;
-}
-
-/* The CPU's features and what the node can do as the agent builds its guests: x86 guests
- * (the host's architecture), qcow2 and raw images, virtio disks and NICs, no graphics,
- * BIOS boot; plus the operator's custom traits. */
-static int
-read_traits(struct agent_capacity *c, struct na_error **err)
-{
-    struct utsname u;
-    uname(&u);
-    static const char *const image_types[] = {"qcow2", "raw"};
-    static const char *const vif_models[] = {"virtio"};
-    static const char *const graphics[] = {"none"};
-    static const char *const buses[] = {"virtio"};
-    static const char *const firmwares[] = {"bios"};
-    const struct agent_config *cfg = c->a->cfg;
-    struct sched_compute_caps caps = {
-        .arch = strcmp(u.machine, "x86_64") == 0 ? "x86_64" : NULL,
-        .image_types = image_types,
-        .n_image_types = NA_ARRAY_SIZE(image_types),
-        .vif_models = vif_models,
-        .n_vif_models = NA_ARRAY_SIZE(vif_models),
-        .graphics_models = graphics,
-        .n_graphics_models = NA_ARRAY_SIZE(graphics),
-        .storage_buses = buses,
-        .n_storage_buses = NA_ARRAY_SIZE(buses),
-        .firmwares = firmwares,
-        .n_firmwares = NA_ARRAY_SIZE(firmwares),
-        .custom_traits = (const char *const *)cfg->custom_traits,
-        .n_custom_traits = cfg->n_custom_traits,
-    };
-    char **cpu = NULL, **compute = NULL;
-    size_t n_cpu = 0, n_compute = 0;
-    int ret = sched_cpu_traits("/proc/cpuinfo", &cpu, &n_cpu, err);
-    if (ret == 0)
-        ret = sched_compute_traits(&caps, &compute, &n_compute, err);
-    if (ret == 0)
-        c->traits = merge_traits(cpu, n_cpu, compute, n_compute, &c->n_traits);
-    sched_traits_free(cpu);
-    sched_traits_free(compute);
-    return ret;
-}
-
-static int
-load_provider_uuid(struct agent_capacity *c, struct na_error **err)
-{
-    cleanup_free char *stored = NULL;
-    int ret = agent_store_meta_get(c->a->store, META_PROVIDER_UUID, &stored, err);
-    if (ret == 0 && na_uuid_is_valid(stored)) {
-        snprintf(c->rp_uuid, sizeof(c->rp_uuid), "%s", stored);
-        return 0;
-    }
-    if (ret < 0 && ret != -ENOENT)
-        return ret;
-    na_uuid_generate(c->rp_uuid);
-    return agent_store_meta_put(c->a->store, META_PROVIDER_UUID, c->rp_uuid, err);
 }
 
 /* --- the report ---------------------------------------------------------------------------- */
@@ -352,164 +191,6 @@ send_bus_report(struct agent_capacity *c, const struct agent_claim *used)
     c->bus_missed = false;
 }
 
-/* --- the worker: host facts and Placement --------------------------------------------- */
-
-struct want {
-    char uuid[37];
-    char *project;
-    struct agent_claim claim;
-};
-
-struct sync_job {
-    uv_work_t req;
-    struct agent_capacity *c;
-    /* Inputs: copies, or parts of c that do not change while the job runs. */
-    const struct sched_host_config *host;
-    const struct sched_placement_config *pc;
-    char rp_uuid[37];
-    const char *node_id;
-    char **traits;
-    size_t n_traits;
-    bool placement;
-    bool manage;
-    struct want *want;
-    size_t n_want;
-    char **ours; /* consumers recorded in the store as written by the agent */
-    size_t n_ours;
-    /* Results. */
-    char **forget; /* of ours: no longer wanted and no longer on the provider */
-    size_t n_forget;
-    char **strangers; /* on the provider, not ours: left alone */
-    size_t n_strangers;
-    struct sched_inventory inv;
-    struct na_error *inv_err;
-    bool ksm_on;
-    uint64_t pages_sharing;
-    struct na_error *err;
-};
-
-static bool
-want_has(const struct sync_job *j, const char *uuid)
-{
-    for (size_t i = 0; i < j->n_want; i++)
-        if (strcmp(j->want[i].uuid, uuid) == 0)
-            return true;
-    return false;
-}
-
-static bool
-list_has(char *const *list, size_t n, const char *uuid)
-{
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(list[i], uuid) == 0)
-            return true;
-    return false;
-}
-
-static void
-list_add(char ***list, size_t *n, const char *uuid)
-{
-    *list = na_xrealloc(*list, (*n + 1) * sizeof(**list));
-    (*list)[(*n)++] = na_xstrdup(uuid);
-}
-
-static void
-list_free(char **list, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        free(list[i]);
-    free(list);
-}
-
-static const struct sched_allocation *
-held_find(const struct sched_allocation *held, size_t n, const char *uuid)
-{
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(held[i].consumer_uuid, uuid) == 0)
-            return &held[i];
-    return NULL;
-}
-
-/* Removes this provider's part of the allocations of consumers the agent wrote and no
- * longer wants; a consumer it did not write is left alone (and reported). */
-static int
-remove_unwanted(struct sync_job *j, const struct sched_allocation *held, size_t n_held,
-                struct na_error **err)
-{
-    for (size_t i = 0; i < n_held; i++) {
-        const char *uuid = held[i].consumer_uuid;
-        if (want_has(j, uuid))
-            continue;
-        if (!list_has(j->ours, j->n_ours, uuid)) {
-            list_add(&j->strangers, &j->n_strangers, uuid);
-            continue;
-        }
-        int ret = sched_placement_remove_allocation(j->pc, uuid, j->rp_uuid, err);
-        if (ret < 0)
-            return ret;
-        struct na_log_ctx log = {.instance = uuid};
-        na_log(NA_LOG_INFO, &log, "placement allocation removed", "provider_uuid=%s", j->rp_uuid);
-    }
-    /* What is neither wanted nor on the provider any more needs no record. */
-    for (size_t i = 0; i < j->n_ours; i++)
-        if (!want_has(j, j->ours[i]))
-            list_add(&j->forget, &j->n_forget, j->ours[i]);
-    return 0;
-}
-
-/* Placement's allocations against the provider, read each time (Placement may have lost
- * or gained some behind the agent's back), made equal to the instances' claims: those of
- * instances that are gone first (room for the new ones), then the missing or different.
- * Only this provider's part of a consumer is ever written or removed. */
-static int
-sync_allocations(struct sync_job *j, struct na_error **err)
-{
-    cleanup_free struct sched_allocation *held = NULL;
-    size_t n_held = 0;
-    int ret = sched_placement_provider_allocations(j->pc, j->rp_uuid, &held, &n_held, err);
-    if (ret < 0 || (ret = remove_unwanted(j, held, n_held, err)) < 0)
-        return ret;
-    for (size_t i = 0; i < j->n_want; i++) {
-        const struct want *w = &j->want[i];
-        const struct sched_allocation *h = held_find(held, n_held, w->uuid);
-        if (h && h->vcpus == w->claim.vcpus && h->memory_mb == w->claim.memory_mb &&
-            h->disk_gb == w->claim.disk_gb)
-            continue;
-        if ((ret = sched_placement_put_allocation(j->pc, w->uuid, j->rp_uuid, w->project,
-                                                  ALLOCATION_USER, w->claim.vcpus,
-                                                  w->claim.memory_mb, w->claim.disk_gb, err)) < 0)
-            return ret;
-        struct na_log_ctx log = {.instance = w->uuid};
-        na_log(NA_LOG_INFO, &log, "placement allocation written",
-               "vcpu=%llu memory_mb=%llu disk_gb=%llu", (unsigned long long)w->claim.vcpus,
-               (unsigned long long)w->claim.memory_mb, (unsigned long long)w->claim.disk_gb);
-    }
-    return 0;
-}
-
-static int
-sync_placement(struct sync_job *j, struct na_error **err)
-{
-    int ret;
-    if ((ret = sched_placement_ensure_provider(j->pc, j->rp_uuid, j->node_id, NULL, err)) < 0 ||
-        (ret = sched_placement_set_inventories(j->pc, j->rp_uuid, &j->inv, err)) < 0 ||
-        (ret = sched_placement_set_traits(j->pc, j->rp_uuid, (const char *const *)j->traits,
-                                          j->n_traits, err)) < 0)
-        return ret;
-    return j->manage ? sync_allocations(j, err) : 0;
-}
-
-static void
-sync_work(uv_work_t *req)
-{
-    struct sync_job *j = req->data;
-    read_ksm(&j->ksm_on, &j->pages_sharing);
-    if (sched_inventory_read(j->host, &j->inv, &j->inv_err) < 0)
-        return;
-    if (j->placement)
-        sync_placement(j, &j->err);
-}
-
 static void capacity_unref(struct agent_capacity *c);
 static void start_job(struct agent_capacity *c);
 static void schedule_report(struct agent_capacity *c, uint64_t delay_ms);
@@ -548,7 +229,7 @@ consumers_settle(struct agent_capacity *c, struct sync_job *j)
         na_log(NA_LOG_WARN, NULL, "forgetting a placement consumer failed; kept for later",
                "error=\"%s\"", err->msg);
     for (size_t i = 0; i < j->n_strangers; i++) {
-        if (list_has(c->strangers, c->n_strangers, j->strangers[i]))
+        if (capacity_list_has(c->strangers, c->n_strangers, j->strangers[i]))
             continue;
         struct na_log_ctx log = {.instance = j->strangers[i]};
         na_log(NA_LOG_WARN, &log,
@@ -556,7 +237,7 @@ consumers_settle(struct agent_capacity *c, struct sync_job *j)
                "alone",
                "consumer_uuid=%s provider_uuid=%s", j->strangers[i], j->rp_uuid);
     }
-    list_free(c->strangers, c->n_strangers);
+    capacity_list_free(c->strangers, c->n_strangers);
     c->strangers = j->strangers;
     c->n_strangers = j->n_strangers;
     j->strangers = NULL;
@@ -615,9 +296,9 @@ sync_done(uv_work_t *req, int status)
     for (size_t i = 0; i < j->n_want; i++)
         free(j->want[i].project);
     free(j->want);
-    list_free(j->ours, j->n_ours);
-    list_free(j->forget, j->n_forget);
-    list_free(j->strangers, j->n_strangers);
+    capacity_list_free(j->ours, j->n_ours);
+    capacity_list_free(j->forget, j->n_forget);
+    capacity_list_free(j->strangers, j->n_strangers);
     na_error_free(j->inv_err);
     na_error_free(j->err);
     free(j);
@@ -648,7 +329,7 @@ wants_record(struct agent_capacity *c, struct sync_job *j)
     j->want = na_xcalloc(a->instances.n + 1, sizeof(*j->want));
     for (size_t i = 0; i < a->instances.n; i++) {
         const struct agent_instance *inst = a->instances.items[i];
-        if (!list_has(j->ours, j->n_ours, inst->uuid)) {
+        if (!capacity_list_has(j->ours, j->n_ours, inst->uuid)) {
             struct na_log_ctx log = {.instance = inst->uuid};
             if (agent_store_consumer_add(a->store, inst->uuid, &err) < 0) {
                 na_log(NA_LOG_WARN, &log,
@@ -658,7 +339,7 @@ wants_record(struct agent_capacity *c, struct sync_job *j)
                 na_error_clear(&err);
                 continue;
             }
-            list_add(&j->ours, &j->n_ours, inst->uuid);
+            capacity_list_add(&j->ours, &j->n_ours, inst->uuid);
         }
         struct want *w = &j->want[j->n_want++];
         snprintf(w->uuid, sizeof(w->uuid), "%s", inst->uuid);
@@ -690,7 +371,7 @@ start_job(struct agent_capacity *c)
     j->req.data = j;
     c->job_running = true;
     uv_timer_stop(&c->retry_timer);
-    uv_queue_work(a->loop, &j->req, sync_work, sync_done);
+    uv_queue_work(a->loop, &j->req, capacity_sync_work, sync_done);
 }
 
 static void
@@ -806,15 +487,15 @@ agent_capacity_open(struct agent *a, struct na_error **err)
         na_error_wrap(err, "[capacity] of %s", cfg->path);
         return ret;
     }
-    if ((ret = read_traits(c, err)) < 0 || (ret = load_provider_uuid(c, err)) < 0)
+    if ((ret = capacity_read_traits(c, err)) < 0 || (ret = capacity_load_provider_uuid(c, err)) < 0)
         return ret;
     if (cfg->ksm) {
         cleanup_error struct na_error *kerr = NULL;
-        if (ksm_turn_on(&kerr) < 0)
+        if (capacity_ksm_turn_on(&kerr) < 0)
             na_log(NA_LOG_WARN, NULL, "[memory] ksm = true, but KSM could not be turned on",
                    "error=\"%s\"", kerr->msg);
     }
-    read_ksm(&c->ksm_on, &c->pages_sharing);
+    capacity_read_ksm(&c->ksm_on, &c->pages_sharing);
     na_log(NA_LOG_INFO, NULL, "capacity",
            "vcpu=%llu memory_mb=%llu disk_gb=%llu traits=%zu "
            "provider_uuid=%s placement=%s ksm=%s",
@@ -836,7 +517,7 @@ capacity_unref(struct agent_capacity *c)
     sched_traits_free(c->traits);
     free(c->placement_error);
     free(c->topic);
-    list_free(c->strangers, c->n_strangers);
+    capacity_list_free(c->strangers, c->n_strangers);
     free(c);
 }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The shape of agent/: no file over MAX_LINES lines, and no include cycle between its files.
 
-A file here is a module: name.c and name.h count as one (a .c includes its own header), so
+A file here is a module: name.c, name.h and name-private.h count as one, so
 "a.c includes b.h and b.c includes a.h" is a cycle of a and b.  Only quoted includes of
 files under agent/ count.  Prints each cycle found and each file over the limit, then one
 summary line; exits non-zero when there is either.
@@ -17,7 +17,9 @@ INCLUDE = re.compile(r'^\s*#\s*include\s+"(agent/[^"]+)"', re.M)
 
 
 def module(path):
-    return os.path.splitext(path)[0]
+    """name.c, name.h and name-private.h are one module."""
+    base = os.path.splitext(path)[0]
+    return base[: -len("-private")] if base.endswith("-private") else base
 
 
 def graph(root):

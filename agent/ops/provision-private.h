@@ -1,0 +1,44 @@
+/* What the provisioning files share (provision.c: create and delete; respec.c: rebuild and
+ * resize): an instance's file paths and the steps that write its disks and domain.  All of
+ * them run in a worker with only the op and its host. */
+#ifndef NODEAGENT_AGENT_OPS_PROVISION_PRIVATE_H
+#define NODEAGENT_AGENT_OPS_PROVISION_PRIVATE_H
+
+#include "agent/core/agent.h"
+
+#include <stdbool.h>
+
+#define S(x) NODEAGENT__V1__INSTANCE_STATE__INSTANCE_STATE_##x
+#define GIB (1024ULL * 1024 * 1024)
+
+/* The files of one instance. */
+struct instance_paths {
+    char *dir;
+    char *disk;
+    char *config_drive;
+    char *console_log;
+};
+
+/* The overlay `name`, unless an earlier attempt already wrote it: an existing one is kept
+ * only if it is a regular file of the guest's uid (never followed) on this base and size. */
+int provision_make_disk(struct agent_op *op, int dirfd, const char *name, const char *base,
+                        const char *base_format, struct na_error **err);
+/* The config drive, written for op's spec into the instance directory dirfd. */
+int provision_make_config_drive(struct agent_op *op, int dirfd, struct na_error **err);
+/* Defines (or redefines) the instance's domain on base. */
+int provision_define_domain(struct agent_op *op, const struct instance_paths *p, const char *base,
+                            const char *base_format, struct na_error **err);
+/* "qcow2", "raw". */
+const char *provision_format_name(Nodeagent__V1__ImageFormat f);
+/* The spec's image, in the cache (fetched once however many ask), and no larger than the
+ * flavor's root disk; a refusal names field. */
+int provision_fetch_base(struct agent_op *op, const char *field, char **base,
+                         struct na_error **err);
+/* Starts the domain when asked, then records the power state libvirt reports. */
+int provision_start_and_read_state(struct agent_op *op, bool start, struct na_error **err);
+/* The files of instance uuid. */
+void provision_paths_init(struct instance_paths *p, const struct agent_host *h, const char *uuid);
+void provision_paths_clear(struct instance_paths *p);
+#define cleanup_paths __attribute__((cleanup(provision_paths_clear)))
+
+#endif
