@@ -1,3 +1,4 @@
+#include "agent/bus/events.h"
 #include "agent/core/agent.h"
 #include "contract/validate.h"
 

@@ -9,6 +9,8 @@
  * to the topic must not be able to make this agent answer someone else's request.
  */
 #include "agent/core/agent.h"
+#include "agent/ops/ops.h"
+#include "agent/bus/events.h"
 #include "agent/core/store_hold.h"
 #include "agent/bus/identity.h"
 #include "contract/validate.h"

@@ -8,6 +8,7 @@
  * event about it, and dropped when even that cannot be made smaller.
  */
 #include "agent/core/agent.h"
+#include "agent/bus/events.h"
 
 #include <errno.h>
 

@@ -1,17 +1,26 @@
-/* The agent: the state the main loop owns, and the paths a request takes through it.
+/* The core room: the state the main loop owns, and how the rooms are wired.
  *
- *   bus ──► intake.c ──► (intent recorded, ACCEPTED event, offset acked)
+ * Job: start the agent (config, identity, store, instance table, libvirt, OVS, bus, admin
+ * API), gate requests while the store and libvirt disagree or the store cannot be written,
+ * and stop cleanly (core/loop.c).  The other rooms take their inputs from here:
+ *
+ *   bus ──► bus/intake.c ──► (intent recorded, ACCEPTED event, offset acked)
  *                │
  *                ▼
- *           execute.c ──► dispatch (per-instance lane) ──► worker: handlers.c
- *                                                            │
- *           outbox.c ◄── terminal event recorded ◄───────────┘
+ *           ops/execute.c ──► dispatch (a lane per instance) ──► worker: a handler's run()
+ *                                                                  │
+ *           bus/outbox.c ◄── terminal event recorded ◄─────────────┘
  *                │
  *                ▼
- *               bus
+ *               bus          observed/: libvirt events, reconciliation, orphans, uids
+ *                            outputs/: capacity, announcements, OVS, from the tables
+ *                            admin/: the HTTP API and /metrics
  *
- * Only the main loop touches struct agent.  Worker threads see the agent_op they run
- * and nothing else.
+ * Inputs: the configuration file and the state directory.
+ * Outputs: struct agent, for the loop's callbacks of every room; struct agent_host, the fixed
+ * resources a worker may use.
+ * Threading: only the main loop touches struct agent.  Worker threads see the plain inputs
+ * they were given (an agent_op and its agent_host, a job's copies) and nothing else.
  */
 #ifndef NODEAGENT_AGENT_AGENT_H
 #define NODEAGENT_AGENT_AGENT_H
@@ -49,11 +58,12 @@ struct agent_host {
     const struct agent_config *cfg;
     struct hv_conn *hv;
     struct qcow2_image_cache *images;
-    char *instances_dir; /* <state_dir>/instances */
-    char *images_dir;    /* <state_dir>/images */
-    gid_t qemu_gid;      /* [instances] qemu_group; (gid_t)-1 when the group is missing */
-    struct ovs_net *net; /* tenant networks; NULL when [network] enabled = false */
-    char store_id[37];   /* the state store's id, written into every domain's owner */
+    char *instances_dir;           /* <state_dir>/instances */
+    char *images_dir;              /* <state_dir>/images */
+    gid_t qemu_gid;                /* [instances] qemu_group; (gid_t)-1 when the group is missing */
+    struct ovs_net *net;           /* tenant networks; NULL when [network] enabled = false */
+    char store_id[37];             /* the state store's id, written into every domain's owner */
+    struct agent_mailbox *mailbox; /* mail to the loop (agent_mailbox_post is thread-safe) */
 };
 
 struct agent {
@@ -76,6 +86,7 @@ struct agent {
     char *libvirt_detail;
     bool reconciling;
     uv_timer_t reconcile_timer;
+    uv_timer_t outputs_timer; /* outputs/outputs.c: recompute after the table changed */
     char *topic_events;
 
     uint64_t started_ns;
@@ -97,83 +108,9 @@ struct agent {
     uint64_t shutdown_deadline_ms; /* loop time */
 };
 
-/* An operation: one request being executed.  Owned by the dispatcher while queued or
- * running; the worker writes only result fields. */
-struct agent_op {
-    struct agent *agent;
-    char *request_id;
-    char *instance;
-    char *key;
-    enum agent_request_kind kind;
-    Nodeagent__V1__Envelope *env;
-    int64_t bus_offset;
-    uint64_t received_ns;
-
-    /* Inputs, set on the loop by the handler's prepare(). */
-    const struct agent_host *host;
-    Nodeagent__V1__InstanceSpec *spec; /* a copy of the instance's spec, owned */
-    int64_t uid;
-    Nodeagent__V1__InstanceState state_before;
-    bool owns_record; /* create: prepare() added the instance, so a failure removes it */
-    bool noop;        /* prepare() found nothing to do (delete of a missing instance) */
-
-    /* Results, set by the worker. */
-    struct na_error *err;
-    bool uid_held; /* the instance's domain or files could not be removed: its uid stays out */
-    Nodeagent__V1__InstanceState state;
-    uint8_t *console_log;
-    size_t console_log_size;
-    char *image_sha256; /* create, rebuild: the base image now used */
-};
-
 /* main.c */
 int agent_run(const struct agent_config *cfg);
 
-/* intake.c: a message from the node topic. */
-void agent_intake(void *agent, const struct agent_bus_msg *msg);
-
-/* execute.c */
-void agent_execute(struct agent *a, struct agent_op *op);
-int agent_replay_open_intents(struct agent *a, struct na_error **err);
-void agent_park_queued(struct agent *a);
-struct agent_op *agent_op_new(struct agent *a, Nodeagent__V1__Envelope *env, int64_t offset);
-void agent_op_free(struct agent_op *op);
-
-/* What a request kind does, in three steps.  A kind with no handler is UNIMPLEMENTED. */
-struct agent_handler {
-    /* On the loop when the operation's turn comes: check it against the instance table,
-     * fill the op's inputs, mark the instance's task.  An error fails the operation
-     * without running it. */
-    int (*prepare)(struct agent *a, struct agent_op *op, struct na_error **err);
-    /* In a worker: the blocking work.  Only op and op->host may be used. */
-    int (*run)(struct agent_op *op, struct na_error **err);
-    /* On the loop, inside the transaction that records the terminal event: apply the
-     * result (success or failure) to the instance table. */
-    int (*finish)(struct agent *a, struct agent_op *op, struct na_error **err);
-};
-
-/* handlers.c */
-const struct agent_handler *agent_handler_for(enum agent_request_kind kind);
-/* One handler per kind the table of operations marks handled: lifecycle.c (start, stop,
- * reboot, pause, resume, suspend, console_log), provision.c (create, delete, rebuild,
- * resize). */
-#define HANDLER_DECL_YES(name) extern const struct agent_handler agent_handle_##name;
-#define HANDLER_DECL_NO(name)
-#define X(name, CASE, field, signer, instance, job_id, sender, lane, from, leaves, handled, ...)   \
-    HANDLER_DECL_##handled(name)
-AGENT_REQUEST_KINDS(X)
-#undef X
-#undef HANDLER_DECL_YES
-#undef HANDLER_DECL_NO
-/* Shared steps for operations on an existing instance. */
-int agent_prepare_existing(struct agent *a, struct agent_op *op, struct na_error **err);
-int agent_finish_power(struct agent *a, struct agent_op *op, struct na_error **err);
-Nodeagent__V1__InstanceState agent_state_from_power(enum hv_power power);
-/* Sends a PROGRESS event for op from any thread. */
-void agent_op_progress(struct agent_op *op, unsigned percent, const char *fmt, ...) NA_PRINTF(3, 4);
-
-/* reconcile.c: compares libvirt's domains and the instance directories with the table. */
-void agent_reconcile(struct agent *a);
 /* Holds requests (and the replay of unfinished intents) while the orphans (orphans.h) or an
  * unwritable store (store_hold.h) say so, and releases them, replaying once, when neither
  * does.  Call after either changes. */
@@ -183,48 +120,6 @@ int agent_disk_free(const struct agent *a, uint64_t *free_bytes, struct na_error
 /* NO_CAPACITY naming the filesystem when it has less than [agent] min_free_mib free; kind
  * names what is refused ("create"). */
 int agent_disk_room_check(const struct agent *a, const char *kind, struct na_error **err);
-/* Removes cached images that nothing uses (agent/observed/eviction.c), in a worker. */
-void agent_evict_images(struct agent *a);
-
-/* hvevents.c: libvirt's lifecycle events and connection changes, on the loop. */
-void agent_hv_on_event(void *agent, const struct hv_event *ev);
-void agent_hv_on_connection(void *agent, bool up, const char *detail);
-/* Records a change of an instance's observed state and publishes STATE_CHANGED. */
-void agent_instance_observed(struct agent *a, struct agent_instance *inst,
-                             Nodeagent__V1__InstanceState state, const char *why);
-
-/* events.c */
-void agent_event_init(struct agent *a, Nodeagent__V1__Event *ev, Nodeagent__V1__EventKind kind,
-                      const char *request_id, const char *instance, const char *request_kind,
-                      int64_t offset);
-/* Packs ev and records it in the outbox (inside the caller's transaction, if any);
- * a copy of the packed bytes goes to *recorded when it is not NULL. */
-int agent_event_record(struct agent *a, const Nodeagent__V1__Event *ev, struct agent_blob *recorded,
-                       struct na_error **err);
-/* Above this many packed bytes an event is not stored: a small FAILED event saying so
- * stands for it.  Well under librdkafka's default message.max.bytes (1000000), so one
- * request cannot stop the node's events at the bus. */
-#define AGENT_EVENT_SIZE_MAX (512 * 1024)
-/* A small FAILED event standing for the packed event payload that the bus refused for
- * good (why says how).  Returns 0 and *out, -EINVAL when payload is not an event, or
- * -EMSGSIZE when the stand-in would be no smaller. */
-int agent_event_stand_in(const struct agent_blob *payload, const char *why, struct agent_blob *out);
-/* Replaces a packed event by its summary, the event without its bulk (the console tail),
- * which is what a finished intent keeps to answer a duplicate request. */
-void agent_event_summarize(struct agent_blob *event);
-/* Records and sends an event that no intent refers to (its own transaction). */
-void agent_event_emit(struct agent *a, const Nodeagent__V1__Event *ev);
-/* Sets ev->error from err; ev keeps pointers into err until it is packed. */
-void agent_event_set_error(Nodeagent__V1__Event *ev, Nodeagent__V1__Error *slot,
-                           const struct na_error *err);
-
-/* outbox.c */
-void agent_outbox_init(struct agent *a);
-void agent_outbox_pump(struct agent *a);
-void agent_outbox_on_delivery(void *agent, int64_t id, enum agent_bus_outcome outcome,
-                              const char *why);
-void agent_outbox_close(struct agent *a);
-
 /* Health, for /healthz, /v1/status and /metrics: one check per dependency. */
 #define AGENT_N_CHECKS 5
 struct agent_check {
@@ -235,20 +130,6 @@ struct agent_check {
 bool agent_health(struct agent *a, struct agent_check checks[AGENT_N_CHECKS]);
 void agent_gauges(struct agent *a, struct agent_gauges *g);
 
-/* Tenant networks (network.c). */
-int agent_net_open(struct agent *a, struct na_error **err);
-void agent_net_close(struct agent *a);
-/* Hands net/ovs the ports of the instance table; after anything that may change it. */
-void agent_net_sync(struct agent *a);
-/* Hands net/ovs the peers of the peer table (once it is settled); after anything that
- * changes it.  net/ovs recomputes the tunnels from the peers it has whenever the ports
- * change. */
-void agent_net_sync_peers(struct agent *a);
-int agent_net_check_nics(struct agent *a, const Nodeagent__V1__InstanceSpec *spec,
-                         struct na_error **err);
-/* A guest NIC's MTU: the requested one (0: none), at most underlay minus tunnel overhead. */
-unsigned agent_nic_mtu(const struct agent_config *cfg, unsigned requested);
-void agent_net_health(struct agent *a, struct agent_check *c);
 /* Called when the number of queued operations changed: pauses or resumes the bus. */
 void agent_backpressure(struct agent *a);
 /* A write to the state store failed where the agent cannot go on safely: stop at once,

@@ -8,6 +8,11 @@
  * agent.shutdown_timeout seconds, flush the bus, exit 0.  SIGHUP reopens the log file.
  */
 #include "agent/core/agent.h"
+#include "agent/ops/ops.h"
+#include "agent/observed/observed.h"
+#include "agent/bus/events.h"
+#include "agent/outputs/network.h"
+#include "agent/outputs/outputs.h"
 #include "agent/core/store_hold.h"
 #include "agent/observed/uids.h"
 #include "agent/observed/orphans.h"
@@ -192,6 +197,7 @@ finish_shutdown(struct agent *a)
     close_handle((uv_handle_t *)&a->sig_term);
     close_handle((uv_handle_t *)&a->sig_int);
     close_handle((uv_handle_t *)&a->sig_hup);
+    agent_outputs_close(a);
     agent_capacity_close(a);
     agent_peers_close(a);
     agent_outbox_pump(a);
@@ -206,6 +212,7 @@ finish_shutdown(struct agent *a)
     a->host.hv = NULL;
     agent_mailbox_close(a->mailbox);
     a->mailbox = NULL;
+    a->host.mailbox = NULL;
     na_log(NA_LOG_INFO, NULL, "agent stopped", "outbox=%lld",
            a->store ? (long long)agent_store_outbox_count(a->store) : -1LL);
 }
@@ -375,6 +382,7 @@ agent_start(struct agent *a, struct na_error **err)
     if ((ret = open_image_cache(a, err)) < 0 || (ret = agent_uids_open(a, err)) < 0)
         return ret;
     a->mailbox = agent_mailbox_new(a->loop, a);
+    a->host.mailbox = a->mailbox;
     hv_domain_xml_init();
     struct hv_callbacks hv_cb = {
         .ctx = a,
@@ -412,6 +420,7 @@ agent_start(struct agent *a, struct na_error **err)
         return ret;
     if ((ret = agent_capacity_open(a, err)) < 0 || (ret = agent_peers_open(a, err)) < 0)
         return ret;
+    agent_outputs_open(a);
     /* Nothing is consumed, and nothing unfinished runs again, until the store is compared with
      * libvirt (orphans.h) and can be written (store_hold.h): agent_gate_update() opens. */
     agent_store_hold_if_unwritable(a);

@@ -8,6 +8,7 @@
  * directory scan and the removal run in a worker.
  */
 #include "agent/core/agent.h"
+#include "agent/observed/observed.h"
 #include "storage/qcow2/qcow2.h"
 
 /* The overlays of one instance directory: its root disk and a rebuild's next one. */

@@ -58,6 +58,23 @@ agent_instances_add(struct agent_instances *t, struct agent_instance *inst)
         t->items = na_xrealloc(t->items, t->cap * sizeof(*t->items));
     }
     t->items[t->n++] = inst;
+    inst->table = t;
+    agent_instance_touch(inst);
+}
+
+void
+agent_instances_watch(struct agent_instances *t, void (*fn)(void *ctx), void *ctx)
+{
+    t->on_change = fn;
+    t->on_change_ctx = ctx;
+}
+
+void
+agent_instance_touch(struct agent_instance *inst)
+{
+    struct agent_instances *t = inst->table;
+    if (t && t->on_change)
+        t->on_change(t->on_change_ctx);
 }
 
 void
@@ -79,6 +96,8 @@ agent_instances_remove(struct agent_instances *t, const char *uuid)
         if (strcmp(t->items[i]->uuid, uuid) == 0) {
             agent_instance_free(t->items[i]);
             t->items[i] = t->items[--t->n];
+            if (t->on_change)
+                t->on_change(t->on_change_ctx);
             return;
         }
     }
@@ -153,6 +172,7 @@ agent_instance_save(struct agent_store *store, struct agent_instance *inst, stru
         .created_ms = inst->created_ms,
         .updated_ms = inst->updated_ms,
     };
+    agent_instance_touch(inst);
     return agent_store_instance_put(store, &r, err);
 }
 

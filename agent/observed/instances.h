@@ -29,6 +29,7 @@ struct agent_instance {
      * and new of each); all zero otherwise.  Not stored: a resize interrupted by a crash
      * runs again from prepare(), which sets it again. */
     struct agent_claim resizing_to;
+    struct agent_instances *table; /* the table it is in, told of every change saved */
 };
 
 /* The instance's claim: its flavor, or during a resize the larger of each amount. */
@@ -41,7 +42,17 @@ struct agent_instances {
      * are the store's, and reconciliation reports their domains as orphans saying so. */
     char (*undecodable)[37];
     size_t n_undecodable;
+    /* Told after every change (an instance added, removed or saved, or touched): what is
+     * derived from the table recomputes from it (agent/outputs/outputs.c). */
+    void (*on_change)(void *ctx);
+    void *on_change_ctx;
 };
+
+/* Calls fn(ctx) after every change of the table from now on. */
+void agent_instances_watch(struct agent_instances *t, void (*fn)(void *ctx), void *ctx);
+/* Tells the table's watcher that inst changed in a way its record does not show (a resize's
+ * claim while it runs). */
+void agent_instance_touch(struct agent_instance *inst);
 
 /* "RUNNING", "STOPPED", ... (the enum's name without its prefix). */
 const char *agent_state_name(Nodeagent__V1__InstanceState state);

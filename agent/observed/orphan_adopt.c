@@ -3,8 +3,10 @@
  * node's and this store's ids and recorded as an instance. */
 #include "agent/observed/orphans-private.h"
 #include "agent/core/agent.h"
+#include "agent/observed/observed.h"
+#include "agent/bus/events.h"
+#include "agent/outputs/network.h"
 #include "agent/outputs/capacity.h"
-#include "agent/outputs/peers.h"
 #include "contract/validate.h"
 
 #include <errno.h>
@@ -228,9 +230,6 @@ adopt_done(void *data)
     record_adopted(a, p);
     orphans_remove_one(a->orphans, p->uuid);
     orphans_apply_hold(a);
-    agent_capacity_changed(a); /* its claim */
-    agent_peers_changed(a);    /* its networks */
-    agent_net_sync(a);         /* its ports */
     adopt_free(p);
 }
 

@@ -1,6 +1,7 @@
 /* Orphans and the hold (see orphans.h). */
 #include "agent/observed/orphans-private.h"
 #include "agent/core/agent.h"
+#include "agent/bus/events.h"
 #include "agent/outputs/capacity.h"
 #include "agent/outputs/peers.h"
 #include "contract/validate.h"

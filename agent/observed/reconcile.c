@@ -18,6 +18,8 @@
  * the same uuid.
  */
 #include "agent/core/agent.h"
+#include "agent/observed/observed.h"
+#include "agent/bus/events.h"
 #include "agent/observed/orphans.h"
 
 #include <dirent.h>
@@ -103,7 +105,8 @@ on_list(uv_work_t *req)
 /* --- finishing a recorded delete, in its lane --------------------------------------------- */
 
 struct leftover {
-    struct agent *agent;
+    struct agent *agent;           /* the loop's callbacks only */
+    const struct agent_host *host; /* the worker's */
     char uuid[37];
     bool had_domain;
     bool adopted; /* an instance took this uuid before the clean-up's turn came */
@@ -123,10 +126,9 @@ static void
 leftover_work(void *data)
 {
     struct leftover *o = data;
-    if (o->adopted ||
-        (o->had_domain && hv_domain_undefine(o->agent->host.hv, o->uuid, &o->err) < 0))
+    if (o->adopted || (o->had_domain && hv_domain_undefine(o->host->hv, o->uuid, &o->err) < 0))
         return;
-    cleanup_free char *dir = na_xasprintf("%s/%s", o->agent->host.instances_dir, o->uuid);
+    cleanup_free char *dir = na_xasprintf("%s/%s", o->host->instances_dir, o->uuid);
     na_remove_tree(dir);
 }
 
@@ -172,6 +174,7 @@ finish_delete(struct agent *a, const char *uuid, bool had_domain)
 {
     struct leftover *o = na_xcalloc(1, sizeof(*o));
     o->agent = a;
+    o->host = &a->host;
     snprintf(o->uuid, sizeof(o->uuid), "%s", uuid);
     o->had_domain = had_domain;
     agent_dispatch_submit(a->dispatch, o->uuid, leftover_start, leftover_work, leftover_done,

@@ -4,8 +4,8 @@
  * again, in the order they arrived.
  */
 #include "agent/core/agent.h"
-#include "agent/outputs/capacity.h"
-#include "agent/outputs/peers.h"
+#include "agent/ops/ops.h"
+#include "agent/bus/events.h"
 
 #include <string.h>
 
@@ -84,9 +84,6 @@ op_start(void *data)
                          agent_request_kind_name(op->kind));
     } else
         desire_what_the_kind_leaves(op);
-    agent_capacity_changed(op->agent); /* a create or resize claimed */
-    agent_peers_changed(op->agent);    /* a create may bring a network */
-    agent_net_sync(op->agent);         /* a create's ports are desired from now on */
 }
 
 /* In a worker thread: only op (and op->host) is ours.  prepare() may have failed it. */
@@ -164,9 +161,6 @@ op_done(void *data)
                agent_request_kind_name(op->kind), seconds);
     }
     agent_op_free(op);
-    agent_capacity_changed(a); /* an instance gone, or a resize settled */
-    agent_peers_changed(a);
-    agent_net_sync(a);
     agent_backpressure(a);
 }
 

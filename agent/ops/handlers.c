@@ -2,6 +2,7 @@
  * a kind marked handled has agent_handle_<name>; the others are answered UNIMPLEMENTED, so
  * the contract is complete before its handlers are. */
 #include "agent/core/agent.h"
+#include "agent/ops/ops.h"
 
 #define HANDLER_YES(name) &agent_handle_##name
 #define HANDLER_NO(name) NULL

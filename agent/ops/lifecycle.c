@@ -2,6 +2,8 @@
  * and reading its console.  Each checks the instance's state on the loop, acts through
  * libvirt in a worker, and reports the power state libvirt has afterwards. */
 #include "agent/core/agent.h"
+#include "agent/ops/ops.h"
+#include "agent/observed/observed.h"
 #include "agent/ops/instance_dir.h"
 
 #include <errno.h>
@@ -11,28 +13,6 @@
 
 #define S(x) NODEAGENT__V1__INSTANCE_STATE__INSTANCE_STATE_##x
 #define CONSOLE_TAIL_DEFAULT (64 * 1024)
-
-Nodeagent__V1__InstanceState
-agent_state_from_power(enum hv_power power)
-{
-    switch (power) {
-    case HV_POWER_RUNNING:
-        return S(RUNNING);
-    case HV_POWER_PAUSED:
-        return S(PAUSED);
-    case HV_POWER_SHUTOFF:
-        return S(STOPPED);
-    case HV_POWER_SUSPENDED:
-        return S(SUSPENDED);
-    case HV_POWER_CRASHED:
-        return S(CRASHED);
-    case HV_POWER_NONE:
-        return S(ERROR);
-    case HV_POWER_OTHER:
-    default:
-        return S(UNSPECIFIED);
-    }
-}
 
 int
 agent_prepare_existing(struct agent *a, struct agent_op *op, struct na_error **err)

@@ -5,6 +5,9 @@
 #define NODEAGENT_AGENT_OPS_PROVISION_PRIVATE_H
 
 #include "agent/core/agent.h"
+#include "agent/ops/ops.h"
+#include "agent/observed/observed.h"
+#include "agent/outputs/network.h"
 
 #include <stdbool.h>
 

@@ -151,6 +151,7 @@ prepare_resize(struct agent *a, struct agent_op *op, struct na_error **err)
         return ret;
     inst->resizing_to =
         (struct agent_claim){flavor->vcpus, flavor->memory_mib, flavor->root_disk_gib};
+    agent_instance_touch(inst); /* its claim is the larger of both from now */
     spec_with(op, inst->spec, NULL, flavor);
     return 0;
 }

@@ -3,6 +3,7 @@
  * have changed, checks a create's NICs against the networks, MACs and addresses already on
  * the node, and gives guests their MTU. */
 #include "agent/core/agent.h"
+#include "agent/outputs/network.h"
 #include "agent/outputs/peers.h"
 #include "net/ovs/ovs.h"
 

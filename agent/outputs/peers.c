@@ -44,7 +44,23 @@ struct agent_peers {
     /* Refusals logged in the current window (a flood is counted in full, logged in part). */
     uint64_t log_window_ms; /* loop time the window began */
     unsigned logged, unlogged;
+    void (*on_change)(void *ctx); /* the peer table changed (agent_peers_watch) */
+    void *on_change_ctx;
 };
+
+static void
+peers_changed_notify(struct agent_peers *p)
+{
+    if (p->on_change)
+        p->on_change(p->on_change_ctx);
+}
+
+void
+agent_peers_watch(struct agent *a, void (*fn)(void *ctx), void *ctx)
+{
+    a->peers->on_change = fn;
+    a->peers->on_change_ctx = ctx;
+}
 
 static struct peer *
 peer_find(struct agent_peers *p, const char *node_id)
@@ -160,7 +176,7 @@ on_expiry_timer(uv_timer_t *t)
         na_log(NA_LOG_WARN, NULL, "peer lost: no announcement in time", "peer=%s silent_s=%.1f",
                peer->node_id, (double)(now - peer->heard_ms) / 1000);
         peer_remove(p, peer);
-        agent_net_sync_peers(p->a);
+        peers_changed_notify(p);
     }
 }
 
@@ -340,7 +356,7 @@ agent_peers_on_announcement(void *agent, const struct agent_bus_msg *msg)
         if (why >= 0 && !history)
             refuse(a, (enum agent_announce_refusal)why, msg, an->node_id, err);
         else if (why < 0 && take(p, an, peer))
-            agent_net_sync_peers(a);
+            peers_changed_notify(a->peers);
     }
     if (an)
         nodeagent__v1__node_announcement__free_unpacked(an, NULL);
@@ -355,7 +371,7 @@ agent_peers_caught_up(void *agent)
     a->peers->settled = true;
     na_log(NA_LOG_INFO, NULL, "peers known: the nodes topic has been read to its end", "peers=%zu",
            a->peers->n);
-    agent_net_sync_peers(a);
+    peers_changed_notify(a->peers);
 }
 
 bool

@@ -41,6 +41,9 @@ void agent_peers_caught_up(void *agent);
 bool agent_peers_settled(const struct agent *a);
 /* The instance table changed: announce now if this node's networks did. */
 void agent_peers_changed(struct agent *a);
+/* Calls fn(ctx) after every change of the peer table (a peer joined, changed or left, or
+ * the table became settled). */
+void agent_peers_watch(struct agent *a, void (*fn)(void *ctx), void *ctx);
 /* The bus came back: announce now. */
 void agent_peers_bus_up(struct agent *a);
 

@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include "agent/core/agent.h"
+#include "agent/bus/events.h"
 
 #include <errno.h>
 #include <string.h>

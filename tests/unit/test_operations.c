@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "agent/core/agent.h"
+#include "agent/ops/ops.h"
 #include "contract/requests.h"
 #include "contract/validate.h"
 
