@@ -244,8 +244,7 @@ static void
 test_key_owned_by_another_user_refused(void **state)
 {
     (void)state;
-    if (geteuid() != 0)
-        skip(); /* chown needs root; the unit tests run as root */
+    assert_int_equal(geteuid(), 0); /* chown needs root; the unit tests run as root */
     cleanup_free char *priv = NULL, *pub = NULL;
     cleanup_pkey EVP_PKEY *key = new_key("foreign.key", &priv, &pub);
     assert_int_equal(chown(priv, OTHER_UID, OTHER_UID), 0);
@@ -430,8 +429,7 @@ static void
 test_python_cryptography_interop(void **state)
 {
     (void)state;
-    if (access("/usr/bin/python3", X_OK) < 0)
-        skip();
+    assert_int_equal(access("/usr/bin/python3", X_OK), 0); /* deploy/deps.sh installs it */
     cleanup_free char *priv = NULL, *pub = NULL;
     cleanup_pkey EVP_PKEY *key = new_key("py.key", &priv, &pub);
     static const uint8_t data[] = {0x0a, 0x03, 'r', '-', '1', 0x00, 0xff, 0x80, 0x22, 0x05};
