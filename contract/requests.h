@@ -76,7 +76,7 @@ struct agent_request_row {
     const char *name;
     enum agent_request_signer signer;
     enum agent_request_lane lane;
-    uint32_t from;  /* AGENT_STATE_BIT()s; 0: the instance must not exist; all: any */
+    uint32_t from; /* AGENT_STATE_BIT()s; 0: the instance must not exist; all: any */
     Nodeagent__V1__InstanceState leaves; /* UNSPECIFIED: as it was */
     bool handled;
     bool job;

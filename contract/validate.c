@@ -800,7 +800,7 @@ static void
 check_body(struct vctx *v, const Nodeagent__V1__Envelope *env)
 {
     switch (env->body_case) {
-#define X(name, CASE, field, ...)                                                               \
+#define X(name, CASE, field, ...)                                                                  \
     case NODEAGENT__V1__ENVELOPE__BODY_##CASE:                                                     \
         if (require(v, #name, env->field)) {                                                       \
             size_t mark = path_push(v, #name);                                                     \

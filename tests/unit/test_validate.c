@@ -577,7 +577,7 @@ test_valid_every_kind(void **state)
 {
     (void)state;
     struct fx *f = fx_new();
-#define X(name, CASE, field, ...)                                                               \
+#define X(name, CASE, field, ...)                                                                  \
     USE(CASE, field);                                                                              \
     assert_valid(f);
     AGENT_REQUEST_KINDS(X)
