@@ -6,7 +6,7 @@
 #   make stop       stop what `make run` started
 #   make bench      run the benchmarks, writing docs/benchmarks.md
 #   make fuzz       build and briefly run the libFuzzer targets
-#   make install    install binaries, sample config and systemd units (PREFIX, DESTDIR)
+#   make install    install binaries, man pages, sample config and systemd unit (PREFIX, DESTDIR)
 
 PREFIX ?= /usr/local
 DESTDIR ?=
@@ -72,8 +72,10 @@ BENCH_BINS := $(patsubst %.c,$(BUILD)/%,$(wildcard bench/*.c))
 # make run NODES=N: N test hosts joined by an underlay (deploy/hosts.py), one agent each.
 NODES ?= 1
 
-.PHONY: all deps check check-unit check-fuzz check-system run stop bench fuzz install clean format
+.PHONY: all bins man deps check check-unit check-fuzz check-system run stop bench fuzz install \
+	clean format
 all: $(BINS) $(UNIT_BINS)
+bins: $(BINS)
 
 deps:
 	@deploy/deps.sh
@@ -162,11 +164,37 @@ bench: deps
 fuzz: deps
 	@tests/fuzz/run.sh
 
-install: $(BINS)
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)/etc/nodeagent $(DESTDIR)/lib/systemd/system
+# Man pages made from each program's --help (help2man), so they say what --help says.
+MANS := $(BUILD)/man/nodeagent.8 $(BUILD)/man/nodectl.8 $(BUILD)/man/nodeagent-devbus.1
+man: $(MANS)
+
+$(BUILD)/man/nodeagent.8: $(BUILD)/nodeagent
+	@mkdir -p $(dir $@)
+	help2man -N -s 8 -n "compute-node agent" -o $@ $<
+
+$(BUILD)/man/nodectl.8: $(BUILD)/nodectl
+	@mkdir -p $(dir $@)
+	help2man -N -s 8 -n "send requests to a nodeagent and query its admin socket" \
+		--version-string="$$(sed -n 's/^#define AGENT_VERSION "\(.*\)"/\1/p' agent/agent.h)" \
+		-o $@ $<
+
+$(BUILD)/man/nodeagent-devbus.1: $(BUILD)/nodeagent-devbus
+	@mkdir -p $(dir $@)
+	help2man -N -s 1 -n "embedded Kafka bus for nodeagent labs and tests" \
+		--version-string="$$(sed -n 's/^#define AGENT_VERSION "\(.*\)"/\1/p' agent/agent.h)" \
+		-o $@ $<
+
+# The unit names the binaries by their installed path.
+install: $(BINS) $(MANS)
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man8 \
+		$(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)/etc/nodeagent $(DESTDIR)/lib/systemd/system
 	install -m 0755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 $(BUILD)/man/nodeagent.8 $(BUILD)/man/nodectl.8 $(DESTDIR)$(PREFIX)/share/man/man8/
+	install -m 0644 $(BUILD)/man/nodeagent-devbus.1 $(DESTDIR)$(PREFIX)/share/man/man1/
 	install -m 0644 deploy/nodeagent.conf.sample $(DESTDIR)/etc/nodeagent/nodeagent.conf.sample
-	install -m 0644 deploy/systemd/nodeagent.service $(DESTDIR)/lib/systemd/system/
+	sed 's|/usr/local/bin/|$(PREFIX)/bin/|g' deploy/systemd/nodeagent.service \
+		>$(DESTDIR)/lib/systemd/system/nodeagent.service
+	chmod 0644 $(DESTDIR)/lib/systemd/system/nodeagent.service
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

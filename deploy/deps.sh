@@ -10,6 +10,7 @@
 # tests, run privately by tests/system/placement.py) installs a service that the same
 # policy-rc.d keeps from starting.  openvswitch-source: Debian ships no libopenvswitch-dev, so
 # the build compiles Open vSwitch's C library from it (deploy/build-ovs.sh, once per version).
+# help2man makes the man pages.
 set -eu
 
 PKGS="build-essential pkg-config clang
@@ -20,7 +21,8 @@ kcat python3 python3-pytest valgrind qemu-utils libvirt-dev libisofs-dev busybox
 libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-system libvirt-daemon-system-sysv
 libvirt-clients python3-libvirt qemu-system-x86 openvswitch-switch xorriso
 fdisk dosfstools mtools syslinux syslinux-common cpio iproute2 iputils-ping virtinst
-placement-api python3-os-traits openvswitch-source python3-cryptography"
+placement-api python3-os-traits openvswitch-source python3-cryptography
+help2man"
 
 missing=""
 for p in $PKGS; do
