@@ -7,6 +7,7 @@
 #   make bench      run the benchmarks, writing docs/benchmarks.md
 #   make fuzz       build and briefly run the libFuzzer targets
 #   make install    install binaries, man pages, sample config and systemd unit (PREFIX, DESTDIR)
+#   make deb        install missing build dependencies, build the Debian packages into build/deb
 
 PREFIX ?= /usr/local
 DESTDIR ?=
@@ -40,7 +41,7 @@ LDLIBS += $(PKG_LIBS) -lpthread -lm -latomic
 # Open vSwitch's C library (Debian ships no -dev package): built once per version of the
 # openvswitch-source package by deploy/build-ovs.sh, shared by every build directory.
 OVS_VERSION = $(shell dpkg-query -W -f='$${Version}' openvswitch-source 2>/dev/null)
-OVS_DIR = build/ovs-$(OVS_VERSION)
+OVS_DIR ?= build/ovs-$(OVS_VERSION)
 OVS_STAMP = $(OVS_DIR)/.done
 OVS_LIB = $(OVS_DIR)/obj/lib/.libs/libopenvswitch.a
 OVS_CPPFLAGS = -isystem $(OVS_DIR)/obj -isystem $(OVS_DIR)/src/include \
@@ -72,7 +73,7 @@ BENCH_BINS := $(patsubst %.c,$(BUILD)/%,$(wildcard bench/*.c))
 # make run NODES=N: N test hosts joined by an underlay (deploy/hosts.py), one agent each.
 NODES ?= 1
 
-.PHONY: all bins man deps check check-unit check-fuzz check-system run stop bench fuzz install \
+.PHONY: all bins man deps deb check check-unit check-fuzz check-system run stop bench fuzz install \
 	clean format
 all: $(BINS) $(UNIT_BINS)
 bins: $(BINS)
@@ -195,6 +196,11 @@ install: $(BINS) $(MANS)
 	sed 's|/usr/local/bin/|$(PREFIX)/bin/|g' deploy/systemd/nodeagent.service \
 		>$(DESTDIR)/lib/systemd/system/nodeagent.service
 	chmod 0644 $(DESTDIR)/lib/systemd/system/nodeagent.service
+
+# Debian packages nodeagent and nodeagent-devbus (debian/), built with dpkg-buildpackage from
+# a copy of the tree's files in build/deb; see deploy/build-deb.sh.
+deb:
+	@deploy/build-deb.sh
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
