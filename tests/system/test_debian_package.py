@@ -164,20 +164,24 @@ def test_install_check_config_and_purge(debs, chroot):
         postinst = f.read()
     assert "deb-systemd-invoke start" not in postinst and "try-restart" in postinst
 
-    # --check-config on the installed file names what the operator must fill in, and
-    # then each next step, until the configuration is complete.
+    # --check-config on the installed file names what the operator must provide (the
+    # control plane's key, and the certificate for the node key it makes), then what is
+    # left, until the configuration is complete.
+    set_key(chroot, "node_id", "compute-1")
     r = inside(chroot, "nodeagent", "--check-config")
     assert r.returncode == 1, r.stdout + r.stderr
     assert "/etc/nodeagent/nodeagent.conf: [bus] control_plane_key is not set" in r.stderr, r.stderr
+    assert ("[bus] node_cert `/var/lib/nodeagent/node.cert` does not exist yet: have the "
+            "control plane issue one" in r.stderr), r.stderr
+    assert "nodectl node-cert issue --node-id compute-1" in r.stderr, r.stderr
+    assert mode_owner(chroot, STATE_DIR + "/node.key") == (0o600, 0, 0)
     assert inside(chroot, "nodectl", "keygen", "/root/cp.key").returncode == 0
     shutil.copy(os.path.join(chroot, "root/cp.pub"),
                 os.path.join(chroot, "etc/nodeagent/control-plane.pub"))
     set_key(chroot, "control_plane_key", "/etc/nodeagent/control-plane.pub")
-    set_key(chroot, "node_id", "compute-1")
     r = inside(chroot, "nodeagent", "--check-config")
     assert r.returncode == 1 and "no node certificate" in r.stderr, r.stdout + r.stderr
-    assert "nodectl node-cert issue --node-id compute-1" in r.stderr, r.stderr
-    assert mode_owner(chroot, STATE_DIR + "/node.key") == (0o600, 0, 0)
+    assert "control_plane_key" not in r.stderr, r.stderr
     r = inside(chroot, "nodectl", "node-cert", "issue", "--node-id", "compute-1",
                "--public-key", "/var/lib/nodeagent/node.pub",
                "--cert-out", "/var/lib/nodeagent/node.cert",
