@@ -16,7 +16,7 @@ top=$(pwd)
 
 install_build_deps() {
     missing=$(dpkg-checkbuilddeps 2>&1 | sed -n 's/.*Unmet build dependencies: //p' |
-        sed 's/([^)]*)//g; s/<[^>]*>//g; s/|[^ ]*//g')
+        sed 's/([^)]*)//g; s/<[^>]*>//g; s/ *| *[^ ]*//g')
     [ -z "$missing" ] && return 0
     if [ "$(id -u)" != 0 ]; then
         echo "build-deb.sh: missing build dependencies: $missing (run as root to install them)" >&2
