@@ -6,7 +6,8 @@
 #   make stop       stop what `make run` started
 #   make bench      run the benchmarks, writing docs/benchmarks.md
 #   make fuzz       build and briefly run the libFuzzer targets
-#   make install    install binaries, sample config and systemd units (PREFIX, DESTDIR)
+#   make install    install binaries, man pages, sample config and systemd unit (PREFIX, DESTDIR)
+#   make deb        install missing build dependencies, build the Debian packages into build/deb
 
 PREFIX ?= /usr/local
 DESTDIR ?=
@@ -29,6 +30,10 @@ GEN := build/gen
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS = $(shell pkg-config --libs $(PKGS))
 
+# Open vSwitch's configure gets the caller's own flags (dpkg-buildflags' in a package build),
+# never ours below: our -Werror would fail its feature tests.
+OVS_BUILD_ENV := $(foreach v,CFLAGS CPPFLAGS LDFLAGS,$(if $(value $(v)),$(v)='$(value $(v))'))
+
 CC ?= cc
 CFLAGS ?= -O2 -g
 CFLAGS += -std=gnu11 -Wall -Wextra -Werror -Wno-missing-field-initializers \
@@ -40,7 +45,7 @@ LDLIBS += $(PKG_LIBS) -lpthread -lm -latomic
 # Open vSwitch's C library (Debian ships no -dev package): built once per version of the
 # openvswitch-source package by deploy/build-ovs.sh, shared by every build directory.
 OVS_VERSION = $(shell dpkg-query -W -f='$${Version}' openvswitch-source 2>/dev/null)
-OVS_DIR = build/ovs-$(OVS_VERSION)
+OVS_DIR ?= build/ovs-$(OVS_VERSION)
 OVS_STAMP = $(OVS_DIR)/.done
 OVS_LIB = $(OVS_DIR)/obj/lib/.libs/libopenvswitch.a
 OVS_CPPFLAGS = -isystem $(OVS_DIR)/obj -isystem $(OVS_DIR)/src/include \
@@ -76,8 +81,10 @@ BENCH_BINS := $(patsubst %.c,$(BUILD)/%,$(wildcard bench/*.c))
 # make run NODES=N: N test hosts joined by an underlay (deploy/hosts.py), one agent each.
 NODES ?= 1
 
-.PHONY: all deps check check-unit check-fuzz check-system run stop bench fuzz install clean format
+.PHONY: all bins man deps deb check check-unit check-fuzz check-system run stop bench fuzz install \
+	clean format
 all: $(BINS) $(UNIT_BINS)
+bins: $(BINS)
 
 deps:
 	@deploy/deps.sh
@@ -97,7 +104,7 @@ $(BUILD)/%.o: %.c $(PROTO_H)
 	@$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
 
 $(OVS_STAMP):
-	@deploy/build-ovs.sh $(OVS_DIR)
+	@env -u CFLAGS -u CPPFLAGS -u LDFLAGS $(OVS_BUILD_ENV) deploy/build-ovs.sh $(OVS_DIR)
 
 # Only net/ovs sees Open vSwitch's headers.
 $(BUILD)/net/ovs/%.o: CPPFLAGS += $(OVS_CPPFLAGS)
@@ -177,11 +184,42 @@ bench: deps
 fuzz: deps
 	@tests/fuzz/run.sh
 
-install: $(BINS)
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)/etc/nodeagent $(DESTDIR)/lib/systemd/system
+# Man pages made from each program's --help (help2man), so they say what --help says.
+MANS := $(BUILD)/man/nodeagent.8 $(BUILD)/man/nodectl.8 $(BUILD)/man/nodeagent-devbus.1
+man: $(MANS)
+
+$(BUILD)/man/nodeagent.8: $(BUILD)/nodeagent
+	@mkdir -p $(dir $@)
+	help2man -N -s 8 -n "compute-node agent" -o $@ $<
+
+$(BUILD)/man/nodectl.8: $(BUILD)/nodectl
+	@mkdir -p $(dir $@)
+	help2man -N -s 8 -n "send requests to a nodeagent and query its admin socket" \
+		--version-string="$$(sed -n 's/^#define AGENT_VERSION "\(.*\)"/\1/p' agent/agent.h)" \
+		-o $@ $<
+
+$(BUILD)/man/nodeagent-devbus.1: $(BUILD)/nodeagent-devbus
+	@mkdir -p $(dir $@)
+	help2man -N -s 1 -n "embedded Kafka bus for nodeagent labs and tests" \
+		--version-string="$$(sed -n 's/^#define AGENT_VERSION "\(.*\)"/\1/p' agent/agent.h)" \
+		-o $@ $<
+
+# The unit names the binaries by their installed path.
+install: $(BINS) $(MANS)
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man8 \
+		$(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)/etc/nodeagent $(DESTDIR)/lib/systemd/system
 	install -m 0755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 $(BUILD)/man/nodeagent.8 $(BUILD)/man/nodectl.8 $(DESTDIR)$(PREFIX)/share/man/man8/
+	install -m 0644 $(BUILD)/man/nodeagent-devbus.1 $(DESTDIR)$(PREFIX)/share/man/man1/
 	install -m 0644 deploy/nodeagent.conf.sample $(DESTDIR)/etc/nodeagent/nodeagent.conf.sample
-	install -m 0644 deploy/systemd/nodeagent.service $(DESTDIR)/lib/systemd/system/
+	sed 's|/usr/local/bin/|$(PREFIX)/bin/|g' deploy/systemd/nodeagent.service \
+		>$(DESTDIR)/lib/systemd/system/nodeagent.service
+	chmod 0644 $(DESTDIR)/lib/systemd/system/nodeagent.service
+
+# Debian packages nodeagent and nodeagent-devbus (debian/), built with dpkg-buildpackage from
+# a copy of the tree's files in build/deb; see deploy/build-deb.sh.
+deb:
+	@deploy/build-deb.sh
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -10,6 +10,9 @@
 # tests, run privately by tests/system/placement.py) installs a service that the same
 # policy-rc.d keeps from starting.  openvswitch-source: Debian ships no libopenvswitch-dev, so
 # the build compiles Open vSwitch's C library from it (deploy/build-ovs.sh, once per version).
+# help2man makes the man pages; debhelper builds the Debian packages (`make deb`, which
+# installs the rest of debian/control's Build-Depends itself), and debootstrap and lintian
+# serve their test (tests/system/test_debian_package.py).
 set -eu
 
 PKGS="build-essential pkg-config clang
@@ -20,7 +23,8 @@ kcat python3 python3-pytest valgrind qemu-utils libvirt-dev libisofs-dev busybox
 libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-system libvirt-daemon-system-sysv
 libvirt-clients python3-libvirt qemu-system-x86 openvswitch-switch xorriso
 fdisk dosfstools mtools syslinux syslinux-common cpio iproute2 iputils-ping virtinst
-placement-api python3-os-traits openvswitch-source python3-cryptography"
+placement-api python3-os-traits openvswitch-source python3-cryptography
+help2man debhelper debootstrap lintian"
 
 missing=""
 for p in $PKGS; do

@@ -44,20 +44,26 @@ load_node_key(const struct agent_config *cfg, bool create_key, struct agent_iden
     return ret;
 }
 
+/* What to do when there is no node certificate yet. */
+static char *
+issue_cert_hint(const struct agent_config *cfg)
+{
+    cleanup_free char *pub = trust_public_path(cfg->node_key);
+    return na_xasprintf("have the control plane issue one for the public key `%s` (nodectl "
+                        "node-cert issue --node-id %s --public-key %s%s%s --cert-out %s)",
+                        pub, cfg->node_id, pub, cfg->tunnel_endpoint ? " --endpoint " : "",
+                        cfg->tunnel_endpoint ? cfg->tunnel_endpoint : "", cfg->node_cert);
+}
+
 static int
 load_cert(const struct agent_config *cfg, struct agent_identity *id, struct na_error **err)
 {
-    cleanup_free char *pub = trust_public_path(cfg->node_key);
     int ret =
         trust_cert_read_file(cfg->node_cert, "[bus] node_cert", &id->cert, &id->cert_size, err);
-    if (ret == -ENOENT)
-        return na_error_wrap(err,
-                             "%s: no node certificate; have the control plane issue one for "
-                             "the public key `%s` (nodectl node-cert issue --node-id %s "
-                             "--public-key %s%s%s --cert-out %s)",
-                             cfg->path, pub, cfg->node_id, pub,
-                             cfg->tunnel_endpoint ? " --endpoint " : "",
-                             cfg->tunnel_endpoint ? cfg->tunnel_endpoint : "", cfg->node_cert);
+    if (ret == -ENOENT) {
+        cleanup_free char *hint = issue_cert_hint(cfg);
+        return na_error_wrap(err, "%s: no node certificate; %s", cfg->path, hint);
+    }
     if (ret < 0)
         return ret;
     struct trust_node_cert *c = &id->cert_info;
@@ -88,6 +94,24 @@ load_cert(const struct agent_config *cfg, struct agent_identity *id, struct na_e
     return 0;
 }
 
+/* With no control plane key, the rest of what the operator must provide, so that the first
+ * --check-config names all of it: the node's key is made (with create_key) and, when there
+ * is no node certificate yet, "; [bus] node_cert ...: how to get one".  NULL when the
+ * certificate is there (it is checked once the key is set). */
+static char *
+next_steps_without_cp_key(const struct agent_config *cfg, bool create_key,
+                          struct agent_identity *id)
+{
+    cleanup_error struct na_error *key_err = NULL;
+    if (load_node_key(cfg, create_key, id, &key_err) < 0)
+        return na_xasprintf("; %s", key_err->msg);
+    struct stat st;
+    if (lstat(cfg->node_cert, &st) == 0 || errno != ENOENT)
+        return NULL;
+    cleanup_free char *hint = issue_cert_hint(cfg);
+    return na_xasprintf("; [bus] node_cert `%s` does not exist yet: %s", cfg->node_cert, hint);
+}
+
 int
 agent_identity_load(const struct agent_config *cfg, bool create_key, struct agent_identity **out,
                     struct na_error **err)
@@ -102,12 +126,13 @@ agent_identity_load(const struct agent_config *cfg, bool create_key, struct agen
                                "exclude each other: choose one",
                                cfg->path);
     } else if (!cfg->control_plane_key) {
+        cleanup_free char *next = next_steps_without_cp_key(cfg, create_key, id);
         ret = na_error_set(err, NA_CODE_INVALID_ARGUMENT, 0,
                            "%s: [bus] control_plane_key is not set: the agent needs the control "
                            "plane's Ed25519 public key to authenticate requests and node "
                            "certificates (or [bus] insecure_unsigned = true, which lets anyone "
-                           "who can write to the bus control this node)",
-                           cfg->path);
+                           "who can write to the bus control this node)%s",
+                           cfg->path, next ? next : "");
     } else if ((ret = trust_key_load_public(cfg->control_plane_key, "[bus] control_plane_key",
                                             &id->cp_key, err)) < 0) {
         na_error_wrap(err, "%s", cfg->path);
