@@ -10,6 +10,7 @@
 #include "agent/agent.h"
 #include "agent/admin.h"
 #include "agent/capacity.h"
+#include "agent/guest_stats.h"
 #include "agent/identity.h"
 #include "agent/instance_dir.h"
 #include "agent/peers.h"
@@ -191,6 +192,7 @@ finish_shutdown(struct agent *a)
     close_handle((uv_handle_t *)&a->sig_hup);
     agent_capacity_close(a);
     agent_peers_close(a);
+    agent_guest_stats_close(a);
     agent_outbox_pump(a);
     agent_bus_close(a->bus, FLUSH_MS);
     a->bus = NULL;
@@ -414,6 +416,7 @@ agent_start(struct agent *a, struct na_error **err)
     agent_store_hold_if_unwritable(a);
     agent_gate_update(a);
     agent_outbox_pump(a);
+    agent_guest_stats_open(a);
     uv_timer_start(&a->housekeeping, on_housekeeping, HOUSEKEEPING_MS, HOUSEKEEPING_MS);
     uint64_t every = (uint64_t)cfg->reconcile_interval_s * 1000;
     uv_timer_start(&a->reconcile_timer, on_reconcile_timer, every, every);

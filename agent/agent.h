@@ -38,6 +38,7 @@
 
 struct agent_admin;
 struct agent_capacity;
+struct agent_guest_stats;
 struct agent_peers;
 struct agent_identity;
 struct ovs_net;
@@ -72,6 +73,7 @@ struct agent {
     struct agent_mailbox *mailbox;
     struct agent_capacity *capacity;
     struct agent_peers *peers;
+    struct agent_guest_stats *guest_stats; /* guest_stats.h: the last per-guest figures */
     bool libvirt_up;
     char *libvirt_detail;
     bool reconciling;
