@@ -20,7 +20,8 @@ kcat python3 python3-pytest valgrind qemu-utils libvirt-dev libisofs-dev busybox
 libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-system libvirt-daemon-system-sysv
 libvirt-clients python3-libvirt qemu-system-x86 openvswitch-switch xorriso
 fdisk dosfstools mtools syslinux syslinux-common cpio iproute2 iputils-ping virtinst
-placement-api python3-os-traits openvswitch-source python3-cryptography"
+placement-api python3-os-traits openvswitch-source python3-cryptography
+python3-prometheus-client prometheus-libvirt-exporter"
 
 missing=""
 for p in $PKGS; do
