@@ -471,7 +471,8 @@ def ten_creates(stack, concurrent, tag):
     t_first = None
     last_done = 0
     if concurrent:
-        sent = [stack.send_create(inst, f"{tag}{k}") for k, inst in enumerate(insts)]
+        sent = [stack.send_create(inst, f"{tag}{k}", ip=f"10.0.0.{10 + k}")
+                for k, inst in enumerate(insts)]
         t_first = sent[0][1]
         for _, _, proc in sent:
             stack.sent(proc)
@@ -479,7 +480,7 @@ def ten_creates(stack, concurrent, tag):
             last_done = max(last_done, stack.events.terminal(rid)[1]["time_ms"])
     else:
         for k, inst in enumerate(insts):
-            rid, t0, proc = stack.send_create(inst, f"{tag}{k}")
+            rid, t0, proc = stack.send_create(inst, f"{tag}{k}", ip=f"10.0.0.{10 + k}")
             t_first = t0 if t_first is None else t_first
             stack.sent(proc)
             last_done = stack.events.terminal(rid)[1]["time_ms"]
