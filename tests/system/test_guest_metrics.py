@@ -139,7 +139,7 @@ def test_busy_guest_counters_grow_idle_guest_barely_moves(node):
             assert any(k[0] == f"nodeagent_vm_network_{d}_{metric}_total"
                        for k in after[busy.inst]), (d, metric)
     # Each series names the guest, its tenant, and its disk or NIC.
-    assert f'name="metrics-busy",tenant="t1",drive="vda"' in after_text
+    assert 'name="metrics-busy",tenant="t1",drive="vda"' in after_text
     assert re.search(rf'uuid="{busy.inst}",name="metrics-busy",tenant="t1",interface="tap',
                      after_text)
 
