@@ -183,8 +183,10 @@ class Stack:
     """Image server, virtenv, devbus, agent, events follower: started in order, stopped in
     reverse, each by what started it."""
 
-    def __init__(self, build):
+    def __init__(self, build, agent_config=""):
+        """agent_config: more of the agent's configuration (bench/guest_metrics_scrape.py)."""
         os.environ["NODEAGENT_BUILD"] = build
+        self.agent_config = agent_config
         self.work = tempfile.mkdtemp(prefix="nodeagent-bench-create-")
         os.chmod(self.work, 0o755)
         self.images_root = None
@@ -221,7 +223,8 @@ class Stack:
         logdir = os.path.join(self.work, "logs")
         os.mkdir(logdir)
         self.cluster = harness.Cluster(logdir)
-        self.agent = self.cluster.agent(virtenv=self.env, extra_config="[agent]\nworkers = 12\n")
+        self.agent = self.cluster.agent(virtenv=self.env, extra_config="[agent]\nworkers = 12\n"
+                                        + self.agent_config)
         self.agent.start()
         self.agent.wait_healthy(need=("bus", "database", "libvirt"))
         self.events = Events(self.cluster, logdir)
@@ -259,8 +262,9 @@ class Stack:
 
     # --- the agent
 
-    def send_create(self, inst, name, memory_mib=MEMORY_MIB):
-        """Starts `nodectl create` (no --wait); returns (request_id, wall clock at spawn, proc)."""
+    def send_create(self, inst, name, memory_mib=MEMORY_MIB, ip="10.0.0.5"):
+        """Starts `nodectl create` (no --wait); returns (request_id, wall clock at spawn, proc).
+        Guests that live at the same time need addresses of their own (ip)."""
         from harness import NODECTL
         rid = str(uuid.uuid4())
         args = [NODECTL, "--bootstrap", self.cluster.devbus.bootstrap, "--prefix",
@@ -270,7 +274,7 @@ class Stack:
                 self.image_url, "--image-sha256", self.image_sha, "--image-format", "qcow2",
                 "--hostname", name, "--nic",
                 f"port={uuid.uuid4()},network={BENCH_NETWORK},vni=7,mac={rand_mac()},"
-                f"ip=10.0.0.5/24,gateway=10.0.0.1,mtu=1450", "--request-id", rid]
+                f"ip={ip}/24,gateway=10.0.0.1,mtu=1450", "--request-id", rid]
         t0 = time.time()
         proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         return rid, t0, proc
@@ -467,7 +471,8 @@ def ten_creates(stack, concurrent, tag):
     t_first = None
     last_done = 0
     if concurrent:
-        sent = [stack.send_create(inst, f"{tag}{k}") for k, inst in enumerate(insts)]
+        sent = [stack.send_create(inst, f"{tag}{k}", ip=f"10.0.0.{10 + k}")
+                for k, inst in enumerate(insts)]
         t_first = sent[0][1]
         for _, _, proc in sent:
             stack.sent(proc)
@@ -475,7 +480,7 @@ def ten_creates(stack, concurrent, tag):
             last_done = max(last_done, stack.events.terminal(rid)[1]["time_ms"])
     else:
         for k, inst in enumerate(insts):
-            rid, t0, proc = stack.send_create(inst, f"{tag}{k}")
+            rid, t0, proc = stack.send_create(inst, f"{tag}{k}", ip=f"10.0.0.{10 + k}")
             t_first = t0 if t_first is None else t_first
             stack.sent(proc)
             last_done = stack.events.terminal(rid)[1]["time_ms"]

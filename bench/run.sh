@@ -7,6 +7,8 @@
 #   BENCH_CREATE_COUNT=10             create latency samples per tool (default 10)
 #   BENCH_CREATE_ROUNDS=3             rounds of 10 sequential / 10 concurrent creates (default 3)
 #   BENCH_OVS_ROUNDS=10               rounds of OVS convergence per tool (default 10)
+#   BENCH_SCRAPES=50                  scrapes of each, agent and prometheus-libvirt-exporter,
+#                                     with 20 guests (default 50)
 #   PYTHON=/usr/bin/python3           the Python with python3-libvirt (default that one)
 #   BENCH_DIR=/var/lib/x bench/run.sh where the images go (default a new dir under $TMPDIR,
 #                                     or /tmp); the filesystem matters, since both tools fsync
@@ -14,7 +16,8 @@
 # Each program prints Markdown sections on stdout; the document is only replaced when all of
 # them succeed, so a failed run never leaves half a report behind.  bench/create_latency.py
 # starts (and stops) its own private libvirt + OVS host, devbus, agent and image server;
-# bench/ovs_converge.py its own private OVS host.
+# bench/ovs_converge.py its own private OVS host; bench/guest_metrics_scrape.py the stack of
+# bench/create_latency.py and prometheus-libvirt-exporter.
 set -eu
 
 [ $# -eq 1 ] || { echo "usage: bench/run.sh BUILD_DIR" >&2; exit 2; }
@@ -51,6 +54,10 @@ echo "bench: OVS convergence (200 ports on 50 networks, against ovs-ofctl add-fl
 "$python" bench/ovs_converge.py --build "$build" --ports 200 --networks 50 \
     --rounds "${BENCH_OVS_ROUNDS:-10}" >"$work/ovs.md"
 
+echo "bench: scraping the metrics of 20 guests (against prometheus-libvirt-exporter)" >&2
+"$python" bench/guest_metrics_scrape.py --build "$build" --guests 20 \
+    --scrapes "${BENCH_SCRAPES:-50}" >"$work/scrape.md"
+
 model=$(sed -n 's/^model name[[:space:]]*:[[:space:]]*//p' /proc/cpuinfo | head -n 1)
 fstype=$(df -P -T "$work" | awk 'NR == 2 { print $2 }')
 {
@@ -61,7 +68,7 @@ fstype=$(df -P -T "$work" | awk 'NR == 2 { print $2 }')
     echo
     echo "- machine: $(nproc) CPUs, ${model:-unknown CPU model}"
     echo "- kernel: $(uname -sr)"
-    echo "- peers: $("$qemu_img" --version | head -n 1); virsh, virt-install and ovs-ofctl (versions in their sections)"
+    echo "- peers: $("$qemu_img" --version | head -n 1); virsh, virt-install, ovs-ofctl and prometheus-libvirt-exporter (versions in their sections)"
     echo "- images in: \`$(dirname "$work")\` ($fstype)"
     echo "- commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- . ':!docs/benchmarks.md' 2>/dev/null || echo ' (with local changes)')"
     echo
@@ -73,6 +80,8 @@ fstype=$(df -P -T "$work" | awk 'NR == 2 { print $2 }')
     cat "$work/create.md"
     echo
     cat "$work/ovs.md"
+    echo
+    cat "$work/scrape.md"
 } >"$work/benchmarks.md"
 mv "$work/benchmarks.md" "$out"
 echo "bench: wrote $out" >&2

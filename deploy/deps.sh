@@ -24,7 +24,7 @@ libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-system libvirt-daemon-s
 libvirt-clients python3-libvirt qemu-system-x86 openvswitch-switch xorriso
 fdisk dosfstools mtools syslinux syslinux-common cpio iproute2 iputils-ping virtinst
 placement-api python3-os-traits openvswitch-source python3-cryptography
-help2man debhelper debootstrap lintian"
+help2man debhelper debootstrap lintian python3-prometheus-client prometheus-libvirt-exporter"
 
 missing=""
 for p in $PKGS; do

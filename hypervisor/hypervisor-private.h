@@ -14,4 +14,10 @@ virConnectPtr hv_borrow(struct hv_conn *conn, struct na_error **err);
  * HYPERVISOR. */
 int hv_error(struct na_error **err, const char *what, const char *uuid);
 
+/* stats.c: one domain's typed parameters from virConnectGetAllDomainStats() into *out (which
+ * it first zeroes).  -EINVAL when domain_name is not "na-<uuid>"; unknown, mistyped or
+ * out-of-range parameters are skipped. */
+int hv_stats_parse(const char *domain_name, const virTypedParameter *params, int n_params,
+                   struct hv_guest_stats *out);
+
 #endif

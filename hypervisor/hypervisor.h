@@ -285,4 +285,52 @@ int hv_domain_list(struct hv_conn *conn, struct hv_domain_entry **out, size_t *n
                    struct na_error **err);
 void hv_domain_list_free(struct hv_domain_entry *list, size_t n);
 
+/* --- Guest statistics (blocking; worker threads) ----------------------------------------- *
+ *
+ * hv_stats_collect() reads the figures of every running domain named "na-<uuid>" with one
+ * bulk call (virConnectGetAllDomainStats: CPU, balloon, vCPUs, NICs and disks), without
+ * waiting for a domain whose job lock is held (a migration, a snapshot): such a domain's
+ * figures that need the lock are just absent this time.  Figures libvirt did not report
+ * are HV_STAT_NONE; byte counts are bytes, times nanoseconds.
+ */
+
+#define HV_STAT_NONE (-1)
+#define HV_STATS_MAX_VCPUS 1024
+#define HV_STATS_MAX_DISKS 64
+#define HV_STATS_MAX_NICS 64
+
+struct hv_disk_stats {
+    char name[32]; /* target: "vda" */
+    int64_t rd_bytes, rd_reqs, rd_time_ns;
+    int64_t wr_bytes, wr_reqs, wr_time_ns;
+};
+
+struct hv_nic_stats {
+    char name[32]; /* host side: the tap's name */
+    int64_t rx_bytes, rx_pkts, rx_errs, rx_drop;
+    int64_t tx_bytes, tx_pkts, tx_errs, tx_drop;
+};
+
+struct hv_guest_stats {
+    char uuid[37]; /* the instance's: the domain name without "na-" */
+    int64_t cpu_time_ns, cpu_user_ns, cpu_system_ns; /* the QEMU process */
+    /* Balloon, in bytes: what the guest has (actual), what its balloon driver says is unused
+     * and available (absent without a driver in the guest), and the QEMU process's RSS. */
+    int64_t memory_actual, memory_unused, memory_available, memory_rss;
+    int64_t *vcpu_time_ns; /* per vCPU, n_vcpus of them */
+    size_t n_vcpus;
+    struct hv_disk_stats *disks;
+    size_t n_disks;
+    struct hv_nic_stats *nics;
+    size_t n_nics;
+};
+
+/* Every running domain of ours: *out (n of them, in libvirt's order), freed with
+ * hv_stats_free(). */
+int hv_stats_collect(struct hv_conn *conn, struct hv_guest_stats **out, size_t *n,
+                     struct na_error **err);
+/* Frees what one record holds and zeroes it; accepts NULL. */
+void hv_guest_stats_clear(struct hv_guest_stats *s);
+void hv_stats_free(struct hv_guest_stats *list, size_t n);
+
 #endif

@@ -36,6 +36,7 @@
 #include "agent/outputs/capacity.h"
 #include "agent/bus/identity.h"
 #include "agent/outputs/peers.h"
+#include "agent/observed/guest_stats.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -127,8 +128,10 @@ get_metrics(struct agent *a, struct MHD_Connection *c)
 {
     struct agent_gauges g;
     agent_gauges(a, &g);
+    cleanup_free char *agent_text = agent_metrics_render(&a->metrics, &g);
+    cleanup_free char *guests_text = agent_guest_stats_exposition(a);
     return respond(c, MHD_HTTP_OK, "text/plain; version=0.0.4",
-                   agent_metrics_render(&a->metrics, &g));
+                   na_xasprintf("%s%s", agent_text, guests_text));
 }
 
 static enum MHD_Result
@@ -167,8 +170,9 @@ nics_json(const Nodeagent__V1__InstanceSpec *spec)
     return list;
 }
 
+/* The instance, with its last per-guest figures ("stats") when it runs. */
 static json_t *
-instance_json(const struct agent_instance *inst)
+instance_json(struct agent *a, const struct agent_instance *inst)
 {
     const Nodeagent__V1__InstanceSpec *spec = inst->spec;
     json_t *j =
@@ -181,6 +185,9 @@ instance_json(const struct agent_instance *inst)
                   "root_disk_gib", (int)spec->flavor->root_disk_gib, "created_ms",
                   (json_int_t)inst->created_ms, "updated_ms", (json_int_t)inst->updated_ms);
     json_object_set_new(j, "nics", nics_json(spec));
+    json_t *stats = agent_guest_stats_view(a, inst->uuid);
+    if (stats)
+        json_object_set_new(j, "stats", stats);
     return j;
 }
 
@@ -191,11 +198,11 @@ get_instances(struct agent *a, struct MHD_Connection *c, const char *uuid)
         const struct agent_instance *inst = agent_instances_find(&a->instances, uuid);
         if (!inst)
             return respond_error(c, MHD_HTTP_NOT_FOUND, "no such instance on this node");
-        return respond_json(c, MHD_HTTP_OK, instance_json(inst));
+        return respond_json(c, MHD_HTTP_OK, instance_json(a, inst));
     }
     json_t *list = json_array();
     for (size_t i = 0; i < a->instances.n; i++)
-        json_array_append_new(list, instance_json(a->instances.items[i]));
+        json_array_append_new(list, instance_json(a, a->instances.items[i]));
     return respond_json(c, MHD_HTTP_OK, json_pack("{s:o}", "instances", list));
 }
 

@@ -47,6 +47,7 @@ struct agent_orphans;
 struct agent_uids;
 struct agent_store_hold;
 struct agent_capacity;
+struct agent_guest_stats;
 struct agent_peers;
 struct agent_identity;
 struct ovs_net;
@@ -82,6 +83,7 @@ struct agent {
     struct agent_mailbox *mailbox;
     struct agent_capacity *capacity;
     struct agent_peers *peers;
+    struct agent_guest_stats *guest_stats; /* observed/guest_stats.h: the last per-guest figures */
     bool libvirt_up;
     char *libvirt_detail;
     bool reconciling;

@@ -107,6 +107,7 @@ static const struct key_def keys[] = {
     {"network", "tunnel_overhead", KEY_UINT, OFF(net_tunnel_overhead), "50", 0, 200},
     {"network", "tunnel_endpoint", KEY_IPV4, OFF(tunnel_endpoint), NULL, 0, 0},
     {"network", "tunnel_type", KEY_CHOICE, OFF(net_tunnel_type), "geneve", 0, 0, "geneve|vxlan"},
+    {"metrics", "guest_stats_interval", KEY_UINT, OFF(guest_stats_interval_s), "10", 1, 3600},
     {"network", "announce_interval", KEY_UINT, OFF(announce_interval_s), "10", 1, 3600},
     {"peers", "max_peers", KEY_UINT, OFF(max_peers), "1000", 1, 100000},
     {"peers", "max_vnis", KEY_UINT, OFF(max_peer_vnis), "4096", 1, 4096},

@@ -107,6 +107,9 @@ struct agent_config {
     uint8_t *admin_token;   /* its token (no newline), NULL when unset */
     size_t admin_token_size;
 
+    /* [metrics] */
+    unsigned guest_stats_interval_s; /* between two collections of per-guest figures */
+
     /* [network] */
     bool net_enabled;
     char *net_ovsdb;         /* "unix:PATH" */

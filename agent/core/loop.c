@@ -21,6 +21,7 @@
 #include "agent/bus/identity.h"
 #include "agent/ops/instance_dir.h"
 #include "agent/outputs/peers.h"
+#include "agent/observed/guest_stats.h"
 #include "storage/qcow2/qcow2.h"
 
 #include <errno.h>
@@ -200,6 +201,7 @@ finish_shutdown(struct agent *a)
     agent_outputs_close(a);
     agent_capacity_close(a);
     agent_peers_close(a);
+    agent_guest_stats_close(a);
     agent_outbox_pump(a);
     agent_bus_close(a->bus, FLUSH_MS);
     a->bus = NULL;
@@ -426,6 +428,7 @@ agent_start(struct agent *a, struct na_error **err)
     agent_store_hold_if_unwritable(a);
     agent_gate_update(a);
     agent_outbox_pump(a);
+    agent_guest_stats_open(a);
     uv_timer_start(&a->housekeeping, on_housekeeping, HOUSEKEEPING_MS, HOUSEKEEPING_MS);
     uint64_t every = (uint64_t)cfg->reconcile_interval_s * 1000;
     uv_timer_start(&a->reconcile_timer, on_reconcile_timer, every, every);

@@ -252,6 +252,8 @@ int nodectl_cmd_request(const struct nodectl_args *a, struct na_error **err);
 int nodectl_cmd_events(const struct nodectl_args *a, struct na_error **err);
 int nodectl_cmd_status(const struct nodectl_args *a, struct na_error **err);
 int nodectl_cmd_instances(const struct nodectl_args *a, struct na_error **err);
+/* The "stats" object of an instance (tools/nodectl/guest_stats.c), as text on stdout. */
+void nodectl_print_guest_stats(json_t *stats);
 int nodectl_cmd_capacity(const struct nodectl_args *a, struct na_error **err);
 int nodectl_cmd_peers(const struct nodectl_args *a, struct na_error **err);
 int nodectl_cmd_orphans(const struct nodectl_args *a, struct na_error **err);

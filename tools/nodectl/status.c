@@ -3,7 +3,8 @@
  * Contract (the agent's side): GET /v1/status returns {"node_id","version","uptime_s",
  * "healthy","checks":[{"name","ok","detail"}],"instances","queue_depth"} (HTTP 503 when
  * unhealthy, like /healthz); GET /v1/instances a list of instances (a bare array or
- * {"instances":[...]}); GET /v1/instances/UUID one instance or 404. */
+ * {"instances":[...]}); GET /v1/instances/UUID one instance or 404, with the guest's last
+ * figures in "stats" while it runs. */
 #include "tools/nodectl/nodectl.h"
 
 #include "contract/proto_json.h"
@@ -153,9 +154,14 @@ nodectl_cmd_instances(const struct nodectl_args *a, struct na_error **err)
     json_t *v;
     json_object_foreach(body, key, v)
     {
+        if (strcmp(key, "stats") == 0)
+            continue;
         cleanup_free char *text = jtext(v);
         printf("%s: %s\n", key, text);
     }
+    json_t *stats = json_object_get(body, "stats");
+    if (json_is_object(stats))
+        nodectl_print_guest_stats(stats);
     return NODECTL_EXIT_OK;
 }
 
