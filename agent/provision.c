@@ -240,6 +240,15 @@ define_domain(struct agent_op *op, const struct instance_paths *p, const char *b
         .console_log_path = p->console_log,
         .nics = nics,
         .n_nics = spec->n_nics,
+        .limits =
+            {
+                .cpu_shares = spec->flavor->cpu_shares,
+                .cpu_quota_percent = spec->flavor->cpu_quota_percent,
+                .disk_read_iops_sec = spec->flavor->disk_read_iops_sec,
+                .disk_write_iops_sec = spec->flavor->disk_write_iops_sec,
+                .disk_read_bytes_sec = spec->flavor->disk_read_bytes_sec,
+                .disk_write_bytes_sec = spec->flavor->disk_write_bytes_sec,
+            },
     };
     /* The whole spec rides in the metadata, so that a domain whose record is lost can be
      * made an instance again (nodectl adopt). */
@@ -596,8 +605,8 @@ prepare_resize(struct agent *a, struct agent_op *op, struct na_error **err)
                                 NA_MAX(now.disk_gb, flavor->root_disk_gib)};
     if ((ret = agent_capacity_admit(a, inst->uuid, &need, err)) < 0)
         return ret;
-    inst->resizing_to = (struct agent_claim){flavor->vcpus, flavor->memory_mib,
-                                             flavor->root_disk_gib};
+    inst->resizing_to =
+        (struct agent_claim){flavor->vcpus, flavor->memory_mib, flavor->root_disk_gib};
     spec_with(op, inst->spec, NULL, flavor);
     return 0;
 }

@@ -1,0 +1,88 @@
+"""Per-guest limits (flavor fields 5 and up, docs/protocol.md 4.2.1) on real guests (TCG):
+what a guest can do is measured inside the guest itself, and compared with its limit and with
+a guest without one, never with a time of the test's own; what libvirt applied is read from
+libvirt (the live XML, schedinfo)."""
+import re
+import xml.etree.ElementTree as ET
+
+from test_network import Guest
+
+MIB = 1 << 20
+WRITE_LIMIT = 5 * MIB
+
+# Writes 24 MiB straight to the guest's disk (O_DIRECT: no page cache in between), past the
+# boot partition (the guest runs from its initramfs), and prints the guest's own uptime
+# before and after.  The first mark is the exit status of dd.
+WRITE = ["t0=$(cut -d' ' -f1 /proc/uptime)",
+         "dd if=/dev/zero of=/dev/vda bs=65536 count=384 seek=1024 oflag=direct 2>/dev/null",
+         'r=$?; t1=$(cut -d" " -f1 /proc/uptime); echo "@@@ wrote $t0 $t1 @@@"',
+         'echo "@@dd=$r@@"']
+WRITTEN = 384 * 65536
+
+
+def write_rate(guest):
+    """Bytes per second the guest's dd wrote to its disk, by the guest's own clock."""
+    seen = len(guest.node.console(guest.inst))
+    assert guest.run(WRITE, ["dd"], timeout=300) == {"dd": 0}
+    m = re.findall(r"@@@ wrote ([\d.]+) ([\d.]+) @@@", guest.node.console(guest.inst)[seen:])
+    assert m, guest.node.console(guest.inst)[seen:]
+    t0, t1 = map(float, m[-1])
+    assert t1 > t0
+    return WRITTEN / (t1 - t0)
+
+
+def live_xml(node, inst):
+    return ET.fromstring(node.dom(inst).XMLDesc())
+
+
+def test_disk_write_limit_holds_and_an_unlimited_guest_writes_faster(node):
+    node.start()
+    limited = Guest(node, "lim-disk", "10.0.0.5", 100,
+                    extra=("--limits", f"disk_write_bytes_sec={WRITE_LIMIT}"))
+    free = Guest(node, "free-disk", "10.0.0.6", 100)
+    limited.ready()
+    free.ready()
+
+    iotune = live_xml(node, limited.inst).find("devices/disk[@device='disk']/iotune")
+    assert iotune is not None and iotune.findtext("write_bytes_sec") == str(WRITE_LIMIT)
+    assert live_xml(node, free.inst).find("devices/disk/iotune") is None
+
+    limited_rate = write_rate(limited)
+    free_rate = write_rate(free)
+    print(f"write MiB/s: limited {limited_rate / MIB:.2f}, unlimited {free_rate / MIB:.2f}")
+    assert limited_rate <= 1.2 * WRITE_LIMIT, (limited_rate / MIB, free_rate / MIB)
+    # Without the limit the same write goes faster than the bound above allows: the bound
+    # is what tells the two apart.
+    assert free_rate > 1.2 * WRITE_LIMIT, (limited_rate / MIB, free_rate / MIB)
+
+
+def test_cpu_shares_and_quota_reach_libvirt_and_a_resize_changes_them(node):
+    node.start()
+    g = Guest(node, "lim-cpu", "10.0.0.5", 100,
+              extra=("--limits", "cpu_shares=512,cpu_quota_percent=50"))
+    params = node.dom(g.inst).schedulerParameters()
+    assert params["cpu_shares"] == 512, params
+    assert params["vcpu_period"] == 100000 and params["vcpu_quota"] == 50000, params
+
+    # Resize is cold: the new flavor's limits are the guest's when it runs again.
+    last = node.request("resize", g.inst, "--vcpus", 1, "--memory-mib", 256, "--disk-gib", 1,
+                        "--limits", "cpu_shares=2048,disk_read_iops_sec=300", check=0)
+    assert last["kind"] == "DONE" and last["state"] == "RUNNING", last
+    params = node.dom(g.inst).schedulerParameters()
+    assert params["cpu_shares"] == 2048, params
+    assert params["vcpu_quota"] <= 0, params  # no quota in the new flavor: unlimited
+    iotune = live_xml(node, g.inst).find("devices/disk[@device='disk']/iotune")
+    assert iotune is not None and iotune.findtext("read_iops_sec") == "300"
+
+
+def test_a_limit_out_of_range_is_refused_naming_the_field(node):
+    node.start()
+    inst, last = node.create("lim-bad", extra=("--limits", "disk_write_bytes_sec=4096"),
+                             check=1)
+    assert last["kind"] == "FAILED", last
+    assert last["error"]["code"] == "INVALID_ARGUMENT", last
+    assert last["error"]["field"] == "create.spec.flavor.disk_write_bytes_sec", last
+    assert not node.has_domain(inst)
+    inst, last = node.create("lim-peak", extra=(
+        "--limits", "nic_outbound_average_kib_sec=100,nic_outbound_peak_kib_sec=50"), check=1)
+    assert last["error"]["field"] == "create.spec.flavor.nic_outbound_peak_kib_sec", last
