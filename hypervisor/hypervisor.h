@@ -78,8 +78,8 @@ struct hv_nic_spec {
 };
 
 /* Per-guest limits; 0 = unlimited (nothing in the XML).  The NICs' bandwidth is not here:
- * on OVS's userspace datapath libvirt's <bandwidth> (tc on the tap) is not what limits a
- * guest, so the agent gives it to net/ovs instead. */
+ * libvirt's <bandwidth> is tc on the tap, which OVS's userspace datapath can bypass; net/ovs
+ * applies it with OpenFlow meters instead. */
 struct hv_limits {
     uint32_t cpu_shares;         /* <cputune><shares>: the guest's weight, 2..262144 */
     uint32_t cpu_quota_percent;  /* each vCPU at most this % of one host CPU, 1..100:

@@ -3,6 +3,7 @@ what a guest can do is measured inside the guest itself, and compared with its l
 a guest without one, never with a time of the test's own; what libvirt applied is read from
 libvirt (the live XML, schedinfo)."""
 import re
+import subprocess
 import xml.etree.ElementTree as ET
 
 from test_network import Guest
@@ -86,3 +87,52 @@ def test_a_limit_out_of_range_is_refused_naming_the_field(node):
     inst, last = node.create("lim-peak", extra=(
         "--limits", "nic_outbound_average_kib_sec=100,nic_outbound_peak_kib_sec=50"), check=1)
     assert last["error"]["field"] == "create.spec.flavor.nic_outbound_peak_kib_sec", last
+
+
+NIC_LIMIT_KIB = 512
+PING_SIZE = 30000
+
+# Traffic is echo requests of PING_SIZE bytes to a peer, each sent as soon as the last reply
+# came back (or after 50 ms), for at most 60 s: TCP between two test guests on the bridge
+# (busybox wget from busybox httpd) timed out connecting when tried, limit or not.
+
+
+def sent_rate(guest, peer_ip):
+    """Bytes per second of echo requests from the guest that were answered, by the guest's own
+    clock: each answered request passed the guest's outbound meter, so this is at most what
+    the meter let through."""
+    seen = len(guest.node.console(guest.inst))
+    script = ["t0=$(cut -d' ' -f1 /proc/uptime)",
+              f"ping -q -A -i 0.05 -c 100 -w 60 -s {PING_SIZE} {peer_ip} >/tmp/ping",
+              't1=$(cut -d" " -f1 /proc/uptime)',
+              'n=$(sed -n "s/.* \\([0-9]*\\) packets received.*/\\1/p" /tmp/ping)',
+              'echo "@@@ answered $n $t0 $t1 @@@"', 'echo "@@done=$?@@"']
+    assert guest.run(script, ["done"], timeout=150) == {"done": 0}
+    text = guest.node.console(guest.inst)[seen:]
+    m = re.findall(r"@@@ answered (\d+) ([\d.]+) ([\d.]+) @@@", text)
+    assert m, text
+    n, t0, t1 = int(m[-1][0]), float(m[-1][1]), float(m[-1][2])
+    assert n > 0 and t1 > t0, text
+    return n * (PING_SIZE + 8) / (t1 - t0)
+
+
+def test_nic_outbound_limit_holds_and_an_unlimited_guest_sends_faster(node):
+    node.start()
+    limited = Guest(node, "lim-nic", "10.0.0.5", 100,
+                    extra=("--limits", f"nic_outbound_average_kib_sec={NIC_LIMIT_KIB}"))
+    free = Guest(node, "free-nic", "10.0.0.6", 100)
+    peer = Guest(node, "peer-nic", "10.0.0.7", 100)  # answers both, itself unlimited
+    for g in (limited, free, peer):
+        g.ready()
+
+    mgmt = f"unix:{node.env.ovs_rundir}/{node.env.bridge}.mgmt"
+    meters = subprocess.run(["ovs-ofctl", "-O", "OpenFlow14", "dump-meters", mgmt],
+                            capture_output=True, text=True, check=True, timeout=30).stdout
+    assert "type=drop rate=4194" in meters, meters  # 512 KiB/s = 4194 kbit/s, rounded down
+
+    limit = NIC_LIMIT_KIB * 1024
+    from_limited = sent_rate(limited, peer.ip)
+    from_free = sent_rate(free, peer.ip)
+    print(f"sent KiB/s: limited {from_limited / 1024:.0f}, unlimited {from_free / 1024:.0f}")
+    assert from_limited <= 1.2 * limit, (from_limited / 1024, from_free / 1024)
+    assert from_free > 1.2 * limit, (from_limited / 1024, from_free / 1024)
