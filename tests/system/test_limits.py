@@ -6,6 +6,7 @@ import re
 import subprocess
 import xml.etree.ElementTree as ET
 
+from harness import wait_for
 from test_network import Guest
 
 MIB = 1 << 20
@@ -36,6 +37,13 @@ def live_xml(node, inst):
     return ET.fromstring(node.dom(inst).XMLDesc())
 
 
+def meters(node):
+    """The bridge's meters, as ovs-ofctl shows them."""
+    mgmt = f"unix:{node.env.ovs_rundir}/{node.env.bridge}.mgmt"
+    return subprocess.run(["ovs-ofctl", "-O", "OpenFlow14", "dump-meters", mgmt],
+                          capture_output=True, text=True, check=True, timeout=30).stdout
+
+
 def test_disk_write_limit_holds_and_an_unlimited_guest_writes_faster(node):
     node.start()
     limited = Guest(node, "lim-disk", "10.0.0.5", 100,
@@ -57,23 +65,27 @@ def test_disk_write_limit_holds_and_an_unlimited_guest_writes_faster(node):
     assert free_rate > 1.2 * WRITE_LIMIT, (limited_rate / MIB, free_rate / MIB)
 
 
-def test_cpu_shares_and_quota_reach_libvirt_and_a_resize_changes_them(node):
+def test_cpu_shares_and_quota_reach_libvirt_and_a_resize_changes_the_limits(node):
     node.start()
     g = Guest(node, "lim-cpu", "10.0.0.5", 100,
               extra=("--limits", "cpu_shares=512,cpu_quota_percent=50"))
     params = node.dom(g.inst).schedulerParameters()
     assert params["cpu_shares"] == 512, params
     assert params["vcpu_period"] == 100000 and params["vcpu_quota"] == 50000, params
+    assert "type=drop" not in meters(node), meters(node)
 
     # Resize is cold: the new flavor's limits are the guest's when it runs again.
     last = node.request("resize", g.inst, "--vcpus", 1, "--memory-mib", 256, "--disk-gib", 1,
-                        "--limits", "cpu_shares=2048,disk_read_iops_sec=300", check=0)
+                        "--limits", "cpu_shares=2048,disk_read_iops_sec=300,"
+                        "nic_inbound_average_kib_sec=2048", check=0)
     assert last["kind"] == "DONE" and last["state"] == "RUNNING", last
     params = node.dom(g.inst).schedulerParameters()
     assert params["cpu_shares"] == 2048, params
     assert params["vcpu_quota"] <= 0, params  # no quota in the new flavor: unlimited
     iotune = live_xml(node, g.inst).find("devices/disk[@device='disk']/iotune")
     assert iotune is not None and iotune.findtext("read_iops_sec") == "300"
+    # 2048 KiB/s = 16777 kbit/s.
+    wait_for(lambda: "type=drop rate=16777" in meters(node), 30, "the resized guest's meter")
 
 
 def test_a_limit_out_of_range_is_refused_naming_the_field(node):
@@ -125,10 +137,8 @@ def test_nic_outbound_limit_holds_and_an_unlimited_guest_sends_faster(node):
     for g in (limited, free, peer):
         g.ready()
 
-    mgmt = f"unix:{node.env.ovs_rundir}/{node.env.bridge}.mgmt"
-    meters = subprocess.run(["ovs-ofctl", "-O", "OpenFlow14", "dump-meters", mgmt],
-                            capture_output=True, text=True, check=True, timeout=30).stdout
-    assert "type=drop rate=4194" in meters, meters  # 512 KiB/s = 4194 kbit/s, rounded down
+    # 512 KiB/s = 4194 kbit/s, rounded down.
+    assert "type=drop rate=4194" in meters(node), meters(node)
 
     limit = NIC_LIMIT_KIB * 1024
     from_limited = sent_rate(limited, peer.ip)
