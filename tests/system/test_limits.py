@@ -7,6 +7,7 @@ import subprocess
 import xml.etree.ElementTree as ET
 
 from harness import wait_for
+from test_capacity import inventories, used, view
 from test_network import Guest
 
 MIB = 1 << 20
@@ -67,8 +68,13 @@ def test_disk_write_limit_holds_and_an_unlimited_guest_writes_faster(node):
 
 def test_cpu_shares_and_quota_reach_libvirt_and_a_resize_changes_the_limits(node):
     node.start()
+    offered = inventories(view(node.agent))
     g = Guest(node, "lim-cpu", "10.0.0.5", 100,
               extra=("--limits", "cpu_shares=512,cpu_quota_percent=50"))
+    # Limits change neither what the node offers nor what the guest claims.
+    report = view(node.agent)
+    assert inventories(report) == offered
+    assert used(report) == {"VCPU": 1, "MEMORY_MB": 256, "DISK_GB": 1}, used(report)
     params = node.dom(g.inst).schedulerParameters()
     assert params["cpu_shares"] == 512, params
     assert params["vcpu_period"] == 100000 and params["vcpu_quota"] == 50000, params
