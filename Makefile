@@ -117,7 +117,8 @@ $(NET_OVS_OBJS): | $(OVS_STAMP)
 $(BUILD)/net/ovs.o: $(NET_OVS_OBJS) $(OVS_STAMP)
 	@echo "  LD      $@"
 	@ld -r -o $@.tmp $(NET_OVS_OBJS) $(OVS_LIB)
-	@objcopy -w --keep-global-symbol='ovs_net_*' --keep-global-symbol='ovs_flows_*' $@.tmp $@
+	@objcopy -w --keep-global-symbol='ovs_net_*' --keep-global-symbol='ovs_flows_*' \
+		--keep-global-symbol='ovs_meters_*' $@.tmp $@
 	@rm -f $@.tmp
 
 $(BUILD)/libnodeagent.a: $(LIB_OBJS)

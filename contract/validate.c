@@ -471,6 +471,53 @@ require(struct vctx *v, const char *name, const void *msg)
     return msg && !v->ret;
 }
 
+/* A limit: 0 (unlimited) or min..max. */
+static void
+check_limit(struct vctx *v, const char *name, uint64_t val, uint64_t min, uint64_t max)
+{
+    if (val != 0 && (val < min || val > max))
+        fail(v, name, "%" PRIu64 " is out of range; allowed 0 (unlimited) or %" PRIu64 "..%" PRIu64,
+             val, min, max);
+}
+
+/* One direction of a NIC's bandwidth: a peak or burst only with an average, a peak no lower
+ * than the average. */
+static void
+check_nic_bandwidth(struct vctx *v, const char *dir, uint32_t average, uint32_t peak,
+                    uint32_t burst)
+{
+    char name[64];
+    snprintf(name, sizeof(name), "nic_%s_average_kib_sec", dir);
+    check_limit(v, name, average, 8, 4194304);
+    snprintf(name, sizeof(name), "nic_%s_peak_kib_sec", dir);
+    if (peak && !average)
+        fail(v, name, "is set without nic_%s_average_kib_sec", dir);
+    else if (peak && peak < average)
+        fail(v, name, "%" PRIu32 " is lower than nic_%s_average_kib_sec (%" PRIu32 ")", peak, dir,
+             average);
+    check_limit(v, name, peak, 8, 4194304);
+    snprintf(name, sizeof(name), "nic_%s_burst_kib", dir);
+    if (burst && !average)
+        fail(v, name, "is set without nic_%s_average_kib_sec", dir);
+    check_limit(v, name, burst, 1, 1048576);
+}
+
+/* The optional per-guest limits (docs/protocol.md 4.2.1). */
+static void
+check_flavor_limits(struct vctx *v, const Nodeagent__V1__Flavor *f)
+{
+    check_limit(v, "cpu_shares", f->cpu_shares, 2, 262144);
+    check_limit(v, "cpu_quota_percent", f->cpu_quota_percent, 1, 100);
+    check_limit(v, "disk_read_iops_sec", f->disk_read_iops_sec, 1, 1000000);
+    check_limit(v, "disk_write_iops_sec", f->disk_write_iops_sec, 1, 1000000);
+    check_limit(v, "disk_read_bytes_sec", f->disk_read_bytes_sec, 65536, 1ULL << 40);
+    check_limit(v, "disk_write_bytes_sec", f->disk_write_bytes_sec, 65536, 1ULL << 40);
+    check_nic_bandwidth(v, "inbound", f->nic_inbound_average_kib_sec, f->nic_inbound_peak_kib_sec,
+                        f->nic_inbound_burst_kib);
+    check_nic_bandwidth(v, "outbound", f->nic_outbound_average_kib_sec,
+                        f->nic_outbound_peak_kib_sec, f->nic_outbound_burst_kib);
+}
+
 static void
 check_flavor(struct vctx *v, const char *name, const Nodeagent__V1__Flavor *f)
 {
@@ -481,6 +528,7 @@ check_flavor(struct vctx *v, const char *name, const Nodeagent__V1__Flavor *f)
     check_u32(v, "vcpus", f->vcpus, 1, 1024);
     check_u32(v, "memory_mib", f->memory_mib, 64, 16777216);
     check_u32(v, "root_disk_gib", f->root_disk_gib, 1, 65536);
+    check_flavor_limits(v, f);
     path_pop(v, mark);
 }
 

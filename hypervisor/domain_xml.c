@@ -195,6 +195,35 @@ check_nic(const struct hv_domain_spec *spec, size_t i, struct na_error **err)
     return 0;
 }
 
+/* 0 (unlimited) or min..max. */
+static int
+check_limit(const char *field, uint64_t val, uint64_t min, uint64_t max, struct na_error **err)
+{
+    if (val != 0 && (val < min || val > max))
+        return na_error_field(err, field,
+                              "%s %" PRIu64 " is out of range; allowed 0 or %" PRIu64 "..%" PRIu64,
+                              field, val, min, max);
+    return 0;
+}
+
+static int
+check_limits(const struct hv_limits *l, struct na_error **err)
+{
+    int ret;
+    if ((ret = check_limit("limits.cpu_shares", l->cpu_shares, 2, 262144, err)) < 0 ||
+        (ret = check_limit("limits.cpu_quota_percent", l->cpu_quota_percent, 1, 100, err)) < 0 ||
+        (ret = check_limit("limits.disk_read_iops_sec", l->disk_read_iops_sec, 1, 1000000, err)) <
+            0 ||
+        (ret = check_limit("limits.disk_write_iops_sec", l->disk_write_iops_sec, 1, 1000000, err)) <
+            0 ||
+        (ret = check_limit("limits.disk_read_bytes_sec", l->disk_read_bytes_sec, 1, 1ULL << 40,
+                           err)) < 0 ||
+        (ret = check_limit("limits.disk_write_bytes_sec", l->disk_write_bytes_sec, 1, 1ULL << 40,
+                           err)) < 0)
+        return ret;
+    return 0;
+}
+
 static int
 check_spec(const struct hv_domain_spec *spec, struct na_error **err)
 {
@@ -276,7 +305,7 @@ check_spec(const struct hv_domain_spec *spec, struct na_error **err)
     for (size_t i = 0; i < spec->n_nics; i++)
         if ((ret = check_nic(spec, i, err)) < 0)
             return ret;
-    return 0;
+    return check_limits(&spec->limits, err);
 }
 
 /* --- building -------------------------------------------------------------------------- */
@@ -364,6 +393,44 @@ build_cpu(xmlNodePtr domain, const struct hv_domain_spec *spec)
     }
 }
 
+/* <cputune>: the guest's CPU weight and each vCPU's quota; nothing when both are 0. */
+static void
+build_cputune(xmlNodePtr domain, const struct hv_limits *l)
+{
+    if (!l->cpu_shares && !l->cpu_quota_percent)
+        return;
+    xmlNodePtr cputune = child(domain, NULL, "cputune", NULL);
+    if (l->cpu_shares)
+        child_u64(cputune, "shares", l->cpu_shares);
+    if (l->cpu_quota_percent) {
+        child_u64(cputune, "period", HV_CPU_PERIOD_US);
+        child_u64(cputune, "quota", (uint64_t)HV_CPU_PERIOD_US * l->cpu_quota_percent / 100);
+    }
+}
+
+/* The root disk's <iotune>; nothing when every disk limit is 0. */
+static void
+build_iotune(xmlNodePtr disk, const struct hv_limits *l)
+{
+    const struct {
+        const char *name;
+        uint64_t value;
+    } tunes[] = {
+        {"read_bytes_sec", l->disk_read_bytes_sec},
+        {"write_bytes_sec", l->disk_write_bytes_sec},
+        {"read_iops_sec", l->disk_read_iops_sec},
+        {"write_iops_sec", l->disk_write_iops_sec},
+    };
+    xmlNodePtr iotune = NULL;
+    for (size_t i = 0; i < NA_ARRAY_SIZE(tunes); i++) {
+        if (!tunes[i].value)
+            continue;
+        if (!iotune)
+            iotune = child(disk, NULL, "iotune", NULL);
+        child_u64(iotune, tunes[i].name, tunes[i].value);
+    }
+}
+
 static void
 build_root_disk(xmlNodePtr devices, const struct hv_domain_spec *spec)
 {
@@ -392,6 +459,7 @@ build_root_disk(xmlNodePtr devices, const struct hv_domain_spec *spec)
     xmlNodePtr target = child(disk, NULL, "target", NULL);
     prop(target, "dev", "vda");
     prop(target, "bus", "virtio");
+    build_iotune(disk, &spec->limits);
 }
 
 static void
@@ -485,6 +553,7 @@ build_doc(const struct hv_domain_spec *spec)
     if (!spec->ksm)
         child(child(domain, NULL, "memoryBacking", NULL), NULL, "nosharepages", NULL);
     prop(child_u64(domain, "vcpu", spec->vcpus), "placement", "static");
+    build_cputune(domain, &spec->limits);
 
     xmlNodePtr os = child(domain, NULL, "os", NULL);
     xmlNodePtr type = child(os, NULL, "type", "hvm");

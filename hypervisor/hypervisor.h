@@ -49,6 +49,8 @@
  *    other);
  *  - NICs plug into an Open vSwitch bridge with external_ids:iface-id = the port id, on a
  *    tap named "tap" + the first 11 characters of the port id;
+ *  - the limits that are set become <cputune> (shares, period and quota) and the root
+ *    disk's <iotune>; those at 0 are left out (unlimited);
  *  - the serial console is a pty whose output virtlogd also writes to console_log_path;
  *  - no graphics.
  * Every input is checked again (defence in depth): anything that would make bad XML or a bad
@@ -74,6 +76,21 @@ struct hv_nic_spec {
     const char *bridge;  /* e.g. "br-int" */
     uint32_t mtu;        /* 0: libvirt's default (omitted from the XML) */
 };
+
+/* Per-guest limits; 0 = unlimited (nothing in the XML).  The NICs' bandwidth is not here:
+ * libvirt's <bandwidth> is tc on the tap, which OVS's userspace datapath can bypass; net/ovs
+ * applies it with OpenFlow meters instead. */
+struct hv_limits {
+    uint32_t cpu_shares;         /* <cputune><shares>: the guest's weight, 2..262144 */
+    uint32_t cpu_quota_percent;  /* each vCPU at most this % of one host CPU, 1..100:
+                                  * <quota> of a <period> of HV_CPU_PERIOD_US */
+    uint32_t disk_read_iops_sec; /* the root disk's <iotune>, 1..1000000 */
+    uint32_t disk_write_iops_sec;
+    uint64_t disk_read_bytes_sec; /* 1..2^40 */
+    uint64_t disk_write_bytes_sec;
+};
+
+#define HV_CPU_PERIOD_US 100000u
 
 struct hv_domain_spec {
     /* Who the instance is: recorded in the metadata. */
@@ -113,6 +130,8 @@ struct hv_domain_spec {
 
     const struct hv_nic_spec *nics; /* at most 16 */
     size_t n_nics;
+
+    struct hv_limits limits;
 };
 
 /* Makes libxml2 ready for use from several threads.  Call once, from the main thread,

@@ -228,6 +228,15 @@ provision_define_domain(struct agent_op *op, const struct instance_paths *p, con
         .console_log_path = p->console_log,
         .nics = nics,
         .n_nics = spec->n_nics,
+        .limits =
+            {
+                .cpu_shares = spec->flavor->cpu_shares,
+                .cpu_quota_percent = spec->flavor->cpu_quota_percent,
+                .disk_read_iops_sec = spec->flavor->disk_read_iops_sec,
+                .disk_write_iops_sec = spec->flavor->disk_write_iops_sec,
+                .disk_read_bytes_sec = spec->flavor->disk_read_bytes_sec,
+                .disk_write_bytes_sec = spec->flavor->disk_write_bytes_sec,
+            },
     };
     /* The whole spec rides in the metadata, so that a domain whose record is lost can be
      * made an instance again (nodectl adopt). */

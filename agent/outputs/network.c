@@ -51,8 +51,16 @@ agent_net_sync(struct agent *a)
         const Nodeagent__V1__InstanceSpec *spec = a->instances.items[i]->spec;
         for (size_t j = 0; j < spec->n_nics; j++) {
             const Nodeagent__V1__Nic *nic = spec->nics[j];
-            ports[n++] = (struct ovs_net_port){nic->port_id, nic->vni, nic->mac,
-                                               (const char *const *)nic->ips, nic->n_ips};
+            const Nodeagent__V1__Flavor *f = spec->flavor;
+            ports[n++] = (struct ovs_net_port){
+                nic->port_id,
+                nic->vni,
+                nic->mac,
+                (const char *const *)nic->ips,
+                nic->n_ips,
+                {f->nic_inbound_average_kib_sec, f->nic_inbound_burst_kib,
+                 f->nic_outbound_average_kib_sec, f->nic_outbound_burst_kib},
+            };
         }
     }
     ovs_net_set_ports(a->host.net, ports, n);

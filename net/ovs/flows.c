@@ -7,6 +7,8 @@
  *                 per port P (network VNI, MAC M, addresses A):
  *   priority 100  in_port=P,dl_src=M,ip,nw_src=A              -> reg6=VNI, table 1
  *   priority 100  in_port=P,dl_src=M,arp,arp_sha=M,arp_spa=A  -> reg6=VNI, table 1
+ *                 (both through P's outbound meter first when P has an outbound limit; the
+ *                 output:P of tables 1 and 2 through its inbound meter likewise)
  *                 per tunnel T and network VNI that both sides host:
  *   priority 100  in_port=T,tun_id=VNI  -> reg6=VNI, table 3
  *   priority 0    drop (unbound taps, spoofed frames, IPv6, other networks, anything else)
@@ -178,11 +180,16 @@ ovs_flows_compute(const struct ovs_bound_port *ports, size_t n_ports,
         if (!ok[i])
             continue;
         int P = ports[i].ofport;
+        char meter_out[32], meter_in[32];
+        snprintf(meter_out, sizeof(meter_out), "meter:%" PRIu32 ",", ovs_meter_id(P, false));
+        snprintf(meter_in, sizeof(meter_in), "meter:%" PRIu32 ",", ovs_meter_id(P, true));
+        const char *to_port = p->bandwidth.inbound_kib_sec ? meter_in : "";
         for (size_t j = 0; j < p->n_ips; j++) {
             char ip[INET_ADDRSTRLEN];
             if (!ipv4_canonical(p->ips[j], ip))
                 continue;
-            char *actions = na_xasprintf("load:%u->NXM_NX_REG6[],resubmit(,1)", p->vni);
+            char *actions = na_xasprintf("%sload:%u->NXM_NX_REG6[],resubmit(,1)",
+                                         p->bandwidth.outbound_kib_sec ? meter_out : "", p->vni);
             push(&l, na_xasprintf("table=0,priority=100,in_port=%d,dl_src=%s,ip,nw_src=%s", P,
                                   macs[i], ip),
                  actions);
@@ -192,10 +199,10 @@ ovs_flows_compute(const struct ovs_bound_port *ports, size_t n_ports,
                  na_xstrdup(actions));
         }
         push(&l, na_xasprintf("table=1,priority=100,reg6=%u,dl_dst=%s", p->vni, macs[i]),
-             na_xasprintf("output:%d", P));
+             na_xasprintf("%soutput:%d", to_port, P));
         if (n_tunnels) {
             push(&l, na_xasprintf("table=2,priority=100,reg6=%u,dl_dst=%s", p->vni, macs[i]),
-                 na_xasprintf("output:%d", P));
+                 na_xasprintf("%soutput:%d", to_port, P));
             push(&l, na_xasprintf("table=3,priority=100,reg6=%u,dl_src=%s", p->vni, macs[i]),
                  na_xstrdup("drop"));
         }

@@ -1,4 +1,4 @@
-/* net/ovs internals shared with the unit tests: the pure flow computation. */
+/* net/ovs internals shared with the unit tests: the pure flow and meter computations. */
 #ifndef NODEAGENT_NET_OVS_PRIVATE_H
 #define NODEAGENT_NET_OVS_PRIVATE_H
 
@@ -42,5 +42,30 @@ bool ovs_flows_is_tunnel_ingress(const struct ovs_flow *flow);
 void ovs_net_tunnel_port_name(const char *remote_ip, char name[16]);
 const struct ovs_flow *ovs_flows_find(const struct ovs_flows *flows, const char *key);
 void ovs_flows_clear(struct ovs_flows *flows);
+
+/* --- meters (meters.c) --- */
+
+/* The meter of what the port at ofport sends (outbound) or receives. */
+static inline uint32_t
+ovs_meter_id(int ofport, bool inbound)
+{
+    return 2u * (uint32_t)ofport + (inbound ? 1u : 0u);
+}
+
+/* One meter in ovs-ofctl syntax ("meter=N,kbps,burst,band=type=drop,rate=R,burst_size=B"). */
+struct ovs_meter {
+    uint32_t id;
+    char *text;
+};
+
+struct ovs_meters {
+    struct ovs_meter *items; /* sorted by id */
+    size_t n;
+};
+
+/* The meters of the bound ports' limits. */
+void ovs_meters_compute(const struct ovs_bound_port *ports, size_t n_ports, struct ovs_meters *out);
+const struct ovs_meter *ovs_meters_find(const struct ovs_meters *meters, uint32_t id);
+void ovs_meters_clear(struct ovs_meters *meters);
 
 #endif

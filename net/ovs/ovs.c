@@ -12,6 +12,7 @@
 #include "net/ovs/tunnels.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
@@ -23,6 +24,7 @@
 #include "openvswitch/ofp-bundle.h"
 #include "openvswitch/ofp-errors.h"
 #include "openvswitch/ofp-flow.h"
+#include "openvswitch/ofp-meter.h"
 #include "openvswitch/ofp-msgs.h"
 #include "openvswitch/ofp-util.h"
 #include "openvswitch/ofpbuf.h"
@@ -90,6 +92,8 @@ struct ovs_net {
     uint64_t ports_gen;
     struct ovs_flows installed; /* what the bridge holds, as far as the thread knows */
     bool installed_known;       /* false after a (re)connection: replace everything */
+    struct ovs_meters meters;   /* the meters the bridge holds, as far as the thread knows */
+    bool meters_known;          /* false after a (re)connection */
     struct vconn *vconn;
     long long retry_at;
 };
@@ -122,8 +126,8 @@ port_set_copy(struct port_set *dst, const struct ovs_net_port *ports, size_t n)
         o->ips = na_xcalloc(o->n_ips + 1, sizeof(*o->ips));
         for (size_t j = 0; j < o->n_ips; j++)
             o->ips[j] = na_xstrdup(ports[i].ips[j]);
-        o->view = (struct ovs_net_port){o->id, ports[i].vni, o->mac, (const char *const *)o->ips,
-                                        o->n_ips};
+        o->view = (struct ovs_net_port){o->id, ports[i].vni, o->mac,
+                                        (const char *const *)o->ips, o->n_ips, ports[i].bandwidth};
     }
 }
 
@@ -227,6 +231,7 @@ close_vconn(struct ovs_net *net, const char *why)
         net->vconn = NULL;
     }
     net->installed_known = false;
+    net->meters_known = false;
     net->retry_at = time_msec() + 500;
     pthread_mutex_lock(&net->mu);
     net->of_up = false;
@@ -327,6 +332,81 @@ install(struct ovs_net *net, const struct ovs_flows *want)
     return 0;
 }
 
+/* Sends one meter mod and waits for the barrier after it.  *refused: the bridge's error
+ * (0 when it took the mod).  A lost connection is closed and fails. */
+static int
+meter_mod(struct ovs_net *net, const char *text, int command, enum ofperr *refused)
+{
+    *refused = 0;
+    struct ofputil_meter_mod mm;
+    enum ofputil_protocol usable;
+    char *error = parse_ofp_meter_mod_str(&mm, text, command, &usable);
+    if (error) {
+        na_log(NA_LOG_ERROR, NULL, "bad meter", "meter=\"%s\" error=\"%s\"", text, error);
+        free(error);
+        return -EINVAL;
+    }
+    struct ofpbuf *msg = ofputil_encode_meter_mod(vconn_get_version(net->vconn), &mm);
+    free(mm.meter.bands);
+    struct ofpbuf *reply = NULL;
+    int ret = vconn_transact_noreply(net->vconn, msg, &reply);
+    if (ret) {
+        close_vconn(net, ovs_strerror(ret));
+        return -ret;
+    }
+    if (reply) {
+        *refused = ofperr_decode_msg(reply->data, NULL);
+        ofpbuf_delete(reply);
+    }
+    return 0;
+}
+
+/* Gives the bridge the meters of want before the flows that use them go in: each one that is
+ * new or changed is added, or modified when its id exists. */
+static int
+install_meters(struct ovs_net *net, const struct ovs_meters *want)
+{
+    for (size_t i = 0; i < want->n && net->vconn; i++) {
+        const struct ovs_meter *w = &want->items[i];
+        const struct ovs_meter *have =
+            net->meters_known ? ovs_meters_find(&net->meters, w->id) : NULL;
+        if (have && strcmp(have->text, w->text) == 0)
+            continue;
+        enum ofperr refused;
+        int ret = meter_mod(net, w->text, have ? OFPMC13_MODIFY : OFPMC13_ADD, &refused);
+        if (ret == 0 && refused == OFPERR_OFPMMFC_METER_EXISTS)
+            ret = meter_mod(net, w->text, OFPMC13_MODIFY, &refused);
+        if (ret < 0)
+            return ret;
+        if (refused) {
+            na_log(NA_LOG_ERROR, NULL, "bridge refused a meter",
+                   "bridge=%s meter=\"%s\" error=\"%s\"", net->bridge, w->text,
+                   ofperr_to_string(refused));
+            return -EPROTO;
+        }
+    }
+    return net->vconn ? 0 : -ENOTCONN;
+}
+
+/* After the flows changed: the meters the thread installed that want no longer has are
+ * deleted (no flow uses them any more). */
+static void
+remove_stale_meters(struct ovs_net *net, const struct ovs_meters *want)
+{
+    for (size_t i = 0; net->meters_known && i < net->meters.n && net->vconn; i++) {
+        uint32_t id = net->meters.items[i].id;
+        if (ovs_meters_find(want, id))
+            continue;
+        char text[32];
+        snprintf(text, sizeof(text), "meter=%" PRIu32, id);
+        enum ofperr refused;
+        if (meter_mod(net, text, OFPMC13_DELETE, &refused) == 0 && refused)
+            na_log(NA_LOG_WARN, NULL, "bridge refused to delete a meter",
+                   "bridge=%s meter=%" PRIu32 " error=\"%s\"", net->bridge, id,
+                   ofperr_to_string(refused));
+    }
+}
+
 /* Answers echo requests and notices a closed connection. */
 static void
 drain_vconn(struct ovs_net *net)
@@ -359,6 +439,7 @@ connect_vconn(struct ovs_net *net)
         return;
     }
     net->installed_known = false;
+    net->meters_known = false;
     pthread_mutex_lock(&net->mu);
     net->of_up = true;
     pthread_mutex_unlock(&net->mu);
@@ -506,13 +587,20 @@ ovs_thread(void *arg)
             struct ovs_flows want = {0};
             ovs_flows_compute(bound, net->ports.n, tunnels, net->tunnels.n, &want);
             free(tunnels);
-            if (install(net, &want) == 0) {
+            struct ovs_meters meters = {0};
+            ovs_meters_compute(bound, net->ports.n, &meters);
+            if (install_meters(net, &meters) == 0 && install(net, &want) == 0) {
+                remove_stale_meters(net, &meters);
+                ovs_meters_clear(&net->meters);
+                net->meters = meters;
+                net->meters_known = true;
                 log_newly_bound(net);
                 ovs_flows_clear(&net->installed);
                 net->installed = want;
                 net->installed_known = true;
                 publish_bound(net, bound, net->ports.n, true, net->ports_gen);
             } else {
+                ovs_meters_clear(&meters);
                 ovs_flows_clear(&want);
             }
             free(bound);
@@ -613,6 +701,7 @@ ovs_net_stop(struct ovs_net *net)
         free(net->bound[i]);
     free(net->bound);
     ovs_flows_clear(&net->installed);
+    ovs_meters_clear(&net->meters);
     pthread_mutex_destroy(&net->mu);
     pthread_cond_destroy(&net->bound_changed);
     free(net->ovsdb);

@@ -27,6 +27,13 @@
  * DHCP (or DHCPv6) server's answer; frames go to the ports of the same network only (exact
  * MAC forwarding, broadcast and unknown unicast flooded within the network).
  *
+ * Bandwidth: a port with limits gets an OpenFlow meter per limited direction (one drop band:
+ * the average as its rate, the burst as its burst size; the userspace datapath runs them
+ * itself, unlike tc on the tap, which it can bypass).  Meter ids are the port's: 2 x ofport for
+ * what the port sends, 2 x ofport + 1 for what it receives.  Every frame from the port
+ * passes its outbound meter; frames forwarded to its MAC pass its inbound meter (frames
+ * flooded to the network, such as broadcasts, do not).
+ *
  * Threads: ovs_net_start/stop/set_ports from the agent's loop; ovs_net_wait_bound from any
  * thread (a worker waits there for a create's ports).  The shared fields are under one
  * mutex (see ovs.c).
@@ -63,6 +70,15 @@ struct ovs_net_config {
     const char *local_ip;      /* this node's tunnel endpoint; NULL: no tunnels */
 };
 
+/* A port's bandwidth limits, in KiB (1024 bytes) per second and KiB; 0 = unlimited (a
+ * burst of 0: a tenth of a second at the average). */
+struct ovs_net_bandwidth {
+    uint32_t inbound_kib_sec; /* to the guest */
+    uint32_t inbound_burst_kib;
+    uint32_t outbound_kib_sec; /* from the guest */
+    uint32_t outbound_burst_kib;
+};
+
 /* One port (NIC) of an instance on this node. */
 struct ovs_net_port {
     const char *id; /* the port id: libvirt's iface-id */
@@ -70,6 +86,7 @@ struct ovs_net_port {
     const char *mac;             /* "52:54:00:12:34:56" */
     const char *const *ips;      /* "10.0.0.5/24" or "10.0.0.5"; IPv6 ones are ignored */
     size_t n_ips;
+    struct ovs_net_bandwidth bandwidth;
 };
 
 /* Another node, as its announcements tell. */

@@ -22,7 +22,8 @@
 #define DATA_DIR NODEAGENT_SOURCE_DIR "/tests/unit/data"
 
 static const char *const golden_cases[] = {
-    "plain", "custom-cpu", "kvm-passthrough", "minimal", "raw-base", "ksm-off", "hostile",
+    "plain",   "custom-cpu", "kvm-passthrough", "minimal",          "raw-base",
+    "ksm-off", "hostile",    "limits",          "limits-disk-only",
 };
 
 static char *
@@ -68,6 +69,13 @@ num(json_t *o, const char *key)
     if (!json_is_integer(v) || json_integer_value(v) < 0)
         fail_msg("%s: not a non-negative integer", key);
     return (uint64_t)json_integer_value(v);
+}
+
+/* An optional number: 0 when absent. */
+static uint64_t
+opt_num(json_t *o, const char *key)
+{
+    return json_object_get(o, key) ? num(o, key) : 0;
 }
 
 static void
@@ -119,6 +127,15 @@ load_spec(const char *name, struct loaded_spec *ls)
         ls->nics[i].mtu = (uint32_t)num(n, "mtu");
     }
     s->nics = ls->nics;
+    json_t *l = json_object_get(o, "limits");
+    if (l) {
+        s->limits.cpu_shares = (uint32_t)opt_num(l, "cpu_shares");
+        s->limits.cpu_quota_percent = (uint32_t)opt_num(l, "cpu_quota_percent");
+        s->limits.disk_read_iops_sec = (uint32_t)opt_num(l, "disk_read_iops_sec");
+        s->limits.disk_write_iops_sec = (uint32_t)opt_num(l, "disk_write_iops_sec");
+        s->limits.disk_read_bytes_sec = opt_num(l, "disk_read_bytes_sec");
+        s->limits.disk_write_bytes_sec = opt_num(l, "disk_write_bytes_sec");
+    }
 }
 
 static void
@@ -647,6 +664,13 @@ MUT(bridge_dash, n[0].bridge = "-br")
 MUT(bridge_empty, n[0].bridge = "")
 MUT(mtu_small, n[1].mtu = 67)
 MUT(mtu_big, n[0].mtu = 65536)
+MUT(shares_one, s->limits.cpu_shares = 1)
+MUT(shares_huge, s->limits.cpu_shares = 262145)
+MUT(quota_over, s->limits.cpu_quota_percent = 101)
+MUT(read_iops_huge, s->limits.disk_read_iops_sec = 1000001)
+MUT(write_iops_huge, s->limits.disk_write_iops_sec = UINT32_MAX)
+MUT(read_bytes_huge, s->limits.disk_read_bytes_sec = (1ULL << 40) + 1)
+MUT(write_bytes_huge, s->limits.disk_write_bytes_sec = UINT64_MAX)
 
 static const struct {
     const char *id;
@@ -723,6 +747,13 @@ static const struct {
     R(bridge_empty, "nics[0].bridge"),
     R(mtu_small, "nics[1].mtu"),
     R(mtu_big, "nics[0].mtu"),
+    R(shares_one, "limits.cpu_shares"),
+    R(shares_huge, "limits.cpu_shares"),
+    R(quota_over, "limits.cpu_quota_percent"),
+    R(read_iops_huge, "limits.disk_read_iops_sec"),
+    R(write_iops_huge, "limits.disk_write_iops_sec"),
+    R(read_bytes_huge, "limits.disk_read_bytes_sec"),
+    R(write_bytes_huge, "limits.disk_write_bytes_sec"),
 #undef R
 };
 

@@ -269,6 +269,55 @@ test_tunnel_port_names(void **state)
     assert_string_equal(name, "natffffffff");
 }
 
+/* A port's limits: its outbound meter on every flow that admits its frames, its inbound
+ * meter on the flows that forward to its MAC; the meters' rates in kbit/s rounded down, a
+ * default burst of a tenth of a second. */
+static void
+test_bandwidth_limits_are_meters(void **state)
+{
+    (void)state;
+    struct ovs_net_port limited = port_a;
+    limited.bandwidth = (struct ovs_net_bandwidth){
+        .inbound_kib_sec = 1000, .inbound_burst_kib = 100, .outbound_kib_sec = 512};
+    static const uint32_t vnis_100[] = {100};
+    struct ovs_bound_tunnel tunnels[] = {{"10.200.0.2", 20, vnis_100, 1}};
+    struct ovs_bound_port ports[] = {{&limited, 5}, {&port_b, 6}};
+    struct ovs_flows f = {0};
+    ovs_flows_compute(ports, 2, tunnels, 1, &f);
+    assert_string_equal(
+        actions(&f, "table=0,priority=100,in_port=5,dl_src=52:54:00:00:00:0a,ip,nw_src=10.0.0.5"),
+        "meter:10,load:100->NXM_NX_REG6[],resubmit(,1)");
+    assert_string_equal(actions(&f, "table=0,priority=100,in_port=5,dl_src=52:54:00:00:00:0a,"
+                                    "arp,arp_sha=52:54:00:00:00:0a,arp_spa=10.0.0.5"),
+                        "meter:10,load:100->NXM_NX_REG6[],resubmit(,1)");
+    assert_string_equal(actions(&f, "table=1,priority=100,reg6=100,dl_dst=52:54:00:00:00:0a"),
+                        "meter:11,output:5");
+    assert_string_equal(actions(&f, "table=2,priority=100,reg6=100,dl_dst=52:54:00:00:00:0a"),
+                        "meter:11,output:5");
+    /* The unlimited port's flows have no meter. */
+    for (size_t i = 0; i < f.n; i++)
+        if (strstr(f.items[i].key, "in_port=6,") || strstr(f.items[i].actions, "output:6"))
+            assert_null(strstr(f.items[i].actions, "meter:"));
+    ovs_flows_clear(&f);
+
+    struct ovs_meters m = {0};
+    ovs_meters_compute(ports, 2, &m);
+    assert_int_equal(m.n, 2);
+    /* 512 KiB/s = 4194.304 kbit/s; 1000 KiB/s = 8192 kbit/s; 100 KiB = 819.2 kbit. */
+    assert_string_equal(ovs_meters_find(&m, 10)->text,
+                        "meter=10,kbps,burst,band=type=drop,rate=4194,burst_size=419");
+    assert_string_equal(ovs_meters_find(&m, 11)->text,
+                        "meter=11,kbps,burst,band=type=drop,rate=8192,burst_size=819");
+    assert_null(ovs_meters_find(&m, 12));
+    ovs_meters_clear(&m);
+
+    /* No port number yet: no meter (and no flow). */
+    ports[0].ofport = 0;
+    ovs_meters_compute(ports, 2, &m);
+    assert_int_equal(m.n, 0);
+    ovs_meters_clear(&m);
+}
+
 int
 main(void)
 {
@@ -283,6 +332,7 @@ main(void)
         cmocka_unit_test(test_learned_macs_are_capped_and_never_a_local_ports),
         cmocka_unit_test(test_a_tunnel_without_a_port_number_gets_nothing),
         cmocka_unit_test(test_tunnel_port_names),
+        cmocka_unit_test(test_bandwidth_limits_are_meters),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -322,6 +322,36 @@ assert_invalid(struct fx *f, const char *field)
     X(memory_absurd, "create.spec.flavor.memory_mib", f->flavor.memory_mib = 16777217)             \
     X(disk_0, "create.spec.flavor.root_disk_gib", f->flavor.root_disk_gib = 0)                     \
     X(disk_absurd, "create.spec.flavor.root_disk_gib", f->flavor.root_disk_gib = 65537)            \
+    /* flavor limits: 0 is unlimited, anything else within its range */                            \
+    X(cpu_shares_1, "create.spec.flavor.cpu_shares", f->flavor.cpu_shares = 1)                     \
+    X(cpu_shares_big, "create.spec.flavor.cpu_shares", f->flavor.cpu_shares = 262145)              \
+    X(cpu_quota_101, "create.spec.flavor.cpu_quota_percent", f->flavor.cpu_quota_percent = 101)    \
+    X(read_iops_big, "create.spec.flavor.disk_read_iops_sec",                                      \
+      f->flavor.disk_read_iops_sec = 1000001)                                                      \
+    X(write_iops_big, "create.spec.flavor.disk_write_iops_sec",                                    \
+      f->flavor.disk_write_iops_sec = UINT32_MAX)                                                  \
+    X(read_bytes_small, "create.spec.flavor.disk_read_bytes_sec",                                  \
+      f->flavor.disk_read_bytes_sec = 65535)                                                       \
+    X(write_bytes_small, "create.spec.flavor.disk_write_bytes_sec",                                \
+      f->flavor.disk_write_bytes_sec = 1)                                                          \
+    X(write_bytes_big, "create.spec.flavor.disk_write_bytes_sec",                                  \
+      f->flavor.disk_write_bytes_sec = (1ULL << 40) + 1)                                           \
+    X(in_avg_small, "create.spec.flavor.nic_inbound_average_kib_sec",                              \
+      f->flavor.nic_inbound_average_kib_sec = 7)                                                   \
+    X(out_avg_big, "create.spec.flavor.nic_outbound_average_kib_sec",                              \
+      f->flavor.nic_outbound_average_kib_sec = 4194305)                                            \
+    X(in_peak_alone, "create.spec.flavor.nic_inbound_peak_kib_sec",                                \
+      f->flavor.nic_inbound_peak_kib_sec = 100)                                                    \
+    X(out_peak_low, "create.spec.flavor.nic_outbound_peak_kib_sec",                                \
+      f->flavor.nic_outbound_average_kib_sec = 100;                                                \
+      f->flavor.nic_outbound_peak_kib_sec = 99)                                                    \
+    X(out_burst_alone, "create.spec.flavor.nic_outbound_burst_kib",                                \
+      f->flavor.nic_outbound_burst_kib = 10)                                                       \
+    X(in_burst_big, "create.spec.flavor.nic_inbound_burst_kib",                                    \
+      f->flavor.nic_inbound_average_kib_sec = 100;                                                 \
+      f->flavor.nic_inbound_burst_kib = 1048577)                                                   \
+    X(resize_write_bytes, "resize.flavor.disk_write_bytes_sec", USE(RESIZE, resize);               \
+      f->flavor.disk_write_bytes_sec = 4096)                                                       \
     /* image */                                                                                    \
     X(image_missing, "create.spec.image", f->spec.image = NULL)                                    \
     X(image_id_empty, "create.spec.image.id", f->image.id = "")                                    \
@@ -621,6 +651,18 @@ test_valid_edges(void **state)
     f->flavor.vcpus = 1024;
     f->flavor.memory_mib = 16777216;
     f->flavor.root_disk_gib = 65536;
+    f->flavor.cpu_shares = 262144;
+    f->flavor.cpu_quota_percent = 100;
+    f->flavor.disk_read_iops_sec = 1000000;
+    f->flavor.disk_write_iops_sec = 1000000;
+    f->flavor.disk_read_bytes_sec = 1ULL << 40;
+    f->flavor.disk_write_bytes_sec = 1ULL << 40;
+    f->flavor.nic_inbound_average_kib_sec = 4194304;
+    f->flavor.nic_inbound_peak_kib_sec = 4194304;
+    f->flavor.nic_inbound_burst_kib = 1048576;
+    f->flavor.nic_outbound_average_kib_sec = 4194304;
+    f->flavor.nic_outbound_peak_kib_sec = 4194304;
+    f->flavor.nic_outbound_burst_kib = 1048576;
     f->nic[0].vni = 16777215;
     f->nic[0].mtu = 9000;
     f->nic[1].mtu = 576;
@@ -643,6 +685,18 @@ test_valid_edges(void **state)
     f->flavor.vcpus = 1;
     f->flavor.memory_mib = 64;
     f->flavor.root_disk_gib = 1;
+    f->flavor.cpu_shares = 2;
+    f->flavor.cpu_quota_percent = 1;
+    f->flavor.disk_read_iops_sec = 1;
+    f->flavor.disk_write_iops_sec = 1;
+    f->flavor.disk_read_bytes_sec = 65536;
+    f->flavor.disk_write_bytes_sec = 65536;
+    f->flavor.nic_inbound_average_kib_sec = 8;
+    f->flavor.nic_inbound_peak_kib_sec = 0;
+    f->flavor.nic_inbound_burst_kib = 1;
+    f->flavor.nic_outbound_average_kib_sec = 8;
+    f->flavor.nic_outbound_peak_kib_sec = 8;
+    f->flavor.nic_outbound_burst_kib = 0;
     f->spec.hostname = "a";
     f->spec.name = "a";
     assert_valid(f);

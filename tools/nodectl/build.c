@@ -79,13 +79,52 @@ build_image(const struct nodectl_args *a, Nodeagent__V1__Image **out, struct na_
     return fmt ? parse_image_format(fmt, &img->format, err) : 0;
 }
 
+/* `--limits K=V,...`: each K a flavor field of number 5 and above (the limits, by their
+ * names in the contract), each V a decimal number. */
+static int
+parse_limits(const char *spec, Nodeagent__V1__Flavor *fl, struct na_error **err)
+{
+    const ProtobufCMessageDescriptor *desc = &nodeagent__v1__flavor__descriptor;
+    for (const char *p = spec; *p;) {
+        size_t item_len = strcspn(p, ",");
+        cleanup_free char *item = na_xstrndup(p, item_len);
+        p += item_len + (p[item_len] == ',');
+        char *eq = strchr(item, '=');
+        if (!eq)
+            return na_error_set(err, NA_CODE_INVALID_ARGUMENT, 0, "--limits: `%s` is not key=value",
+                                item);
+        *eq = '\0';
+        const ProtobufCFieldDescriptor *f =
+            protobuf_c_message_descriptor_get_field_by_name(desc, item);
+        if (!f || f->id < 5 ||
+            (f->type != PROTOBUF_C_TYPE_UINT32 && f->type != PROTOBUF_C_TYPE_UINT64))
+            return na_error_set(err, NA_CODE_INVALID_ARGUMENT, 0,
+                                "--limits: `%s` is not a limit of the flavor (docs/protocol.md "
+                                "4.2.1)",
+                                item);
+        char *end = NULL;
+        errno = 0;
+        unsigned long long v = eq[1] >= '0' && eq[1] <= '9' ? strtoull(eq + 1, &end, 10) : 0;
+        if (!end || *end || errno || (f->type == PROTOBUF_C_TYPE_UINT32 && v > UINT32_MAX))
+            return na_error_set(err, NA_CODE_INVALID_ARGUMENT, 0,
+                                "--limits %s: `%s` is not a number", item, eq + 1);
+        void *field = (char *)fl + f->offset;
+        if (f->type == PROTOBUF_C_TYPE_UINT32)
+            *(uint32_t *)field = (uint32_t)v;
+        else
+            *(uint64_t *)field = (uint64_t)v;
+    }
+    return 0;
+}
+
 /* NULL when no flavor flag is given. */
 static int
 build_flavor(const struct nodectl_args *a, Nodeagent__V1__Flavor **out, struct na_error **err)
 {
     *out = NULL;
     if (!nodectl_arg_str(a, NODECTL_F_VCPUS) && !nodectl_arg_str(a, NODECTL_F_MEMORY_MIB) &&
-        !nodectl_arg_str(a, NODECTL_F_DISK_GIB) && !nodectl_arg_str(a, NODECTL_F_FLAVOR_NAME))
+        !nodectl_arg_str(a, NODECTL_F_DISK_GIB) && !nodectl_arg_str(a, NODECTL_F_FLAVOR_NAME) &&
+        !nodectl_arg_str(a, NODECTL_F_LIMITS))
         return 0;
     Nodeagent__V1__Flavor *fl = na_xmalloc(sizeof(*fl));
     nodeagent__v1__flavor__init(fl);
@@ -96,6 +135,9 @@ build_flavor(const struct nodectl_args *a, Nodeagent__V1__Flavor **out, struct n
         rc = nodectl_arg_u32(a, NODECTL_F_MEMORY_MIB, &fl->memory_mib, err);
     if (rc == 0)
         rc = nodectl_arg_u32(a, NODECTL_F_DISK_GIB, &fl->root_disk_gib, err);
+    const char *limits = nodectl_arg_str(a, NODECTL_F_LIMITS);
+    if (rc == 0 && limits)
+        rc = parse_limits(limits, fl, err);
     return rc;
 }
 

@@ -28,7 +28,8 @@ flag_repeatable(enum nodectl_flag f)
 #define IMAGE_FLAGS                                                                                \
     NODECTL_F_IMAGE_ID, NODECTL_F_IMAGE_URL, NODECTL_F_IMAGE_SHA256, NODECTL_F_IMAGE_FORMAT
 #define FLAVOR_FLAGS                                                                               \
-    NODECTL_F_VCPUS, NODECTL_F_MEMORY_MIB, NODECTL_F_DISK_GIB, NODECTL_F_FLAVOR_NAME
+    NODECTL_F_VCPUS, NODECTL_F_MEMORY_MIB, NODECTL_F_DISK_GIB, NODECTL_F_FLAVOR_NAME,              \
+        NODECTL_F_LIMITS
 
 static const enum nodectl_flag f_create[] = {NODECTL_F_UUID,
                                              NODECTL_F_NAME,

@@ -48,6 +48,8 @@ enum nodectl_exit {
     X(MEMORY_MIB, "memory-mib", "N", "flavor: memory in MiB")                                      \
     X(DISK_GIB, "disk-gib", "N", "flavor: root disk in GiB")                                       \
     X(FLAVOR_NAME, "flavor-name", "NAME", "flavor: name (informational)")                          \
+    X(LIMITS, "limits", "K=V,...",                                                                 \
+      "flavor: limits by field name, e.g. disk_write_bytes_sec=5242880,cpu_shares=512")            \
     X(IMAGE_ID, "image-id", "ID", "image id")                                                      \
     X(IMAGE_URL, "image-url", "URL", "image URL (http:// or https://)")                            \
     X(IMAGE_SHA256, "image-sha256", "HEX", "sha256 of the image file")                             \
