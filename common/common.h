@@ -133,6 +133,14 @@ bool na_mac_parse(const char *s, uint8_t mac[6]);
 /* The address of "a.b.c.d" or "a.b.c.d/len" in network order (the prefix length is not
  * looked at); false when s does not start with an IPv4 address. */
 bool na_ipv4_addr_parse(const char *s, uint32_t *addr);
+/* The address of an IPv6 "x:y::z" or "x:y::z/len" (the prefix length is not looked at);
+ * false when s does not start with an IPv6 address. */
+bool na_ipv6_addr_parse(const char *s, uint8_t addr[16]);
+/* Whether a and b (IPv4 or IPv6, prefix lengths ignored) are one address. */
+bool na_ip_same_addr(const char *a, const char *b);
+/* The link-local address a host derives from its MAC (fe80::/64 with the modified EUI-64
+ * interface id, RFC 4291), as Linux does by default. */
+void na_ipv6_link_local(const uint8_t mac[6], uint8_t addr[16]);
 
 /* Base64 (RFC 4648, padded) of data; the caller frees the string. */
 char *na_base64_encode(const uint8_t *data, size_t size);

@@ -418,6 +418,71 @@ check_ipv4(struct vctx *v, const char *name, const char *s, bool with_prefix)
         fail(v, name, "%s is %s, which a guest can't use", echo(q, s), why);
 }
 
+/* Why an IPv6 address can't be a guest's, or NULL when it can; a link-local one only when
+ * link_local_ok (a gateway may be one: the guest's own link-local comes from its MAC). */
+static const char *
+ipv6_refusal(const uint8_t a[16], bool link_local_ok)
+{
+    static const uint8_t zero[16], mapped[12] = {[10] = 0xff, [11] = 0xff};
+    if (!memcmp(a, zero, 16))
+        return "the unspecified address ::";
+    if (!memcmp(a, zero, 15) && a[15] == 1)
+        return "the loopback address ::1";
+    if (a[0] == 0xff)
+        return "a multicast address (ff00::/8)";
+    if (!link_local_ok && a[0] == 0xfe && (a[1] & 0xc0) == 0x80)
+        return "a link-local address (fe80::/10; the guest's own comes from its MAC)";
+    if (!memcmp(a, mapped, sizeof(mapped)))
+        return "an IPv4-mapped address (::ffff:0:0/96; give the IPv4 address itself)";
+    return NULL;
+}
+
+/* An IPv6 address, or x::y/p with p 1..128 when with_prefix. */
+static void
+check_ipv6(struct vctx *v, const char *name, const char *s, bool with_prefix)
+{
+    char q[ECHO_SIZE];
+    const char *expected = with_prefix ? "an IPv6 address with a prefix length 1..128, "
+                                         "\"fd00:0:0:1::5/64\""
+                                       : "an IPv6 address, \"fd00:0:0:1::1\"";
+    s = or_empty(s);
+    if (v->ret)
+        return;
+    const char *slash = strchr(s, '/');
+    size_t addr_len = slash ? (size_t)(slash - s) : strlen(s);
+    char addr[INET6_ADDRSTRLEN];
+    uint8_t in6[16];
+    bool ok = addr_len < sizeof(addr) && (slash != NULL) == with_prefix;
+    if (ok) {
+        memcpy(addr, s, addr_len);
+        addr[addr_len] = '\0';
+        ok = inet_pton(AF_INET6, addr, in6) == 1;
+    }
+    if (ok && with_prefix) {
+        const char *p = slash + 1;
+        size_t plen = strlen(p);
+        ok = plen >= 1 && plen <= 3 && p[0] >= '1' && p[0] <= '9' &&
+             strspn(p, "0123456789") == plen && atoi(p) <= 128;
+    }
+    if (!ok) {
+        fail(v, name, "%s is not %s", echo(q, s), expected);
+        return;
+    }
+    const char *why = ipv6_refusal(in6, !with_prefix);
+    if (why)
+        fail(v, name, "%s is %s, which a guest can't use", echo(q, s), why);
+}
+
+/* A NIC's address: IPv6 when it has a colon, IPv4 otherwise. */
+static void
+check_nic_ip(struct vctx *v, const char *name, const char *s)
+{
+    if (strchr(or_empty(s), ':'))
+        check_ipv6(v, name, s, true);
+    else
+        check_ipv4(v, name, s, true);
+}
+
 /* --- numbers, counts and enums ---------------------------------------------------------- */
 
 static void
@@ -556,10 +621,18 @@ check_nic(struct vctx *v, const Nodeagent__V1__Nic *nic)
     for (size_t i = 0; i < nic->n_ips && !v->ret; i++) {
         char name[32];
         snprintf(name, sizeof(name), "ips[%zu]", i);
-        check_ipv4(v, name, nic->ips[i], true);
+        check_nic_ip(v, name, nic->ips[i]);
     }
     if (*or_empty(nic->gateway))
         check_ipv4(v, "gateway", nic->gateway, false);
+    if (*or_empty(nic->gateway6)) {
+        check_ipv6(v, "gateway6", nic->gateway6, false);
+        bool has_ipv6 = false;
+        for (size_t i = 0; i < nic->n_ips; i++)
+            has_ipv6 |= strchr(nic->ips[i], ':') != NULL;
+        if (!v->ret && !has_ipv6)
+            fail(v, "gateway6", "is set but ips has no IPv6 address to reach it from");
+    }
     if (nic->mtu != 0 && (nic->mtu < 576 || nic->mtu > 9000))
         fail(v, "mtu", "%" PRIu32 " is out of range; allowed 0 (the underlay's) or 576..9000",
              nic->mtu);
@@ -574,11 +647,8 @@ check_nic_ips_unique(struct vctx *v, const Nodeagent__V1__Nic *a, const Nodeagen
     if (strcmp(a->network_id, b->network_id) != 0)
         return;
     for (size_t k = 0; k < a->n_ips && !v->ret; k++) {
-        uint32_t x, y;
-        if (!na_ipv4_addr_parse(a->ips[k], &x))
-            continue;
         for (size_t m = 0; m < b->n_ips && !v->ret; m++) {
-            if (!na_ipv4_addr_parse(b->ips[m], &y) || x != y)
+            if (!na_ip_same_addr(a->ips[k], b->ips[m]))
                 continue;
             char name[32];
             snprintf(name, sizeof(name), "ips[%zu]", k);

@@ -162,10 +162,11 @@ nics_json(const Nodeagent__V1__InstanceSpec *spec)
         json_t *ips = json_array();
         for (size_t k = 0; k < n->n_ips; k++)
             json_array_append_new(ips, json_string(n->ips[k]));
-        json_array_append_new(list, json_pack("{s:s, s:s, s:i, s:s, s:o, s:s, s:i}", "port_id",
+        json_array_append_new(list, json_pack("{s:s, s:s, s:i, s:s, s:o, s:s, s:s, s:i}", "port_id",
                                               n->port_id, "network_id", n->network_id, "vni",
                                               (int)n->vni, "mac", n->mac, "ips", ips, "gateway",
-                                              n->gateway ? n->gateway : "", "mtu", (int)n->mtu));
+                                              n->gateway ? n->gateway : "", "gateway6",
+                                              n->gateway6 ? n->gateway6 : "", "mtu", (int)n->mtu));
     }
     return list;
 }

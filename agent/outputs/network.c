@@ -94,11 +94,8 @@ check_nic_identity(const Nodeagent__V1__Nic *nic, size_t k, const Nodeagent__V1_
                               field, o->mac, o->port_id, other, o->network_id);
     }
     for (size_t i = 0; i < nic->n_ips; i++) {
-        uint32_t addr, other_addr;
-        if (!na_ipv4_addr_parse(nic->ips[i], &addr))
-            continue;
         for (size_t j = 0; j < o->n_ips; j++) {
-            if (!na_ipv4_addr_parse(o->ips[j], &other_addr) || addr != other_addr)
+            if (!na_ip_same_addr(nic->ips[i], o->ips[j]))
                 continue;
             snprintf(field, sizeof(field), "create.spec.nics[%zu].ips[%zu]", k, i);
             return na_error_field(err, field,

@@ -171,6 +171,55 @@ bad:
                           field, s ? s : "");
 }
 
+/* "x::y/p" with p in 1..128; fills the address and the netmask. */
+static int
+parse_cidr6(const char *s, struct in6_addr *addr, struct in6_addr *mask, const char *field,
+            struct na_error **err)
+{
+    const char *slash = s ? strchr(s, '/') : NULL;
+    char ip[INET6_ADDRSTRLEN];
+    size_t len = slash ? (size_t)(slash - s) : 0;
+    if (!slash || len == 0 || len >= sizeof(ip))
+        goto bad;
+    memcpy(ip, s, len);
+    ip[len] = '\0';
+    if (inet_pton(AF_INET6, ip, addr) != 1)
+        goto bad;
+    const char *p = slash + 1;
+    size_t plen = strlen(p);
+    if (plen == 0 || plen > 3 || strspn(p, "0123456789") != plen || p[0] == '0')
+        goto bad;
+    unsigned prefix = (unsigned)atoi(p);
+    if (prefix > 128)
+        goto bad;
+    memset(mask, 0, sizeof(*mask));
+    for (unsigned b = 0; b < prefix; b++)
+        mask->s6_addr[b / 8] |= (uint8_t)(0x80u >> (b % 8));
+    return 0;
+bad:
+    return na_error_field(err, field,
+                          "config drive: %s \"%s\" is not an IPv6 address with a prefix length "
+                          "(x::y/1..128)",
+                          field, s ? s : "");
+}
+
+static bool
+same_prefix6(const struct in6_addr *a, const struct in6_addr *b, const struct in6_addr *mask)
+{
+    for (int k = 0; k < 16; k++)
+        if ((a->s6_addr[k] & mask->s6_addr[k]) != (b->s6_addr[k] & mask->s6_addr[k]))
+            return false;
+    return true;
+}
+
+static json_t *
+ntoa6(const struct in6_addr *a)
+{
+    char buf[INET6_ADDRSTRLEN];
+    inet_ntop(AF_INET6, a, buf, sizeof(buf));
+    return json_string(buf);
+}
+
 static bool
 mac_is_valid(const char *mac)
 {
@@ -190,6 +239,20 @@ ntoa(struct in_addr a)
     char buf[INET_ADDRSTRLEN];
     inet_ntop(AF_INET, &a, buf, sizeof(buf));
     return json_string(buf);
+}
+
+static json_t *
+default_route(const char *gateway)
+{
+    return json_pack("{s:s, s:s, s:s}", "network", "0.0.0.0", "netmask", "0.0.0.0", "gateway",
+                     gateway);
+}
+
+/* OpenStack's form of an IPv6 default route (nova's network_data.json). */
+static json_t *
+default_route6(const char *gateway)
+{
+    return json_pack("{s:s, s:s, s:s}", "network", "::", "netmask", "::", "gateway", gateway);
 }
 
 static int
@@ -248,6 +311,13 @@ add_nic(const struct qcow2_config_drive_nic *nic, size_t i, json_t *links, json_
         return na_error_field(err, field, "config drive: %s \"%s\" is not an IPv4 address", field,
                               nic->gateway);
     }
+    struct in6_addr gw6 = IN6ADDR_ANY_INIT;
+    bool has_gw6 = nic->gateway6 && *nic->gateway6;
+    if (has_gw6 && inet_pton(AF_INET6, nic->gateway6, &gw6) != 1) {
+        snprintf(field, sizeof(field), "nics[%zu].gateway6", i);
+        return na_error_field(err, field, "config drive: %s \"%s\" is not an IPv6 address", field,
+                              nic->gateway6);
+    }
     if (nic->network_id && !utf8_ok(nic->network_id)) {
         snprintf(field, sizeof(field), "nics[%zu].network_id", i);
         return na_error_field(err, field, "config drive: %s is not valid UTF-8", field);
@@ -257,33 +327,45 @@ add_nic(const struct qcow2_config_drive_nic *nic, size_t i, json_t *links, json_
         return na_error_field(err, field, "config drive: array is NULL but its count is not 0");
     }
 
-    /* Which of the NIC's networks get the default route (see qcow2.h). */
-    size_t first = json_array_size(networks);
-    bool routed = false;
+    /* Which of the NIC's networks get the default routes (see qcow2.h). */
+    json_t *first4 = NULL, *first6 = NULL;
+    bool routed4 = false, routed6 = false;
     for (size_t k = 0; k < nic->n_ips; k++) {
-        struct in_addr ip = {0}, mask = {0};
         snprintf(field, sizeof(field), "nics[%zu].ips[%zu]", i, k);
-        if ((ret = parse_cidr(nic->ips[k], &ip, &mask, field, err)) < 0)
+        bool v6 = nic->ips[k] && strchr(nic->ips[k], ':');
+        struct in_addr ip = {0}, mask = {0};
+        struct in6_addr ip6, mask6;
+        if (v6 ? (ret = parse_cidr6(nic->ips[k], &ip6, &mask6, field, err)) < 0
+               : (ret = parse_cidr(nic->ips[k], &ip, &mask, field, err)) < 0)
             return ret;
         char id[32];
         snprintf(id, sizeof(id), "network%zu", json_array_size(networks));
         json_t *net =
-            json_pack("{s:s, s:s, s:s, s:o, s:o, s:[]}", "id", id, "link", link_id, "type", "ipv4",
-                      "ip_address", ntoa(ip), "netmask", ntoa(mask), "routes");
+            json_pack("{s:s, s:s, s:s, s:o, s:o, s:[]}", "id", id, "link", link_id, "type",
+                      v6 ? "ipv6" : "ipv4", "ip_address", v6 ? ntoa6(&ip6) : ntoa(ip), "netmask",
+                      v6 ? ntoa6(&mask6) : ntoa(mask), "routes");
         if (nic->network_id && *nic->network_id)
             json_object_set_new(net, "network_id", json_string(nic->network_id));
         json_array_append_new(networks, net);
-        if (has_gw && (ip.s_addr & mask.s_addr) == (gw.s_addr & mask.s_addr)) {
-            json_array_append_new(json_object_get(net, "routes"),
-                                  json_pack("{s:s, s:s, s:s}", "network", "0.0.0.0", "netmask",
-                                            "0.0.0.0", "gateway", nic->gateway));
-            routed = true;
+        json_t *routes = json_object_get(net, "routes");
+        if (v6) {
+            first6 = first6 ? first6 : routes;
+            if (has_gw6 && same_prefix6(&ip6, &gw6, &mask6)) {
+                json_array_append_new(routes, default_route6(nic->gateway6));
+                routed6 = true;
+            }
+        } else {
+            first4 = first4 ? first4 : routes;
+            if (has_gw && (ip.s_addr & mask.s_addr) == (gw.s_addr & mask.s_addr)) {
+                json_array_append_new(routes, default_route(nic->gateway));
+                routed4 = true;
+            }
         }
     }
-    if (has_gw && !routed && nic->n_ips > 0)
-        json_array_append_new(json_object_get(json_array_get(networks, first), "routes"),
-                              json_pack("{s:s, s:s, s:s}", "network", "0.0.0.0", "netmask",
-                                        "0.0.0.0", "gateway", nic->gateway));
+    if (has_gw && !routed4 && first4)
+        json_array_append_new(first4, default_route(nic->gateway));
+    if (has_gw6 && !routed6 && first6)
+        json_array_append_new(first6, default_route6(nic->gateway6));
     return 0;
 }
 

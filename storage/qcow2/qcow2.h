@@ -132,11 +132,17 @@ struct qcow2_config_drive_nic {
     const char *port_id;    /* the link's vif_id; the link is "tap" + its first 11 chars */
     const char *network_id; /* network_id of its networks; NULL or "" leaves it out */
     const char *mac;        /* "52:54:00:12:34:56"; written in lowercase */
-    const char *const *ips; /* IPv4 "a.b.c.d/prefix": one network entry each */
+    /* IPv4 "a.b.c.d/prefix" or IPv6 "x::y/prefix": one network entry each, of type "ipv4"
+     * or "ipv6" (OpenStack's static types) with ip_address and netmask */
+    const char *const *ips;
     size_t n_ips;
     /* IPv4 default gateway, NULL or "" for none.  It becomes a 0.0.0.0/0 route on each of
-     * the NIC's networks whose subnet holds it, or on its first network when none does. */
+     * the NIC's IPv4 networks whose subnet holds it, or on its first IPv4 network when none
+     * does. */
     const char *gateway;
+    /* IPv6 default gateway (link-local allowed), NULL or "" for none: a ::/:: route, placed
+     * the same way among the NIC's IPv6 networks. */
+    const char *gateway6;
     uint32_t mtu; /* 68..65535, or 0 for unknown (written as null) */
 };
 

@@ -465,6 +465,75 @@ test_gateway_outside_subnets(void **state)
     rm_dir(dir);
 }
 
+static json_t *
+network_data(const struct qcow2_config_drive *in, const char *dir)
+{
+    cleanup_free char *path = na_xasprintf("%s/disk.config", dir);
+    build_ok(in, path);
+    struct iso iso;
+    iso_open(path, &iso, false);
+    size_t n;
+    cleanup_free char *s = iso_read(&iso, "/openstack/latest/network_data.json", &n);
+    iso_close(&iso);
+    return json_loads(s, 0, NULL);
+}
+
+/* A dual-stack NIC: its IPv6 addresses are networks of OpenStack's static type "ipv6" with
+ * the address alone and the netmask spelled out, and the IPv6 gateway is a ::/:: route on
+ * the IPv6 network whose prefix holds it; the IPv4 side is as before. */
+static void
+test_dual_stack(void **state)
+{
+    (void)state;
+    cleanup_free char *dir = tmpdir();
+    static const char *const ips[] = {"10.0.0.5/24", "2001:db8:0:7::5/56", "fd00:0:0:1::5/64"};
+    struct qcow2_config_drive_nic nic = {.port_id = PORT0,
+                                         .network_id = "0b8e2a33-1c1d-4e0f-9a55-6d8a4c2b1e00",
+                                         .mac = "52:54:00:00:00:01",
+                                         .ips = ips,
+                                         .n_ips = 3,
+                                         .gateway = "10.0.0.1",
+                                         .gateway6 = "fd00:0:0:1::1",
+                                         .mtu = 1450};
+    struct qcow2_config_drive in = {
+        .uuid = UUID, .name = "n", .hostname = "h", .tenant_id = "t", .nics = &nic, .n_nics = 1};
+    json_t *got = network_data(&in, dir);
+    json_t *want =
+        json_pack("[{s:s, s:s, s:s, s:s, s:s, s:[{s:s, s:s, s:s}], s:s},"
+                  " {s:s, s:s, s:s, s:s, s:s, s:[], s:s},"
+                  " {s:s, s:s, s:s, s:s, s:s, s:[{s:s, s:s, s:s}], s:s}]",
+                  "id", "network0", "link", "tap1a81968a-79", "type", "ipv4", "ip_address",
+                  "10.0.0.5", "netmask", "255.255.255.0", "routes", "network", "0.0.0.0", "netmask",
+                  "0.0.0.0", "gateway", "10.0.0.1", "network_id", nic.network_id, "id", "network1",
+                  "link", "tap1a81968a-79", "type", "ipv6", "ip_address", "2001:db8:0:7::5",
+                  "netmask", "ffff:ffff:ffff:ff00::", "routes", "network_id", nic.network_id, "id",
+                  "network2", "link", "tap1a81968a-79", "type", "ipv6", "ip_address",
+                  "fd00:0:0:1::5", "netmask", "ffff:ffff:ffff:ffff::", "routes", "network",
+                  "::", "netmask", "::", "gateway", "fd00:0:0:1::1", "network_id", nic.network_id);
+    assert_true(json_equal(json_object_get(got, "networks"), want));
+    json_decref(want);
+    json_decref(got);
+
+    /* A link-local gateway is in no prefix: the first IPv6 network gets the route.  An
+     * IPv6-only NIC has no IPv4 network and no IPv4 route. */
+    static const char *const ips6[] = {"2001:db8::5/128", "fd00::5/64"};
+    nic.ips = ips6;
+    nic.n_ips = 2;
+    nic.gateway6 = "fe80::1";
+    got = network_data(&in, dir);
+    json_t *nets = json_object_get(got, "networks");
+    assert_int_equal(json_array_size(nets), 2);
+    json_t *r0 = json_object_get(json_array_get(nets, 0), "routes");
+    assert_int_equal(json_array_size(r0), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(r0, 0), "gateway")),
+                        "fe80::1");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(nets, 0), "netmask")),
+                        "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff");
+    assert_int_equal(json_array_size(json_object_get(json_array_get(nets, 1), "routes")), 0);
+    json_decref(got);
+    rm_dir(dir);
+}
+
 static void
 test_replaces_atomically(void **state)
 {
@@ -624,7 +693,9 @@ static const char *const bad_ip_noprefix[] = {"10.0.0.5"};
 static const char *const bad_ip_short[] = {"10.0.0/24"};
 static const char *const bad_ip_zero[] = {"10.0.0.5/0"};
 static const char *const bad_ip_lead[] = {"10.0.0.5/024"};
-static const char *const bad_ip_v6[] = {"2001:db8::1/64"};
+static const char *const bad_ip_v6[] = {"2001:db8::1/129"};
+static const char *const bad_ip_v6_lead[] = {"2001:db8::1/064"};
+static const char *const bad_ip_v6_none[] = {"2001:db8::1"};
 static const char *const null_str[] = {NULL};
 static const char *const bad_dns[] = {"ns1.example"};
 static const struct qcow2_config_drive_kv dup_meta[] = {{"a", "1"}, {"a", "2"}};
@@ -670,6 +741,9 @@ NIC_MUTATION(m_short_ip, nic[1].ips = bad_ip_short)
 NIC_MUTATION(m_zero_prefix, nic[1].ips = bad_ip_zero)
 NIC_MUTATION(m_leading_zero, nic[1].ips = bad_ip_lead)
 NIC_MUTATION(m_ipv6, nic[1].ips = bad_ip_v6)
+NIC_MUTATION(m_ipv6_lead, nic[1].ips = bad_ip_v6_lead)
+NIC_MUTATION(m_ipv6_none, nic[1].ips = bad_ip_v6_none)
+NIC_MUTATION(m_bad_gateway6, nic[0].gateway6 = "10.0.0.1")
 NIC_MUTATION(m_null_ip, nic[1].ips = null_str)
 NIC_MUTATION(m_ips_array_null, nic[1].ips = NULL)
 NIC_MUTATION(m_bad_gateway, nic[0].gateway = "10.0.0.256")
@@ -704,7 +778,10 @@ static const struct refusal refusals[] = {
     {"three octets", "nics[1].ips[0]", m_short_ip},
     {"prefix 0", "nics[1].ips[0]", m_zero_prefix},
     {"prefix 024", "nics[1].ips[0]", m_leading_zero},
-    {"ipv6", "nics[1].ips[0]", m_ipv6},
+    {"ipv6 prefix 129", "nics[1].ips[0]", m_ipv6},
+    {"ipv6 prefix 064", "nics[1].ips[0]", m_ipv6_lead},
+    {"ipv6 no prefix", "nics[1].ips[0]", m_ipv6_none},
+    {"ipv4 gateway6", "nics[0].gateway6", m_bad_gateway6},
     {"null ip", "nics[1].ips[0]", m_null_ip},
     {"ips array null", "nics[1].ips", m_ips_array_null},
     {"bad gateway", "nics[0].gateway", m_bad_gateway},
@@ -760,6 +837,7 @@ main(void)
         cmocka_unit_test(test_reproducible),
         cmocka_unit_test(test_no_user_data),
         cmocka_unit_test(test_gateway_outside_subnets),
+        cmocka_unit_test(test_dual_stack),
         cmocka_unit_test(test_replaces_atomically),
         cmocka_unit_test(test_io_failures),
         cmocka_unit_test(test_write_at_does_not_follow_a_symlink),

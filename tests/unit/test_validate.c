@@ -414,6 +414,31 @@ assert_invalid(struct fx *f, const char *field)
     X(ip_multicast, "create.spec.nics[0].ips[0]", f->ips0[0] = "239.1.2.3/24")                     \
     X(ip_loopback, "create.spec.nics[0].ips[0]", f->ips0[0] = "127.0.0.1/8")                       \
     X(ip_second, "create.spec.nics[0].ips[1]", f->nic[0].n_ips = 2; f->ips0[1] = "10.0.0.6/24x")   \
+    X(ip6_link_local, "create.spec.nics[0].ips[1]", f->nic[0].n_ips = 2;                           \
+      f->ips0[1] = "fe80::5/64")                                                                   \
+    X(ip6_multicast, "create.spec.nics[0].ips[1]", f->nic[0].n_ips = 2; f->ips0[1] = "ff02::1/64") \
+    X(ip6_unspecified, "create.spec.nics[0].ips[1]", f->nic[0].n_ips = 2; f->ips0[1] = "::/64")    \
+    X(ip6_loopback, "create.spec.nics[0].ips[1]", f->nic[0].n_ips = 2; f->ips0[1] = "::1/128")     \
+    X(ip6_mapped, "create.spec.nics[0].ips[1]", f->nic[0].n_ips = 2;                               \
+      f->ips0[1] = "::ffff:10.0.0.9/120")                                                          \
+    X(ip6_no_prefix, "create.spec.nics[0].ips[1]", f->nic[0].n_ips = 2; f->ips0[1] = "fd00::5")    \
+    X(ip6_prefix_0, "create.spec.nics[0].ips[1]", f->nic[0].n_ips = 2; f->ips0[1] = "fd00::5/0")   \
+    X(ip6_prefix_129, "create.spec.nics[0].ips[1]", f->nic[0].n_ips = 2;                           \
+      f->ips0[1] = "fd00::5/129")                                                                  \
+    X(ip6_prefix_lead0, "create.spec.nics[0].ips[1]", f->nic[0].n_ips = 2;                         \
+      f->ips0[1] = "fd00::5/064")                                                                  \
+    X(ip6_bad_groups, "create.spec.nics[0].ips[1]", f->nic[0].n_ips = 2;                           \
+      f->ips0[1] = "fd00::5::6/64")                                                                \
+    X(ip6_zone, "create.spec.nics[0].ips[1]", f->nic[0].n_ips = 2; f->ips0[1] = "fd00::5%eth0/64") \
+    X(gateway6_without_ipv6, "create.spec.nics[0].gateway6", f->nic[0].gateway6 = "fd00::1")       \
+    X(gateway6_cidr, "create.spec.nics[0].gateway6", f->nic[0].n_ips = 2;                          \
+      f->ips0[1] = "fd00::5/64"; f->nic[0].gateway6 = "fd00::1/64")                                \
+    X(gateway6_multicast, "create.spec.nics[0].gateway6", f->nic[0].n_ips = 2;                     \
+      f->ips0[1] = "fd00::5/64"; f->nic[0].gateway6 = "ff02::2")                                   \
+    X(gateway6_ipv4, "create.spec.nics[0].gateway6", f->nic[0].n_ips = 2;                          \
+      f->ips0[1] = "fd00::5/64"; f->nic[0].gateway6 = "10.0.0.1")                                  \
+    X(nic_dup_ip6, "create.spec.nics[1].ips[0]", f->nic[0].n_ips = 2; f->ips0[1] = "fd00::5/64";   \
+      f->ips1[0] = "fd00:0:0:0::5/120")                                                            \
     X(nic1_ip, "create.spec.nics[1].ips[0]", f->ips1[0] = "224.0.0.1/32")                          \
     X(gateway_cidr, "create.spec.nics[0].gateway", f->nic[0].gateway = "10.0.0.1/24")              \
     X(gateway_loopback, "create.spec.nics[0].gateway", f->nic[0].gateway = "127.0.0.1")            \
@@ -730,6 +755,24 @@ test_valid_edges(void **state)
     fx_free(f);
 }
 
+/* A dual-stack NIC: IPv4 and IPv6 addresses, both gateways (the IPv6 one link-local). */
+static void
+test_valid_dual_stack(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new();
+    f->nic[0].n_ips = 3;
+    f->ips0[1] = "fd00:0:0:1::5/64";
+    f->ips0[2] = "2001:db8::5/128";
+    f->nic[0].gateway6 = "fd00:0:0:1::1";
+    assert_valid(f);
+    f->nic[0].gateway6 = "fe80::1";
+    assert_valid(f);
+    f->ips1[0] = "fd00:0:0:1::6/1";
+    assert_valid(f);
+    fx_free(f);
+}
+
 /* Addresses are unique within a network, not across networks. */
 static void
 test_valid_same_address_in_two_networks(void **state)
@@ -939,6 +982,7 @@ main(void)
         cmocka_unit_test(test_valid_every_kind),
         cmocka_unit_test(test_valid_edges),
         cmocka_unit_test(test_valid_same_address_in_two_networks),
+        cmocka_unit_test(test_valid_dual_stack),
         cmocka_unit_test(test_valid_strings),
         cmocka_unit_test(test_message_says_what_and_allowed),
         cmocka_unit_test(test_message_escapes_and_cuts),

@@ -166,6 +166,8 @@ parse_nic(const char *spec, Nodeagent__V1__Nic *nic, struct na_error **err)
             nic->mac = na_steal(&v);
         } else if (KEY("gateway")) {
             nic->gateway = na_steal(&v);
+        } else if (KEY("gateway6")) {
+            nic->gateway6 = na_steal(&v);
         } else if (KEY("ip")) {
             append_str(&nic->ips, &nic->n_ips, val, val_len);
         } else if (KEY("vni")) {
@@ -175,7 +177,7 @@ parse_nic(const char *spec, Nodeagent__V1__Nic *nic, struct na_error **err)
         } else {
             rc = na_error_set(err, NA_CODE_INVALID_ARGUMENT, 0,
                               "--nic: unknown key `%.*s` (port, network, vni, mac, ip, gateway, "
-                              "mtu)",
+                              "gateway6, mtu)",
                               (int)key_len, p);
         }
 #undef KEY

@@ -55,8 +55,8 @@ enum nodectl_exit {
     X(IMAGE_SHA256, "image-sha256", "HEX", "sha256 of the image file")                             \
     X(IMAGE_FORMAT, "image-format", "FMT", "qcow2, raw, unspecified, or a number")                 \
     X(NIC, "nic", "SPEC",                                                                          \
-      "port=UUID,network=UUID,vni=N,mac=MAC,ip=CIDR[,ip=CIDR...],gateway=IP,mtu=N "                \
-      "(repeatable)")                                                                              \
+      "port=UUID,network=UUID,vni=N,mac=MAC,ip=CIDR[,ip=CIDR...],gateway=IP,gateway6=IP6,"         \
+      "mtu=N (repeatable; ip: IPv4 or IPv6 CIDR)")                                                 \
     X(HOSTNAME, "hostname", "NAME", "guest host name")                                             \
     X(SSH_KEY, "ssh-key", "KEY", "an SSH public key (repeatable)")                                 \
     X(SSH_KEY_FILE, "ssh-key-file", "FILE", "SSH public keys, one per line (repeatable)")          \
