@@ -414,6 +414,12 @@ void
 ovs_secgroup_flows(const struct ovs_bound_port *ports, size_t n_ports, const bool *ok,
                    const struct ovs_sg_set *groups, struct ovs_flow_list *l)
 {
+    /* A node without a port has nothing to filter: its table stays the drops. */
+    bool any = false;
+    for (size_t i = 0; i < n_ports && !any; i++)
+        any = ok[i];
+    if (!any)
+        return;
     push_fixed(l, true);
     push_fixed(l, false);
 
