@@ -366,7 +366,8 @@ agent_start(struct agent *a, struct na_error **err)
     if ((ret = agent_store_open(db, &a->store, err)) < 0)
         return ret;
     memcpy(a->host.store_id, agent_store_id(a->store), sizeof(a->host.store_id));
-    if ((ret = agent_instances_load(&a->instances, a->store, err)) < 0)
+    if ((ret = agent_instances_load(&a->instances, a->store, err)) < 0 ||
+        (ret = agent_secgroups_load(&a->secgroups, a->store, err)) < 0)
         return ret;
     secure_instance_dirs(a);
     if ((ret = open_image_cache(a, err)) < 0 || (ret = agent_uids_open(a, err)) < 0)
@@ -450,6 +451,7 @@ agent_run(const struct agent_config *cfg)
     agent_net_close(&a);
     agent_store_close(a.store);
     agent_instances_clear(&a.instances);
+    agent_secgroups_clear(&a.secgroups);
     agent_orphans_clear(&a.orphans);
     agent_uids_close(&a.uids);
     qcow2_image_cache_close(a.host.images);

@@ -24,6 +24,7 @@
 #include "agent/metrics.h"
 #include "agent/orphans.h"
 #include "agent/requests.h"
+#include "agent/secgroups.h"
 #include "agent/store.h"
 #include "agent/store_hold.h"
 #include "agent/uids.h"
@@ -66,8 +67,9 @@ struct agent {
     struct agent_admin *admin;
     struct agent_metrics metrics;
     struct agent_instances instances;
-    struct agent_orphans orphans; /* and the hold */
-    struct agent_uids uids;       /* guest uids in quarantine, the last scan of their use */
+    struct agent_secgroups secgroups; /* agent/secgroups.h */
+    struct agent_orphans orphans;     /* and the hold */
+    struct agent_uids uids;           /* guest uids in quarantine, the last scan of their use */
     struct agent_host host;
     struct agent_mailbox *mailbox;
     struct agent_capacity *capacity;
@@ -160,6 +162,9 @@ extern const struct agent_handler agent_handle_start, agent_handle_stop, agent_h
 /* provision.c: create, delete, rebuild, resize. */
 extern const struct agent_handler agent_handle_create, agent_handle_delete, agent_handle_rebuild,
     agent_handle_resize;
+/* secgroups.c: security_group_put, security_group_delete, port_security_groups. */
+extern const struct agent_handler agent_handle_security_group_put,
+    agent_handle_security_group_delete, agent_handle_port_security_groups;
 /* Shared steps for operations on an existing instance. */
 int agent_prepare_existing(struct agent *a, struct agent_op *op, struct na_error **err);
 int agent_finish_power(struct agent *a, struct agent_op *op, struct na_error **err);

@@ -14,6 +14,9 @@ static const struct agent_handler *const handlers[AGENT_REQ__COUNT] = {
     [AGENT_REQ_RESUME] = &agent_handle_resume,
     [AGENT_REQ_SUSPEND] = &agent_handle_suspend,
     [AGENT_REQ_CONSOLE_LOG] = &agent_handle_console_log,
+    [AGENT_REQ_SECURITY_GROUP_PUT] = &agent_handle_security_group_put,
+    [AGENT_REQ_SECURITY_GROUP_DELETE] = &agent_handle_security_group_delete,
+    [AGENT_REQ_PORT_SECURITY_GROUPS] = &agent_handle_port_security_groups,
 };
 
 const struct agent_handler *

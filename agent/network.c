@@ -50,10 +50,21 @@ agent_net_sync(struct agent *a)
         const Nodeagent__V1__InstanceSpec *spec = a->instances.items[i]->spec;
         for (size_t j = 0; j < spec->n_nics; j++) {
             const Nodeagent__V1__Nic *nic = spec->nics[j];
-            ports[n++] = (struct ovs_net_port){nic->port_id, nic->vni, nic->mac,
-                                               (const char *const *)nic->ips, nic->n_ips};
+            ports[n++] = (struct ovs_net_port){nic->port_id,
+                                               nic->vni,
+                                               nic->mac,
+                                               (const char *const *)nic->ips,
+                                               nic->n_ips,
+                                               (const char *const *)nic->security_groups,
+                                               nic->n_security_groups};
         }
     }
+    /* The groups first: ports naming a group the thread does not know yet would get no
+     * rule of it for one convergence. */
+    struct agent_secgroups_view groups;
+    agent_secgroups_view(&a->secgroups, &groups);
+    ovs_net_set_security_groups(a->host.net, groups.groups, groups.n);
+    agent_secgroups_view_free(&groups);
     ovs_net_set_ports(a->host.net, ports, n);
     free(ports);
 }

@@ -100,6 +100,8 @@ prepare_create(struct agent *a, struct agent_op *op, struct na_error **err)
     const Nodeagent__V1__Flavor *f = spec->flavor;
     struct agent_claim need = {f->vcpus, f->memory_mib, f->root_disk_gib};
     int ret = agent_net_check_nics(a, spec, err);
+    if (ret == 0)
+        ret = agent_secgroups_check_nics(&a->secgroups, spec, "create.spec", err);
     if (ret < 0 || (ret = agent_capacity_admit(a, spec->uuid, &need, err)) < 0)
         return ret;
     int64_t uid = -1;
@@ -596,8 +598,8 @@ prepare_resize(struct agent *a, struct agent_op *op, struct na_error **err)
                                 NA_MAX(now.disk_gb, flavor->root_disk_gib)};
     if ((ret = agent_capacity_admit(a, inst->uuid, &need, err)) < 0)
         return ret;
-    inst->resizing_to = (struct agent_claim){flavor->vcpus, flavor->memory_mib,
-                                             flavor->root_disk_gib};
+    inst->resizing_to =
+        (struct agent_claim){flavor->vcpus, flavor->memory_mib, flavor->root_disk_gib};
     spec_with(op, inst->spec, NULL, flavor);
     return 0;
 }

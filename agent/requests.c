@@ -94,6 +94,10 @@ agent_request_key(const Nodeagent__V1__Envelope *env)
         return or_empty(env->migration_finish->migration_id);
     case NODEAGENT__V1__ENVELOPE__BODY_MIGRATION_ABORT:
         return or_empty(env->migration_abort->migration_id);
+    case NODEAGENT__V1__ENVELOPE__BODY_SECURITY_GROUP_PUT:
+    case NODEAGENT__V1__ENVELOPE__BODY_SECURITY_GROUP_DELETE:
+    case NODEAGENT__V1__ENVELOPE__BODY_PORT_SECURITY_GROUPS:
+        return AGENT_SECGROUP_KEY;
     default:
         return agent_request_instance(env);
     }

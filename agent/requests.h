@@ -29,6 +29,9 @@
     X(console_log, CONSOLE_LOG, console_log, CONTROL_PLANE)                                        \
     X(migrate, MIGRATE, migrate, CONTROL_PLANE)                                                    \
     X(cancel_migration, CANCEL_MIGRATION, cancel_migration, CONTROL_PLANE)                         \
+    X(security_group_put, SECURITY_GROUP_PUT, security_group_put, CONTROL_PLANE)                   \
+    X(security_group_delete, SECURITY_GROUP_DELETE, security_group_delete, CONTROL_PLANE)          \
+    X(port_security_groups, PORT_SECURITY_GROUPS, port_security_groups, CONTROL_PLANE)             \
     X(migration_prepare, MIGRATION_PREPARE, migration_prepare, PEER)                               \
     X(migration_prepared, MIGRATION_PREPARED, migration_prepared, PEER)                            \
     X(migration_finish, MIGRATION_FINISH, migration_finish, PEER)                                  \
@@ -59,7 +62,11 @@ const char *agent_request_kind_name(enum agent_request_kind kind);
  * messages before validation).  Points into env. */
 const char *agent_request_instance(const Nodeagent__V1__Envelope *env);
 /* The serialization key: requests with the same key run one at a time, in order.
- * The instance uuid, or the migration id for peer messages.  Points into env. */
+ * The instance uuid, the migration id for peer messages, AGENT_SECGROUP_KEY for the
+ * security-group kinds (one lane: they change node-wide state).  Points into env or is
+ * static. */
+#define AGENT_SECGROUP_KEY "security-groups"
+
 const char *agent_request_key(const Nodeagent__V1__Envelope *env);
 
 #endif

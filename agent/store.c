@@ -65,6 +65,11 @@ static const char *const migrations[] = {
     "  consumer_uuid TEXT PRIMARY KEY,"
     "  recorded_ms INTEGER NOT NULL);"
     "INSERT INTO placement_consumers SELECT uuid, updated_ms FROM instances;",
+    /* 6 -> 7: the security groups put on this node (nodeagent.v1.SecurityGroup, packed). */
+    "CREATE TABLE security_groups ("
+    "  id TEXT PRIMARY KEY,"
+    "  body BLOB NOT NULL,"
+    "  updated_ms INTEGER NOT NULL);",
 };
 
 enum stmt_id {
@@ -103,6 +108,9 @@ enum stmt_id {
     ST_CONSUMER_ADD,
     ST_CONSUMER_DELETE,
     ST_CONSUMER_ALL,
+    ST_SECGROUP_PUT,
+    ST_SECGROUP_DELETE,
+    ST_SECGROUP_ALL,
     ST__COUNT
 };
 
@@ -163,6 +171,10 @@ static const char *const stmt_sql[ST__COUNT] = {
                         "VALUES (?1, ?2)",
     [ST_CONSUMER_DELETE] = "DELETE FROM placement_consumers WHERE consumer_uuid = ?1",
     [ST_CONSUMER_ALL] = "SELECT consumer_uuid FROM placement_consumers ORDER BY consumer_uuid",
+    [ST_SECGROUP_PUT] = "INSERT OR REPLACE INTO security_groups (id, body, updated_ms) "
+                        "VALUES (?1, ?2, ?3)",
+    [ST_SECGROUP_DELETE] = "DELETE FROM security_groups WHERE id = ?1",
+    [ST_SECGROUP_ALL] = "SELECT id, body FROM security_groups ORDER BY id",
 };
 
 struct agent_store {
@@ -680,7 +692,8 @@ agent_store_ping(struct agent_store *store, struct na_error **err)
 }
 
 int
-agent_store_meta_get(struct agent_store *store, const char *key, char **value, struct na_error **err)
+agent_store_meta_get(struct agent_store *store, const char *key, char **value,
+                     struct na_error **err)
 {
     sqlite3_stmt *s = stmt_get(store, ST_META_GET);
     sqlite3_bind_text(s, 1, key, -1, SQLITE_TRANSIENT);
@@ -878,4 +891,42 @@ agent_store_consumer_list(struct agent_store *store, char ***out, size_t *n, str
     *out = list;
     *n = count;
     return 0;
+}
+
+int
+agent_store_secgroup_put(struct agent_store *store, const char *id, const struct agent_blob *body,
+                         struct na_error **err)
+{
+    sqlite3_stmt *s = stmt_get(store, ST_SECGROUP_PUT);
+    sqlite3_bind_text(s, 1, id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_blob(s, 2, body->data ? (const void *)body->data : "", (int)body->size,
+                      SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, 3, na_now_ms());
+    return stmt_exec(store, s, err, "record security group");
+}
+
+int
+agent_store_secgroup_delete(struct agent_store *store, const char *id, struct na_error **err)
+{
+    sqlite3_stmt *s = stmt_get(store, ST_SECGROUP_DELETE);
+    sqlite3_bind_text(s, 1, id, -1, SQLITE_TRANSIENT);
+    return stmt_exec(store, s, err, "remove security group");
+}
+
+int
+agent_store_secgroup_load(struct agent_store *store,
+                          int (*fn)(const char *id, const struct agent_blob *body, void *ctx),
+                          void *ctx, struct na_error **err)
+{
+    sqlite3_stmt *s = stmt_get(store, ST_SECGROUP_ALL);
+    int rc = SQLITE_DONE, ret = 0;
+    while (ret == 0 && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        struct agent_blob body = {(uint8_t *)sqlite3_column_blob(s, 1),
+                                  (size_t)sqlite3_column_bytes(s, 1)};
+        ret = fn((const char *)sqlite3_column_text(s, 0), &body, ctx);
+    }
+    if (ret == 0 && rc != SQLITE_DONE)
+        ret = db_error(store, err, "load security groups");
+    sqlite3_reset(s);
+    return ret;
 }
