@@ -30,6 +30,7 @@
 
 #include <arpa/inet.h>
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* --- owned copies ----------------------------------------------------------------------- */
@@ -268,8 +269,13 @@ remote_matches(const struct ovs_sg_rule *r, const struct ovs_bound_port *ports, 
         m = na_xcalloc(1, sizeof(*m));
         const char *cidr = r->remote_cidr ? r->remote_cidr : "";
         const char *slash = strchr(cidr, '/');
-        bool any = !*cidr || (slash && strcmp(slash, "/0") == 0);
-        m[n++] = any ? na_xstrdup(eth) : na_xasprintf("%s,%s=%s", eth, field, cidr);
+        char a[INET6_ADDRSTRLEN];
+        unsigned len = slash ? (unsigned)strtoul(slash + 1, NULL, 10) : 0;
+        if (!*cidr || (slash && len == 0))
+            m[n++] = na_xstrdup(eth);
+        else if (addr_canonical(cidr, r->ipv6, a) && slash && len <= (r->ipv6 ? 128u : 32u))
+            m[n++] = na_xasprintf("%s,%s=%s/%u", eth, field, a, len);
+        /* else: not a network of the rule's family; the rule matches nothing */
     }
     *out = m;
     return n;

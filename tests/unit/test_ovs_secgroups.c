@@ -124,6 +124,22 @@ test_rules_are_conjunctions_of_port_remote_and_protocol(void **state)
                                 "output:NXM_NX_REG7[]");
         }
     assert_int_equal(n_conj, 2);
+    /* A network is written canonically; one of the other family matches nothing. */
+    static const struct ovs_sg_rule odd[] = {
+        {.protocol = 17, .remote_cidr = "10.1.0.0/16"},
+        {.protocol = 17, .remote_cidr = "2001:db8::/32"},
+        {.ipv6 = true, .protocol = 17, .remote_cidr = "2001:0db8:0::/48"},
+    };
+    struct ovs_sg og = {"odd", odd, 3, NULL, 0};
+    struct ovs_net_port o = {"po", 100, "52:54:00:00:00:0c", ips_a, 1, (const char *[]){"odd"}, 1};
+    const struct ovs_net_port *oports[] = {&o};
+    struct ovs_flows of = {0};
+    compute(oports, 1, &og, 1, &of);
+    assert_non_null(actions(&of, "table=20,priority=100,ip,nw_src=10.1.0.0/16"));
+    assert_non_null(actions(&of, "table=20,priority=100,ipv6,ipv6_src=2001:db8::/48"));
+    for (size_t i = 0; i < of.n; i++)
+        assert_null(strstr(of.items[i].key, "ipv6_src=2001:db8::/32"));
+    ovs_flows_clear(&of);
     /* The fixed stages: invalid dropped, replies accepted unless cut, the rest cut. */
     assert_string_equal(actions(&f, "table=20,priority=200,ct_state=+inv+trk"), "drop");
     assert_string_equal(actions(&f, "table=20,priority=190,ct_state=+est+rpl-inv+trk,ct_mark=0"),
