@@ -129,6 +129,14 @@ def test_restarts_keep_established_connections_and_the_flows(node):
         wait_for(lambda: echoes(b) > n, 90, f"echoes again after restarting {what}")
         assert flows(node) == before, what
 
+    # The server goes: its zone's connections go with it (an established TCP entry would
+    # otherwise stay for a day, for the next interface with its port number).
+    _, zone_a = iface_of(node, a.port)
+    assert to_port(conntrack(node, zone_a), 5432)
+    assert node.request("delete", a.inst, check=0)["kind"] == "DONE"
+    wait_for(lambda: not conntrack(node, zone_a), 30, f"conntrack zone {zone_a} to be empty")
+    assert f"zone={zone_a}" in node.agent.logs().split("conntrack zone flushed", 1)[1][:200]
+
 
 def test_a_member_on_another_node_reaches_5432_across_the_tunnel(two_nodes):  # noqa: F811
     hosts, (n1, n2), _ = two_nodes
