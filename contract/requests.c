@@ -134,6 +134,8 @@ agent_request_sender_node(const Nodeagent__V1__Envelope *env)
 const char *
 agent_request_key(const Nodeagent__V1__Envelope *env)
 {
+    if (agent_request_row(agent_request_kind_of(env))->lane == AGENT_LANE_NODE)
+        return AGENT_NODE_LANE;
     const char *instance = agent_request_instance(env);
     return *instance ? instance : request_job_id(env);
 }
@@ -146,6 +148,8 @@ agent_request_lane(const Nodeagent__V1__Envelope *env)
         return na_xasprintf("control:%s", agent_request_instance(env));
     case AGENT_LANE_JOB:
         return na_xasprintf("job:%s", request_job_id(env));
+    case AGENT_LANE_NODE:
+        return na_xstrdup(AGENT_NODE_LANE);
     case AGENT_LANE_INSTANCE:
     default:
         return na_xstrdup(agent_request_instance(env));

@@ -14,7 +14,8 @@
  *   sender    peer messages: the body's member naming the node it comes from; none otherwise
  *   lane      INSTANCE: one at a time per instance, in arrival order; CONTROL: a lane of its
  *             own per instance, so that it reaches a job that holds the instance's lane (a
- *             cancel); JOB: the lane of the job it names (peer messages)
+ *             cancel); JOB: the lane of the job it names (peer messages); NODE: one lane for
+ *             the node's own state (security groups)
  *   from      the instance states it is allowed from: STATES(...) of InstanceState names,
  *             ANY_STATE, or NEW (the instance must not exist yet)
  *   leaves    the state it leaves the instance in (its desired state from then on), or SAME
@@ -51,6 +52,9 @@
   X(console_log,        CONSOLE_LOG,        console_log,        CONTROL_PLANE, instance_uuid, none,         none,        INSTANCE, ANY_STATE,                             SAME,      YES, ONE_SHOT) \
   X(migrate,            MIGRATE,            migrate,            CONTROL_PLANE, instance_uuid, none,         none,        INSTANCE, STATES(RUNNING),                       SAME,      NO,  JOB)      \
   X(cancel_migration,   CANCEL_MIGRATION,   cancel_migration,   CONTROL_PLANE, instance_uuid, none,         none,        CONTROL,  ANY_STATE,                             SAME,      NO,  ONE_SHOT) \
+  X(security_group_put,    SECURITY_GROUP_PUT,    security_group_put,    CONTROL_PLANE, none, none, none,   NODE,  ANY_STATE,                         SAME,      YES, ONE_SHOT) \
+  X(security_group_delete, SECURITY_GROUP_DELETE, security_group_delete, CONTROL_PLANE, none, none, none,   NODE,  ANY_STATE,                         SAME,      YES, ONE_SHOT) \
+  X(port_security_groups,  PORT_SECURITY_GROUPS,  port_security_groups,  CONTROL_PLANE, none, none, none,   NODE,  ANY_STATE,                         SAME,      YES, ONE_SHOT) \
   X(migration_prepare,  MIGRATION_PREPARE,  migration_prepare,  PEER,          spec_uuid,     migration_id, source_node, INSTANCE, NEW,                                   SAME,      NO,  JOB)      \
   X(migration_prepared, MIGRATION_PREPARED, migration_prepared, PEER,          none,          migration_id, dest_node,   JOB,      ANY_STATE,                             SAME,      NO,  JOB)      \
   X(migration_finish,   MIGRATION_FINISH,   migration_finish,   PEER,          none,          migration_id, source_node, JOB,      ANY_STATE,                             SAME,      NO,  JOB)      \
@@ -69,7 +73,7 @@ enum agent_request_kind {
 };
 
 enum agent_request_signer { AGENT_SIGNER_CONTROL_PLANE, AGENT_SIGNER_PEER };
-enum agent_request_lane { AGENT_LANE_INSTANCE, AGENT_LANE_CONTROL, AGENT_LANE_JOB };
+enum agent_request_lane { AGENT_LANE_INSTANCE, AGENT_LANE_CONTROL, AGENT_LANE_JOB, AGENT_LANE_NODE };
 
 /* One row of the table, for code that walks it at run time. */
 struct agent_request_row {
@@ -98,11 +102,13 @@ const char *agent_request_kind_name(enum agent_request_kind kind);
 /* The instance uuid the request is about ("" when it names none, e.g. a migration peer
  * message other than the prepare).  Points into env. */
 const char *agent_request_instance(const Nodeagent__V1__Envelope *env);
-/* The message key on the bus: the instance uuid, or the job id for a message that names
- * no instance.  Points into env. */
+/* The message key on the bus: the instance uuid, the job id for a message that names no
+ * instance, or AGENT_NODE_LANE for the node-wide kinds.  Points into env, or is static. */
+#define AGENT_NODE_LANE "node"
 const char *agent_request_key(const Nodeagent__V1__Envelope *env);
 /* The dispatch lane (requests in one lane run one at a time, in order), from the table's
- * lane column: the instance uuid, "control:" + the instance uuid, or "job:" + the job id.
+ * lane column: the instance uuid, "control:" + the instance uuid, "job:" + the job id, or
+ * AGENT_NODE_LANE.
  * Allocated. */
 char *agent_request_lane(const Nodeagent__V1__Envelope *env);
 

@@ -201,6 +201,10 @@ static const struct str_rule RULE_MIGRATE_URI = {
     1, 1024, CHARS_TOKEN, 0, "a URI of 1..1024 characters of printable ASCII without spaces"};
 static const struct str_rule RULE_ERROR_MESSAGE = {0, 4096, CHARS_UTF8, 0,
                                                    "at most 4096 bytes of valid UTF-8"};
+static const struct str_rule RULE_GROUP_ID = {1, 64, CHARS_SAFE, NOT_DOTS | NO_LEADING_DASH,
+                                              NAME_WHAT(64)};
+static const struct str_rule RULE_GROUP_NAME = {0, 255, CHARS_PRINTABLE, 0,
+                                                "0..255 characters of printable ASCII"};
 static const struct str_rule RULE_ERROR_FIELD = {0, 255, CHARS_PRINTABLE, 0,
                                                  "at most 255 characters of printable ASCII"};
 
@@ -525,8 +529,6 @@ check_enum(struct vctx *v, const char *name, int val, const ProtobufCEnumDescrip
         fail(v, name, "%d is not a known %s value; allowed: %s", val, desc->short_name, allowed);
 }
 
-/* --- messages --------------------------------------------------------------------------- */
-
 /* Sub-messages that must be present; false (and failed) when absent. */
 static bool
 require(struct vctx *v, const char *name, const void *msg)
@@ -583,6 +585,128 @@ check_flavor_limits(struct vctx *v, const Nodeagent__V1__Flavor *f)
                         f->nic_outbound_peak_kib_sec, f->nic_outbound_burst_kib);
 }
 
+/* --- security groups -------------------------------------------------------------------- */
+
+/* A port's groups: 0..AGENT_MAX_PORT_GROUPS ids, each once. */
+static void
+check_group_ids(struct vctx *v, const char *name, char *const *ids, size_t n)
+{
+    check_count(v, name, n, 0, AGENT_MAX_PORT_GROUPS);
+    for (size_t i = 0; i < n && !v->ret; i++) {
+        size_t mark = path_push(v, "%s[%zu]", name, i);
+        check_str(v, NULL, ids[i], &RULE_GROUP_ID);
+        for (size_t j = 0; j < i && !v->ret; j++)
+            if (!strcmp(or_empty(ids[i]), or_empty(ids[j])))
+                fail(v, NULL, "is the same as %s[%zu]; a port is in a group once", name, j);
+        path_pop(v, mark);
+    }
+}
+
+/* An address ("10.0.0.5", "2001:db8::5"), or with cidr a network ("10.0.0.0/24",
+ * "2001:db8::/64") whose host bits are zero; af is AF_INET or AF_INET6, or AF_UNSPEC for
+ * either. */
+static void
+check_ip_or_cidr(struct vctx *v, const char *name, const char *s, int af, bool cidr)
+{
+    char q[ECHO_SIZE];
+    if (v->ret)
+        return;
+    s = or_empty(s);
+    const char *slash = strchr(s, '/');
+    size_t addr_len = slash ? (size_t)(slash - s) : strlen(s);
+    char addr[INET6_ADDRSTRLEN];
+    uint8_t bytes[16];
+    int got = AF_UNSPEC;
+    if (addr_len < sizeof(addr) && (slash != NULL) == cidr) {
+        memcpy(addr, s, addr_len);
+        addr[addr_len] = '\0';
+        if (inet_pton(AF_INET, addr, bytes) == 1)
+            got = AF_INET;
+        else if (inet_pton(AF_INET6, addr, bytes) == 1)
+            got = AF_INET6;
+    }
+    const char *want = af == AF_INET    ? "an IPv4 "
+                       : af == AF_INET6 ? "an IPv6 "
+                                        : "an IPv4 or IPv6 ";
+    if (got == AF_UNSPEC || (af != AF_UNSPEC && got != af)) {
+        fail(v, name, "%s is not %s%s", echo(q, s), want,
+             cidr ? "network with a prefix length (\"10.0.0.0/24\", \"2001:db8::/64\")"
+                  : "address without a prefix length");
+        return;
+    }
+    if (!cidr)
+        return;
+    unsigned bits = got == AF_INET ? 32 : 128;
+    const char *p = slash + 1;
+    size_t plen = strlen(p);
+    bool ok = plen >= 1 && plen <= 3 && strspn(p, "0123456789") == plen &&
+              (plen == 1 || p[0] != '0') && (unsigned)atoi(p) <= bits;
+    if (!ok) {
+        fail(v, name, "%s has a prefix length outside 0..%u", echo(q, s), bits);
+        return;
+    }
+    unsigned len = (unsigned)atoi(p);
+    for (unsigned b = len; b < bits; b++)
+        if (bytes[b / 8] & (0x80u >> (b % 8))) {
+            fail(v, name, "%s has host bits set after its /%u prefix", echo(q, s), len);
+            return;
+        }
+}
+
+static void
+check_rule(struct vctx *v, const Nodeagent__V1__SecurityGroupRule *r)
+{
+    check_enum(v, "direction", (int)r->direction, &nodeagent__v1__direction__descriptor, false);
+    check_enum(v, "ethertype", (int)r->ethertype, &nodeagent__v1__ether_type__descriptor, false);
+    check_enum(v, "protocol", (int)r->protocol, &nodeagent__v1__ip_protocol__descriptor, true);
+    bool l4 = r->protocol == NODEAGENT__V1__IP_PROTOCOL__IP_PROTOCOL_TCP ||
+              r->protocol == NODEAGENT__V1__IP_PROTOCOL__IP_PROTOCOL_UDP;
+    if (v->ret)
+        return;
+    if (!l4 && (r->port_range_min || r->port_range_max))
+        fail(v, r->port_range_min ? "port_range_min" : "port_range_max",
+             "is set, but only TCP and UDP rules have ports");
+    else if (l4 && (r->port_range_min || r->port_range_max)) {
+        check_u32(v, "port_range_min", r->port_range_min, 1, 65535);
+        check_u32(v, "port_range_max", r->port_range_max, r->port_range_min, 65535);
+    }
+    int af = r->ethertype == NODEAGENT__V1__ETHER_TYPE__ETHER_TYPE_IPV4 ? AF_INET : AF_INET6;
+    if (*or_empty(r->remote_cidr) && *or_empty(r->remote_group))
+        fail(v, "remote_group", "is set together with remote_cidr; a rule has at most one");
+    else if (*or_empty(r->remote_cidr))
+        check_ip_or_cidr(v, "remote_cidr", r->remote_cidr, af, true);
+    else
+        check_opt_str(v, "remote_group", r->remote_group, &RULE_GROUP_ID);
+}
+
+static void
+check_group(struct vctx *v, const char *name, const Nodeagent__V1__SecurityGroup *g)
+{
+    if (!require(v, name, g))
+        return;
+    size_t mark = path_push(v, "%s", name);
+    check_str(v, "id", g->id, &RULE_GROUP_ID);
+    check_str(v, "name", g->name, &RULE_GROUP_NAME);
+    check_count(v, "rules", g->n_rules, 0, AGENT_MAX_GROUP_RULES);
+    for (size_t i = 0; i < g->n_rules && !v->ret; i++) {
+        size_t m = path_push(v, "rules[%zu]", i);
+        if (!g->rules[i])
+            fail(v, NULL, "is missing");
+        else
+            check_rule(v, g->rules[i]);
+        path_pop(v, m);
+    }
+    check_count(v, "member_ips", g->n_member_ips, 0, AGENT_MAX_GROUP_MEMBERS);
+    for (size_t i = 0; i < g->n_member_ips && !v->ret; i++) {
+        char item[48];
+        snprintf(item, sizeof(item), "member_ips[%zu]", i);
+        check_ip_or_cidr(v, item, g->member_ips[i], AF_UNSPEC, false);
+    }
+    path_pop(v, mark);
+}
+
+/* --- messages --------------------------------------------------------------------------- */
+
 static void
 check_flavor(struct vctx *v, const char *name, const Nodeagent__V1__Flavor *f)
 {
@@ -636,6 +760,7 @@ check_nic(struct vctx *v, const Nodeagent__V1__Nic *nic)
     if (nic->mtu != 0 && (nic->mtu < 576 || nic->mtu > 9000))
         fail(v, "mtu", "%" PRIu32 " is out of range; allowed 0 (the underlay's) or 576..9000",
              nic->mtu);
+    check_group_ids(v, "security_groups", nic->security_groups, nic->n_security_groups);
 }
 
 /* An address of nics[i] that nics[j], in the same network, has too: two NICs of one network
@@ -837,6 +962,25 @@ check_migrate(struct vctx *v, const Nodeagent__V1__MigrateRequest *m)
         check_u32(v, "timeout_s", m->settings->timeout_s, 0, 86400);
         path_pop(v, mark);
     }
+}
+
+static void
+check_security_group_put(struct vctx *v, const Nodeagent__V1__SecurityGroupPutRequest *m)
+{
+    check_group(v, "group", m->group);
+}
+
+static void
+check_security_group_delete(struct vctx *v, const Nodeagent__V1__SecurityGroupDeleteRequest *m)
+{
+    check_str(v, "group_id", m->group_id, &RULE_GROUP_ID);
+}
+
+static void
+check_port_security_groups(struct vctx *v, const Nodeagent__V1__PortSecurityGroupsRequest *m)
+{
+    check_uuid(v, "port_id", m->port_id);
+    check_group_ids(v, "security_groups", m->security_groups, m->n_security_groups);
 }
 
 static void

@@ -34,6 +34,12 @@ int agent_validate_instance_spec(const Nodeagent__V1__InstanceSpec *spec, const 
  * agent's own event limit (AGENT_EVENT_SIZE_MAX). */
 #define AGENT_CONSOLE_TAIL_MAX (256 * 1024)
 
+/* Security groups: groups per port, rules per group, member addresses per group (what
+ * bounds the flows a group can make, docs/protocol.md "Security groups"). */
+#define AGENT_MAX_PORT_GROUPS 16
+#define AGENT_MAX_GROUP_RULES 256
+#define AGENT_MAX_GROUP_MEMBERS 4096
+
 /* At most this many networks in one node's announcement. */
 #define AGENT_MAX_NODE_VNIS 4096
 

@@ -496,6 +496,16 @@ build_nic(xmlNodePtr devices, const struct hv_nic_spec *nic)
     snprintf(tap, sizeof(tap), "tap%.11s", nic->port_id);
     prop(child(iface, NULL, "target", NULL), "dev", tap);
     prop(child(iface, NULL, "model", NULL), "type", "virtio");
+    /* No checksum or segmentation offload between guest and host: OVS's userspace datapath
+     * would read TCP with partial checksums from the tap, which its conntrack (security
+     * groups) finds invalid, and tunnels would carry them unfinished. */
+    xmlNodePtr driver = child(iface, NULL, "driver", NULL);
+    static const char *const offloads[] = {"csum", "tso4", "tso6", "ecn", "ufo"};
+    xmlNodePtr sides[] = {child(driver, NULL, "host", NULL), child(driver, NULL, "guest", NULL)};
+    for (size_t s = 0; s < NA_ARRAY_SIZE(sides); s++)
+        for (size_t o = 0; o < NA_ARRAY_SIZE(offloads); o++)
+            if (s == 0 || o != 4) /* the guest side has no ufo */
+                prop(sides[s], offloads[o], "off");
     if (nic->mtu)
         prop_u64(child(iface, NULL, "mtu", NULL), "size", nic->mtu);
 }

@@ -45,6 +45,7 @@
 struct agent_admin;
 struct agent_orphans;
 struct agent_uids;
+struct agent_secgroups;
 struct agent_store_hold;
 struct agent_capacity;
 struct agent_guest_stats;
@@ -77,6 +78,7 @@ struct agent {
     struct agent_admin *admin;
     struct agent_metrics metrics;
     struct agent_instances instances;
+    struct agent_secgroups *secgroups; /* ops/secgroups.h */
     struct agent_orphans *orphans; /* and the hold (observed/orphans.h) */
     struct agent_uids *uids; /* guest uids in quarantine, the last scan of their use (uids.h) */
     struct agent_host host;

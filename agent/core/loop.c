@@ -8,6 +8,7 @@
  * agent.shutdown_timeout seconds, flush the bus, exit 0.  SIGHUP reopens the log file.
  */
 #include "agent/core/agent.h"
+#include "agent/ops/secgroups.h"
 #include "agent/ops/ops.h"
 #include "agent/observed/observed.h"
 #include "agent/bus/events.h"
@@ -378,7 +379,8 @@ agent_start(struct agent *a, struct na_error **err)
     if ((ret = agent_store_open(db, &a->store, err)) < 0)
         return ret;
     memcpy(a->host.store_id, agent_store_id(a->store), sizeof(a->host.store_id));
-    if ((ret = agent_instances_load(&a->instances, a->store, err)) < 0)
+    if ((ret = agent_instances_load(&a->instances, a->store, err)) < 0 ||
+        (ret = agent_secgroups_load(a->secgroups, a->store, err)) < 0)
         return ret;
     secure_instance_dirs(a);
     if ((ret = open_image_cache(a, err)) < 0 || (ret = agent_uids_open(a, err)) < 0)
@@ -447,6 +449,7 @@ agent_run(const struct agent_config *cfg)
         .topic_events = agent_topic_events(cfg),
         .orphans = na_xcalloc(1, sizeof(*a.orphans)),
         .uids = na_xcalloc(1, sizeof(*a.uids)),
+        .secgroups = na_xcalloc(1, sizeof(*a.secgroups)),
     };
 
     cleanup_error struct na_error *err = NULL;
@@ -467,6 +470,8 @@ agent_run(const struct agent_config *cfg)
     agent_net_close(&a);
     agent_store_close(a.store);
     agent_instances_clear(&a.instances);
+    agent_secgroups_clear(a.secgroups);
+    free(a.secgroups);
     agent_orphans_clear(a.orphans);
     free(a.orphans);
     agent_uids_close(a.uids);

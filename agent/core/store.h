@@ -4,9 +4,9 @@
  * one keeps its body hash and result summary only), outbox (events not yet acknowledged by
  * the bus), instances (spec, desired and observed state), tombstones (instances deleted),
  * orphans_released, uid_quarantine (guest uids released and not yet reusable,
- * agent/observed/uids.h), placement_consumers (whose allocations the agent writes), meta (the
- * store's id, ...).  The schema carries a version (PRAGMA user_version) and is migrated
- * forward at open.
+ * observed/uids.h), placement_consumers (whose allocations the agent writes), security_groups
+ * (the groups put on this node, ops/secgroups.c), meta (the store's id, ...).  The schema
+ * carries a version (PRAGMA user_version) and is migrated forward at open.
  *
  * Threading: the store belongs to the main loop; no other thread touches it.  Writes that
  * must be atomic together go between agent_store_begin() and agent_store_commit().
@@ -178,6 +178,15 @@ int agent_store_consumer_delete(struct agent_store *store, const char *consumer_
                                 struct na_error **err);
 int agent_store_consumer_list(struct agent_store *store, char ***out, size_t *n,
                               struct na_error **err);
+
+/* Security groups put on this node: id and the packed nodeagent.v1.SecurityGroup.  load
+ * calls fn for each, by id; body is borrowed for the call. */
+int agent_store_secgroup_put(struct agent_store *store, const char *id,
+                             const struct agent_blob *body, struct na_error **err);
+int agent_store_secgroup_delete(struct agent_store *store, const char *id, struct na_error **err);
+int agent_store_secgroup_load(struct agent_store *store,
+                              int (*fn)(const char *id, const struct agent_blob *body, void *ctx),
+                              void *ctx, struct na_error **err);
 
 /* A cheap liveness probe for /healthz. */
 int agent_store_ping(struct agent_store *store, struct na_error **err);

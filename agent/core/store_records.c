@@ -276,3 +276,41 @@ agent_store_consumer_list(struct agent_store *store, char ***out, size_t *n, str
     *n = count;
     return 0;
 }
+
+int
+agent_store_secgroup_put(struct agent_store *store, const char *id, const struct agent_blob *body,
+                         struct na_error **err)
+{
+    sqlite3_stmt *s = store_stmt_get(store, ST_SECGROUP_PUT);
+    sqlite3_bind_text(s, 1, id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_blob(s, 2, body->data ? (const void *)body->data : "", (int)body->size,
+                      SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, 3, na_now_ms());
+    return store_stmt_exec(store, s, err, "record security group");
+}
+
+int
+agent_store_secgroup_delete(struct agent_store *store, const char *id, struct na_error **err)
+{
+    sqlite3_stmt *s = store_stmt_get(store, ST_SECGROUP_DELETE);
+    sqlite3_bind_text(s, 1, id, -1, SQLITE_TRANSIENT);
+    return store_stmt_exec(store, s, err, "remove security group");
+}
+
+int
+agent_store_secgroup_load(struct agent_store *store,
+                          int (*fn)(const char *id, const struct agent_blob *body, void *ctx),
+                          void *ctx, struct na_error **err)
+{
+    sqlite3_stmt *s = store_stmt_get(store, ST_SECGROUP_ALL);
+    int rc = SQLITE_DONE, ret = 0;
+    while (ret == 0 && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        struct agent_blob body = {(uint8_t *)sqlite3_column_blob(s, 1),
+                                  (size_t)sqlite3_column_bytes(s, 1)};
+        ret = fn((const char *)sqlite3_column_text(s, 0), &body, ctx);
+    }
+    if (ret == 0 && rc != SQLITE_DONE)
+        ret = store_db_error(store, err, "load security groups");
+    sqlite3_reset(s);
+    return ret;
+}

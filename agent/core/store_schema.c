@@ -66,6 +66,11 @@ static const char *const store_migrations[] = {
     "  consumer_uuid TEXT PRIMARY KEY,"
     "  recorded_ms INTEGER NOT NULL);"
     "INSERT INTO placement_consumers SELECT uuid, updated_ms FROM instances;",
+    /* 6 -> 7: the security groups put on this node (nodeagent.v1.SecurityGroup, packed). */
+    "CREATE TABLE security_groups ("
+    "  id TEXT PRIMARY KEY,"
+    "  body BLOB NOT NULL,"
+    "  updated_ms INTEGER NOT NULL);",
 };
 
 #define INTENT_COLUMNS                                                                             \
@@ -125,6 +130,10 @@ const char *const store_stmt_sql[ST__COUNT] = {
                         "VALUES (?1, ?2)",
     [ST_CONSUMER_DELETE] = "DELETE FROM placement_consumers WHERE consumer_uuid = ?1",
     [ST_CONSUMER_ALL] = "SELECT consumer_uuid FROM placement_consumers ORDER BY consumer_uuid",
+    [ST_SECGROUP_PUT] = "INSERT OR REPLACE INTO security_groups (id, body, updated_ms) "
+                        "VALUES (?1, ?2, ?3)",
+    [ST_SECGROUP_DELETE] = "DELETE FROM security_groups WHERE id = ?1",
+    [ST_SECGROUP_ALL] = "SELECT id, body FROM security_groups ORDER BY id",
 };
 
 int

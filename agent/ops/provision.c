@@ -23,6 +23,7 @@
  * create, rebuild and resize are refused below the free-space watermark (disk_room.c).
  */
 #include "agent/ops/provision-private.h"
+#include "agent/ops/secgroups.h"
 #include "agent/observed/uids.h"
 #include "agent/outputs/capacity.h"
 #include "agent/ops/instance_dir.h"
@@ -88,6 +89,8 @@ prepare_create(struct agent *a, struct agent_op *op, struct na_error **err)
     const Nodeagent__V1__Flavor *f = spec->flavor;
     struct agent_claim need = {f->vcpus, f->memory_mib, f->root_disk_gib};
     int ret = agent_net_check_nics(a, spec, err);
+    if (ret == 0)
+        ret = agent_secgroups_check_nics(a->secgroups, spec, "create.spec", err);
     if (ret < 0 || (ret = agent_capacity_admit(a, spec->uuid, &need, err)) < 0)
         return ret;
     int64_t uid = -1;

@@ -4,6 +4,7 @@
  * the node, and gives guests their MTU. */
 #include "agent/core/agent.h"
 #include "agent/outputs/network.h"
+#include "agent/ops/secgroups.h"
 #include "agent/outputs/peers.h"
 #include "net/ovs/ovs.h"
 
@@ -53,16 +54,24 @@ agent_net_sync(struct agent *a)
             const Nodeagent__V1__Nic *nic = spec->nics[j];
             const Nodeagent__V1__Flavor *f = spec->flavor;
             ports[n++] = (struct ovs_net_port){
-                nic->port_id,
-                nic->vni,
-                nic->mac,
-                (const char *const *)nic->ips,
-                nic->n_ips,
-                {f->nic_inbound_average_kib_sec, f->nic_inbound_burst_kib,
-                 f->nic_outbound_average_kib_sec, f->nic_outbound_burst_kib},
+                .id = nic->port_id,
+                .vni = nic->vni,
+                .mac = nic->mac,
+                .ips = (const char *const *)nic->ips,
+                .n_ips = nic->n_ips,
+                .bandwidth = {f->nic_inbound_average_kib_sec, f->nic_inbound_burst_kib,
+                              f->nic_outbound_average_kib_sec, f->nic_outbound_burst_kib},
+                .groups = (const char *const *)nic->security_groups,
+                .n_groups = nic->n_security_groups,
             };
         }
     }
+    /* The groups first: ports naming a group the thread does not know yet would get no
+     * rule of it for one convergence. */
+    struct agent_secgroups_view groups;
+    agent_secgroups_view(a->secgroups, &groups);
+    ovs_net_set_security_groups(a->host.net, groups.groups, groups.n);
+    agent_secgroups_view_free(&groups);
     ovs_net_set_ports(a->host.net, ports, n);
     free(ports);
 }

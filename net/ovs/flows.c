@@ -7,7 +7,8 @@
  *   priority 110  icmp6,icmp_type=134 / 137  -> drop (no Router Advertisement or redirect)
  *   priorities 100..105  a port's IPv6 and Neighbor Discovery: see flows_ipv6.c
  *                 per port P (network VNI, MAC M, addresses A):
- *   priority 100  in_port=P,dl_src=M,ip,nw_src=A              -> reg6=VNI, table 1
+ *   priority 100  in_port=P,dl_src=M,ip,nw_src=A              -> reg6=VNI, reg7=P,
+ *                                                    ct(zone=P), table 10 (egress ACL)
  *   priority 100  in_port=P,dl_src=M,arp,arp_sha=M,arp_spa=A  -> reg6=VNI, table 1
  *                 (both through P's outbound meter first when P has an outbound limit; the
  *                 output:P of tables 1 and 2 through its inbound meter likewise)
@@ -16,15 +17,20 @@
  *   priority 0    drop (unbound taps, spoofed frames, IPv6 of a port without an IPv6
  *                 address, other networks, anything else)
  * table 1, from a local port:
+ *   priority 110  reg6=VNI,dl_dst=M,ip -> reg7=P, ct(zone=P), table 20 (ingress ACL)
  *   priority 100  reg6=VNI,dl_dst=M  -> output:P      (exact MAC forwarding; a learned flow
  *                                                      can never take a local MAC over)
  *   priority 80   (learned) reg6=VNI,dl_dst=remote MAC -> tun_id=VNI, output:T
+ *   priority 60   reg6=VNI,ip  -> the tunnels of the network only (IP that is not for a local
+ *                                 port must not reach one around its ingress ACL)
  *   priority 50   reg6=VNI  -> every local port of the network and every tunnel to a peer
  *                              with it (broadcast, multicast, unknown unicast; OVS never
  *                              sends back to in_port)
  *   priority 0    drop
  * table 2, from a tunnel: local ports only, never back into the mesh:
+ *   priority 110  reg6=VNI,dl_dst=M,ip -> reg7=P, ct(zone=P), table 20 (ingress ACL)
  *   priority 100  reg6=VNI,dl_dst=M  -> output:P
+ *   priority 60   reg6=VNI,ip        -> drop
  *   priority 50   reg6=VNI           -> every local port of the network
  *   priority 0    drop
  * table 3, from a tunnel, its source MAC:
@@ -33,6 +39,8 @@
  *                              learned cookie, at most OVS_NET_LEARNED_MAX per network),
  *                              table 2
  *   priority 0    drop
+ * tables 10 and 20, the security groups: see secgroup_flows.c.
+ * The numbers are OVS_TABLES and OVS_PRIORITIES (ovs-private.h).
  */
 #include "net/ovs/ovs-private.h"
 
@@ -40,13 +48,8 @@
 #include <inttypes.h>
 #include <string.h>
 
-struct flow_list {
-    struct ovs_flow *items;
-    size_t n, cap;
-};
-
-static void
-push(struct flow_list *l, char *key, char *actions)
+void
+ovs_flow_push(struct ovs_flow_list *l, char *key, char *actions)
 {
     if (l->n == l->cap) {
         l->cap = l->cap ? 2 * l->cap : 64;
@@ -152,26 +155,107 @@ flood_actions(const struct ovs_bound_port *ports, size_t n_ports, const bool *ok
 static char *
 learn_actions(uint32_t vni)
 {
-    return na_xasprintf("learn(table=1,priority=80,idle_timeout=%u,cookie=%#" PRIx64 ",limit=%u,"
+    return na_xasprintf("learn(table=%d,priority=%d,idle_timeout=%u,cookie=%#" PRIx64 ",limit=%u,"
                         "NXM_NX_REG6[],NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],"
                         "load:NXM_NX_TUN_ID[]->NXM_NX_TUN_ID[],output:NXM_OF_IN_PORT[]),"
-                        "resubmit(,2)",
-                        OVS_NET_LEARNED_IDLE_S, ovs_net_learned_cookie(vni), OVS_NET_LEARNED_MAX);
+                        "resubmit(,%d)",
+                        OVS_T_FROM_PORT, OVS_P_LEARNED, OVS_NET_LEARNED_IDLE_S,
+                        ovs_net_learned_cookie(vni), OVS_NET_LEARNED_MAX, OVS_T_FROM_TUNNEL);
+}
+
+/* "table=T,priority=P" and the rest of a flow's key. */
+#define KEY(table, prio, fmt, ...)                                                                 \
+    na_xasprintf("table=%d,priority=%d" fmt, OVS_T_##table, OVS_P_##prio, ##__VA_ARGS__)
+
+/* The same, with the table and priority as values. */
+#define KEY_AT(table, prio, fmt, ...)                                                              \
+    na_xasprintf("table=%d,priority=%d" fmt, (int)(table), (int)(prio), ##__VA_ARGS__)
+
+/* A port's meter, as the first action ("meter:N,"), or "" when that direction has no limit. */
+static void
+meter_prefix(const struct ovs_net_port *p, int P, bool inbound, char out[32])
+{
+    uint32_t limit = inbound ? p->bandwidth.inbound_kib_sec : p->bandwidth.outbound_kib_sec;
+    out[0] = '\0';
+    if (limit)
+        snprintf(out, 32, "meter:%" PRIu32 ",", ovs_meter_id(P, inbound));
+}
+
+/* IP to port P: through its inbound meter, then its ingress conntrack (zone P) to the ACL. */
+static char *
+to_port_ip_actions(const struct ovs_net_port *p, int P)
+{
+    char meter[32];
+    meter_prefix(p, P, true, meter);
+    return na_xasprintf("%sload:%d->NXM_NX_REG7[],ct(table=%d,zone=%s)", meter, P,
+                        OVS_T_INGRESS_ACL, OVS_ZONE_FIELD);
+}
+
+/* The flows to deliver to port P from table (FROM_PORT or FROM_TUNNEL): IPv4 and IPv6 through
+ * its ingress ACL, Neighbor Discovery for it directly (the ACL's conntrack does not track
+ * it), anything else (ARP) to it. */
+static void
+push_to_port(struct ovs_flow_list *l, enum ovs_table table, const struct ovs_net_port *p, int P,
+             const char *mac)
+{
+    char meter[32];
+    meter_prefix(p, P, true, meter);
+    ovs_flow_push(l, KEY_AT(table, OVS_P_PORT, ",reg6=%u,dl_dst=%s", p->vni, mac),
+                  na_xasprintf("%soutput:%d", meter, P));
+    ovs_flow_push(l, KEY_AT(table, OVS_P_TO_PORT_IP, ",reg6=%u,dl_dst=%s,ip", p->vni, mac),
+                  to_port_ip_actions(p, P));
+    ovs_flow_push(l, KEY_AT(table, OVS_P_TO_PORT_IP, ",reg6=%u,dl_dst=%s,ipv6", p->vni, mac),
+                  to_port_ip_actions(p, P));
+    for (int type = 135; type <= 136; type++)
+        ovs_flow_push(l,
+                      KEY_AT(table, OVS_P_TO_PORT_ND, ",reg6=%u,dl_dst=%s,icmp6,icmp_type=%d",
+                             p->vni, mac, type),
+                      na_xasprintf("%soutput:%d", meter, P));
+}
+
+static void
+push_port(struct ovs_flow_list *l, const struct ovs_net_port *p, int P, const char *mac,
+          size_t n_tunnels)
+{
+    char meter[32];
+    meter_prefix(p, P, false, meter);
+    for (size_t j = 0; j < p->n_ips; j++) {
+        char ip[INET_ADDRSTRLEN];
+        if (!ipv4_canonical(p->ips[j], ip))
+            continue;
+        /* IP from the port goes through its outbound meter and its egress conntrack (zone P)
+         * to the ACL. */
+        ovs_flow_push(l, KEY(CLASSIFY, PORT, ",in_port=%d,dl_src=%s,ip,nw_src=%s", P, mac, ip),
+                      na_xasprintf("%sload:%u->NXM_NX_REG6[],load:%d->NXM_NX_REG7[],"
+                                   "ct(table=%d,zone=%s)",
+                                   meter, p->vni, P, OVS_T_EGRESS_ACL, OVS_ZONE_FIELD));
+        ovs_flow_push(
+            l,
+            KEY(CLASSIFY, PORT, ",in_port=%d,dl_src=%s,arp,arp_sha=%s,arp_spa=%s", P, mac, mac, ip),
+            na_xasprintf("%sload:%u->NXM_NX_REG6[],resubmit(,%d)", meter, p->vni, OVS_T_FROM_PORT));
+    }
+    push_to_port(l, OVS_T_FROM_PORT, p, P, mac);
+    if (n_tunnels) {
+        push_to_port(l, OVS_T_FROM_TUNNEL, p, P, mac);
+        ovs_flow_push(l, KEY(TUNNEL_SRC, PORT, ",reg6=%u,dl_src=%s", p->vni, mac),
+                      na_xstrdup("drop"));
+    }
 }
 
 void
 ovs_flows_compute(const struct ovs_bound_port *ports, size_t n_ports,
-                  const struct ovs_bound_tunnel *tunnels, size_t n_tunnels, struct ovs_flows *out)
+                  const struct ovs_bound_tunnel *tunnels, size_t n_tunnels,
+                  const struct ovs_sg_set *groups, struct ovs_flows *out)
 {
-    struct flow_list l = {0};
-    push(&l, na_xstrdup("table=0,priority=0"), na_xstrdup("drop"));
-    push(&l, na_xstrdup("table=1,priority=0"), na_xstrdup("drop"));
-    push(&l, na_xstrdup("table=2,priority=0"), na_xstrdup("drop"));
-    push(&l, na_xstrdup("table=3,priority=0"), na_xstrdup("drop"));
+    struct ovs_flow_list l = {0};
+    ovs_flow_push(&l, KEY(CLASSIFY, DEFAULT, ""), na_xstrdup("drop"));
+    ovs_flow_push(&l, KEY(FROM_PORT, DEFAULT, ""), na_xstrdup("drop"));
+    ovs_flow_push(&l, KEY(FROM_TUNNEL, DEFAULT, ""), na_xstrdup("drop"));
+    ovs_flow_push(&l, KEY(TUNNEL_SRC, DEFAULT, ""), na_xstrdup("drop"));
     /* DHCP answers come from the cloud's configuration (the config drive), never from a
      * guest: a rogue server would hand its neighbours another gateway. */
-    push(&l, na_xstrdup("table=0,priority=110,udp,tp_src=67"), na_xstrdup("drop"));
-    push(&l, na_xstrdup("table=0,priority=110,udp6,tp_src=547"), na_xstrdup("drop"));
+    ovs_flow_push(&l, KEY(CLASSIFY, DHCP_SERVER, ",udp,tp_src=67"), na_xstrdup("drop"));
+    ovs_flow_push(&l, KEY(CLASSIFY, DHCP_SERVER, ",udp6,tp_src=547"), na_xstrdup("drop"));
     struct ovs_flows v6 = {0};
     ovs_flows_ipv6_guards(&v6);
 
@@ -184,45 +268,26 @@ ovs_flows_compute(const struct ovs_bound_port *ports, size_t n_ports,
         ok[i] = ports[i].ofport > 0 && mac_canonical(p->mac, macs[i]);
         if (!ok[i])
             continue;
-        int P = ports[i].ofport;
-        char meter_out[32], meter_in[32];
-        snprintf(meter_out, sizeof(meter_out), "meter:%" PRIu32 ",", ovs_meter_id(P, false));
-        snprintf(meter_in, sizeof(meter_in), "meter:%" PRIu32 ",", ovs_meter_id(P, true));
-        const char *to_port = p->bandwidth.inbound_kib_sec ? meter_in : "";
-        for (size_t j = 0; j < p->n_ips; j++) {
-            char ip[INET_ADDRSTRLEN];
-            if (!ipv4_canonical(p->ips[j], ip))
-                continue;
-            char *actions = na_xasprintf("%sload:%u->NXM_NX_REG6[],resubmit(,1)",
-                                         p->bandwidth.outbound_kib_sec ? meter_out : "", p->vni);
-            push(&l, na_xasprintf("table=0,priority=100,in_port=%d,dl_src=%s,ip,nw_src=%s", P,
-                                  macs[i], ip),
-                 actions);
-            push(&l,
-                 na_xasprintf("table=0,priority=100,in_port=%d,dl_src=%s,arp,arp_sha=%s,arp_spa=%s",
-                              P, macs[i], macs[i], ip),
-                 na_xstrdup(actions));
-        }
-        ovs_flows_ipv6_port(p, P, macs[i], &v6);
-        push(&l, na_xasprintf("table=1,priority=100,reg6=%u,dl_dst=%s", p->vni, macs[i]),
-             na_xasprintf("%soutput:%d", to_port, P));
-        if (n_tunnels) {
-            push(&l, na_xasprintf("table=2,priority=100,reg6=%u,dl_dst=%s", p->vni, macs[i]),
-                 na_xasprintf("%soutput:%d", to_port, P));
-            push(&l, na_xasprintf("table=3,priority=100,reg6=%u,dl_src=%s", p->vni, macs[i]),
-                 na_xstrdup("drop"));
-        }
+        push_port(&l, p, ports[i].ofport, macs[i], n_tunnels);
+        ovs_flows_ipv6_port(p, ports[i].ofport, macs[i], &v6);
         vnis[n_vnis++] = p->vni;
     }
     n_vnis = na_u32_sort_unique(vnis, n_vnis);
 
     for (size_t v = 0; v < n_vnis; v++) {
-        push(&l, na_xasprintf("table=1,priority=50,reg6=%u", vnis[v]),
-             flood_actions(ports, n_ports, ok, tunnels, n_tunnels, vnis[v]));
+        ovs_flow_push(&l, KEY(FROM_PORT, FLOOD, ",reg6=%u", vnis[v]),
+                      flood_actions(ports, n_ports, ok, tunnels, n_tunnels, vnis[v]));
+        /* IP that is not to a local port's MAC would reach local ports around their ingress
+         * ACL: it goes to the tunnels only (a remote port's MAC not learned yet). */
+        char *to_tunnels = flood_actions(ports, 0, ok, tunnels, n_tunnels, vnis[v]);
+        ovs_flow_push(&l, KEY(FROM_PORT, FLOOD_IP, ",reg6=%u,ip", vnis[v]),
+                      *to_tunnels ? to_tunnels : (free(to_tunnels), na_xstrdup("drop")));
         if (n_tunnels) {
-            push(&l, na_xasprintf("table=2,priority=50,reg6=%u", vnis[v]),
-                 flood_actions(ports, n_ports, ok, NULL, 0, vnis[v]));
-            push(&l, na_xasprintf("table=3,priority=50,reg6=%u", vnis[v]), learn_actions(vnis[v]));
+            ovs_flow_push(&l, KEY(FROM_TUNNEL, FLOOD_IP, ",reg6=%u,ip", vnis[v]),
+                          na_xstrdup("drop"));
+            ovs_flow_push(&l, KEY(FROM_TUNNEL, FLOOD, ",reg6=%u", vnis[v]),
+                          flood_actions(ports, n_ports, ok, NULL, 0, vnis[v]));
+            ovs_flow_push(&l, KEY(TUNNEL_SRC, FLOOD, ",reg6=%u", vnis[v]), learn_actions(vnis[v]));
         }
     }
     for (size_t t = 0; t < n_tunnels; t++) {
@@ -232,14 +297,15 @@ ovs_flows_compute(const struct ovs_bound_port *ports, size_t n_ports,
             uint32_t vni = tunnels[t].vnis[k];
             if (!has_vni(vnis, n_vnis, vni))
                 continue;
-            push(&l,
-                 na_xasprintf("table=0,priority=100,in_port=%d,tun_id=%u", tunnels[t].ofport, vni),
-                 na_xasprintf("load:%u->NXM_NX_REG6[],resubmit(,3)", vni));
+            ovs_flow_push(
+                &l, KEY(CLASSIFY, PORT, ",in_port=%d,tun_id=%u", tunnels[t].ofport, vni),
+                na_xasprintf("load:%u->NXM_NX_REG6[],resubmit(,%d)", vni, OVS_T_TUNNEL_SRC));
         }
     }
     for (size_t i = 0; i < v6.n; i++)
-        push(&l, v6.items[i].key, v6.items[i].actions);
+        ovs_flow_push(&l, v6.items[i].key, v6.items[i].actions);
     free(v6.items);
+    ovs_secgroup_flows(ports, n_ports, ok, groups, &l);
     free(ok);
     free(macs);
     free(vnis);
@@ -263,7 +329,9 @@ ovs_flows_compute(const struct ovs_bound_port *ports, size_t n_ports,
 bool
 ovs_flows_is_tunnel_ingress(const struct ovs_flow *flow)
 {
-    return strncmp(flow->key, "table=0,", 8) == 0 && strstr(flow->key, ",tun_id=") != NULL;
+    char prefix[16];
+    snprintf(prefix, sizeof(prefix), "table=%d,", OVS_T_CLASSIFY);
+    return strncmp(flow->key, prefix, strlen(prefix)) == 0 && strstr(flow->key, ",tun_id=") != NULL;
 }
 
 void

@@ -23,8 +23,9 @@
  * For every port and tunnel (ovs_flows_ipv6_guards):
  *   priority 110  icmp6,icmp_type=134 / 137  -> drop (Router Advertisements and redirects:
  *                 guests are hosts; addresses and routes come from the config drive)
- * "admit" is load:VNI->NXM_NX_REG6[],resubmit(,1), as for IPv4.  A port without an IPv6
- * address gets none of these and sends no IPv6 at all (the table's default drop).
+ * "admit" is load:VNI->NXM_NX_REG6[],resubmit(,1), as for ARP; the priority-100 flows go
+ * instead through the port's egress conntrack to its security groups' ACL, as its IPv4.  A port
+ * without an IPv6 address gets none of these and sends no IPv6 at all (the table's default drop).
  */
 #include "net/ovs/ovs-private.h"
 
@@ -90,7 +91,13 @@ ovs_flows_ipv6_port(const struct ovs_net_port *p, int ofport, const char *mac,
     char meter[32] = "";
     if (p->bandwidth.outbound_kib_sec)
         snprintf(meter, sizeof(meter), "meter:%" PRIu32 ",", ovs_meter_id(ofport, false));
-    cleanup_free char *admit = na_xasprintf("%sload:%u->NXM_NX_REG6[],resubmit(,1)", meter, p->vni);
+    cleanup_free char *admit =
+        na_xasprintf("%sload:%u->NXM_NX_REG6[],resubmit(,%d)", meter, p->vni, OVS_T_FROM_PORT);
+    /* Other IPv6 from its addresses goes through its egress conntrack (zone P) to the ACL,
+     * as its IPv4 (flows.c). */
+    cleanup_free char *to_acl =
+        na_xasprintf("%sload:%u->NXM_NX_REG6[],load:%d->NXM_NX_REG7[],ct(table=%d,zone=%s)", meter,
+                     p->vni, ofport, OVS_T_EGRESS_ACL, OVS_ZONE_FIELD);
     cleanup_free char *from =
         na_xasprintf("table=0,priority=105,in_port=%d,dl_src=%s,icmp6", ofport, mac);
     for (size_t i = 0; i < n; i++) {
@@ -111,7 +118,7 @@ ovs_flows_ipv6_port(const struct ovs_net_port *p, int ofport, const char *mac,
         append(out,
                na_xasprintf("table=0,priority=100,in_port=%d,dl_src=%s,ipv6,ipv6_src=%s", ofport,
                             mac, s[i]),
-               na_xstrdup(admit));
+               na_xstrdup(to_acl));
     }
     append(out, na_xasprintf("%s,ipv6_src=::,icmp_type=143", from), na_xstrdup(admit));
     append(out, na_xasprintf("%s,ipv6_src=::,icmp_type=131", from), na_xstrdup(admit));

@@ -4,6 +4,47 @@
 
 #include "net/ovs/ovs.h"
 
+/* The tables of the integration bridge, named once (docs/operations.md describes them). */
+#define OVS_TABLES(X)                                                                              \
+    X(CLASSIFY, 0)     /* from ports (anti-spoofing) and tunnels: which network */                 \
+    X(FROM_PORT, 1)    /* switching of frames from a local port */                                 \
+    X(FROM_TUNNEL, 2)  /* switching of frames from a tunnel: local ports only */                   \
+    X(TUNNEL_SRC, 3)   /* a tunnel frame's source MAC: refuse local ones, learn the rest */        \
+    X(EGRESS_ACL, 10)  /* security groups, traffic from a port, after conntrack */                 \
+    X(INGRESS_ACL, 20) /* security groups, traffic to a port, after conntrack */
+
+enum ovs_table {
+#define X(name, number) OVS_T_##name = number,
+    OVS_TABLES(X)
+#undef X
+};
+
+/* Flow priorities, named once; within a table a higher one wins. */
+#define OVS_PRIORITIES(X)                                                                          \
+    X(DHCP_SERVER, 110) /* CLASSIFY: a DHCP server's answer, from anywhere: drop */                \
+    X(TO_PORT_ND, 120)  /* FROM_PORT, FROM_TUNNEL: Neighbor Discovery to a local port */           \
+    X(TO_PORT_IP, 110)  /* FROM_PORT, FROM_TUNNEL: IP to a local port: its ingress conntrack */    \
+    X(PORT, 100)        /* anti-spoofing, tunnel ingress, exact MAC forwarding */                  \
+    X(LEARNED, 80)      /* FROM_PORT: remote MACs learned from tunnels */                          \
+    X(FLOOD_IP, 60) /* broadcast, multicast IP: never to a local port (no ACL could allow it) */   \
+    X(FLOOD, 50)    /* broadcast, multicast, unknown unicast */                                    \
+    X(CT_INVALID, 200)  /* ACL: conntrack says invalid: drop */                                    \
+    X(CT_REPLY, 190)    /* ACL: replies and related traffic of an allowed connection */            \
+    X(CT_CUT, 180)      /* ACL: a connection no rule allows any more (ct_mark): drop */            \
+    X(CT_RULE, 100)     /* ACL: the rules, as conjunctions */                                      \
+    X(CT_UNALLOWED, 10) /* ACL: an established connection no rule allows: mark it, drop */         \
+    X(DEFAULT, 0)       /* every table: drop */
+
+enum ovs_priority {
+#define X(name, number) OVS_P_##name = number,
+    OVS_PRIORITIES(X)
+#undef X
+};
+
+/* The conntrack zone of a port's connections is its OpenFlow port number, kept in reg7
+ * (with the port) from the ACL's ct() on. */
+#define OVS_ZONE_FIELD "NXM_NX_REG7[0..15]"
+
 /* A port with the OpenFlow port number of its interface on the bridge. */
 struct ovs_bound_port {
     const struct ovs_net_port *port;
@@ -29,12 +70,41 @@ struct ovs_flows {
     size_t n;
 };
 
+/* A growing list of flows (the key and actions are owned by the list). */
+struct ovs_flow_list {
+    struct ovs_flow *items;
+    size_t n, cap;
+};
+
+void ovs_flow_push(struct ovs_flow_list *l, char *key, char *actions);
+
+/* Security groups as the OVS thread holds them: owned copies. */
+struct ovs_sg_set {
+    struct ovs_sg *items;
+    size_t n;
+};
+
+void ovs_flows_sg_copy(struct ovs_sg_set *dst, const struct ovs_sg *groups, size_t n);
+void ovs_flows_sg_clear(struct ovs_sg_set *set);
+
+/* The conntrack stage (tables EGRESS_ACL and INGRESS_ACL) for the bound ports (those with
+ * ok[i]) and the groups, appended to l.  Rules become conjunctions whose clauses are the
+ * port's membership of the group, the remote (network, member addresses or just the
+ * ethertype) and the protocol with its destination ports as bitmask matches, so that the
+ * flows grow as ports + members + rules, and a member or port joining adds its own flows
+ * only. */
+void ovs_secgroup_flows(const struct ovs_bound_port *ports, size_t n_ports, const bool *ok,
+                        const struct ovs_sg_set *groups, struct ovs_flow_list *l);
+/* The value/mask pairs that cover min..max (16 bits) exactly; returns how many (at most
+ * 30) and fills out[] with "value/mask" strings (caller frees each). */
+size_t ovs_flows_port_range_masks(uint16_t min, uint16_t max, char *out[32]);
+
 /* The whole flow table for the bound ports and tunnels.  A port whose MAC is not a MAC is
  * left out (and so is any address that is neither an IPv4 nor an IPv6 address); a tunnel
  * carries only the networks that have a bound port here. */
 void ovs_flows_compute(const struct ovs_bound_port *ports, size_t n_ports,
                        const struct ovs_bound_tunnel *tunnels, size_t n_tunnels,
-                       struct ovs_flows *out);
+                       const struct ovs_sg_set *groups, struct ovs_flows *out);
 /* IPv6 anti-spoofing (flows_ipv6.c; the flows are listed there).  Both append to out,
  * unsorted.  The guards drop Router Advertisements and redirects from every port and
  * tunnel; a port's flows (none when it has no IPv6 address; mac canonical) admit IPv6 from

@@ -22,6 +22,7 @@
 #include "latch.h"
 #include "lib/vswitch-idl.h"
 #include "openvswitch/ofp-bundle.h"
+#include "openvswitch/ofp-ct.h"
 #include "openvswitch/ofp-errors.h"
 #include "openvswitch/ofp-flow.h"
 #include "openvswitch/ofp-meter.h"
@@ -43,6 +44,8 @@ struct owned_port {
     char *mac;
     char **ips;
     size_t n_ips;
+    char **groups;
+    size_t n_groups;
 };
 
 struct port_set {
@@ -64,31 +67,35 @@ struct ovs_net {
     char *bridge;
     char *datapath_type;
     char *tunnel_type;
-    char *local_ip; /* NULL: no tunnels */
+    char *local_ip;                      /* NULL: no tunnels */
     struct ovs_tunnel_config tunnel_cfg; /* points at bridge, tunnel_type, local_ip */
-    char *openflow; /* "unix:<rundir>/<bridge>.mgmt" */
+    char *openflow;                      /* "unix:<rundir>/<bridge>.mgmt" */
     pthread_t thread;
     struct latch wake; /* set by the agent when the desired ports change */
     struct latch exit;
 
     pthread_mutex_t mu;
     pthread_cond_t bound_changed;
-    struct port_set desired;         /* (mu) */
-    struct ovs_net_peer *peers;      /* (mu) owned copies */
-    size_t n_peers;                  /* (mu) */
-    bool peers_known;                /* (mu) ovs_net_set_peers has been called */
-    uint64_t desired_gen;            /* (mu) bumped by every ovs_net_set_ports/peers */
-    uint64_t converged_gen;          /* (mu) the desired_gen the bridge's flows last matched */
-    char **bound;            /* (mu) ids of the ports whose flows are installed */
-    size_t n_bound;          /* (mu) */
-    bool db_up, of_up;       /* (mu) */
+    struct port_set desired;          /* (mu) */
+    struct ovs_sg_set desired_groups; /* (mu) */
+    struct ovs_net_peer *peers;       /* (mu) owned copies */
+    size_t n_peers;                   /* (mu) */
+    bool peers_known;                 /* (mu) ovs_net_set_peers has been called */
+    uint64_t desired_gen;             /* (mu) bumped by every ovs_net_set_ports/peers */
+    uint64_t converged_gen;           /* (mu) the desired_gen the bridge's flows last matched */
+    char **bound;                     /* (mu) ids of the ports whose flows are installed */
+    size_t n_bound;                   /* (mu) */
+    bool db_up, of_up;                /* (mu) */
 
     /* The OVS thread's own. */
-    struct port_set ports;     /* a copy of desired */
+    struct port_set ports;    /* a copy of desired */
+    struct ovs_sg_set groups; /* a copy of desired_groups */
+    int *zones;               /* the ports' zones (ofports) the installed flows use */
+    size_t n_zones;
     struct ovs_tunnel_set tunnels; /* computed from ports and peers */
-    struct port_seen *seen;    /* one per port with an interface on the bridge */
+    struct port_seen *seen;        /* one per port with an interface on the bridge */
     size_t n_seen;
-    bool tunnels_known;        /* false: peers unknown yet, tunnels as recorded in OVS */
+    bool tunnels_known; /* false: peers unknown yet, tunnels as recorded in OVS */
     uint64_t ports_gen;
     struct ovs_flows installed; /* what the bridge holds, as far as the thread knows */
     bool installed_known;       /* false after a (re)connection: replace everything */
@@ -107,6 +114,9 @@ port_set_clear(struct port_set *s)
         for (size_t j = 0; j < s->items[i].n_ips; j++)
             free(s->items[i].ips[j]);
         free(s->items[i].ips);
+        for (size_t j = 0; j < s->items[i].n_groups; j++)
+            free(s->items[i].groups[j]);
+        free(s->items[i].groups);
     }
     free(s->items);
     s->items = NULL;
@@ -126,8 +136,18 @@ port_set_copy(struct port_set *dst, const struct ovs_net_port *ports, size_t n)
         o->ips = na_xcalloc(o->n_ips + 1, sizeof(*o->ips));
         for (size_t j = 0; j < o->n_ips; j++)
             o->ips[j] = na_xstrdup(ports[i].ips[j]);
-        o->view = (struct ovs_net_port){o->id, ports[i].vni, o->mac,
-                                        (const char *const *)o->ips, o->n_ips, ports[i].bandwidth};
+        o->n_groups = ports[i].n_groups;
+        o->groups = na_xcalloc(o->n_groups + 1, sizeof(*o->groups));
+        for (size_t j = 0; j < o->n_groups; j++)
+            o->groups[j] = na_xstrdup(ports[i].groups[j]);
+        o->view = (struct ovs_net_port){.id = o->id,
+                                        .vni = ports[i].vni,
+                                        .mac = o->mac,
+                                        .ips = (const char *const *)o->ips,
+                                        .n_ips = o->n_ips,
+                                        .bandwidth = ports[i].bandwidth,
+                                        .groups = (const char *const *)o->groups,
+                                        .n_groups = o->n_groups};
     }
 }
 
@@ -159,9 +179,9 @@ static const struct ovsrec_bridge *
 find_bridge(struct ovsdb_idl *idl, const char *name)
 {
     const struct ovsrec_bridge *br;
-    OVSREC_BRIDGE_FOR_EACH (br, idl)
-        if (strcmp(br->name, name) == 0)
-            return br;
+    OVSREC_BRIDGE_FOR_EACH(br, idl)
+    if (strcmp(br->name, name) == 0)
+        return br;
     return NULL;
 }
 
@@ -225,8 +245,8 @@ static void
 close_vconn(struct ovs_net *net, const char *why)
 {
     if (net->vconn) {
-        na_log(NA_LOG_WARN, NULL, "OpenFlow connection lost", "bridge=%s error=\"%s\"",
-               net->bridge, why);
+        na_log(NA_LOG_WARN, NULL, "OpenFlow connection lost", "bridge=%s error=\"%s\"", net->bridge,
+               why);
         vconn_close(net->vconn);
         net->vconn = NULL;
     }
@@ -446,6 +466,52 @@ connect_vconn(struct ovs_net *net)
     na_log(NA_LOG_INFO, NULL, "OpenFlow connection up", "bridge=%s", net->bridge);
 }
 
+/* The conntrack entries of a zone (a port's): flushed when the port's interface leaves the
+ * bridge (deleted, migrated away, or replugged under another number), so that nothing a
+ * port's rules allowed outlives it or is inherited by the next interface to get the number.
+ * Sent without waiting: an error comes back as a message that drain_vconn drops. */
+static void
+flush_zone(struct ovs_net *net, int zone)
+{
+    struct ofp_ct_match match;
+    memset(&match, 0, sizeof(match));
+    uint16_t zone_id = (uint16_t)zone;
+    struct ofpbuf *msg = ofp_ct_match_encode(&match, &zone_id, vconn_get_version(net->vconn));
+    int error = vconn_send(net->vconn, msg);
+    if (error) {
+        ofpbuf_delete(msg);
+        na_log(NA_LOG_WARN, NULL, "conntrack flush not sent", "bridge=%s zone=%d error=\"%s\"",
+               net->bridge, zone, ovs_strerror(error));
+        return;
+    }
+    na_log(NA_LOG_INFO, NULL, "conntrack zone flushed", "bridge=%s zone=%d", net->bridge, zone);
+}
+
+static int
+cmp_zone(const void *a, const void *b)
+{
+    int x = *(const int *)a, y = *(const int *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* After the flows went in: flushes the zones of the ports that no longer have flows. */
+static void
+flush_gone_zones(struct ovs_net *net, const struct ovs_bound_port *bound, size_t n)
+{
+    int *zones = na_xcalloc(n + 1, sizeof(*zones));
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (bound[i].ofport > 0)
+            zones[k++] = bound[i].ofport;
+    qsort(zones, k, sizeof(*zones), cmp_zone);
+    for (size_t i = 0; i < net->n_zones; i++)
+        if (!k || !bsearch(&net->zones[i], zones, k, sizeof(*zones), cmp_zone))
+            flush_zone(net, net->zones[i]);
+    free(net->zones);
+    net->zones = zones;
+    net->n_zones = k;
+}
+
 /* --- the thread ------------------------------------------------------------------------ */
 
 /* Notes the ports whose interface is on the bridge (with the time it was first seen), and
@@ -525,13 +591,14 @@ take_desired(struct ovs_net *net)
             views[i] = net->desired.items[i].view;
         port_set_copy(&net->ports, views, net->desired.n);
         free(views);
+        ovs_flows_sg_clear(&net->groups);
+        ovs_flows_sg_copy(&net->groups, net->desired_groups.items, net->desired_groups.n);
         ovs_tunnels_clear(&net->tunnels);
         net->tunnels_known = net->peers_known;
         if (net->tunnels_known) {
             size_t n = 0;
             cleanup_free uint32_t *vnis = local_vnis(&net->ports, &n);
-            ovs_tunnels_compute(&net->tunnel_cfg, vnis, n, net->peers, net->n_peers,
-                                &net->tunnels);
+            ovs_tunnels_compute(&net->tunnel_cfg, vnis, n, net->peers, net->n_peers, &net->tunnels);
         }
         net->ports_gen = net->desired_gen;
     }
@@ -542,8 +609,8 @@ static void *
 ovs_thread(void *arg)
 {
     struct ovs_net *net = arg;
-    struct ovsdb_idl_loop loop = OVSDB_IDL_LOOP_INITIALIZER(
-        ovsdb_idl_create(net->ovsdb, &ovsrec_idl_class, true, true));
+    struct ovsdb_idl_loop loop =
+        OVSDB_IDL_LOOP_INITIALIZER(ovsdb_idl_create(net->ovsdb, &ovsrec_idl_class, true, true));
     bool was_up = false;
     while (!latch_is_set(&net->exit)) {
         latch_poll(&net->wake);
@@ -552,8 +619,8 @@ ovs_thread(void *arg)
         bool db_up = ovsdb_idl_is_connected(loop.idl) && ovsdb_idl_has_ever_connected(loop.idl);
         if (db_up != was_up)
             na_log(db_up ? NA_LOG_INFO : NA_LOG_WARN, NULL,
-                   db_up ? "OVS database connected" : "OVS database not connected",
-                   "ovsdb=\"%s\"", net->ovsdb);
+                   db_up ? "OVS database connected" : "OVS database not connected", "ovsdb=\"%s\"",
+                   net->ovsdb);
         was_up = db_up;
         const struct ovsrec_bridge *br = db_up ? find_bridge(loop.idl, net->bridge) : NULL;
         if (br && !net->tunnels_known) {
@@ -585,7 +652,7 @@ ovs_thread(void *arg)
             }
             note_seen(net, bound, net->ports.n);
             struct ovs_flows want = {0};
-            ovs_flows_compute(bound, net->ports.n, tunnels, net->tunnels.n, &want);
+            ovs_flows_compute(bound, net->ports.n, tunnels, net->tunnels.n, &net->groups, &want);
             free(tunnels);
             struct ovs_meters meters = {0};
             ovs_meters_compute(bound, net->ports.n, &meters);
@@ -595,6 +662,7 @@ ovs_thread(void *arg)
                 net->meters = meters;
                 net->meters_known = true;
                 log_newly_bound(net);
+                flush_gone_zones(net, bound, net->ports.n);
                 ovs_flows_clear(&net->installed);
                 net->installed = want;
                 net->installed_known = true;
@@ -692,6 +760,9 @@ ovs_net_stop(struct ovs_net *net)
     latch_destroy(&net->exit);
     port_set_clear(&net->desired);
     port_set_clear(&net->ports);
+    ovs_flows_sg_clear(&net->desired_groups);
+    ovs_flows_sg_clear(&net->groups);
+    free(net->zones);
     peers_free(net->peers, net->n_peers);
     ovs_tunnels_clear(&net->tunnels);
     for (size_t i = 0; i < net->n_seen; i++)
@@ -727,6 +798,19 @@ ovs_net_set_ports(struct ovs_net *net, const struct ovs_net_port *ports, size_t 
 }
 
 void
+ovs_net_set_security_groups(struct ovs_net *net, const struct ovs_sg *groups, size_t n_groups)
+{
+    struct ovs_sg_set copy;
+    ovs_flows_sg_copy(&copy, groups, n_groups);
+    pthread_mutex_lock(&net->mu);
+    ovs_flows_sg_clear(&net->desired_groups);
+    net->desired_groups = copy;
+    net->desired_gen++;
+    pthread_mutex_unlock(&net->mu);
+    latch_set(&net->wake);
+}
+
+void
 ovs_net_set_peers(struct ovs_net *net, const struct ovs_net_peer *peers, size_t n_peers)
 {
     struct ovs_net_peer *copy = na_xcalloc(n_peers + 1, sizeof(*copy));
@@ -734,8 +818,8 @@ ovs_net_set_peers(struct ovs_net *net, const struct ovs_net_peer *peers, size_t 
         uint32_t *vnis = na_xcalloc(peers[i].n_vnis + 1, sizeof(*vnis));
         if (peers[i].n_vnis)
             memcpy(vnis, peers[i].vnis, peers[i].n_vnis * sizeof(*vnis));
-        copy[i] = (struct ovs_net_peer){na_xstrdup(peers[i].node_id),
-                                        na_xstrdup(peers[i].endpoint), vnis, peers[i].n_vnis};
+        copy[i] = (struct ovs_net_peer){na_xstrdup(peers[i].node_id), na_xstrdup(peers[i].endpoint),
+                                        vnis, peers[i].n_vnis};
     }
     pthread_mutex_lock(&net->mu);
     peers_free(net->peers, net->n_peers);

@@ -37,6 +37,14 @@
  * passes its outbound meter; frames forwarded to its MAC pass its inbound meter (frames
  * flooded to the network, such as broadcasts, do not).
  *
+ * Security groups (secgroup_flows.c): every bound port's IP traffic passes a stateful
+ * conntrack stage in both directions, after anti-spoofing (from the port) and before delivery
+ * (to it), in the port's own conntrack zone (its OpenFlow port number, which OVS keeps in its
+ * database across restarts).  A port with no group gets the default: all egress, ingress
+ * only for replies of its own connections.  ovs_net_set_security_groups hands the groups put
+ * on the node; a port names its groups by id.  When a port's interface goes, the entries of
+ * its zone are flushed (OpenFlow conntrack flush, OVS 3.1).
+ *
  * Threads: ovs_net_start/stop/set_ports from the agent's loop; ovs_net_wait_bound from any
  * thread (a worker waits there for a create's ports).  The shared fields are under one
  * mutex (see ovs.c).
@@ -90,6 +98,28 @@ struct ovs_net_port {
     const char *const *ips; /* "10.0.0.5/24", "10.0.0.5", "fd00::5/64" or "fd00::5" */
     size_t n_ips;
     struct ovs_net_bandwidth bandwidth;
+    const char *const *groups; /* security group ids; none: the default */
+    size_t n_groups;
+};
+
+/* One rule of a security group: it allows connections (stateful) that match it. */
+struct ovs_sg_rule {
+    bool egress;       /* false: ingress (to the port) */
+    bool ipv6;         /* false: IPv4 */
+    uint8_t protocol;  /* 0 any, 6 TCP, 17 UDP, 1 ICMP (ICMPv6 with ipv6) */
+    uint16_t port_min; /* TCP and UDP destination ports; 0 and 0: all */
+    uint16_t port_max;
+    const char *remote_cidr;  /* "" or NULL: not by network */
+    const char *remote_group; /* "" or NULL: not by group */
+};
+
+/* A security group as the control plane put it. */
+struct ovs_sg {
+    const char *id;
+    const struct ovs_sg_rule *rules;
+    size_t n_rules;
+    const char *const *member_ips; /* addresses of its members anywhere (no prefix) */
+    size_t n_member_ips;
 };
 
 /* Another node, as its announcements tell. */
@@ -106,6 +136,8 @@ int ovs_net_start(const struct ovs_net_config *cfg, struct ovs_net **out, struct
 void ovs_net_stop(struct ovs_net *net);
 /* Replaces the desired ports (copied). */
 void ovs_net_set_ports(struct ovs_net *net, const struct ovs_net_port *ports, size_t n_ports);
+/* Replaces the security groups (copied). */
+void ovs_net_set_security_groups(struct ovs_net *net, const struct ovs_sg *groups, size_t n_groups);
 /* Replaces the peers (copied). */
 void ovs_net_set_peers(struct ovs_net *net, const struct ovs_net_peer *peers, size_t n_peers);
 /* Waits until every port in ids has its flows installed, or timeout_ms passes (then fails

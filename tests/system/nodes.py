@@ -94,19 +94,39 @@ class Node:
         lines = [json.loads(x) for x in r.stdout.splitlines() if x.startswith("{")]
         return lines[-1] if lines else {"returncode": r.returncode, "stderr": r.stderr}
 
+    def put_group(self, group_id, rules, members=(), check=0):
+        """Puts a security group: rules are nodectl --rule specs, members addresses."""
+        args = [a for r in rules for a in ("--rule", r)] + [a for m in members
+                                                            for a in ("--member", m)]
+        return self.request("security-group-put", group_id, *args, check=check)
+
+    def open_group(self):
+        """The group "open": IPv4 and IPv6 in and out, to and from anywhere (what a test that
+        is not about security groups gives its guests, which the default would not let in)."""
+        if not getattr(self, "_open", False):
+            last = self.put_group("open", ["dir=ingress,ethertype=ipv4",
+                                           "dir=egress,ethertype=ipv4",
+                                           "dir=ingress,ethertype=ipv6",
+                                           "dir=egress,ethertype=ipv6"])
+            assert last["kind"] == "DONE", last
+            self._open = True
+        return "open"
+
     def create(self, name, ip="10.0.0.5", inst=None, url=None, sha=None, disk=1, extra=(),
-               check=0, vni=7, mac=None, port=None, fmt="qcow2", ip6=None):
-        """ip6: also an IPv6 address (a /64, gateway ::1 of it) on the NIC."""
+               check=0, vni=7, mac=None, port=None, fmt="qcow2", ip6=None, sg=()):
+        """ip6: also an IPv6 address (a /64, gateway ::1 of it) on the NIC; sg: its security
+        groups."""
         inst = inst or str(uuid.uuid4())
         mac = mac or "52:54:00:" + os.urandom(3).hex(":")
         v6 = f",ip={ip6}/64,gateway6={ip6.rsplit(':', 1)[0]}:1" if ip6 else ""
+        groups = "".join(f",sg={g}" for g in sg)
         last = self.request(
             "create", "--uuid", inst, "--name", name, "--tenant", "t1", "--vcpus", "1",
             "--memory-mib", "256", "--disk-gib", disk, "--image-id", "guest", "--image-url",
             url or self.images.url + "guest.qcow2", "--image-sha256",
             sha or self.images.guest_sha, "--image-format", fmt, "--hostname", name,
             "--nic", f"port={port or uuid.uuid4()},network={network_id(vni)},vni={vni},"
-            f"mac={mac},ip={ip}/24,gateway=10.0.0.1,mtu=1450{v6}",
+            f"mac={mac},ip={ip}/24,gateway=10.0.0.1,mtu=1450{v6}{groups}",
             *extra, check=check)
         return inst, last
 

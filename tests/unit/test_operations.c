@@ -127,6 +127,10 @@ test_each_row_is_named_validated_and_laned(void **state)
             assert_string_equal(lane, "job:" JOB_UUID);
             assert_string_equal(agent_request_key(&b.env), JOB_UUID);
             break;
+        case AGENT_LANE_NODE:
+            assert_string_equal(lane, AGENT_NODE_LANE);
+            assert_string_equal(agent_request_key(&b.env), AGENT_NODE_LANE);
+            break;
         }
         if (row->signer == AGENT_SIGNER_PEER)
             assert_non_null(agent_request_sender_node(&b.env));
@@ -185,7 +189,7 @@ test_state_checks_follow_the_from_column(void **state)
     for (int k = 1; k < AGENT_REQ__COUNT; k++) {
         enum agent_request_kind kind = (enum agent_request_kind)k;
         const struct agent_request_row *row = agent_request_row(kind);
-        if (row->from == 0 || row->lane == AGENT_LANE_JOB)
+        if (row->from == 0 || row->lane == AGENT_LANE_JOB || row->lane == AGENT_LANE_NODE)
             continue; /* a new instance, or no instance: not checked against one */
         char allowed[256];
         agent_request_from_text(kind, allowed, sizeof(allowed));

@@ -26,19 +26,37 @@ actions(const struct ovs_flows *f, const char *key)
     return flow ? flow->actions : NULL;
 }
 
+/* Whether the flow is in a security-group table (10, 20). */
+static bool
+is_acl(const struct ovs_flow *flow)
+{
+    return strncmp(flow->key, "table=10,", 9) == 0 || strncmp(flow->key, "table=20,", 9) == 0;
+}
+
+/* The flows of the switching tables (0..3), without the security groups'. */
+static size_t
+n_switching(const struct ovs_flows *f)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < f->n; i++)
+        n += !is_acl(&f->items[i]);
+    return n;
+}
+
 static void
 test_no_ports_is_drop_only(void **state)
 {
     (void)state;
     struct ovs_flows f = {0};
-    ovs_flows_compute(NULL, 0, NULL, 0, &f);
-    assert_int_equal(f.n, 8);
+    ovs_flows_compute(NULL, 0, NULL, 0, NULL, &f);
+    assert_int_equal(f.n, 8); /* no port: no security-group stage either */
     assert_string_equal(actions(&f, "table=0,priority=0"), "drop");
     assert_string_equal(actions(&f, "table=1,priority=0"), "drop");
     assert_string_equal(actions(&f, "table=2,priority=0"), "drop");
     assert_string_equal(actions(&f, "table=3,priority=0"), "drop");
     for (size_t i = 0; i < f.n; i++)
-        assert_string_equal(f.items[i].actions, "drop");
+        if (!is_acl(&f.items[i]))
+            assert_string_equal(f.items[i].actions, "drop");
     ovs_flows_clear(&f);
 }
 
@@ -52,7 +70,7 @@ test_no_port_or_tunnel_may_answer_dhcp(void **state)
     static const uint32_t vnis_100[] = {100};
     struct ovs_bound_tunnel tunnels[] = {{"10.200.0.2", 20, vnis_100, 1}};
     struct ovs_flows f = {0};
-    ovs_flows_compute(ports, 1, tunnels, 1, &f);
+    ovs_flows_compute(ports, 1, tunnels, 1, NULL, &f);
     assert_string_equal(actions(&f, "table=0,priority=110,udp,tp_src=67"), "drop");
     assert_string_equal(actions(&f, "table=0,priority=110,udp6,tp_src=547"), "drop");
     /* Above every flow that admits a frame into a network. */
@@ -68,23 +86,30 @@ test_port_may_send_only_from_its_mac_and_addresses(void **state)
     (void)state;
     struct ovs_bound_port ports[] = {{&port_a, 5}};
     struct ovs_flows f = {0};
-    ovs_flows_compute(ports, 1, NULL, 0, &f);
+    ovs_flows_compute(ports, 1, NULL, 0, NULL, &f);
     /* MAC canonical (lowercase), prefix length gone. */
     assert_string_equal(
         actions(&f, "table=0,priority=100,in_port=5,dl_src=52:54:00:00:00:0a,ip,nw_src=10.0.0.5"),
-        "load:100->NXM_NX_REG6[],resubmit(,1)");
+        "load:100->NXM_NX_REG6[],load:5->NXM_NX_REG7[],ct(table=10,zone=NXM_NX_REG7[0..15])");
     assert_string_equal(actions(&f, "table=0,priority=100,in_port=5,dl_src=52:54:00:00:00:0a,"
                                     "arp,arp_sha=52:54:00:00:00:0a,arp_spa=10.0.0.5"),
                         "load:100->NXM_NX_REG6[],resubmit(,1)");
     assert_string_equal(actions(&f, "table=1,priority=100,reg6=100,dl_dst=52:54:00:00:00:0a"),
                         "output:5");
+    /* IP to the port passes its ingress conntrack first. */
+    assert_string_equal(actions(&f, "table=1,priority=110,reg6=100,dl_dst=52:54:00:00:00:0a,ip"),
+                        "load:5->NXM_NX_REG7[],ct(table=20,zone=NXM_NX_REG7[0..15])");
     assert_string_equal(actions(&f, "table=1,priority=50,reg6=100"), "output:5");
     /* Nothing else in table 0 matches in_port=5: every other frame meets the drop. */
     size_t from_a = 0;
     for (size_t i = 0; i < f.n; i++)
         from_a += strstr(f.items[i].key, "in_port=5,") != NULL;
     assert_int_equal(from_a, 2);
-    assert_int_equal(f.n, 12);
+    /* IP for no local MAC (broadcast, multicast): never to a local port, which would take
+     * it around its ingress ACL; without tunnels, nowhere. */
+    assert_string_equal(actions(&f, "table=1,priority=60,reg6=100,ip"), "drop");
+    /* 12, and the IPv6 guards (2) and IPv6 and Neighbor Discovery to the port (3). */
+    assert_int_equal(n_switching(&f), 17);
     ovs_flows_clear(&f);
 }
 
@@ -94,18 +119,19 @@ test_networks_are_kept_apart(void **state)
     (void)state;
     struct ovs_bound_port ports[] = {{&port_c, 9}, {&port_b, 7}, {&port_a, 5}};
     struct ovs_flows f = {0};
-    ovs_flows_compute(ports, 3, NULL, 0, &f);
+    ovs_flows_compute(ports, 3, NULL, 0, NULL, &f);
     assert_string_equal(actions(&f, "table=1,priority=50,reg6=100"), "output:5,output:7");
     assert_string_equal(actions(&f, "table=1,priority=50,reg6=200"), "output:9");
     /* The same address in two networks: each port's traffic is tagged with its own VNI. */
     assert_string_equal(
         actions(&f, "table=0,priority=100,in_port=9,dl_src=52:54:00:00:00:0c,ip,nw_src=10.0.0.5"),
-        "load:200->NXM_NX_REG6[],resubmit(,1)");
-    /* Only the port with an IPv6 address sends IPv6, tagged with its own VNI. */
+        "load:200->NXM_NX_REG6[],load:9->NXM_NX_REG7[],ct(table=10,zone=NXM_NX_REG7[0..15])");
+    /* Only the port with an IPv6 address sends IPv6, tagged with its own VNI, through its
+     * egress conntrack. */
     assert_string_equal(
         actions(&f,
                 "table=0,priority=100,in_port=7,dl_src=52:54:00:00:00:0b,ipv6,ipv6_src=fd00::6"),
-        "load:100->NXM_NX_REG6[],resubmit(,1)");
+        "load:100->NXM_NX_REG6[],load:7->NXM_NX_REG7[],ct(table=10,zone=NXM_NX_REG7[0..15])");
     for (size_t i = 0; i < f.n; i++)
         if (strstr(f.items[i].key, "ipv6") || strstr(f.items[i].key, "icmp6"))
             assert_true(strstr(f.items[i].key, "in_port=7,") ||
@@ -124,8 +150,8 @@ test_same_ports_same_table_in_any_order(void **state)
     struct ovs_bound_port one[] = {{&port_a, 5}, {&port_b, 7}, {&port_c, 9}};
     struct ovs_bound_port two[] = {{&port_c, 9}, {&port_a, 5}, {&port_b, 7}};
     struct ovs_flows f1 = {0}, f2 = {0};
-    ovs_flows_compute(one, 3, NULL, 0, &f1);
-    ovs_flows_compute(two, 3, NULL, 0, &f2);
+    ovs_flows_compute(one, 3, NULL, 0, NULL, &f1);
+    ovs_flows_compute(two, 3, NULL, 0, NULL, &f2);
     assert_int_equal(f1.n, f2.n);
     for (size_t i = 0; i < f1.n; i++) {
         assert_string_equal(f1.items[i].key, f2.items[i].key);
@@ -147,7 +173,7 @@ test_unbound_or_malformed_ports_get_nothing(void **state)
     struct ovs_net_port bad_ip = {"py", 100, "52:54:00:00:00:0e", bad_ips, 6};
     struct ovs_bound_port ports[] = {{&port_a, 0}, {&bad_mac, 3}, {&bad_ip, 4}};
     struct ovs_flows f = {0};
-    ovs_flows_compute(ports, 3, NULL, 0, &f);
+    ovs_flows_compute(ports, 3, NULL, 0, NULL, &f);
     /* port_a has no ofport yet; bad_mac is refused; bad_ip only gets its delivery flows. */
     for (size_t i = 0; i < f.n; i++) {
         assert_null(strstr(f.items[i].key, "in_port=3"));
@@ -156,7 +182,7 @@ test_unbound_or_malformed_ports_get_nothing(void **state)
         assert_null(strstr(f.items[i].key, "0a"));
     }
     assert_string_equal(actions(&f, "table=1,priority=50,reg6=100"), "output:4");
-    assert_int_equal(f.n, 10);
+    assert_int_equal(n_switching(&f), 15);
     ovs_flows_clear(&f);
 }
 
@@ -168,6 +194,8 @@ static const struct ovs_net_port port_d = {"pd", 100, "52:54:00:12:34:56", ips_d
 #define LL_D "fe80::5054:ff:fe12:3456"
 #define FROM_D "table=0,priority=105,in_port=6,dl_src=52:54:00:12:34:56,icmp6,"
 #define ADMIT "load:100->NXM_NX_REG6[],resubmit(,1)"
+#define TO_ACL_D                                                                                   \
+    "load:100->NXM_NX_REG6[],load:6->NXM_NX_REG7[],ct(table=10,zone=NXM_NX_REG7[0..15])"
 
 static void
 test_ipv6_from_own_and_link_local_addresses_only(void **state)
@@ -175,14 +203,14 @@ test_ipv6_from_own_and_link_local_addresses_only(void **state)
     (void)state;
     struct ovs_bound_port ports[] = {{&port_d, 6}, {&port_a, 5}};
     struct ovs_flows f = {0};
-    ovs_flows_compute(ports, 2, NULL, 0, &f);
+    ovs_flows_compute(ports, 2, NULL, 0, NULL, &f);
     static const char *const srcs[] = {LL_D, "fd00::8", "2001:db8::8"};
     char key[256];
     for (size_t i = 0; i < NA_ARRAY_SIZE(srcs); i++) {
         snprintf(key, sizeof(key),
                  "table=0,priority=100,in_port=6,dl_src=52:54:00:12:34:56,ipv6,ipv6_src=%s",
                  srcs[i]);
-        assert_string_equal(actions(&f, key), ADMIT);
+        assert_string_equal(actions(&f, key), TO_ACL_D);
         /* Solicitations from it, naming its MAC or no MAC. */
         snprintf(key, sizeof(key), FROM_D "ipv6_src=%s,icmp_type=135,icmp_code=0,nd_sll=%s",
                  srcs[i], "52:54:00:12:34:56");
@@ -241,7 +269,7 @@ test_ipv6_link_local_is_eui64_of_the_mac(void **state)
     struct ovs_net_port p = {"pe", 100, "02:AA:bb:00:00:01", ips, 1};
     struct ovs_bound_port ports[] = {{&p, 3}};
     struct ovs_flows f = {0};
-    ovs_flows_compute(ports, 1, NULL, 0, &f);
+    ovs_flows_compute(ports, 1, NULL, 0, NULL, &f);
     assert_non_null(actions(&f, "table=0,priority=100,in_port=3,dl_src=02:aa:bb:00:00:01,ipv6,"
                                 "ipv6_src=fe80::aa:bbff:fe00:1"));
     ovs_flows_clear(&f);
@@ -260,7 +288,7 @@ test_tunnels_carry_only_the_networks_both_sides_host(void **state)
     struct ovs_bound_tunnel tunnels[] = {{"10.200.0.2", 20, vnis_100_300, 2},
                                          {"10.200.0.3", 21, vnis_100_200, 2}};
     struct ovs_flows f = {0};
-    ovs_flows_compute(ports, 3, tunnels, 2, &f);
+    ovs_flows_compute(ports, 3, tunnels, 2, NULL, &f);
     /* From a local port: local ports first, then the tunnels of peers with the network,
      * the VNI as the tunnel key. */
     assert_string_equal(actions(&f, "table=1,priority=50,reg6=100"),
@@ -269,6 +297,9 @@ test_tunnels_carry_only_the_networks_both_sides_host(void **state)
                         "output:9,load:200->NXM_NX_TUN_ID[],output:21");
     /* From a tunnel: local ports only. */
     assert_string_equal(actions(&f, "table=2,priority=50,reg6=100"), "output:5,output:7");
+    assert_string_equal(actions(&f, "table=1,priority=60,reg6=100,ip"),
+                        "load:100->NXM_NX_TUN_ID[],output:20,output:21");
+    assert_string_equal(actions(&f, "table=2,priority=60,reg6=100,ip"), "drop");
     assert_string_equal(actions(&f, "table=2,priority=50,reg6=200"), "output:9");
     assert_string_equal(actions(&f, "table=2,priority=100,reg6=200,dl_dst=52:54:00:00:00:0c"),
                         "output:9");
@@ -298,7 +329,7 @@ test_learned_macs_are_capped_and_never_a_local_ports(void **state)
     struct ovs_bound_tunnel tunnels[] = {{"10.200.0.2", 20, vnis_100_300, 2},
                                          {"10.200.0.3", 21, vnis_100_200, 2}};
     struct ovs_flows f = {0};
-    ovs_flows_compute(ports, 3, tunnels, 2, &f);
+    ovs_flows_compute(ports, 3, tunnels, 2, NULL, &f);
     assert_string_equal(actions(&f, "table=3,priority=100,reg6=100,dl_src=52:54:00:00:00:0a"),
                         "drop");
     assert_string_equal(actions(&f, "table=3,priority=100,reg6=100,dl_src=52:54:00:00:00:0b"),
@@ -331,7 +362,7 @@ test_learned_macs_are_capped_and_never_a_local_ports(void **state)
     ovs_flows_clear(&f);
 
     /* Without tunnels, nothing is learned and table 3 is only its drop. */
-    ovs_flows_compute(ports, 3, NULL, 0, &f);
+    ovs_flows_compute(ports, 3, NULL, 0, NULL, &f);
     for (size_t i = 0; i < f.n; i++)
         if (strncmp(f.items[i].key, "table=3,", 8) == 0)
             assert_string_equal(f.items[i].key, "table=3,priority=0");
@@ -345,7 +376,7 @@ test_a_tunnel_without_a_port_number_gets_nothing(void **state)
     struct ovs_bound_port ports[] = {{&port_a, 5}};
     struct ovs_bound_tunnel tunnels[] = {{"10.200.0.2", 0, vnis_100_300, 2}};
     struct ovs_flows f = {0};
-    ovs_flows_compute(ports, 1, tunnels, 1, &f);
+    ovs_flows_compute(ports, 1, tunnels, 1, NULL, &f);
     assert_string_equal(actions(&f, "table=1,priority=50,reg6=100"), "output:5");
     for (size_t i = 0; i < f.n; i++)
         assert_false(ovs_flows_is_tunnel_ingress(&f.items[i]));
@@ -377,10 +408,11 @@ test_bandwidth_limits_are_meters(void **state)
     struct ovs_bound_tunnel tunnels[] = {{"10.200.0.2", 20, vnis_100, 1}};
     struct ovs_bound_port ports[] = {{&limited, 5}, {&port_b, 6}};
     struct ovs_flows f = {0};
-    ovs_flows_compute(ports, 2, tunnels, 1, &f);
+    ovs_flows_compute(ports, 2, tunnels, 1, NULL, &f);
     assert_string_equal(
         actions(&f, "table=0,priority=100,in_port=5,dl_src=52:54:00:00:00:0a,ip,nw_src=10.0.0.5"),
-        "meter:10,load:100->NXM_NX_REG6[],resubmit(,1)");
+        "meter:10,load:100->NXM_NX_REG6[],load:5->NXM_NX_REG7[],ct(table=10,zone=NXM_NX_REG7[0..15]"
+        ")");
     assert_string_equal(actions(&f, "table=0,priority=100,in_port=5,dl_src=52:54:00:00:00:0a,"
                                     "arp,arp_sha=52:54:00:00:00:0a,arp_spa=10.0.0.5"),
                         "meter:10,load:100->NXM_NX_REG6[],resubmit(,1)");
@@ -388,6 +420,9 @@ test_bandwidth_limits_are_meters(void **state)
                         "meter:11,output:5");
     assert_string_equal(actions(&f, "table=2,priority=100,reg6=100,dl_dst=52:54:00:00:00:0a"),
                         "meter:11,output:5");
+    /* IP to it passes its inbound meter before its ingress conntrack. */
+    assert_string_equal(actions(&f, "table=1,priority=110,reg6=100,dl_dst=52:54:00:00:00:0a,ip"),
+                        "meter:11,load:5->NXM_NX_REG7[],ct(table=20,zone=NXM_NX_REG7[0..15])");
     /* The unlimited port's flows have no meter. */
     for (size_t i = 0; i < f.n; i++)
         if (strstr(f.items[i].key, "in_port=6,") || strstr(f.items[i].actions, "output:6"))

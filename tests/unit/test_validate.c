@@ -58,6 +58,14 @@ struct fx {
     Nodeagent__V1__MigrationFinish migration_finish;
     Nodeagent__V1__Error error;
     Nodeagent__V1__MigrationAbort migration_abort;
+    Nodeagent__V1__SecurityGroupRule rule[3];
+    Nodeagent__V1__SecurityGroupRule *rules[3];
+    char *members[2];
+    char *group_ids[2];
+    Nodeagent__V1__SecurityGroup group;
+    Nodeagent__V1__SecurityGroupPutRequest security_group_put;
+    Nodeagent__V1__SecurityGroupDeleteRequest security_group_delete;
+    Nodeagent__V1__PortSecurityGroupsRequest port_security_groups;
 
     char *owned[8]; /* long strings made by rep(), freed with the fixture */
     size_t n_owned;
@@ -211,6 +219,45 @@ fx_init_requests(struct fx *f)
     f->migration_abort.migration_id = UUID_C;
     f->migration_abort.node = "compute-07";
     f->migration_abort.error = &f->error;
+
+    /* TCP 22 from anywhere, TCP 5432 from the group "db", all IPv6 egress. */
+    for (int i = 0; i < 3; i++) {
+        f->rule[i] = (Nodeagent__V1__SecurityGroupRule)NODEAGENT__V1__SECURITY_GROUP_RULE__INIT;
+        f->rule[i].direction = NODEAGENT__V1__DIRECTION__DIRECTION_INGRESS;
+        f->rule[i].ethertype = NODEAGENT__V1__ETHER_TYPE__ETHER_TYPE_IPV4;
+        f->rule[i].protocol = NODEAGENT__V1__IP_PROTOCOL__IP_PROTOCOL_TCP;
+        f->rules[i] = &f->rule[i];
+    }
+    f->rule[0].port_range_min = f->rule[0].port_range_max = 22;
+    f->rule[0].remote_cidr = "0.0.0.0/0";
+    f->rule[1].port_range_min = f->rule[1].port_range_max = 5432;
+    f->rule[1].remote_group = "db";
+    f->rule[2].direction = NODEAGENT__V1__DIRECTION__DIRECTION_EGRESS;
+    f->rule[2].ethertype = NODEAGENT__V1__ETHER_TYPE__ETHER_TYPE_IPV6;
+    f->rule[2].protocol = NODEAGENT__V1__IP_PROTOCOL__IP_PROTOCOL_ANY;
+    f->rule[2].remote_cidr = "2001:db8::/32";
+    f->members[0] = "10.0.0.7";
+    f->members[1] = "2001:db8::7";
+    f->group = (Nodeagent__V1__SecurityGroup)NODEAGENT__V1__SECURITY_GROUP__INIT;
+    f->group.id = "db";
+    f->group.name = "database servers";
+    f->group.n_rules = 3;
+    f->group.rules = f->rules;
+    f->group.n_member_ips = 2;
+    f->group.member_ips = f->members;
+    f->security_group_put =
+        (Nodeagent__V1__SecurityGroupPutRequest)NODEAGENT__V1__SECURITY_GROUP_PUT_REQUEST__INIT;
+    f->security_group_put.group = &f->group;
+    f->security_group_delete = (Nodeagent__V1__SecurityGroupDeleteRequest)
+        NODEAGENT__V1__SECURITY_GROUP_DELETE_REQUEST__INIT;
+    f->security_group_delete.group_id = "db";
+    f->group_ids[0] = "db";
+    f->group_ids[1] = "web";
+    f->port_security_groups =
+        (Nodeagent__V1__PortSecurityGroupsRequest)NODEAGENT__V1__PORT_SECURITY_GROUPS_REQUEST__INIT;
+    f->port_security_groups.port_id = UUID_C;
+    f->port_security_groups.n_security_groups = 2;
+    f->port_security_groups.security_groups = f->group_ids;
 }
 
 /* Switches the envelope's body to the fixture's request of that kind. */
@@ -581,6 +628,40 @@ assert_invalid(struct fx *f, const char *field)
       f->error.code = 17)                                                                          \
     X(abort_error_field, "migration_abort.error.field", USE(MIGRATION_ABORT, migration_abort);     \
       f->error.field = "a\nb")                                                                     \
+    X(sg_port_min, "security_group_put.group.rules[0].port_range_min",                             \
+      USE(SECURITY_GROUP_PUT, security_group_put);                                                 \
+      f->rule[0].port_range_min = 0)                                                               \
+    X(sg_port_max, "security_group_put.group.rules[1].port_range_max",                             \
+      USE(SECURITY_GROUP_PUT, security_group_put);                                                 \
+      f->rule[1].port_range_max = 80)                                                              \
+    X(sg_icmp_ports, "security_group_put.group.rules[2].port_range_min",                           \
+      USE(SECURITY_GROUP_PUT, security_group_put);                                                 \
+      f->rule[2].port_range_min = 1)                                                               \
+    X(sg_direction, "security_group_put.group.rules[0].direction",                                 \
+      USE(SECURITY_GROUP_PUT, security_group_put);                                                 \
+      f->rule[0].direction = 0)                                                                    \
+    X(sg_cidr_family, "security_group_put.group.rules[2].remote_cidr",                             \
+      USE(SECURITY_GROUP_PUT, security_group_put);                                                 \
+      f->rule[2].remote_cidr = "10.0.0.0/8")                                                       \
+    X(sg_cidr_host_bits, "security_group_put.group.rules[0].remote_cidr",                          \
+      USE(SECURITY_GROUP_PUT, security_group_put);                                                 \
+      f->rule[0].remote_cidr = "10.0.0.1/24")                                                      \
+    X(sg_both_remotes, "security_group_put.group.rules[1].remote_group",                           \
+      USE(SECURITY_GROUP_PUT, security_group_put);                                                 \
+      f->rule[1].remote_cidr = "10.0.0.0/24")                                                      \
+    X(sg_member, "security_group_put.group.member_ips[1]",                                         \
+      USE(SECURITY_GROUP_PUT, security_group_put);                                                 \
+      f->members[1] = "10.0.0.0/24")                                                               \
+    X(sg_id, "security_group_put.group.id", USE(SECURITY_GROUP_PUT, security_group_put);           \
+      f->group.id = "../x")                                                                        \
+    X(sg_delete_id, "security_group_delete.group_id",                                              \
+      USE(SECURITY_GROUP_DELETE, security_group_delete);                                           \
+      f->security_group_delete.group_id = "")                                                      \
+    X(sg_port_repeat, "port_security_groups.security_groups[1]",                                   \
+      USE(PORT_SECURITY_GROUPS, port_security_groups);                                             \
+      f->group_ids[1] = "db")                                                                      \
+    X(sg_nic_group, "create.spec.nics[0].security_groups[0]", f->nic[0].n_security_groups = 1;     \
+      f->nic[0].security_groups = f->group_ids; f->group_ids[0] = "a b")                           \
     /* the first bad field wins */                                                                 \
     X(first_wins, "create.spec.name", f->spec.name = "/"; f->nic[0].mac = "x")
 

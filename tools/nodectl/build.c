@@ -170,6 +170,8 @@ parse_nic(const char *spec, Nodeagent__V1__Nic *nic, struct na_error **err)
             nic->gateway6 = na_steal(&v);
         } else if (KEY("ip")) {
             append_str(&nic->ips, &nic->n_ips, val, val_len);
+        } else if (KEY("sg")) {
+            append_str(&nic->security_groups, &nic->n_security_groups, val, val_len);
         } else if (KEY("vni")) {
             rc = nodectl_parse_u32(v, "--nic vni", &nic->vni, err);
         } else if (KEY("mtu")) {
@@ -177,7 +179,7 @@ parse_nic(const char *spec, Nodeagent__V1__Nic *nic, struct na_error **err)
         } else {
             rc = na_error_set(err, NA_CODE_INVALID_ARGUMENT, 0,
                               "--nic: unknown key `%.*s` (port, network, vni, mac, ip, gateway, "
-                              "gateway6, mtu)",
+                              "gateway6, mtu, sg)",
                               (int)key_len, p);
         }
 #undef KEY
@@ -315,6 +317,106 @@ build_migrate(const struct nodectl_args *a, Nodeagent__V1__MigrateRequest *r, st
     return rc;
 }
 
+/* One `--rule` value: comma-separated key=value items. */
+static int
+parse_rule(const char *spec, Nodeagent__V1__SecurityGroupRule *r, struct na_error **err)
+{
+    for (const char *p = spec; *p;) {
+        size_t item_len = strcspn(p, ",");
+        const char *eq = memchr(p, '=', item_len);
+        if (!eq)
+            return na_error_set(err, NA_CODE_INVALID_ARGUMENT, 0, "--rule: `%.*s` is not key=value",
+                                (int)item_len, p);
+        size_t key_len = (size_t)(eq - p);
+        cleanup_free char *v = na_xstrndup(eq + 1, item_len - key_len - 1);
+#define KEY(k) (key_len == strlen(k) && strncmp(p, k, key_len) == 0)
+        int rc = 0;
+        if (KEY("dir") && !strcmp(v, "ingress")) {
+            r->direction = NODEAGENT__V1__DIRECTION__DIRECTION_INGRESS;
+        } else if (KEY("dir") && !strcmp(v, "egress")) {
+            r->direction = NODEAGENT__V1__DIRECTION__DIRECTION_EGRESS;
+        } else if (KEY("ethertype") && !strcmp(v, "ipv4")) {
+            r->ethertype = NODEAGENT__V1__ETHER_TYPE__ETHER_TYPE_IPV4;
+        } else if (KEY("ethertype") && !strcmp(v, "ipv6")) {
+            r->ethertype = NODEAGENT__V1__ETHER_TYPE__ETHER_TYPE_IPV6;
+        } else if (KEY("proto") && !strcmp(v, "tcp")) {
+            r->protocol = NODEAGENT__V1__IP_PROTOCOL__IP_PROTOCOL_TCP;
+        } else if (KEY("proto") && !strcmp(v, "udp")) {
+            r->protocol = NODEAGENT__V1__IP_PROTOCOL__IP_PROTOCOL_UDP;
+        } else if (KEY("proto") && !strcmp(v, "icmp")) {
+            r->protocol = NODEAGENT__V1__IP_PROTOCOL__IP_PROTOCOL_ICMP;
+        } else if (KEY("ports")) {
+            char *dash = strchr(v, '-');
+            if (dash)
+                *dash = '\0';
+            rc = nodectl_parse_u32(v, "--rule ports", &r->port_range_min, err);
+            if (rc == 0)
+                rc =
+                    nodectl_parse_u32(dash ? dash + 1 : v, "--rule ports", &r->port_range_max, err);
+        } else if (KEY("cidr")) {
+            r->remote_cidr = na_steal(&v);
+        } else if (KEY("group")) {
+            r->remote_group = na_steal(&v);
+        } else {
+            rc = na_error_set(err, NA_CODE_INVALID_ARGUMENT, 0,
+                              "--rule: `%.*s` is not one of dir=ingress|egress, "
+                              "ethertype=ipv4|ipv6, proto=tcp|udp|icmp, ports=MIN[-MAX], "
+                              "cidr=CIDR, group=ID",
+                              (int)item_len, p);
+        }
+#undef KEY
+        if (rc < 0)
+            return rc;
+        p += item_len;
+        if (*p == ',')
+            p++;
+    }
+    return 0;
+}
+
+static int
+build_security_group_put(const struct nodectl_args *a, Nodeagent__V1__Envelope *env,
+                         struct na_error **err)
+{
+    env->body_case = NODEAGENT__V1__ENVELOPE__BODY_SECURITY_GROUP_PUT;
+    Nodeagent__V1__SecurityGroupPutRequest *m = na_xmalloc(sizeof(*m));
+    nodeagent__v1__security_group_put_request__init(m);
+    env->security_group_put = m;
+    Nodeagent__V1__SecurityGroup *g = na_xmalloc(sizeof(*g));
+    nodeagent__v1__security_group__init(g);
+    m->group = g;
+    g->id = dup_or_empty(a->positional);
+    g->name = dup_or_empty(nodectl_arg_str(a, NODECTL_F_GROUP_NAME));
+    const struct nodectl_values *rules = &a->flags[NODECTL_F_RULE];
+    g->rules = na_xcalloc(rules->n + 1, sizeof(*g->rules));
+    for (size_t i = 0; i < rules->n; i++) {
+        Nodeagent__V1__SecurityGroupRule *r = na_xmalloc(sizeof(*r));
+        nodeagent__v1__security_group_rule__init(r);
+        g->rules[g->n_rules++] = r;
+        int rc = parse_rule(rules->v[i], r, err);
+        if (rc < 0)
+            return rc;
+    }
+    const struct nodectl_values *members = &a->flags[NODECTL_F_MEMBER];
+    for (size_t i = 0; i < members->n; i++)
+        append_str(&g->member_ips, &g->n_member_ips, members->v[i], strlen(members->v[i]));
+    return 0;
+}
+
+static int
+build_port_security_groups(const struct nodectl_args *a, Nodeagent__V1__Envelope *env)
+{
+    env->body_case = NODEAGENT__V1__ENVELOPE__BODY_PORT_SECURITY_GROUPS;
+    Nodeagent__V1__PortSecurityGroupsRequest *m = na_xmalloc(sizeof(*m));
+    nodeagent__v1__port_security_groups_request__init(m);
+    env->port_security_groups = m;
+    m->port_id = dup_or_empty(a->positional);
+    const struct nodectl_values *groups = &a->flags[NODECTL_F_GROUP];
+    for (size_t i = 0; i < groups->n; i++)
+        append_str(&m->security_groups, &m->n_security_groups, groups->v[i], strlen(groups->v[i]));
+    return 0;
+}
+
 /* Allocates and initializes env->FIELD of type TYPE, setting its instance_uuid; evaluates to
  * the new body. */
 #define NEW_BODY(env, field, type, init_fn, uuid)                                                  \
@@ -398,6 +500,18 @@ build_body(const struct nodectl_args *a, Nodeagent__V1__Envelope *env, struct na
                              NEW_BODY(env, migrate, Nodeagent__V1__MigrateRequest,
                                       nodeagent__v1__migrate_request__init, uuid),
                              err);
+    case AGENT_REQ_SECURITY_GROUP_PUT:
+        return build_security_group_put(a, env, err);
+    case AGENT_REQ_SECURITY_GROUP_DELETE: {
+        env->body_case = NODEAGENT__V1__ENVELOPE__BODY_SECURITY_GROUP_DELETE;
+        Nodeagent__V1__SecurityGroupDeleteRequest *m = na_xmalloc(sizeof(*m));
+        nodeagent__v1__security_group_delete_request__init(m);
+        m->group_id = dup_or_empty(uuid);
+        env->security_group_delete = m;
+        return 0;
+    }
+    case AGENT_REQ_PORT_SECURITY_GROUPS:
+        return build_port_security_groups(a, env);
     default:
         return na_error_set(err, NA_CODE_INTERNAL, 0, "%s sends no request", a->cmd->name);
     }

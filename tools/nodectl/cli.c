@@ -21,7 +21,8 @@ static bool
 flag_repeatable(enum nodectl_flag f)
 {
     return f == NODECTL_F_NIC || f == NODECTL_F_SSH_KEY || f == NODECTL_F_SSH_KEY_FILE ||
-           f == NODECTL_F_META || f == NODECTL_F_ENDPOINT;
+           f == NODECTL_F_META || f == NODECTL_F_ENDPOINT || f == NODECTL_F_RULE ||
+           f == NODECTL_F_MEMBER || f == NODECTL_F_GROUP;
 }
 
 #define REQ_COMMON NODECTL_F_REQUEST_ID, NODECTL_F_WAIT, NODECTL_F_WAIT_TIMEOUT, NODECTL_F_OUT
@@ -64,6 +65,9 @@ static const enum nodectl_flag f_cert_issue[] = {
     NODECTL_F_NOT_BEFORE_MS, NODECTL_F_NOT_AFTER_MS, NODECTL_F_CERT_OUT};
 static const enum nodectl_flag f_cert_show[] = {NODECTL_F_CONTROL_PLANE_KEY};
 static const enum nodectl_flag f_orphans[] = {NODECTL_F_RELEASE};
+static const enum nodectl_flag f_sg_put[] = {NODECTL_F_RULE, NODECTL_F_MEMBER, NODECTL_F_GROUP_NAME,
+                                             REQ_COMMON};
+static const enum nodectl_flag f_port_groups[] = {NODECTL_F_GROUP, REQ_COMMON};
 
 #define FLAGS(arr) arr, NA_ARRAY_SIZE(arr)
 #define REQ(name, kind, flags, summary)                                                            \
@@ -89,6 +93,12 @@ static const struct nodectl_command commands[] = {
         "fetch the tail of the console log (printed with --wait)"),
     REQ("migrate", MIGRATE, f_migrate, "live-migrate an instance to another node"),
     REQ("cancel-migration", CANCEL_MIGRATION, f_plain, "cancel a running migration"),
+    {"security-group-put", "ID", "create or replace a security group (its rules and members)",
+     AGENT_REQ_SECURITY_GROUP_PUT, FLAGS(f_sg_put), nodectl_cmd_request},
+    {"security-group-delete", "ID", "delete a security group no port of the node uses",
+     AGENT_REQ_SECURITY_GROUP_DELETE, FLAGS(f_plain), nodectl_cmd_request},
+    {"port-security-groups", "PORT", "set the security groups of a port",
+     AGENT_REQ_PORT_SECURITY_GROUPS, FLAGS(f_port_groups), nodectl_cmd_request},
     {"events", NULL, "follow the events topic", AGENT_REQ_NONE, FLAGS(f_events),
      nodectl_cmd_events},
     {"status", NULL, "the agent's health and instance count (admin socket)", AGENT_REQ_NONE, NULL,

@@ -56,7 +56,7 @@ enum nodectl_exit {
     X(IMAGE_FORMAT, "image-format", "FMT", "qcow2, raw, unspecified, or a number")                 \
     X(NIC, "nic", "SPEC",                                                                          \
       "port=UUID,network=UUID,vni=N,mac=MAC,ip=CIDR[,ip=CIDR...],gateway=IP,gateway6=IP6,"         \
-      "mtu=N (repeatable; ip: IPv4 or IPv6 CIDR)")                                                 \
+      "mtu=N[,sg=GROUP...] (repeatable; ip: IPv4 or IPv6 CIDR)")                                   \
     X(HOSTNAME, "hostname", "NAME", "guest host name")                                             \
     X(SSH_KEY, "ssh-key", "KEY", "an SSH public key (repeatable)")                                 \
     X(SSH_KEY_FILE, "ssh-key-file", "FILE", "SSH public keys, one per line (repeatable)")          \
@@ -96,6 +96,12 @@ enum nodectl_exit {
     X(RELEASE, "release", NULL,                                                                    \
       "the orphans listed now stop holding the agent (recorded in its store); they stay "          \
       "untouched")                                                                                 \
+    X(RULE, "rule", "SPEC",                                                                        \
+      "dir=ingress|egress,ethertype=ipv4|ipv6[,proto=tcp|udp|icmp][,ports=MIN[-MAX]]"              \
+      "[,cidr=CIDR|,group=ID] (repeatable)")                                                       \
+    X(MEMBER, "member", "IP", "address of a member of the group, anywhere (repeatable)")           \
+    X(GROUP_NAME, "group-name", "NAME", "the group's name (informational)")                        \
+    X(GROUP, "group", "ID", "a security group of the port (repeatable; none: the default)")        \
     X(CONTROL_PLANE_KEY, "control-plane-key", "PUBFILE",                                           \
       "check the signature and validity now against this control-plane public key (exit 1 if "     \
       "the check fails)")
