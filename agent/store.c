@@ -1,4 +1,5 @@
 #include "agent/store.h"
+#include "agent/store-private.h"
 
 #include <errno.h>
 #include <sqlite3.h>
@@ -65,6 +66,20 @@ static const char *const migrations[] = {
     "  consumer_uuid TEXT PRIMARY KEY,"
     "  recorded_ms INTEGER NOT NULL);"
     "INSERT INTO placement_consumers SELECT uuid, updated_ms FROM instances;",
+    /* 6 -> 7: jobs, the recorded phases of an operation (agent/store_jobs.h): the phase is
+     * written before the step it names is taken, and a restart resumes or rolls back
+     * from it. */
+    "CREATE TABLE jobs ("
+    "  id TEXT PRIMARY KEY,"
+    "  kind TEXT NOT NULL,"
+    "  role TEXT NOT NULL,"
+    "  instance_uuid TEXT NOT NULL,"
+    "  peer TEXT NOT NULL DEFAULT '',"
+    "  phase TEXT NOT NULL,"
+    "  deadline_ms INTEGER NOT NULL DEFAULT 0,"
+    "  state BLOB,"
+    "  created_ms INTEGER NOT NULL,"
+    "  updated_ms INTEGER NOT NULL);",
 };
 
 enum stmt_id {
@@ -201,6 +216,18 @@ db_error(struct agent_store *store, struct na_error **err, const char *what)
 {
     return na_error_set(err, NA_CODE_INTERNAL, EIO, "state store `%s`: %s: %s", store->path, what,
                         sqlite3_errmsg(store->db));
+}
+
+sqlite3 *
+agent_store_db(struct agent_store *store)
+{
+    return store->db;
+}
+
+int
+agent_store_db_error(struct agent_store *store, struct na_error **err, const char *what)
+{
+    return db_error(store, err, what);
 }
 
 /* Resets a statement for use; statements are cached for the store's lifetime. */
@@ -680,7 +707,8 @@ agent_store_ping(struct agent_store *store, struct na_error **err)
 }
 
 int
-agent_store_meta_get(struct agent_store *store, const char *key, char **value, struct na_error **err)
+agent_store_meta_get(struct agent_store *store, const char *key, char **value,
+                     struct na_error **err)
 {
     sqlite3_stmt *s = stmt_get(store, ST_META_GET);
     sqlite3_bind_text(s, 1, key, -1, SQLITE_TRANSIENT);

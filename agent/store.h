@@ -4,7 +4,8 @@
  * one keeps its body hash and result summary only), outbox (events not yet acknowledged by
  * the bus), instances (spec, desired and observed state), tombstones (instances deleted),
  * orphans_released, uid_quarantine (guest uids released and not yet reusable,
- * agent/uids.h), placement_consumers (whose allocations the agent writes), meta (the
+ * agent/uids.h), placement_consumers (whose allocations the agent writes), jobs (the
+ * recorded phases of operations, agent/store_jobs.h), meta (the
  * store's id, ...).  The schema carries a version (PRAGMA user_version) and is migrated
  * forward at open.
  *
