@@ -446,6 +446,7 @@ agent_run(const struct agent_config *cfg)
 
     uv_run(&loop, UV_RUN_DEFAULT);
 
+    agent_jobs_release_waiting(&a.jobs);
     agent_dispatch_free(a.dispatch);
     agent_net_close(&a);
     agent_store_close(a.store);

@@ -20,6 +20,7 @@
 #include "agent/config.h"
 #include "agent/dispatch.h"
 #include "agent/instances.h"
+#include "agent/jobs.h"
 #include "agent/mailbox.h"
 #include "agent/metrics.h"
 #include "agent/orphans.h"
@@ -72,6 +73,7 @@ struct agent {
     struct agent_mailbox *mailbox;
     struct agent_capacity *capacity;
     struct agent_peers *peers;
+    struct agent_jobs jobs; /* the jobs waiting on the loop (agent/jobs.h) */
     bool libvirt_up;
     char *libvirt_detail;
     bool reconciling;
@@ -114,8 +116,9 @@ struct agent_op {
     Nodeagent__V1__InstanceSpec *spec; /* a copy of the instance's spec, owned */
     int64_t uid;
     Nodeagent__V1__InstanceState state_before;
-    bool owns_record; /* create: prepare() added the instance, so a failure removes it */
-    bool noop;        /* prepare() found nothing to do (delete of a missing instance) */
+    bool owns_record;      /* create: prepare() added the instance, so a failure removes it */
+    bool noop;             /* prepare() found nothing to do (delete of a missing instance) */
+    struct agent_job *job; /* its recorded phases (agent/jobs.h); set once prepare() passed */
 
     /* Results, set by the worker. */
     struct na_error *err;
@@ -145,11 +148,14 @@ struct agent_handler {
      * fill the op's inputs, mark the instance's task.  An error fails the operation
      * without running it. */
     int (*prepare)(struct agent *a, struct agent_op *op, struct na_error **err);
-    /* In a worker: the blocking work.  Only op and op->host may be used. */
+    /* In a worker: the blocking work of a one-phase job.  Only op and op->host may be
+     * used. */
     int (*run)(struct agent_op *op, struct na_error **err);
     /* On the loop, inside the transaction that records the terminal event: apply the
      * result (success or failure) to the instance table. */
     int (*finish)(struct agent *a, struct agent_op *op, struct na_error **err);
+    /* The work as recorded phases, in place of run() (agent/jobs.h); NULL: one phase. */
+    const struct agent_job_kind *job;
 };
 
 /* handlers.c */

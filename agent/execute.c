@@ -41,6 +41,7 @@ agent_op_free(struct agent_op *op)
     if (op->spec)
         nodeagent__v1__instance_spec__free_unpacked(op->spec, NULL);
     free(op->image_sha256);
+    agent_job_free(op->job);
     free(op);
 }
 
@@ -70,6 +71,8 @@ op_start(void *data)
     else if (h->prepare && h->prepare(op->agent, op, &op->err) < 0 && !op->err)
         na_error_set(&op->err, NA_CODE_INTERNAL, 0, "%s refused without saying why",
                      agent_request_kind_name(op->kind));
+    if (!op->err)
+        agent_job_begin(op->agent, op);
     agent_capacity_changed(op->agent); /* a create or resize claimed */
     agent_peers_changed(op->agent);    /* a create may bring a network */
     agent_net_sync(op->agent);         /* a create's ports are desired from now on */
@@ -79,14 +82,10 @@ op_start(void *data)
 static void
 op_work(void *data)
 {
-    struct agent_op *op = data;
-    const struct agent_handler *h = agent_handler_for(op->kind);
-    if (op->err || !h || !h->run)
-        return;
-    if (h->run(op, &op->err) < 0 && !op->err)
-        na_error_set(&op->err, NA_CODE_INTERNAL, 0, "%s failed without saying why",
-                     agent_request_kind_name(op->kind));
+    agent_job_step(data);
 }
+
+static void park_op(void *data);
 
 static void
 op_done(void *data)
@@ -98,6 +97,17 @@ op_done(void *data)
     /* The worker's PROGRESS events go out before its DONE or FAILED, whichever of the
      * mailbox's wake-up and this completion libuv runs first. */
     agent_mailbox_deliver(a->mailbox);
+
+    /* A job with phases left goes on in its lane, ahead of what waits there. */
+    switch (agent_job_advance(a, op)) {
+    case AGENT_JOB_NEXT_STEP:
+        agent_dispatch_submit_first(a->dispatch, op->key, op_work, op_done, park_op, op);
+        return;
+    case AGENT_JOB_WAITING:
+        return;
+    case AGENT_JOB_FINISHED:
+        break;
+    }
 
     cleanup_error struct na_error *err = NULL;
     const struct agent_handler *h = agent_handler_for(op->kind);
@@ -130,6 +140,8 @@ op_done(void *data)
         ret = agent_store_intent_finish(a->store, op->request_id,
                                         op->err ? AGENT_INTENT_FAILED : AGENT_INTENT_DONE,
                                         &recorded, &err);
+    if (ret == 0)
+        ret = agent_job_end(a, op, &err);
     if (ret == 0)
         ret = agent_store_commit(a->store, &err);
     free(recorded.data);
@@ -206,4 +218,5 @@ void
 agent_park_queued(struct agent *a)
 {
     agent_dispatch_park(a->dispatch);
+    agent_jobs_release_waiting(&a->jobs);
 }

@@ -1,22 +1,28 @@
 /* Creating and deleting instances.
  *
- * create: on the loop, the instance is recorded (BUILDING, with its QEMU uid and the request
- * that creates it) before any work starts; in a worker, the base image is fetched into the
- * cache, the overlay disk and the config drive are written, the domain is defined and
- * started.  Every step is idempotent: a create interrupted by a crash runs again from the
- * start and finishes the same instance exactly once.  A create that fails undoes what it
- * made (domain, files, record); the cached image stays for others.
+ * Each is a job of recorded phases (agent/jobs.h): a phase is written before its step is
+ * taken, and a crash resumes at the recorded phase by its restart rule (all of these redo
+ * their step, which is idempotent) instead of running the whole operation again.
  *
- * delete: a tombstone is recorded first; then the domain is forced off and undefined with
- * everything libvirt keeps for it, the instance's directory is removed, and so is its
- * record.  Deleting a missing instance is done.
+ * create (disk → define → start → bind): on the loop, the instance is recorded (BUILDING,
+ * with its QEMU uid and the request that creates it) before any work starts; then the base
+ * image is fetched into the cache and the overlay disk and the config drive are written;
+ * the domain is defined; started; and its ports bound.  A create interrupted by a crash
+ * finishes the same instance exactly once.  A create that fails undoes what it made
+ * (domain, files, record); the cached image stays for others.
  *
- * rebuild: a new root disk from another image, same identity (uuid, NICs, config drive).
+ * delete (destroy → undefine → remove_files): a tombstone is recorded first; then the
+ * domain is forced off, undefined with everything libvirt keeps for it, the instance's
+ * directory is removed, and so is its record.  Deleting a missing instance is done.
+ *
+ * rebuild (disk → redefine → swap → start): a new root disk from another image, same
+ * identity (uuid, NICs, config drive).
  * The image is fetched and the new disk written beside the old one (disk.next) while the
  * guest still runs; the old disk is replaced only once the domain is defined on the new one,
  * so a failure up to there leaves the instance as it was (started again if it was running).
  *
- * resize (cold): the guest is stopped, its disk grown (never shrunk), the domain redefined
+ * resize (cold; stop → grow → redefine → start): the guest is stopped, its disk grown (never
+ * shrunk), the domain redefined
  * with the new flavor on the base the record names (never the one the overlay's header,
  * which the guest's uid can write, claims), and started again if it was running.
  *
@@ -30,6 +36,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -312,57 +319,106 @@ wait_ports_bound(struct agent_op *op, struct na_error **err)
     return ovs_net_wait_bound(op->host->net, ids, n, op->host->cfg->net_bind_timeout_s * 1000, err);
 }
 
+/* The base image a job's first phase fetched, from the job's state. */
+static const char *
+job_base(struct agent_op *op, char *buf, size_t size, struct na_error **err)
+{
+    const char *base = agent_job_state_get(op->job, "base", buf, size);
+    if (!base)
+        na_error_set(err, NA_CODE_INTERNAL, ENOENT,
+                     "%s of %s: the job's state names no base image (damaged store?)",
+                     agent_request_kind_name(op->kind), op->instance);
+    return base;
+}
+
+/* Whether the guest ran when the job began (the job keeps what it was then). */
+static bool
+job_was_running(const struct agent_op *op)
+{
+    return op->state_before == S(RUNNING);
+}
+
 static int
-run_create(struct agent_op *op, struct na_error **err)
+create_disk(struct agent_op *op, struct na_error **err)
 {
     const Nodeagent__V1__InstanceSpec *spec = op->spec;
-    const struct agent_host *h = op->host;
-    cleanup_paths struct instance_paths p = {0};
-    paths_init(&p, h, spec->uuid);
-    const char *base_format = format_name(spec->image->format);
-
     cleanup_free char *base = NULL;
-    cleanup_close int dirfd = -1;
     int ret = fetch_base(op, "create.spec.flavor.root_disk_gib", &base, err);
     if (ret < 0)
-        goto fail;
+        return ret;
+    agent_job_state_put(op->job, "base", base);
 
     agent_op_progress(op, 40, "writing disk and config drive");
-    dirfd = agent_instance_dir_open(h->instances_dir, spec->uuid, true, err);
-    if (dirfd < 0) {
-        ret = dirfd;
-        goto fail;
-    }
-    if ((ret = make_disk(op, dirfd, "disk", base, base_format, err)) < 0)
-        goto fail;
+    cleanup_close int dirfd =
+        agent_instance_dir_open(op->host->instances_dir, spec->uuid, true, err);
+    if (dirfd < 0)
+        return dirfd;
+    if ((ret = make_disk(op, dirfd, "disk", base, format_name(spec->image->format), err)) < 0)
+        return ret;
     na_failpoint("create.disk_made");
     /* virtlogd opens the console log as root, following a symlink: what an earlier attempt
      * left under that name goes first (nothing but root can put one there now). */
-    if ((ret = make_config_drive(op, dirfd, err)) < 0 ||
-        (ret = agent_instance_entry_remove(dirfd, "console.log", err)) < 0)
-        goto fail;
+    if ((ret = make_config_drive(op, dirfd, err)) < 0)
+        return ret;
+    return agent_instance_entry_remove(dirfd, "console.log", err);
+}
 
+static int
+create_define(struct agent_op *op, struct na_error **err)
+{
+    char buf[PATH_MAX];
+    const char *base = job_base(op, buf, sizeof(buf), err);
+    if (!base)
+        return -ENOENT;
+    cleanup_paths struct instance_paths p = {0};
+    paths_init(&p, op->host, op->spec->uuid);
     agent_op_progress(op, 60, "defining the domain");
-    if ((ret = define_domain(op, &p, base, base_format, err)) < 0)
-        goto fail;
-    na_failpoint("create.defined");
+    int ret = define_domain(op, &p, base, format_name(op->spec->image->format), err);
+    if (ret == 0)
+        na_failpoint("create.defined");
+    return ret;
+}
 
-    if ((ret = start_and_read_state(op, true, err)) < 0 || (ret = wait_ports_bound(op, err)) < 0)
-        goto fail;
-    op->image_sha256 = na_xstrdup(spec->image->sha256);
+static int
+create_start(struct agent_op *op, struct na_error **err)
+{
+    agent_op_progress(op, 80, "starting the domain");
+    return hv_domain_start(op->host->hv, op->instance, err);
+}
+
+static int
+create_bind(struct agent_op *op, struct na_error **err)
+{
+    int ret = wait_ports_bound(op, err);
+    if (ret < 0 || (ret = start_and_read_state(op, false, err)) < 0)
+        return ret;
+    op->image_sha256 = na_xstrdup(op->spec->image->sha256);
     return 0;
+}
 
-fail:
-    /* Undo: nothing of a failed create stays but the shared image cache.  What cannot be
-     * undone keeps the uid out of use: the domain or its files may still run or hold it. */
-    if (hv_domain_undefine(h->hv, spec->uuid, NULL) < 0 || na_remove_tree(p.dir) < 0) {
+/* Undo: nothing of a failed create stays but the shared image cache.  What cannot be
+ * undone keeps the uid out of use: the domain or its files may still run or hold it. */
+static void
+create_rollback(struct agent_op *op)
+{
+    cleanup_paths struct instance_paths p = {0};
+    paths_init(&p, op->host, op->spec->uuid);
+    if (hv_domain_undefine(op->host->hv, op->spec->uuid, NULL) < 0 || na_remove_tree(p.dir) < 0) {
         op->uid_held = true;
         struct na_log_ctx log = {.request_id = op->request_id, .instance = op->instance};
         NA_LOG_WARN(&log, "a failed create could not be undone; its uid stays held", "uid=%lld",
                     (long long)op->uid);
     }
-    return ret;
 }
+
+static const struct agent_job_phase create_phases[] = {
+    {"disk", create_disk, AGENT_JOB_REDO},
+    {"define", create_define, AGENT_JOB_REDO},
+    {"start", create_start, AGENT_JOB_REDO},
+    {"bind", create_bind, AGENT_JOB_REDO},
+};
+static const struct agent_job_kind create_job = {create_phases, NA_ARRAY_SIZE(create_phases),
+                                                 create_rollback};
 
 static int
 finish_create(struct agent *a, struct agent_op *op, struct na_error **err)
@@ -382,7 +438,7 @@ finish_create(struct agent *a, struct agent_op *op, struct na_error **err)
     return agent_instance_save(a->store, inst, err);
 }
 
-const struct agent_handler agent_handle_create = {prepare_create, run_create, finish_create};
+const struct agent_handler agent_handle_create = {prepare_create, NULL, finish_create, &create_job};
 
 /* --- delete ---------------------------------------------------------------------------- */
 
@@ -407,14 +463,31 @@ prepare_delete(struct agent *a, struct agent_op *op, struct na_error **err)
 }
 
 static int
-run_delete(struct agent_op *op, struct na_error **err)
+delete_destroy(struct agent_op *op, struct na_error **err)
 {
     if (op->noop)
         return 0;
     na_failpoint("delete.tombstoned");
-    int ret = hv_domain_undefine(op->host->hv, op->instance, err);
-    if (ret < 0)
-        return ret; /* the instance stays, whole, for a retry */
+    int ret = hv_domain_destroy(op->host->hv, op->instance, err);
+    if (ret == -ENOENT) {
+        na_error_clear(err); /* never defined, or undefined before a crash */
+        return 0;
+    }
+    return ret; /* the instance stays, whole, for a retry */
+}
+
+static int
+delete_undefine(struct agent_op *op, struct na_error **err)
+{
+    return op->noop ? 0 : hv_domain_undefine(op->host->hv, op->instance, err);
+}
+
+static int
+delete_remove_files(struct agent_op *op, struct na_error **err)
+{
+    (void)err;
+    if (op->noop)
+        return 0;
     cleanup_paths struct instance_paths p = {0};
     paths_init(&p, op->host, op->instance);
     if (na_remove_tree(p.dir) < 0) {
@@ -427,6 +500,13 @@ run_delete(struct agent_op *op, struct na_error **err)
     op->state = S(DELETED);
     return 0;
 }
+
+static const struct agent_job_phase delete_phases[] = {
+    {"destroy", delete_destroy, AGENT_JOB_REDO},
+    {"undefine", delete_undefine, AGENT_JOB_REDO},
+    {"remove_files", delete_remove_files, AGENT_JOB_REDO},
+};
+static const struct agent_job_kind delete_job = {delete_phases, NA_ARRAY_SIZE(delete_phases), NULL};
 
 static int
 finish_delete(struct agent *a, struct agent_op *op, struct na_error **err)
@@ -444,7 +524,7 @@ finish_delete(struct agent *a, struct agent_op *op, struct na_error **err)
     return ret < 0 ? ret : agent_uids_release(a, uid, op->uid_held, err);
 }
 
-const struct agent_handler agent_handle_delete = {prepare_delete, run_delete, finish_delete};
+const struct agent_handler agent_handle_delete = {prepare_delete, NULL, finish_delete, &delete_job};
 
 /* --- rebuild and resize ------------------------------------------------------------------ */
 
@@ -497,20 +577,16 @@ restore_after_rebuild(struct agent_op *op, int dirfd, bool was_running)
 }
 
 static int
-run_rebuild(struct agent_op *op, struct na_error **err)
+rebuild_disk(struct agent_op *op, struct na_error **err)
 {
     const Nodeagent__V1__InstanceSpec *spec = op->spec;
-    const struct agent_host *h = op->host;
-    cleanup_paths struct instance_paths p = {0};
-    paths_init(&p, h, spec->uuid);
-    const char *base_format = format_name(spec->image->format);
-    bool was_running = op->state_before == S(RUNNING);
-
     cleanup_free char *base = NULL;
     int ret = fetch_base(op, "rebuild.image", &base, err);
     if (ret < 0)
         return ret;
-    cleanup_close int dirfd = agent_instance_dir_open(h->instances_dir, spec->uuid, false, err);
+    agent_job_state_put(op->job, "base", base);
+    cleanup_close int dirfd =
+        agent_instance_dir_open(op->host->instances_dir, spec->uuid, false, err);
     if (dirfd < 0)
         return dirfd;
 
@@ -518,36 +594,78 @@ run_rebuild(struct agent_op *op, struct na_error **err)
     agent_op_progress(op, 40, "writing the new root disk");
     if ((ret = agent_instance_entry_remove(dirfd, "disk.next", err)) < 0)
         return ret;
-    if ((ret = make_disk(op, dirfd, "disk.next", base, base_format, err)) < 0 ||
-        (ret = make_config_drive(op, dirfd, err)) < 0) {
+    if ((ret = make_disk(op, dirfd, "disk.next", base, format_name(spec->image->format), err)) <
+            0 ||
+        (ret = make_config_drive(op, dirfd, err)) < 0)
         agent_instance_entry_remove(dirfd, "disk.next", NULL);
-        return ret;
-    }
+    return ret;
+}
+
+static int
+rebuild_redefine(struct agent_op *op, struct na_error **err)
+{
+    const Nodeagent__V1__InstanceSpec *spec = op->spec;
+    char buf[PATH_MAX];
+    const char *base = job_base(op, buf, sizeof(buf), err);
+    if (!base)
+        return -ENOENT;
+    cleanup_close int dirfd =
+        agent_instance_dir_open(op->host->instances_dir, spec->uuid, false, err);
+    if (dirfd < 0)
+        return dirfd;
+    cleanup_paths struct instance_paths p = {0};
+    paths_init(&p, op->host, spec->uuid);
 
     agent_op_progress(op, 60, "redefining the domain on the new disk");
-    if ((ret = hv_domain_destroy(h->hv, spec->uuid, err)) < 0) {
+    int ret = hv_domain_destroy(op->host->hv, spec->uuid, err);
+    if (ret < 0) {
         agent_instance_entry_remove(dirfd, "disk.next", NULL);
         return ret;
     }
     if (na_failpoint("rebuild.define"))
         ret = na_error_set(err, NA_CODE_HYPERVISOR, EIO, "failpoint rebuild.define");
     else
-        ret = define_domain(op, &p, base, base_format, err);
-    if (ret < 0) {
-        restore_after_rebuild(op, dirfd, was_running);
-        return ret;
-    }
-    /* The domain names the new base from here: only now does the old disk go. */
-    if (renameat(dirfd, "disk.next", dirfd, "disk") < 0)
-        return na_error_set(err, NA_CODE_STORAGE, errno,
-                            "replace the old disk `%s` with disk.next (the domain is defined on "
-                            "the new image; rebuild again)",
-                            p.disk);
-    if ((ret = start_and_read_state(op, was_running, err)) < 0)
-        return ret;
-    op->image_sha256 = na_xstrdup(spec->image->sha256);
-    return 0;
+        ret = define_domain(op, &p, base, format_name(spec->image->format), err);
+    if (ret < 0)
+        restore_after_rebuild(op, dirfd, job_was_running(op));
+    return ret;
 }
+
+/* The domain names the new base from here: only now does the old disk go.  Done already
+ * when disk.next is gone (a crash after the rename). */
+static int
+rebuild_swap(struct agent_op *op, struct na_error **err)
+{
+    cleanup_close int dirfd =
+        agent_instance_dir_open(op->host->instances_dir, op->instance, false, err);
+    if (dirfd < 0)
+        return dirfd;
+    if (renameat(dirfd, "disk.next", dirfd, "disk") == 0 || errno == ENOENT)
+        return 0;
+    return na_error_set(err, NA_CODE_STORAGE, errno,
+                        "replace the old disk of %s with disk.next (the domain is defined on "
+                        "the new image; rebuild again)",
+                        op->instance);
+}
+
+/* rebuild and resize: the guest runs again if it ran. */
+static int
+respec_start(struct agent_op *op, struct na_error **err)
+{
+    int ret = start_and_read_state(op, job_was_running(op), err);
+    if (ret == 0 && op->kind == AGENT_REQ_REBUILD)
+        op->image_sha256 = na_xstrdup(op->spec->image->sha256);
+    return ret;
+}
+
+static const struct agent_job_phase rebuild_phases[] = {
+    {"disk", rebuild_disk, AGENT_JOB_REDO},
+    {"redefine", rebuild_redefine, AGENT_JOB_REDO},
+    {"swap", rebuild_swap, AGENT_JOB_REDO},
+    {"start", respec_start, AGENT_JOB_REDO},
+};
+static const struct agent_job_kind rebuild_job = {rebuild_phases, NA_ARRAY_SIZE(rebuild_phases),
+                                                  NULL};
 
 /* rebuild and resize: on success the instance takes the new spec. */
 static int
@@ -569,7 +687,8 @@ finish_respec(struct agent *a, struct agent_op *op, struct na_error **err)
     return agent_instance_save(a->store, inst, err);
 }
 
-const struct agent_handler agent_handle_rebuild = {prepare_rebuild, run_rebuild, finish_respec};
+const struct agent_handler agent_handle_rebuild = {prepare_rebuild, NULL, finish_respec,
+                                                   &rebuild_job};
 
 static int
 prepare_resize(struct agent *a, struct agent_op *op, struct na_error **err)
@@ -596,8 +715,8 @@ prepare_resize(struct agent *a, struct agent_op *op, struct na_error **err)
                                 NA_MAX(now.disk_gb, flavor->root_disk_gib)};
     if ((ret = agent_capacity_admit(a, inst->uuid, &need, err)) < 0)
         return ret;
-    inst->resizing_to = (struct agent_claim){flavor->vcpus, flavor->memory_mib,
-                                             flavor->root_disk_gib};
+    inst->resizing_to =
+        (struct agent_claim){flavor->vcpus, flavor->memory_mib, flavor->root_disk_gib};
     spec_with(op, inst->spec, NULL, flavor);
     return 0;
 }
@@ -622,49 +741,82 @@ check_disk_base(int fd, const char *disk, const char *base, struct qcow2_info *i
     return 0;
 }
 
+/* The guest's disk, opened once (not followed, the guest's regular file) and checked to
+ * back on the base the job recorded; *fd is where it is grown. */
 static int
-run_resize(struct agent_op *op, struct na_error **err)
+open_checked_disk(struct agent_op *op, const char *base, int *fd, struct qcow2_info *info,
+                  struct na_error **err)
 {
-    const Nodeagent__V1__InstanceSpec *spec = op->spec;
-    const struct agent_host *h = op->host;
     cleanup_paths struct instance_paths p = {0};
-    paths_init(&p, h, spec->uuid);
-    bool was_running = op->state_before == S(RUNNING);
+    paths_init(&p, op->host, op->instance);
+    cleanup_close int dirfd =
+        agent_instance_dir_open(op->host->instances_dir, op->instance, false, err);
+    if (dirfd < 0)
+        return dirfd;
+    struct stat st;
+    *fd = agent_instance_file_open(dirfd, "disk", O_RDWR, op->uid, &st, err);
+    if (*fd == -ENOENT)
+        return na_error_set(err, NA_CODE_STORAGE, ENOENT, "open the disk `%s`", p.disk);
+    if (*fd < 0)
+        return *fd;
+    return check_disk_base(*fd, p.disk, base, info, err);
+}
 
+static int
+resize_stop(struct agent_op *op, struct na_error **err)
+{
     /* The recorded image, from the cache (kept there while the disk backs on it). */
     cleanup_free char *base = NULL;
     int ret = fetch_base(op, "resize.flavor.root_disk_gib", &base, err);
     if (ret < 0)
         return ret;
-    /* The disk is opened once, not followed, checked to be the guest's regular file, and
-     * grown through that fd. */
-    cleanup_close int dirfd = agent_instance_dir_open(h->instances_dir, spec->uuid, false, err);
-    if (dirfd < 0)
-        return dirfd;
-    struct stat st;
-    cleanup_close int fd = agent_instance_file_open(dirfd, "disk", O_RDWR, op->uid, &st, err);
-    if (fd == -ENOENT)
-        return na_error_set(err, NA_CODE_STORAGE, ENOENT, "open the disk `%s`", p.disk);
-    if (fd < 0)
-        return fd;
+    agent_job_state_put(op->job, "base", base);
+    cleanup_close int fd = -1;
     struct qcow2_info info = {0};
-    if ((ret = check_disk_base(fd, p.disk, base, &info, err)) < 0)
+    if ((ret = open_checked_disk(op, base, &fd, &info, err)) < 0)
         return ret;
-
     agent_op_progress(op, 20, "stopping the guest");
-    if ((ret = hv_domain_shutdown(h->hv, spec->uuid, h->cfg->stop_timeout_s, err)) < 0 ||
-        (ret = check_disk_base(fd, p.disk, base, &info, err)) < 0) /* again, with QEMU gone */
-        return ret;
-    uint64_t size = (uint64_t)spec->flavor->root_disk_gib * GIB;
-    if (size > info.virtual_size) {
-        agent_op_progress(op, 40, "growing the disk to %u GiB", spec->flavor->root_disk_gib);
-        if ((ret = qcow2_grow(fd, size, err)) < 0)
-            return ret;
-    }
-    agent_op_progress(op, 60, "redefining the domain");
-    if ((ret = define_domain(op, &p, base, format_name(spec->image->format), err)) < 0)
-        return ret;
-    return start_and_read_state(op, was_running, err);
+    return hv_domain_shutdown(op->host->hv, op->instance, op->host->cfg->stop_timeout_s, err);
 }
 
-const struct agent_handler agent_handle_resize = {prepare_resize, run_resize, finish_respec};
+static int
+resize_grow(struct agent_op *op, struct na_error **err)
+{
+    char buf[PATH_MAX];
+    const char *base = job_base(op, buf, sizeof(buf), err);
+    if (!base)
+        return -ENOENT;
+    cleanup_close int fd = -1;
+    struct qcow2_info info = {0};
+    int ret = open_checked_disk(op, base, &fd, &info, err); /* again, with QEMU gone */
+    if (ret < 0)
+        return ret;
+    uint64_t size = (uint64_t)op->spec->flavor->root_disk_gib * GIB;
+    if (size <= info.virtual_size)
+        return 0;
+    agent_op_progress(op, 40, "growing the disk to %u GiB", op->spec->flavor->root_disk_gib);
+    return qcow2_grow(fd, size, err);
+}
+
+static int
+resize_redefine(struct agent_op *op, struct na_error **err)
+{
+    char buf[PATH_MAX];
+    const char *base = job_base(op, buf, sizeof(buf), err);
+    if (!base)
+        return -ENOENT;
+    cleanup_paths struct instance_paths p = {0};
+    paths_init(&p, op->host, op->instance);
+    agent_op_progress(op, 60, "redefining the domain");
+    return define_domain(op, &p, base, format_name(op->spec->image->format), err);
+}
+
+static const struct agent_job_phase resize_phases[] = {
+    {"stop", resize_stop, AGENT_JOB_REDO},
+    {"grow", resize_grow, AGENT_JOB_REDO},
+    {"redefine", resize_redefine, AGENT_JOB_REDO},
+    {"start", respec_start, AGENT_JOB_REDO},
+};
+static const struct agent_job_kind resize_job = {resize_phases, NA_ARRAY_SIZE(resize_phases), NULL};
+
+const struct agent_handler agent_handle_resize = {prepare_resize, NULL, finish_respec, &resize_job};
