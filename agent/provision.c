@@ -338,6 +338,34 @@ job_was_running(const struct agent_op *op)
     return op->state_before == S(RUNNING);
 }
 
+/* The config drive, unless one is there already: a regular file of the guest's uid (never
+ * followed) is kept; anything else under that name is replaced. */
+static int
+ensure_config_drive(struct agent_op *op, int dirfd, struct na_error **err)
+{
+    struct stat st;
+    cleanup_close int fd =
+        agent_instance_file_open(dirfd, "disk.config", O_RDONLY, op->uid, &st, NULL);
+    if (fd >= 0)
+        return 0;
+    int ret = agent_instance_entry_remove(dirfd, "disk.config", err);
+    return ret < 0 ? ret : make_config_drive(op, dirfd, err);
+}
+
+/* The files a create's domain is defined and started on, checked again before each of
+ * those steps (what a crash left in the directory is not taken on trust; the agent's start
+ * removed whatever was not a regular file): the overlay and the config drive are kept when
+ * they are the guest's own, made again otherwise, and the console log goes (virtlogd opens
+ * it as root, following a symlink). */
+static int
+ensure_files(struct agent_op *op, int dirfd, const char *base, struct na_error **err)
+{
+    int ret = make_disk(op, dirfd, "disk", base, format_name(op->spec->image->format), err);
+    if (ret < 0 || (ret = ensure_config_drive(op, dirfd, err)) < 0)
+        return ret;
+    return agent_instance_entry_remove(dirfd, "console.log", err);
+}
+
 static int
 create_disk(struct agent_op *op, struct na_error **err)
 {
@@ -356,8 +384,7 @@ create_disk(struct agent_op *op, struct na_error **err)
     if ((ret = make_disk(op, dirfd, "disk", base, format_name(spec->image->format), err)) < 0)
         return ret;
     na_failpoint("create.disk_made");
-    /* virtlogd opens the console log as root, following a symlink: what an earlier attempt
-     * left under that name goes first (nothing but root can put one there now). */
+    /* A config drive an interrupted attempt left is written again: it may be half done. */
     if ((ret = make_config_drive(op, dirfd, err)) < 0)
         return ret;
     return agent_instance_entry_remove(dirfd, "console.log", err);
@@ -370,11 +397,17 @@ create_define(struct agent_op *op, struct na_error **err)
     const char *base = job_base(op, buf, sizeof(buf), err);
     if (!base)
         return -ENOENT;
+    cleanup_close int dirfd =
+        agent_instance_dir_open(op->host->instances_dir, op->instance, false, err);
+    if (dirfd < 0)
+        return dirfd;
+    int ret = ensure_files(op, dirfd, base, err);
+    if (ret < 0)
+        return ret;
     cleanup_paths struct instance_paths p = {0};
     paths_init(&p, op->host, op->spec->uuid);
     agent_op_progress(op, 60, "defining the domain");
-    int ret = define_domain(op, &p, base, format_name(op->spec->image->format), err);
-    if (ret == 0)
+    if ((ret = define_domain(op, &p, base, format_name(op->spec->image->format), err)) == 0)
         na_failpoint("create.defined");
     return ret;
 }
@@ -382,6 +415,23 @@ create_define(struct agent_op *op, struct na_error **err)
 static int
 create_start(struct agent_op *op, struct na_error **err)
 {
+    enum hv_power power;
+    int ret = hv_domain_power(op->host->hv, op->instance, &power, err);
+    if (ret < 0)
+        return ret;
+    if (power == HV_POWER_SHUTOFF || power == HV_POWER_NONE) {
+        /* Not started yet (or a crash stopped it): its files are checked again first. */
+        char buf[PATH_MAX];
+        const char *base = job_base(op, buf, sizeof(buf), err);
+        if (!base)
+            return -ENOENT;
+        cleanup_close int dirfd =
+            agent_instance_dir_open(op->host->instances_dir, op->instance, false, err);
+        if (dirfd < 0)
+            return dirfd;
+        if ((ret = ensure_files(op, dirfd, base, err)) < 0)
+            return ret;
+    }
     agent_op_progress(op, 80, "starting the domain");
     return hv_domain_start(op->host->hv, op->instance, err);
 }
