@@ -213,8 +213,11 @@ const char *na_log_quote(char *buf, size_t size, const char *s);
 /* --- fault injection for tests --------------------------------------------------------- */
 
 /* NODEAGENT_FAILPOINTS="name=action[,name=action]" with action "kill" (SIGKILL self),
- * "exit" (_exit(3)) or "fail" (returns true: the caller fails the step as if it had failed).
- * Unset in production; system tests use it to crash or fail at exact steps. */
+ * "exit" (_exit(3)), "fail" (returns true: the caller fails the step as if it had failed) or
+ * "park" (at a job's phase boundary: the job waits there for good, agent/jobs.h).
+ * Unset in production; system tests use it to crash, fail or hold at exact steps. */
 bool na_failpoint(const char *name);
+/* Whether failpoint name's action is "park" (asked after na_failpoint(name) logged it). */
+bool na_failpoint_parks(const char *name);
 
 #endif

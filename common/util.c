@@ -143,8 +143,9 @@ na_u32_sort_unique(uint32_t *v, size_t n)
     return u;
 }
 
-bool
-na_failpoint(const char *name)
+/* The action NODEAGENT_FAILPOINTS gives the failpoint name, if any. */
+static bool
+failpoint_action(const char *name, const char **action, size_t *action_len)
 {
     const char *spec = getenv("NODEAGENT_FAILPOINTS");
     if (!spec || !*spec)
@@ -154,20 +155,38 @@ na_failpoint(const char *name)
         const char *end = strchr(p, ',');
         size_t item_len = end ? (size_t)(end - p) : strlen(p);
         if (item_len > name_len && strncmp(p, name, name_len) == 0 && p[name_len] == '=') {
-            const char *action = p + name_len + 1;
-            size_t action_len = item_len - name_len - 1;
-            na_log(NA_LOG_WARN, NULL, "failpoint hit", "failpoint=%s action=%.*s", name,
-                   (int)action_len, action);
-            if (action_len == 4 && strncmp(action, "kill", 4) == 0)
-                raise(SIGKILL);
-            if (action_len == 4 && strncmp(action, "exit", 4) == 0)
-                _exit(3);
-            if (action_len == 4 && strncmp(action, "fail", 4) == 0)
-                return true;
+            *action = p + name_len + 1;
+            *action_len = item_len - name_len - 1;
+            return true;
         }
         p += item_len;
         if (*p == ',')
             p++;
     }
     return false;
+}
+
+bool
+na_failpoint(const char *name)
+{
+    const char *action;
+    size_t action_len;
+    if (!failpoint_action(name, &action, &action_len))
+        return false;
+    na_log(NA_LOG_WARN, NULL, "failpoint hit", "failpoint=%s action=%.*s", name, (int)action_len,
+           action);
+    if (action_len == 4 && strncmp(action, "kill", 4) == 0)
+        raise(SIGKILL);
+    if (action_len == 4 && strncmp(action, "exit", 4) == 0)
+        _exit(3);
+    return action_len == 4 && strncmp(action, "fail", 4) == 0;
+}
+
+bool
+na_failpoint_parks(const char *name)
+{
+    const char *action;
+    size_t action_len;
+    return failpoint_action(name, &action, &action_len) && action_len == 4 &&
+           strncmp(action, "park", 4) == 0;
 }

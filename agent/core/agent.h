@@ -46,6 +46,7 @@ struct agent_admin;
 struct agent_orphans;
 struct agent_uids;
 struct agent_secgroups;
+struct agent_jobs;
 struct agent_store_hold;
 struct agent_capacity;
 struct agent_guest_stats;
@@ -85,6 +86,7 @@ struct agent {
     struct agent_mailbox *mailbox;
     struct agent_capacity *capacity;
     struct agent_peers *peers;
+    struct agent_jobs *jobs; /* the jobs waiting on the loop (ops/jobs.h) */
     struct agent_guest_stats *guest_stats; /* observed/guest_stats.h: the last per-guest figures */
     bool libvirt_up;
     char *libvirt_detail;

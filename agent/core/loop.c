@@ -9,6 +9,7 @@
  */
 #include "agent/core/agent.h"
 #include "agent/ops/secgroups.h"
+#include "agent/ops/jobs.h"
 #include "agent/ops/ops.h"
 #include "agent/observed/observed.h"
 #include "agent/bus/events.h"
@@ -450,6 +451,7 @@ agent_run(const struct agent_config *cfg)
         .orphans = na_xcalloc(1, sizeof(*a.orphans)),
         .uids = na_xcalloc(1, sizeof(*a.uids)),
         .secgroups = na_xcalloc(1, sizeof(*a.secgroups)),
+        .jobs = na_xcalloc(1, sizeof(*a.jobs)),
     };
 
     cleanup_error struct na_error *err = NULL;
@@ -466,6 +468,8 @@ agent_run(const struct agent_config *cfg)
 
     uv_run(&loop, UV_RUN_DEFAULT);
 
+    agent_jobs_release_waiting(a.jobs);
+    free(a.jobs);
     agent_dispatch_free(a.dispatch);
     agent_net_close(&a);
     agent_store_close(a.store);

@@ -415,3 +415,15 @@ agent_store_size_bytes(struct agent_store *store)
 {
     return store_stmt_int64(store, ST_PAGES);
 }
+
+sqlite3 *
+agent_store_db(struct agent_store *store)
+{
+    return store->db;
+}
+
+int
+agent_store_db_error(struct agent_store *store, struct na_error **err, const char *what)
+{
+    return store_db_error(store, err, what);
+}

@@ -71,6 +71,20 @@ static const char *const store_migrations[] = {
     "  id TEXT PRIMARY KEY,"
     "  body BLOB NOT NULL,"
     "  updated_ms INTEGER NOT NULL);",
+    /* 7 -> 8: jobs, the recorded phases of an operation (agent/core/store_jobs.h): the phase
+     * is written before the step it names is taken, and a restart resumes or rolls back
+     * from it. */
+    "CREATE TABLE jobs ("
+    "  id TEXT PRIMARY KEY,"
+    "  kind TEXT NOT NULL,"
+    "  role TEXT NOT NULL,"
+    "  instance_uuid TEXT NOT NULL,"
+    "  peer TEXT NOT NULL DEFAULT '',"
+    "  phase TEXT NOT NULL,"
+    "  deadline_ms INTEGER NOT NULL DEFAULT 0,"
+    "  state BLOB,"
+    "  created_ms INTEGER NOT NULL,"
+    "  updated_ms INTEGER NOT NULL);",
 };
 
 #define INTENT_COLUMNS                                                                             \

@@ -167,6 +167,26 @@ agent_dispatch_submit(struct agent_dispatch *d, const char *key, agent_done_fn s
 }
 
 void
+agent_dispatch_submit_first(struct agent_dispatch *d, const char *key, agent_work_fn work,
+                            agent_done_fn done, agent_done_fn park, void *data)
+{
+    struct lane *lane = lane_get(d, key ? key : "");
+    struct op *op = na_xcalloc(1, sizeof(*op));
+    op->d = d;
+    op->lane = lane;
+    op->work = work;
+    op->done = done;
+    op->park = park;
+    op->data = data;
+    op->next = lane->head;
+    lane->head = op;
+    if (!lane->tail)
+        lane->tail = op;
+    d->n_queued++;
+    lane_run_next(d, lane);
+}
+
+void
 agent_dispatch_park(struct agent_dispatch *d)
 {
     for (size_t i = 0; i < N_BUCKETS; i++) {

@@ -26,6 +26,10 @@ void agent_dispatch_free(struct agent_dispatch *d);
  * takes data back if the operation never starts (agent_dispatch_park); it frees it. */
 void agent_dispatch_submit(struct agent_dispatch *d, const char *key, agent_done_fn start,
                            agent_work_fn work, agent_done_fn done, agent_done_fn park, void *data);
+/* Queues data under key ahead of what waits there: the next step of the operation whose
+ * done() is running (a job's next phase), so that nothing else of that key runs between. */
+void agent_dispatch_submit_first(struct agent_dispatch *d, const char *key, agent_work_fn work,
+                                 agent_done_fn done, agent_done_fn park, void *data);
 /* Removes every queued, not started, operation and calls its park(data). */
 void agent_dispatch_park(struct agent_dispatch *d);
 

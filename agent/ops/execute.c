@@ -5,6 +5,7 @@
  */
 #include "agent/core/agent.h"
 #include "agent/ops/ops.h"
+#include "agent/ops/jobs.h"
 #include "agent/bus/events.h"
 
 #include <string.h>
@@ -41,6 +42,7 @@ agent_op_free(struct agent_op *op)
     if (op->spec)
         nodeagent__v1__instance_spec__free_unpacked(op->spec, NULL);
     free(op->image_sha256);
+    agent_job_free(op->job);
     free(op);
 }
 
@@ -84,20 +86,18 @@ op_start(void *data)
                          agent_request_kind_name(op->kind));
     } else
         desire_what_the_kind_leaves(op);
+    if (!op->err)
+        agent_job_begin(op->agent, op);
 }
 
 /* In a worker thread: only op (and op->host) is ours.  prepare() may have failed it. */
 static void
 op_work(void *data)
 {
-    struct agent_op *op = data;
-    const struct agent_handler *h = agent_handler_for(op->kind);
-    if (op->err || !h || !h->run)
-        return;
-    if (h->run(op, &op->err) < 0 && !op->err)
-        na_error_set(&op->err, NA_CODE_INTERNAL, 0, "%s failed without saying why",
-                     agent_request_kind_name(op->kind));
+    agent_job_step(data);
 }
+
+static void park_op(void *data);
 
 static void
 op_done(void *data)
@@ -109,6 +109,17 @@ op_done(void *data)
     /* The worker's PROGRESS events go out before its DONE or FAILED, whichever of the
      * mailbox's wake-up and this completion libuv runs first. */
     agent_mailbox_deliver(a->mailbox);
+
+    /* A job with phases left goes on in its lane, ahead of what waits there. */
+    switch (agent_job_advance(a, op)) {
+    case AGENT_JOB_NEXT_STEP:
+        agent_dispatch_submit_first(a->dispatch, op->key, op_work, op_done, park_op, op);
+        return;
+    case AGENT_JOB_WAITING:
+        return;
+    case AGENT_JOB_FINISHED:
+        break;
+    }
 
     cleanup_error struct na_error *err = NULL;
     const struct agent_handler *h = agent_handler_for(op->kind);
@@ -141,6 +152,8 @@ op_done(void *data)
         ret = agent_store_intent_finish(a->store, op->request_id,
                                         op->err ? AGENT_INTENT_FAILED : AGENT_INTENT_DONE,
                                         &recorded, &err);
+    if (ret == 0)
+        ret = agent_job_end(a, op, &err);
     if (ret == 0)
         ret = agent_store_commit(a->store, &err);
     free(recorded.data);
@@ -214,4 +227,5 @@ void
 agent_park_queued(struct agent *a)
 {
     agent_dispatch_park(a->dispatch);
+    agent_jobs_release_waiting(a->jobs);
 }

@@ -16,6 +16,9 @@
 
 #include "agent/core/agent.h"
 
+struct agent_job;
+struct agent_job_kind;
+
 /* An operation: one request being executed.  Owned by the dispatcher while queued or
  * running; the worker writes only result fields. */
 struct agent_op {
@@ -34,7 +37,8 @@ struct agent_op {
     int64_t uid;
     Nodeagent__V1__InstanceState state_before;
     bool owns_record; /* create: prepare() added the instance, so a failure removes it */
-    bool noop;        /* prepare() found nothing to do (delete of a missing instance) */
+    bool noop;             /* prepare() found nothing to do (delete of a missing instance) */
+    struct agent_job *job; /* its recorded phases (ops/jobs.h); set once prepare() passed */
 
     /* Results, set by the worker. */
     struct na_error *err;
@@ -58,11 +62,14 @@ struct agent_handler {
      * fill the op's inputs, mark the instance's task.  An error fails the operation
      * without running it. */
     int (*prepare)(struct agent *a, struct agent_op *op, struct na_error **err);
-    /* In a worker: the blocking work.  Only op and op->host may be used. */
+    /* In a worker: the blocking work of a one-phase job.  Only op and op->host may be
+     * used. */
     int (*run)(struct agent_op *op, struct na_error **err);
     /* On the loop, inside the transaction that records the terminal event: apply the
      * result (success or failure) to the instance table. */
     int (*finish)(struct agent *a, struct agent_op *op, struct na_error **err);
+    /* The work as recorded phases, in place of run() (ops/jobs.h); NULL: one phase. */
+    const struct agent_job_kind *job;
 };
 
 /* handlers.c */

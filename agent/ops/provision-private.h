@@ -6,6 +6,7 @@
 
 #include "agent/core/agent.h"
 #include "agent/ops/ops.h"
+#include "agent/ops/jobs.h"
 #include "agent/observed/observed.h"
 #include "agent/outputs/network.h"
 
@@ -22,16 +23,14 @@ struct instance_paths {
     char *console_log;
 };
 
+void provision_paths_init(struct instance_paths *p, const struct agent_host *h, const char *uuid);
 /* The overlay `name`, unless an earlier attempt already wrote it: an existing one is kept
  * only if it is a regular file of the guest's uid (never followed) on this base and size. */
 int provision_make_disk(struct agent_op *op, int dirfd, const char *name, const char *base,
                         const char *base_format, struct na_error **err);
-/* The config drive, written for op's spec into the instance directory dirfd. */
 int provision_make_config_drive(struct agent_op *op, int dirfd, struct na_error **err);
-/* Defines (or redefines) the instance's domain on base. */
 int provision_define_domain(struct agent_op *op, const struct instance_paths *p, const char *base,
                             const char *base_format, struct na_error **err);
-/* "qcow2", "raw". */
 const char *provision_format_name(Nodeagent__V1__ImageFormat f);
 /* The spec's image, in the cache (fetched once however many ask), and no larger than the
  * flavor's root disk; a refusal names field. */
@@ -39,8 +38,10 @@ int provision_fetch_base(struct agent_op *op, const char *field, char **base,
                          struct na_error **err);
 /* Starts the domain when asked, then records the power state libvirt reports. */
 int provision_start_and_read_state(struct agent_op *op, bool start, struct na_error **err);
-/* The files of instance uuid. */
-void provision_paths_init(struct instance_paths *p, const struct agent_host *h, const char *uuid);
+/* The base image a job's first phase fetched, from the job's state. */
+const char *provision_job_base(struct agent_op *op, char *buf, size_t size, struct na_error **err);
+/* Whether the guest ran when the job began (the job keeps what it was then). */
+bool provision_job_was_running(const struct agent_op *op);
 void provision_paths_clear(struct instance_paths *p);
 #define cleanup_paths __attribute__((cleanup(provision_paths_clear)))
 

@@ -1,22 +1,28 @@
 /* Creating and deleting instances.
  *
- * create: on the loop, the instance is recorded (BUILDING, with its QEMU uid and the request
- * that creates it) before any work starts; in a worker, the base image is fetched into the
- * cache, the overlay disk and the config drive are written, the domain is defined and
- * started.  Every step is idempotent: a create interrupted by a crash runs again from the
- * start and finishes the same instance exactly once.  A create that fails undoes what it
- * made (domain, files, record); the cached image stays for others.
+ * Each is a job of recorded phases (agent/jobs.h): a phase is written before its step is
+ * taken, and a crash resumes at the recorded phase by its restart rule (all of these redo
+ * their step, which is idempotent) instead of running the whole operation again.
  *
- * delete: a tombstone is recorded first; then the domain is forced off and undefined with
- * everything libvirt keeps for it, the instance's directory is removed, and so is its
- * record.  Deleting a missing instance is done.
+ * create (disk → define → start → bind): on the loop, the instance is recorded (BUILDING,
+ * with its QEMU uid and the request that creates it) before any work starts; then the base
+ * image is fetched into the cache and the overlay disk and the config drive are written;
+ * the domain is defined; started; and its ports bound.  A create interrupted by a crash
+ * finishes the same instance exactly once.  A create that fails undoes what it made
+ * (domain, files, record); the cached image stays for others.
  *
- * rebuild: a new root disk from another image, same identity (uuid, NICs, config drive).
+ * delete (destroy → undefine → remove_files): a tombstone is recorded first; then the
+ * domain is forced off, undefined with everything libvirt keeps for it, the instance's
+ * directory is removed, and so is its record.  Deleting a missing instance is done.
+ *
+ * rebuild (disk → redefine → swap → start): a new root disk from another image, same
+ * identity (uuid, NICs, config drive).
  * The image is fetched and the new disk written beside the old one (disk.next) while the
  * guest still runs; the old disk is replaced only once the domain is defined on the new one,
  * so a failure up to there leaves the instance as it was (started again if it was running).
  *
- * resize (cold): the guest is stopped, its disk grown (never shrunk), the domain redefined
+ * resize (cold; stop → grow → redefine → start): the guest is stopped, its disk grown (never
+ * shrunk), the domain redefined
  * with the new flavor on the base the record names (never the one the overlay's header,
  * which the guest's uid can write, claims), and started again if it was running.
  *
@@ -32,6 +38,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -166,7 +173,6 @@ provision_make_config_drive(struct agent_op *op, int dirfd, struct na_error **er
             .ips = (const char *const *)n->ips,
             .n_ips = n->n_ips,
             .gateway = n->gateway,
-            .gateway6 = n->gateway6,
             .mtu = agent_nic_mtu(op->host->cfg, n->mtu),
         };
     }
@@ -313,58 +319,159 @@ wait_ports_bound(struct agent_op *op, struct na_error **err)
     return ovs_net_wait_bound(op->host->net, ids, n, op->host->cfg->net_bind_timeout_s * 1000, err);
 }
 
+/* The base image a job's first phase fetched, from the job's state. */
+const char *
+provision_job_base(struct agent_op *op, char *buf, size_t size, struct na_error **err)
+{
+    const char *base = agent_job_state_get(op->job, "base", buf, size);
+    if (!base)
+        na_error_set(err, NA_CODE_INTERNAL, ENOENT,
+                     "%s of %s: the job's state names no base image (damaged store?)",
+                     agent_request_kind_name(op->kind), op->instance);
+    return base;
+}
+
+/* Whether the guest ran when the job began (the job keeps what it was then). */
+bool
+provision_job_was_running(const struct agent_op *op)
+{
+    return op->state_before == S(RUNNING);
+}
+
+/* The config drive, unless one is there already: a regular file of the guest's uid (never
+ * followed) is kept; anything else under that name is replaced. */
 static int
-run_create(struct agent_op *op, struct na_error **err)
+ensure_config_drive(struct agent_op *op, int dirfd, struct na_error **err)
+{
+    struct stat st;
+    cleanup_close int fd =
+        agent_instance_file_open(dirfd, "disk.config", O_RDONLY, op->uid, &st, NULL);
+    if (fd >= 0)
+        return 0;
+    int ret = agent_instance_entry_remove(dirfd, "disk.config", err);
+    return ret < 0 ? ret : provision_make_config_drive(op, dirfd, err);
+}
+
+/* The files a create's domain is defined and started on, checked again before each of
+ * those steps (what a crash left in the directory is not taken on trust; the agent's start
+ * removed whatever was not a regular file): the overlay and the config drive are kept when
+ * they are the guest's own, made again otherwise, and the console log goes (virtlogd opens
+ * it as root, following a symlink). */
+static int
+ensure_files(struct agent_op *op, int dirfd, const char *base, struct na_error **err)
+{
+    int ret = provision_make_disk(op, dirfd, "disk", base,
+                                  provision_format_name(op->spec->image->format), err);
+    if (ret < 0 || (ret = ensure_config_drive(op, dirfd, err)) < 0)
+        return ret;
+    return agent_instance_entry_remove(dirfd, "console.log", err);
+}
+
+static int
+create_disk(struct agent_op *op, struct na_error **err)
 {
     const Nodeagent__V1__InstanceSpec *spec = op->spec;
-    const struct agent_host *h = op->host;
-    cleanup_paths struct instance_paths p = {0};
-    provision_paths_init(&p, h, spec->uuid);
-    const char *base_format = provision_format_name(spec->image->format);
-
     cleanup_free char *base = NULL;
-    cleanup_close int dirfd = -1;
     int ret = provision_fetch_base(op, "create.spec.flavor.root_disk_gib", &base, err);
     if (ret < 0)
-        goto fail;
+        return ret;
+    agent_job_state_put(op->job, "base", base);
 
     agent_op_progress(op, 40, "writing disk and config drive");
-    dirfd = agent_instance_dir_open(h->instances_dir, spec->uuid, true, err);
-    if (dirfd < 0) {
-        ret = dirfd;
-        goto fail;
-    }
-    if ((ret = provision_make_disk(op, dirfd, "disk", base, base_format, err)) < 0)
-        goto fail;
+    cleanup_close int dirfd =
+        agent_instance_dir_open(op->host->instances_dir, spec->uuid, true, err);
+    if (dirfd < 0)
+        return dirfd;
+    if ((ret = provision_make_disk(op, dirfd, "disk", base,
+                                   provision_format_name(spec->image->format), err)) < 0)
+        return ret;
     na_failpoint("create.disk_made");
-    /* virtlogd opens the console log as root, following a symlink: what an earlier attempt
-     * left under that name goes first (nothing but root can put one there now). */
-    if ((ret = provision_make_config_drive(op, dirfd, err)) < 0 ||
-        (ret = agent_instance_entry_remove(dirfd, "console.log", err)) < 0)
-        goto fail;
+    /* A config drive an interrupted attempt left is written again: it may be half done. */
+    if ((ret = provision_make_config_drive(op, dirfd, err)) < 0)
+        return ret;
+    return agent_instance_entry_remove(dirfd, "console.log", err);
+}
 
+static int
+create_define(struct agent_op *op, struct na_error **err)
+{
+    char buf[PATH_MAX];
+    const char *base = provision_job_base(op, buf, sizeof(buf), err);
+    if (!base)
+        return -ENOENT;
+    cleanup_close int dirfd =
+        agent_instance_dir_open(op->host->instances_dir, op->instance, false, err);
+    if (dirfd < 0)
+        return dirfd;
+    int ret = ensure_files(op, dirfd, base, err);
+    if (ret < 0)
+        return ret;
+    cleanup_paths struct instance_paths p = {0};
+    provision_paths_init(&p, op->host, op->spec->uuid);
     agent_op_progress(op, 60, "defining the domain");
-    if ((ret = provision_define_domain(op, &p, base, base_format, err)) < 0)
-        goto fail;
-    na_failpoint("create.defined");
+    if ((ret = provision_define_domain(op, &p, base, provision_format_name(op->spec->image->format),
+                                       err)) == 0)
+        na_failpoint("create.defined");
+    return ret;
+}
 
-    if ((ret = provision_start_and_read_state(op, true, err)) < 0 ||
-        (ret = wait_ports_bound(op, err)) < 0)
-        goto fail;
-    op->image_sha256 = na_xstrdup(spec->image->sha256);
+static int
+create_start(struct agent_op *op, struct na_error **err)
+{
+    enum hv_power power;
+    int ret = hv_domain_power(op->host->hv, op->instance, &power, err);
+    if (ret < 0)
+        return ret;
+    if (power == HV_POWER_SHUTOFF || power == HV_POWER_NONE) {
+        /* Not started yet (or a crash stopped it): its files are checked again first. */
+        char buf[PATH_MAX];
+        const char *base = provision_job_base(op, buf, sizeof(buf), err);
+        if (!base)
+            return -ENOENT;
+        cleanup_close int dirfd =
+            agent_instance_dir_open(op->host->instances_dir, op->instance, false, err);
+        if (dirfd < 0)
+            return dirfd;
+        if ((ret = ensure_files(op, dirfd, base, err)) < 0)
+            return ret;
+    }
+    agent_op_progress(op, 80, "starting the domain");
+    return hv_domain_start(op->host->hv, op->instance, err);
+}
+
+static int
+create_bind(struct agent_op *op, struct na_error **err)
+{
+    int ret = wait_ports_bound(op, err);
+    if (ret < 0 || (ret = provision_start_and_read_state(op, false, err)) < 0)
+        return ret;
+    op->image_sha256 = na_xstrdup(op->spec->image->sha256);
     return 0;
+}
 
-fail:
-    /* Undo: nothing of a failed create stays but the shared image cache.  What cannot be
-     * undone keeps the uid out of use: the domain or its files may still run or hold it. */
-    if (hv_domain_undefine(h->hv, spec->uuid, NULL) < 0 || na_remove_tree(p.dir) < 0) {
+/* Undo: nothing of a failed create stays but the shared image cache.  What cannot be
+ * undone keeps the uid out of use: the domain or its files may still run or hold it. */
+static void
+create_rollback(struct agent_op *op)
+{
+    cleanup_paths struct instance_paths p = {0};
+    provision_paths_init(&p, op->host, op->spec->uuid);
+    if (hv_domain_undefine(op->host->hv, op->spec->uuid, NULL) < 0 || na_remove_tree(p.dir) < 0) {
         op->uid_held = true;
         struct na_log_ctx log = {.request_id = op->request_id, .instance = op->instance};
         NA_LOG_WARN(&log, "a failed create could not be undone; its uid stays held", "uid=%lld",
                     (long long)op->uid);
     }
-    return ret;
 }
+
+static const struct agent_job_phase create_phases[] = {
+    {"disk", create_disk, AGENT_JOB_REDO},
+    {"define", create_define, AGENT_JOB_REDO},
+    {"start", create_start, AGENT_JOB_REDO},
+    {"bind", create_bind, AGENT_JOB_REDO},
+};
+static const struct agent_job_kind create_job = {create_phases, NA_ARRAY_SIZE(create_phases),
+                                                 create_rollback};
 
 static int
 finish_create(struct agent *a, struct agent_op *op, struct na_error **err)
@@ -384,7 +491,7 @@ finish_create(struct agent *a, struct agent_op *op, struct na_error **err)
     return agent_instance_save(a->store, inst, err);
 }
 
-const struct agent_handler agent_handle_create = {prepare_create, run_create, finish_create};
+const struct agent_handler agent_handle_create = {prepare_create, NULL, finish_create, &create_job};
 
 /* --- delete ---------------------------------------------------------------------------- */
 
@@ -409,14 +516,31 @@ prepare_delete(struct agent *a, struct agent_op *op, struct na_error **err)
 }
 
 static int
-run_delete(struct agent_op *op, struct na_error **err)
+delete_destroy(struct agent_op *op, struct na_error **err)
 {
     if (op->noop)
         return 0;
     na_failpoint("delete.tombstoned");
-    int ret = hv_domain_undefine(op->host->hv, op->instance, err);
-    if (ret < 0)
-        return ret; /* the instance stays, whole, for a retry */
+    int ret = hv_domain_destroy(op->host->hv, op->instance, err);
+    if (ret == -ENOENT) {
+        na_error_clear(err); /* never defined, or undefined before a crash */
+        return 0;
+    }
+    return ret; /* the instance stays, whole, for a retry */
+}
+
+static int
+delete_undefine(struct agent_op *op, struct na_error **err)
+{
+    return op->noop ? 0 : hv_domain_undefine(op->host->hv, op->instance, err);
+}
+
+static int
+delete_remove_files(struct agent_op *op, struct na_error **err)
+{
+    (void)err;
+    if (op->noop)
+        return 0;
     cleanup_paths struct instance_paths p = {0};
     provision_paths_init(&p, op->host, op->instance);
     if (na_remove_tree(p.dir) < 0) {
@@ -429,6 +553,13 @@ run_delete(struct agent_op *op, struct na_error **err)
     op->state = S(DELETED);
     return 0;
 }
+
+static const struct agent_job_phase delete_phases[] = {
+    {"destroy", delete_destroy, AGENT_JOB_REDO},
+    {"undefine", delete_undefine, AGENT_JOB_REDO},
+    {"remove_files", delete_remove_files, AGENT_JOB_REDO},
+};
+static const struct agent_job_kind delete_job = {delete_phases, NA_ARRAY_SIZE(delete_phases), NULL};
 
 static int
 finish_delete(struct agent *a, struct agent_op *op, struct na_error **err)
@@ -446,4 +577,4 @@ finish_delete(struct agent *a, struct agent_op *op, struct na_error **err)
     return ret < 0 ? ret : agent_uids_release(a, uid, op->uid_held, err);
 }
 
-const struct agent_handler agent_handle_delete = {prepare_delete, run_delete, finish_delete};
+const struct agent_handler agent_handle_delete = {prepare_delete, NULL, finish_delete, &delete_job};

@@ -7,8 +7,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* --- rebuild and resize ------------------------------------------------------------------ */
 
@@ -34,6 +36,12 @@ prepare_rebuild(struct agent *a, struct agent_op *op, struct na_error **err)
     if (ret < 0 || (ret = agent_disk_room_check(a, "rebuild", err)) < 0)
         return ret;
     struct agent_instance *inst = agent_instances_find(&a->instances, op->instance);
+    if (op->state_before != S(RUNNING) && op->state_before != S(STOPPED) &&
+        op->state_before != S(CRASHED) && op->state_before != S(ERROR))
+        return na_error_quiet(err, NA_CODE_CONFLICT, EBUSY,
+                              "instance %s is %s; only a running, stopped, crashed or failed "
+                              "instance can be rebuilt",
+                              op->instance, agent_state_name(op->state_before));
     spec_with(op, inst->spec, op->env->rebuild->image, NULL);
     /* The new image is in use from now: eviction must not take it mid-rebuild. */
     free(inst->image_sha256);
@@ -55,20 +63,16 @@ restore_after_rebuild(struct agent_op *op, int dirfd, bool was_running)
 }
 
 static int
-run_rebuild(struct agent_op *op, struct na_error **err)
+rebuild_disk(struct agent_op *op, struct na_error **err)
 {
     const Nodeagent__V1__InstanceSpec *spec = op->spec;
-    const struct agent_host *h = op->host;
-    cleanup_paths struct instance_paths p = {0};
-    provision_paths_init(&p, h, spec->uuid);
-    const char *base_format = provision_format_name(spec->image->format);
-    bool was_running = op->state_before == S(RUNNING);
-
     cleanup_free char *base = NULL;
     int ret = provision_fetch_base(op, "rebuild.image", &base, err);
     if (ret < 0)
         return ret;
-    cleanup_close int dirfd = agent_instance_dir_open(h->instances_dir, spec->uuid, false, err);
+    agent_job_state_put(op->job, "base", base);
+    cleanup_close int dirfd =
+        agent_instance_dir_open(op->host->instances_dir, spec->uuid, false, err);
     if (dirfd < 0)
         return dirfd;
 
@@ -76,36 +80,79 @@ run_rebuild(struct agent_op *op, struct na_error **err)
     agent_op_progress(op, 40, "writing the new root disk");
     if ((ret = agent_instance_entry_remove(dirfd, "disk.next", err)) < 0)
         return ret;
-    if ((ret = provision_make_disk(op, dirfd, "disk.next", base, base_format, err)) < 0 ||
-        (ret = provision_make_config_drive(op, dirfd, err)) < 0) {
+    if ((ret = provision_make_disk(op, dirfd, "disk.next", base,
+                                   provision_format_name(spec->image->format), err)) < 0 ||
+        (ret = provision_make_config_drive(op, dirfd, err)) < 0)
         agent_instance_entry_remove(dirfd, "disk.next", NULL);
-        return ret;
-    }
+    return ret;
+}
+
+static int
+rebuild_redefine(struct agent_op *op, struct na_error **err)
+{
+    const Nodeagent__V1__InstanceSpec *spec = op->spec;
+    char buf[PATH_MAX];
+    const char *base = provision_job_base(op, buf, sizeof(buf), err);
+    if (!base)
+        return -ENOENT;
+    cleanup_close int dirfd =
+        agent_instance_dir_open(op->host->instances_dir, spec->uuid, false, err);
+    if (dirfd < 0)
+        return dirfd;
+    cleanup_paths struct instance_paths p = {0};
+    provision_paths_init(&p, op->host, spec->uuid);
 
     agent_op_progress(op, 60, "redefining the domain on the new disk");
-    if ((ret = hv_domain_destroy(h->hv, spec->uuid, err)) < 0) {
+    int ret = hv_domain_destroy(op->host->hv, spec->uuid, err);
+    if (ret < 0) {
         agent_instance_entry_remove(dirfd, "disk.next", NULL);
         return ret;
     }
     if (na_failpoint("rebuild.define"))
         ret = na_error_set(err, NA_CODE_HYPERVISOR, EIO, "failpoint rebuild.define");
     else
-        ret = provision_define_domain(op, &p, base, base_format, err);
-    if (ret < 0) {
-        restore_after_rebuild(op, dirfd, was_running);
-        return ret;
-    }
-    /* The domain names the new base from here: only now does the old disk go. */
-    if (renameat(dirfd, "disk.next", dirfd, "disk") < 0)
-        return na_error_set(err, NA_CODE_STORAGE, errno,
-                            "replace the old disk `%s` with disk.next (the domain is defined on "
-                            "the new image; rebuild again)",
-                            p.disk);
-    if ((ret = provision_start_and_read_state(op, was_running, err)) < 0)
-        return ret;
-    op->image_sha256 = na_xstrdup(spec->image->sha256);
-    return 0;
+        ret =
+            provision_define_domain(op, &p, base, provision_format_name(spec->image->format), err);
+    if (ret < 0)
+        restore_after_rebuild(op, dirfd, provision_job_was_running(op));
+    return ret;
 }
+
+/* The domain names the new base from here: only now does the old disk go.  Done already
+ * when disk.next is gone (a crash after the rename). */
+static int
+rebuild_swap(struct agent_op *op, struct na_error **err)
+{
+    cleanup_close int dirfd =
+        agent_instance_dir_open(op->host->instances_dir, op->instance, false, err);
+    if (dirfd < 0)
+        return dirfd;
+    if (renameat(dirfd, "disk.next", dirfd, "disk") == 0 || errno == ENOENT)
+        return 0;
+    return na_error_set(err, NA_CODE_STORAGE, errno,
+                        "replace the old disk of %s with disk.next (the domain is defined on "
+                        "the new image; rebuild again)",
+                        op->instance);
+}
+
+/* rebuild and resize: the guest runs again if it ran. */
+static int
+respec_start(struct agent_op *op, struct na_error **err)
+{
+    int ret = provision_start_and_read_state(op, provision_job_was_running(op), err);
+    if (ret == 0 && op->kind == AGENT_REQ_REBUILD)
+        op->image_sha256 = na_xstrdup(op->spec->image->sha256);
+    return ret;
+}
+
+static const struct agent_job_phase rebuild_phases[] = {
+    {"disk", rebuild_disk, AGENT_JOB_REDO},
+    {"redefine", rebuild_redefine, AGENT_JOB_REDO},
+    {"swap", rebuild_swap, AGENT_JOB_REDO},
+    {"start", respec_start, AGENT_JOB_REDO},
+};
+static const struct agent_job_kind rebuild_job = {rebuild_phases, NA_ARRAY_SIZE(rebuild_phases),
+                                                  NULL};
 
 /* rebuild and resize: on success the instance takes the new spec. */
 static int
@@ -127,7 +174,8 @@ finish_respec(struct agent *a, struct agent_op *op, struct na_error **err)
     return agent_instance_save(a->store, inst, err);
 }
 
-const struct agent_handler agent_handle_rebuild = {prepare_rebuild, run_rebuild, finish_respec};
+const struct agent_handler agent_handle_rebuild = {prepare_rebuild, NULL, finish_respec,
+                                                   &rebuild_job};
 
 static int
 prepare_resize(struct agent *a, struct agent_op *op, struct na_error **err)
@@ -142,6 +190,11 @@ prepare_resize(struct agent *a, struct agent_op *op, struct na_error **err)
                               "resize.flavor.root_disk_gib: %u GiB is smaller than the current "
                               "%u GiB; disks only grow",
                               flavor->root_disk_gib, inst->spec->flavor->root_disk_gib);
+    if (op->state_before != S(RUNNING) && op->state_before != S(STOPPED))
+        return na_error_quiet(err, NA_CODE_CONFLICT, EBUSY,
+                              "instance %s is %s; only a running or stopped instance can be "
+                              "resized",
+                              op->instance, agent_state_name(op->state_before));
     struct agent_claim now, need;
     agent_instance_claim(inst, &now);
     need = (struct agent_claim){NA_MAX(now.vcpus, flavor->vcpus),
@@ -176,50 +229,83 @@ check_disk_base(int fd, const char *disk, const char *base, struct qcow2_info *i
     return 0;
 }
 
+/* The guest's disk, opened once (not followed, the guest's regular file) and checked to
+ * back on the base the job recorded; *fd is where it is grown. */
 static int
-run_resize(struct agent_op *op, struct na_error **err)
+open_checked_disk(struct agent_op *op, const char *base, int *fd, struct qcow2_info *info,
+                  struct na_error **err)
 {
-    const Nodeagent__V1__InstanceSpec *spec = op->spec;
-    const struct agent_host *h = op->host;
     cleanup_paths struct instance_paths p = {0};
-    provision_paths_init(&p, h, spec->uuid);
-    bool was_running = op->state_before == S(RUNNING);
+    provision_paths_init(&p, op->host, op->instance);
+    cleanup_close int dirfd =
+        agent_instance_dir_open(op->host->instances_dir, op->instance, false, err);
+    if (dirfd < 0)
+        return dirfd;
+    struct stat st;
+    *fd = agent_instance_file_open(dirfd, "disk", O_RDWR, op->uid, &st, err);
+    if (*fd == -ENOENT)
+        return na_error_set(err, NA_CODE_STORAGE, ENOENT, "open the disk `%s`", p.disk);
+    if (*fd < 0)
+        return *fd;
+    return check_disk_base(*fd, p.disk, base, info, err);
+}
 
+static int
+resize_stop(struct agent_op *op, struct na_error **err)
+{
     /* The recorded image, from the cache (kept there while the disk backs on it). */
     cleanup_free char *base = NULL;
     int ret = provision_fetch_base(op, "resize.flavor.root_disk_gib", &base, err);
     if (ret < 0)
         return ret;
-    /* The disk is opened once, not followed, checked to be the guest's regular file, and
-     * grown through that fd. */
-    cleanup_close int dirfd = agent_instance_dir_open(h->instances_dir, spec->uuid, false, err);
-    if (dirfd < 0)
-        return dirfd;
-    struct stat st;
-    cleanup_close int fd = agent_instance_file_open(dirfd, "disk", O_RDWR, op->uid, &st, err);
-    if (fd == -ENOENT)
-        return na_error_set(err, NA_CODE_STORAGE, ENOENT, "open the disk `%s`", p.disk);
-    if (fd < 0)
-        return fd;
+    agent_job_state_put(op->job, "base", base);
+    cleanup_close int fd = -1;
     struct qcow2_info info = {0};
-    if ((ret = check_disk_base(fd, p.disk, base, &info, err)) < 0)
+    if ((ret = open_checked_disk(op, base, &fd, &info, err)) < 0)
         return ret;
-
     agent_op_progress(op, 20, "stopping the guest");
-    if ((ret = hv_domain_shutdown(h->hv, spec->uuid, h->cfg->stop_timeout_s, err)) < 0 ||
-        (ret = check_disk_base(fd, p.disk, base, &info, err)) < 0) /* again, with QEMU gone */
-        return ret;
-    uint64_t size = (uint64_t)spec->flavor->root_disk_gib * GIB;
-    if (size > info.virtual_size) {
-        agent_op_progress(op, 40, "growing the disk to %u GiB", spec->flavor->root_disk_gib);
-        if ((ret = qcow2_grow(fd, size, err)) < 0)
-            return ret;
-    }
-    agent_op_progress(op, 60, "redefining the domain");
-    if ((ret = provision_define_domain(op, &p, base, provision_format_name(spec->image->format),
-                                       err)) < 0)
-        return ret;
-    return provision_start_and_read_state(op, was_running, err);
+    return hv_domain_shutdown(op->host->hv, op->instance, op->host->cfg->stop_timeout_s, err);
 }
 
-const struct agent_handler agent_handle_resize = {prepare_resize, run_resize, finish_respec};
+static int
+resize_grow(struct agent_op *op, struct na_error **err)
+{
+    char buf[PATH_MAX];
+    const char *base = provision_job_base(op, buf, sizeof(buf), err);
+    if (!base)
+        return -ENOENT;
+    cleanup_close int fd = -1;
+    struct qcow2_info info = {0};
+    int ret = open_checked_disk(op, base, &fd, &info, err); /* again, with QEMU gone */
+    if (ret < 0)
+        return ret;
+    uint64_t size = (uint64_t)op->spec->flavor->root_disk_gib * GIB;
+    if (size <= info.virtual_size)
+        return 0;
+    agent_op_progress(op, 40, "growing the disk to %u GiB", op->spec->flavor->root_disk_gib);
+    return qcow2_grow(fd, size, err);
+}
+
+static int
+resize_redefine(struct agent_op *op, struct na_error **err)
+{
+    char buf[PATH_MAX];
+    const char *base = provision_job_base(op, buf, sizeof(buf), err);
+    if (!base)
+        return -ENOENT;
+    cleanup_paths struct instance_paths p = {0};
+    provision_paths_init(&p, op->host, op->instance);
+    agent_op_progress(op, 60, "redefining the domain");
+    return provision_define_domain(op, &p, base, provision_format_name(op->spec->image->format),
+                                   err);
+}
+
+static const struct agent_job_phase resize_phases[] = {
+    {"stop", resize_stop, AGENT_JOB_REDO},
+    {"grow", resize_grow, AGENT_JOB_REDO},
+    {"redefine", resize_redefine, AGENT_JOB_REDO},
+    {"start", respec_start, AGENT_JOB_REDO},
+};
+static const struct agent_job_kind resize_job = {resize_phases, NA_ARRAY_SIZE(resize_phases), NULL};
+
+const struct agent_handler agent_handle_resize = {prepare_resize, NULL, finish_respec, &resize_job};

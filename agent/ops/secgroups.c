@@ -1,8 +1,9 @@
 /* Security groups: the node's table of groups and the three requests that change it or a
  * port's membership.  None of them blocks: prepare() checks the request against the table
  * and the instances, finish() records it in the store (inside the transaction of its
- * terminal event) and in memory, and the execute loop's agent_net_sync() hands the result
- * to net/ovs, which changes only the flows that differ (one atomic bundle).
+ * terminal event) and in memory, and tells the table's watcher (outputs/outputs.c), whose
+ * OVS desired state hands the result to net/ovs, which changes only the flows that differ
+ * (one atomic bundle).
  */
 #include "agent/ops/secgroups.h"
 
@@ -36,6 +37,20 @@ agent_secgroups_find(const struct agent_secgroups *t, const char *id)
 {
     size_t i = index_of(t, id);
     return i < t->n ? t->items[i] : NULL;
+}
+
+void
+agent_secgroups_watch(struct agent_secgroups *t, void (*fn)(void *ctx), void *ctx)
+{
+    t->on_change = fn;
+    t->on_change_ctx = ctx;
+}
+
+static void
+changed(const struct agent_secgroups *t)
+{
+    if (t->on_change)
+        t->on_change(t->on_change_ctx);
 }
 
 /* Takes g, replacing the group with its id. */
@@ -205,6 +220,7 @@ finish_put(struct agent *a, struct agent_op *op, struct na_error **err)
         return na_error_set(err, NA_CODE_INTERNAL, 0, "security group %s does not decode again",
                             g->id);
     table_put(a->secgroups, copy);
+    changed(a->secgroups);
     na_log(NA_LOG_INFO, &(struct na_log_ctx){.request_id = op->request_id}, "security group put",
            "group=%s rules=%zu members=%zu", g->id, g->n_rules, g->n_member_ips);
     return 0;
@@ -247,6 +263,7 @@ finish_delete(struct agent *a, struct agent_op *op, struct na_error **err)
     if (ret < 0)
         return ret;
     table_remove(a->secgroups, id);
+    changed(a->secgroups);
     na_log(NA_LOG_INFO, &(struct na_log_ctx){.request_id = op->request_id},
            "security group deleted", "group=%s", id);
     return 0;

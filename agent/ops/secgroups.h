@@ -17,7 +17,12 @@ struct ovs_sg;
 struct agent_secgroups {
     Nodeagent__V1__SecurityGroup **items; /* owned, by id */
     size_t n;
+    void (*on_change)(void *ctx); /* told after a group is put or deleted */
+    void *on_change_ctx;
 };
+
+/* Calls fn(ctx) after every change of the table from now on (outputs/outputs.c). */
+void agent_secgroups_watch(struct agent_secgroups *t, void (*fn)(void *ctx), void *ctx);
 
 int agent_secgroups_load(struct agent_secgroups *t, struct agent_store *store,
                          struct na_error **err);

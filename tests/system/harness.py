@@ -17,6 +17,9 @@ from trust import SIGNATURE_HEADER, Authority, sign
 
 BUILD = os.environ.get("NODEAGENT_BUILD", os.path.abspath("build/release"))
 NODECTL = os.path.join(BUILD, "nodectl")
+# The agent's consumer fetch wait on the devbus (deploy/run.sh's too): the mock cluster
+# answers an empty fetch only when this has passed, even if a request arrived meanwhile.
+DEVBUS_FETCH_WAIT_MS = 10
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
@@ -114,6 +117,10 @@ class Agent:
                 # allowed_networks key is not, so a test that sets its own gets only its own.)
                 + ("" if re.search(r"^allowed_networks\s*=", extra_config, re.M) else
                    "[image_cache]\nallowed_networks = 127.0.0.0/8\n")
+                # The devbus (librdkafka's mock) waits out every empty fetch; like make run,
+                # the dev stack fetches with a short wait (deploy/run.sh).
+                + ("" if re.search(r"^fetch\.wait\.max\.ms\s*=", extra_config, re.M) else
+                   f"[bus.rdkafka]\nfetch.wait.max.ms = {DEVBUS_FETCH_WAIT_MS}\n")
                 + extra_config
             )
         self.proc = None

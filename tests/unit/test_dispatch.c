@@ -1,5 +1,6 @@
 /* The dispatcher: one operation at a time per key, in order; keys run concurrently;
- * parking returns exactly the operations that have not started. */
+ * parking returns exactly the operations that have not started; a job's next step runs
+ * before what waits in its lane. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -173,12 +174,49 @@ test_park_returns_only_queued(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+static struct agent_dispatch *continue_d;
+
+/* done() of a job's first step: its next step goes ahead of what waits in the lane. */
+static void
+done_then_next_step(void *data)
+{
+    struct item *it = data;
+    it->t->done++;
+    snprintf(it->name, sizeof(it->name), "%s", "J2");
+    agent_dispatch_submit_first(continue_d, "A", work, done, park, it);
+}
+
+static void
+test_submit_first_runs_the_next_step_before_the_lane(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct agent_dispatch *d = agent_dispatch_new(&loop);
+    continue_d = d;
+    struct trace t = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    agent_dispatch_submit(d, "A", start, work, done_then_next_step, park, item_new(&t, "J1"));
+    agent_dispatch_submit(d, "A", start, work, done, park, item_new(&t, "A2"));
+    agent_dispatch_submit(d, "A", start, work, done, park, item_new(&t, "A3"));
+
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(t.done, 4);
+    assert_string_equal(t.log, "s:J1 e:J1 s:J2 e:J2 s:A2 e:A2 s:A3 e:A3 ");
+    /* start() is the operation's, not each step's: the next step has none. */
+    assert_string_equal(t.started, "J1A2A3");
+    assert_int_equal(agent_dispatch_running(d), 0);
+    assert_int_equal(agent_dispatch_queued(d), 0);
+    agent_dispatch_free(d);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_serial_per_key_concurrent_across_keys),
         cmocka_unit_test(test_park_returns_only_queued),
+        cmocka_unit_test(test_submit_first_runs_the_next_step_before_the_lane),
     };
     return cmocka_run_group_tests_name("dispatch", tests, NULL, NULL);
 }

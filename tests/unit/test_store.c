@@ -6,6 +6,7 @@
 #include <cmocka.h>
 
 #include "agent/core/store.h"
+#include "agent/core/store_jobs.h"
 
 #include <errno.h>
 #include <sqlite3.h>
@@ -68,11 +69,11 @@ static void
 test_schema_version(void **state)
 {
     struct fixture *f = *state;
-    assert_int_equal(agent_store_schema_version(f->store), 7);
+    assert_int_equal(agent_store_schema_version(f->store), 8);
     agent_store_close(f->store);
     cleanup_error struct na_error *err = NULL;
     assert_int_equal(agent_store_open(f->path, &f->store, &err), 0);
-    assert_int_equal(agent_store_schema_version(f->store), 7);
+    assert_int_equal(agent_store_schema_version(f->store), 8);
 }
 
 /* The store's id is made once, kept across opens, and differs from a new store's. */
@@ -315,6 +316,101 @@ test_rollback(void **state)
     assert_int_equal(agent_store_outbox_count(f->store), 0);
 }
 
+/* A job: recorded with its first phase, moved phase by phase with its state, listed oldest
+ * first, and gone once removed; its id is unique and its state is small. */
+static void
+test_jobs(void **state)
+{
+    struct fixture *f = *state;
+    cleanup_error struct na_error *err = NULL;
+    struct agent_job_rec rec = {
+        .id = (char *)"req-1",
+        .kind = (char *)"create",
+        .instance = (char *)"0b7ae5e6-1d7c-4d3a-9a0e-0a4f5b6c7d8e",
+        .phase = (char *)"disk",
+    };
+    assert_int_equal(agent_store_job_insert(f->store, &rec, &err), 0);
+    assert_int_equal(agent_store_job_insert(f->store, &rec, &err), -EEXIST);
+    na_error_clear(&err);
+    rec.id = (char *)"req-2";
+    rec.kind = (char *)"delete";
+    rec.role = (char *)"source";
+    rec.peer = (char *)"node-b";
+    assert_int_equal(agent_store_job_insert(f->store, &rec, &err), 0);
+    assert_int_equal(agent_store_job_count(f->store), 2);
+
+    struct agent_blob st = {.data = (uint8_t *)"/images/abc", .size = 11};
+    assert_int_equal(agent_store_job_set_phase(f->store, "req-1", "define", &st, 1234, &err), 0);
+    struct agent_job_rec *got = NULL;
+    assert_int_equal(agent_store_job_get(f->store, "req-1", &got, &err), 0);
+    assert_string_equal(got->kind, "create");
+    assert_string_equal(got->role, "local");
+    assert_string_equal(got->peer, "");
+    assert_string_equal(got->phase, "define");
+    assert_int_equal(got->deadline_ms, 1234);
+    assert_int_equal(got->state.size, 11);
+    assert_memory_equal(got->state.data, "/images/abc", 11);
+    assert_true(got->updated_ms >= got->created_ms);
+    agent_job_rec_free(got);
+
+    assert_int_equal(agent_store_job_get(f->store, "req-2", &got, &err), 0);
+    assert_string_equal(got->role, "source");
+    assert_string_equal(got->peer, "node-b");
+    assert_null(got->state.data);
+    agent_job_rec_free(got);
+
+    assert_int_equal(agent_store_job_set_phase(f->store, "req-9", "define", NULL, 0, &err),
+                     -ENOENT);
+    na_error_clear(&err);
+    uint8_t big[AGENT_JOB_STATE_SIZE_MAX + 1] = {0};
+    struct agent_blob too_big = {.data = big, .size = sizeof(big)};
+    assert_int_equal(agent_store_job_set_phase(f->store, "req-1", "start", &too_big, 0, &err),
+                     -EMSGSIZE);
+    assert_non_null(strstr(err->msg, "req-1"));
+    na_error_clear(&err);
+
+    assert_int_equal(agent_store_job_delete(f->store, "req-1", &err), 0);
+    assert_int_equal(agent_store_job_delete(f->store, "req-1", &err), 0);
+    assert_int_equal(agent_store_job_get(f->store, "req-1", &got, &err), -ENOENT);
+    assert_int_equal(agent_store_job_count(f->store), 1);
+}
+
+static int
+collect_job(struct agent_job_rec *rec, void *ctx)
+{
+    char *seen = ctx;
+    strcat(seen, rec->id);
+    strcat(seen, ":");
+    strcat(seen, rec->phase);
+    strcat(seen, " ");
+    agent_job_rec_free(rec);
+    return 0;
+}
+
+/* Jobs survive a reopen (a restart) and come back oldest first. */
+static void
+test_jobs_after_reopen(void **state)
+{
+    struct fixture *f = *state;
+    cleanup_error struct na_error *err = NULL;
+    const char *ids[] = {"a", "b", "c"};
+    for (size_t i = 0; i < 3; i++) {
+        struct agent_job_rec rec = {
+            .id = (char *)ids[i],
+            .kind = (char *)"rebuild",
+            .instance = (char *)"0b7ae5e6-1d7c-4d3a-9a0e-0a4f5b6c7d8e",
+            .phase = (char *)"disk",
+        };
+        assert_int_equal(agent_store_job_insert(f->store, &rec, &err), 0);
+    }
+    assert_int_equal(agent_store_job_set_phase(f->store, "b", "swap", NULL, 0, &err), 0);
+    agent_store_close(f->store);
+    assert_int_equal(agent_store_open(f->path, &f->store, &err), 0);
+    char seen[256] = "";
+    assert_int_equal(agent_store_job_each(f->store, collect_job, seen, &err), 0);
+    assert_string_equal(seen, "a:disk b:swap c:disk ");
+}
+
 int
 main(void)
 {
@@ -329,6 +425,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_rollback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_id, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tombstones, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_jobs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_jobs_after_reopen, setup, teardown),
     };
     return cmocka_run_group_tests_name("store", tests, NULL, NULL);
 }
