@@ -71,9 +71,10 @@ def base_tarball(debs):
         r = run(["debootstrap", "--variant=minbase", "--include=" + ",".join(include), SUITE,
                  root, MIRROR], timeout=1800)
         assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-        r = run(["tar", "-C", root, "--numeric-owner", "-cf", tarball + ".tmp", "."])
+        partial = f"{tarball}.{os.getpid()}.tmp"
+        r = run(["tar", "-C", root, "--numeric-owner", "-cf", partial, "."])
         assert r.returncode == 0, r.stderr
-        os.rename(tarball + ".tmp", tarball)
+        os.rename(partial, tarball)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return tarball
