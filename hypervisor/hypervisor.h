@@ -344,9 +344,17 @@ struct hv_guest_stats {
     size_t n_nics;
 };
 
+/* A hold on libvirt's connection for one collection: taken without blocking (on the loop),
+ * used in a worker, and still safe to use and release after hv_close(), so that a collection
+ * in flight at shutdown is harmless.  NULL with UNAVAILABLE while libvirt is not connected. */
+struct hv_stats_hold;
+struct hv_stats_hold *hv_stats_hold(struct hv_conn *conn, struct na_error **err);
+/* Accepts NULL. */
+void hv_stats_release(struct hv_stats_hold *hold);
+
 /* Every running domain of ours: *out (n of them, in libvirt's order), freed with
  * hv_stats_free(). */
-int hv_stats_collect(struct hv_conn *conn, struct hv_guest_stats **out, size_t *n,
+int hv_stats_collect(struct hv_stats_hold *hold, struct hv_guest_stats **out, size_t *n,
                      struct na_error **err);
 /* Frees what one record holds and zeroes it; accepts NULL. */
 void hv_guest_stats_clear(struct hv_guest_stats *s);

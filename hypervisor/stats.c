@@ -235,24 +235,44 @@ hv_stats_free(struct hv_guest_stats *list, size_t n)
     free(list);
 }
 
+/* A reference of its own on the connection: libvirt's objects are reference-counted. */
+struct hv_stats_hold {
+    virConnectPtr virt;
+};
+
+struct hv_stats_hold *
+hv_stats_hold(struct hv_conn *conn, struct na_error **err)
+{
+    virConnectPtr virt = hv_borrow(conn, err);
+    if (!virt)
+        return NULL;
+    struct hv_stats_hold *hold = na_xcalloc(1, sizeof(*hold));
+    hold->virt = virt;
+    return hold;
+}
+
+void
+hv_stats_release(struct hv_stats_hold *hold)
+{
+    if (!hold)
+        return;
+    virConnectClose(hold->virt);
+    free(hold);
+}
+
 int
-hv_stats_collect(struct hv_conn *conn, struct hv_guest_stats **out, size_t *n,
+hv_stats_collect(struct hv_stats_hold *hold, struct hv_guest_stats **out, size_t *n,
                  struct na_error **err)
 {
     *out = NULL;
     *n = 0;
-    virConnectPtr virt = hv_borrow(conn, err);
-    if (!virt)
-        return -ENOTCONN;
+    virConnectPtr virt = hold->virt;
     virDomainStatsRecordPtr *records = NULL;
     int n_records = virConnectGetAllDomainStats(virt, STATS_GROUPS, &records,
                                                 VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE |
                                                     VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT);
-    if (n_records < 0) {
-        int ret = hv_error(err, "read the statistics of", "the running domains");
-        virConnectClose(virt);
-        return ret;
-    }
+    if (n_records < 0)
+        return hv_error(err, "read the statistics of", "the running domains");
     struct hv_guest_stats *list = na_xcalloc(n_records ? (size_t)n_records : 1, sizeof(*list));
     size_t n_list = 0;
     for (int i = 0; i < n_records; i++) {
@@ -261,7 +281,6 @@ hv_stats_collect(struct hv_conn *conn, struct hv_guest_stats **out, size_t *n,
             n_list++;
     }
     virDomainStatsRecordListFree(records);
-    virConnectClose(virt);
     *out = list;
     *n = n_list;
     return 0;

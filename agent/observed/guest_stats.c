@@ -21,7 +21,7 @@ struct agent_guest_stats {
 struct collect_job {
     uv_work_t req;
     struct agent_guest_stats *gs;
-    struct hv_conn *hv;
+    struct hv_stats_hold *hold; /* not the agent's hv_conn: the job may outlive it */
     struct hv_guest_stats *items;
     size_t n;
     struct na_error *err;
@@ -36,11 +36,24 @@ gs_unref(struct agent_guest_stats *gs)
     free(gs);
 }
 
+/* libvirt away or failing: the figures would be stale, and nothing is better than stale. */
+static void
+forget(struct agent_guest_stats *gs, const struct na_error *err)
+{
+    na_log(NA_LOG_DEBUG, NULL, "guest statistics not collected", "error=\"%s\"", err->msg);
+    hv_stats_free(gs->items, gs->n);
+    gs->items = NULL;
+    gs->n = 0;
+}
+
 static void
 collect_work(uv_work_t *req)
 {
     struct collect_job *job = req->data;
-    hv_stats_collect(job->hv, &job->items, &job->n, &job->err);
+    hv_stats_collect(job->hold, &job->items, &job->n, &job->err);
+    /* Here, not on the loop: the last reference's close talks to libvirtd. */
+    hv_stats_release(job->hold);
+    job->hold = NULL;
 }
 
 static void
@@ -54,11 +67,7 @@ collect_done(uv_work_t *req, int status)
         hv_stats_free(job->items, job->n);
         gs_unref(gs);
     } else if (job->err) {
-        /* libvirt away: the figures would be stale, and nothing is better than stale. */
-        na_log(NA_LOG_DEBUG, NULL, "guest statistics not collected", "error=\"%s\"", job->err->msg);
-        hv_stats_free(gs->items, gs->n);
-        gs->items = NULL;
-        gs->n = 0;
+        forget(gs, job->err);
     } else {
         hv_stats_free(gs->items, gs->n);
         gs->items = na_steal(&job->items);
@@ -75,9 +84,15 @@ on_timer(uv_timer_t *t)
     struct agent_guest_stats *gs = t->data;
     if (gs->collecting)
         return;
+    cleanup_error struct na_error *err = NULL;
+    struct hv_stats_hold *hold = hv_stats_hold(gs->agent->host.hv, &err);
+    if (!hold) {
+        forget(gs, err);
+        return;
+    }
     struct collect_job *job = na_xcalloc(1, sizeof(*job));
     job->gs = gs;
-    job->hv = gs->agent->host.hv;
+    job->hold = hold;
     job->req.data = job;
     gs->collecting = true;
     uv_queue_work(gs->agent->loop, &job->req, collect_work, collect_done);
