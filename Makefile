@@ -89,7 +89,8 @@ bins: $(BINS)
 deps:
 	@deploy/deps.sh
 
-$(PROTO_C) $(PROTO_H): proto/nodeagent.proto
+# One run of protoc-c makes both (a grouped target: with -j, two runs would race).
+$(PROTO_C) $(PROTO_H) &: proto/nodeagent.proto
 	@mkdir -p $(GEN)
 	protoc-c --c_out=$(GEN) -Iproto proto/nodeagent.proto
 
