@@ -56,6 +56,7 @@ op_start(void *data)
 {
     struct agent_op *op = data;
     struct na_log_ctx log = op_log_ctx(op);
+    na_failpoint_ctx_set(&log);
     na_failpoint("execute.start");
     cleanup_error struct na_error *err = NULL;
     if (agent_store_intent_start(op->agent->store, op->request_id, &err) < 0)
@@ -73,6 +74,7 @@ op_start(void *data)
     agent_capacity_changed(op->agent); /* a create or resize claimed */
     agent_peers_changed(op->agent);    /* a create may bring a network */
     agent_net_sync(op->agent);         /* a create's ports are desired from now on */
+    na_failpoint_ctx_set(NULL);
 }
 
 /* In a worker thread: only op (and op->host) is ours.  prepare() may have failed it. */
@@ -83,9 +85,12 @@ op_work(void *data)
     const struct agent_handler *h = agent_handler_for(op->kind);
     if (op->err || !h || !h->run)
         return;
+    struct na_log_ctx log = op_log_ctx(op);
+    na_failpoint_ctx_set(&log);
     if (h->run(op, &op->err) < 0 && !op->err)
         na_error_set(&op->err, NA_CODE_INTERNAL, 0, "%s failed without saying why",
                      agent_request_kind_name(op->kind));
+    na_failpoint_ctx_set(NULL);
 }
 
 static void
@@ -94,6 +99,7 @@ op_done(void *data)
     struct agent_op *op = data;
     struct agent *a = op->agent;
     struct na_log_ctx log = op_log_ctx(op);
+    na_failpoint_ctx_set(&log);
 
     /* The worker's PROGRESS events go out before its DONE or FAILED, whichever of the
      * mailbox's wake-up and this completion libuv runs first. */
@@ -135,6 +141,7 @@ op_done(void *data)
     free(recorded.data);
     if (ret < 0)
         agent_die(a, err);
+    na_failpoint("execute.recorded"); /* the terminal event is stored, not yet published */
     agent_outbox_pump(a);
 
     double seconds = (double)(na_mono_ns() - op->received_ns) / 1e9;
@@ -149,6 +156,7 @@ op_done(void *data)
         na_log(NA_LOG_INFO, &log, "request done", "kind=%s seconds=%.3f",
                agent_request_kind_name(op->kind), seconds);
     }
+    na_failpoint_ctx_set(NULL);
     agent_op_free(op);
     agent_capacity_changed(a); /* an instance gone, or a resize settled */
     agent_peers_changed(a);

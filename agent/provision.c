@@ -347,7 +347,10 @@ run_create(struct agent_op *op, struct na_error **err)
         goto fail;
     na_failpoint("create.defined");
 
-    if ((ret = start_and_read_state(op, true, err)) < 0 || (ret = wait_ports_bound(op, err)) < 0)
+    if ((ret = start_and_read_state(op, true, err)) < 0)
+        goto fail;
+    na_failpoint("create.started");
+    if ((ret = wait_ports_bound(op, err)) < 0)
         goto fail;
     op->image_sha256 = na_xstrdup(spec->image->sha256);
     return 0;
@@ -415,6 +418,7 @@ run_delete(struct agent_op *op, struct na_error **err)
     int ret = hv_domain_undefine(op->host->hv, op->instance, err);
     if (ret < 0)
         return ret; /* the instance stays, whole, for a retry */
+    na_failpoint("delete.undefined");
     cleanup_paths struct instance_paths p = {0};
     paths_init(&p, op->host, op->instance);
     if (na_remove_tree(p.dir) < 0) {
@@ -523,6 +527,7 @@ run_rebuild(struct agent_op *op, struct na_error **err)
         agent_instance_entry_remove(dirfd, "disk.next", NULL);
         return ret;
     }
+    na_failpoint("rebuild.disk_made");
 
     agent_op_progress(op, 60, "redefining the domain on the new disk");
     if ((ret = hv_domain_destroy(h->hv, spec->uuid, err)) < 0) {
@@ -537,12 +542,14 @@ run_rebuild(struct agent_op *op, struct na_error **err)
         restore_after_rebuild(op, dirfd, was_running);
         return ret;
     }
+    na_failpoint("rebuild.defined");
     /* The domain names the new base from here: only now does the old disk go. */
     if (renameat(dirfd, "disk.next", dirfd, "disk") < 0)
         return na_error_set(err, NA_CODE_STORAGE, errno,
                             "replace the old disk `%s` with disk.next (the domain is defined on "
                             "the new image; rebuild again)",
                             p.disk);
+    na_failpoint("rebuild.replaced");
     if ((ret = start_and_read_state(op, was_running, err)) < 0)
         return ret;
     op->image_sha256 = na_xstrdup(spec->image->sha256);
@@ -596,8 +603,8 @@ prepare_resize(struct agent *a, struct agent_op *op, struct na_error **err)
                                 NA_MAX(now.disk_gb, flavor->root_disk_gib)};
     if ((ret = agent_capacity_admit(a, inst->uuid, &need, err)) < 0)
         return ret;
-    inst->resizing_to = (struct agent_claim){flavor->vcpus, flavor->memory_mib,
-                                             flavor->root_disk_gib};
+    inst->resizing_to =
+        (struct agent_claim){flavor->vcpus, flavor->memory_mib, flavor->root_disk_gib};
     spec_with(op, inst->spec, NULL, flavor);
     return 0;
 }
@@ -655,15 +662,18 @@ run_resize(struct agent_op *op, struct na_error **err)
     if ((ret = hv_domain_shutdown(h->hv, spec->uuid, h->cfg->stop_timeout_s, err)) < 0 ||
         (ret = check_disk_base(fd, p.disk, base, &info, err)) < 0) /* again, with QEMU gone */
         return ret;
+    na_failpoint("resize.stopped");
     uint64_t size = (uint64_t)spec->flavor->root_disk_gib * GIB;
     if (size > info.virtual_size) {
         agent_op_progress(op, 40, "growing the disk to %u GiB", spec->flavor->root_disk_gib);
         if ((ret = qcow2_grow(fd, size, err)) < 0)
             return ret;
+        na_failpoint("resize.grown");
     }
     agent_op_progress(op, 60, "redefining the domain");
     if ((ret = define_domain(op, &p, base, format_name(spec->image->format), err)) < 0)
         return ret;
+    na_failpoint("resize.defined");
     return start_and_read_state(op, was_running, err);
 }
 

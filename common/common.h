@@ -206,7 +206,13 @@ const char *na_log_quote(char *buf, size_t size, const char *s);
 
 /* NODEAGENT_FAILPOINTS="name=action[,name=action]" with action "kill" (SIGKILL self),
  * "exit" (_exit(3)) or "fail" (returns true: the caller fails the step as if it had failed).
- * Unset in production; system tests use it to crash or fail at exact steps. */
+ * The item "trace" (alone or among others) logs `msg="failpoint passed" failpoint=NAME` at
+ * every failpoint a request passes, with its request id: a test learns from one run where
+ * each operation can be crashed.  Unset in production; system tests use it to crash or fail
+ * at exact steps.  Names are `<operation>.<step>`, the step just taken. */
 bool na_failpoint(const char *name);
+/* The request the calling thread works on from now (NULL: none), named in the lines
+ * failpoints write.  Thread-local; *ctx must live until the thread sets another. */
+void na_failpoint_ctx_set(const struct na_log_ctx *ctx);
 
 #endif

@@ -143,6 +143,15 @@ na_u32_sort_unique(uint32_t *v, size_t n)
     return u;
 }
 
+/* The request this thread works on, for the lines failpoints write (see common.h). */
+static _Thread_local const struct na_log_ctx *failpoint_ctx;
+
+void
+na_failpoint_ctx_set(const struct na_log_ctx *ctx)
+{
+    failpoint_ctx = ctx;
+}
+
 bool
 na_failpoint(const char *name)
 {
@@ -153,10 +162,12 @@ na_failpoint(const char *name)
     for (const char *p = spec; *p;) {
         const char *end = strchr(p, ',');
         size_t item_len = end ? (size_t)(end - p) : strlen(p);
+        if (item_len == 5 && strncmp(p, "trace", 5) == 0)
+            na_log(NA_LOG_INFO, failpoint_ctx, "failpoint passed", "failpoint=%s", name);
         if (item_len > name_len && strncmp(p, name, name_len) == 0 && p[name_len] == '=') {
             const char *action = p + name_len + 1;
             size_t action_len = item_len - name_len - 1;
-            na_log(NA_LOG_WARN, NULL, "failpoint hit", "failpoint=%s action=%.*s", name,
+            na_log(NA_LOG_WARN, failpoint_ctx, "failpoint hit", "failpoint=%s action=%.*s", name,
                    (int)action_len, action);
             if (action_len == 4 && strncmp(action, "kill", 4) == 0)
                 raise(SIGKILL);

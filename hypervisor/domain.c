@@ -125,6 +125,7 @@ hv_domain_shutdown(struct hv_conn *conn, const char *uuid, unsigned timeout_s,
     /* A paused guest cannot see the ACPI button: it is forced off. */
     if (power_of(c.dom) == HV_POWER_RUNNING &&
         virDomainShutdownFlags(c.dom, VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN) == 0) {
+        na_failpoint("domain.shutdown_requested");
         for (unsigned waited = 0; waited < timeout_s * 1000; waited += SHUTDOWN_POLL_MS) {
             if (virDomainIsActive(c.dom) != 1)
                 return 0;
