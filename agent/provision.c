@@ -312,6 +312,45 @@ wait_ports_bound(struct agent_op *op, struct na_error **err)
     return ovs_net_wait_bound(op->host->net, ids, n, op->host->cfg->net_bind_timeout_s * 1000, err);
 }
 
+/* The instance's directory, disk, config drive and domain, made anew or kept where an
+ * earlier attempt made them whole. */
+static int
+lay_out_and_define(struct agent_op *op, const struct instance_paths *p, const char *base,
+                   const char *base_format, struct na_error **err)
+{
+    agent_op_progress(op, 40, "writing disk and config drive");
+    cleanup_close int dirfd =
+        agent_instance_dir_open(op->host->instances_dir, op->instance, true, err);
+    if (dirfd < 0)
+        return dirfd;
+    int ret = make_disk(op, dirfd, "disk", base, base_format, err);
+    if (ret < 0)
+        return ret;
+    na_failpoint("create.disk_made");
+    /* virtlogd opens the console log as root, following a symlink: what an earlier attempt
+     * left under that name goes first (nothing but root can put one there now). */
+    if ((ret = make_config_drive(op, dirfd, err)) < 0 ||
+        (ret = agent_instance_entry_remove(dirfd, "console.log", err)) < 0)
+        return ret;
+
+    agent_op_progress(op, 60, "defining the domain");
+    if ((ret = define_domain(op, p, base, base_format, err)) < 0)
+        return ret;
+    na_failpoint("create.defined");
+    return 0;
+}
+
+/* Whether an earlier attempt of this create started the domain already (libvirt may still
+ * be starting it): QEMU then has the files open, and they are left alone. */
+static int
+domain_active(struct agent_op *op, bool *active, struct na_error **err)
+{
+    enum hv_power power;
+    int ret = hv_domain_power(op->host->hv, op->instance, &power, err);
+    *active = ret == 0 && (power == HV_POWER_RUNNING || power == HV_POWER_PAUSED);
+    return ret;
+}
+
 static int
 run_create(struct agent_op *op, struct na_error **err)
 {
@@ -319,34 +358,15 @@ run_create(struct agent_op *op, struct na_error **err)
     const struct agent_host *h = op->host;
     cleanup_paths struct instance_paths p = {0};
     paths_init(&p, h, spec->uuid);
-    const char *base_format = format_name(spec->image->format);
 
     cleanup_free char *base = NULL;
-    cleanup_close int dirfd = -1;
+    bool active = false;
     int ret = fetch_base(op, "create.spec.flavor.root_disk_gib", &base, err);
-    if (ret < 0)
+    if (ret < 0 || (ret = domain_active(op, &active, err)) < 0)
         goto fail;
-
-    agent_op_progress(op, 40, "writing disk and config drive");
-    dirfd = agent_instance_dir_open(h->instances_dir, spec->uuid, true, err);
-    if (dirfd < 0) {
-        ret = dirfd;
+    if (!active &&
+        (ret = lay_out_and_define(op, &p, base, format_name(spec->image->format), err)) < 0)
         goto fail;
-    }
-    if ((ret = make_disk(op, dirfd, "disk", base, base_format, err)) < 0)
-        goto fail;
-    na_failpoint("create.disk_made");
-    /* virtlogd opens the console log as root, following a symlink: what an earlier attempt
-     * left under that name goes first (nothing but root can put one there now). */
-    if ((ret = make_config_drive(op, dirfd, err)) < 0 ||
-        (ret = agent_instance_entry_remove(dirfd, "console.log", err)) < 0)
-        goto fail;
-
-    agent_op_progress(op, 60, "defining the domain");
-    if ((ret = define_domain(op, &p, base, base_format, err)) < 0)
-        goto fail;
-    na_failpoint("create.defined");
-
     if ((ret = start_and_read_state(op, true, err)) < 0)
         goto fail;
     na_failpoint("create.started");
