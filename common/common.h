@@ -205,7 +205,8 @@ const char *na_log_quote(char *buf, size_t size, const char *s);
 /* --- fault injection for tests --------------------------------------------------------- */
 
 /* NODEAGENT_FAILPOINTS="name=action[,name=action]" with action "kill" (SIGKILL self),
- * "exit" (_exit(3)) or "fail" (returns true: the caller fails the step as if it had failed).
+ * "exit" (_exit(3)) or "fail" (returns true: the caller fails the step as if it had failed);
+ * "action@REQUEST_ID" acts only for that request (its thread's na_failpoint_ctx_set).
  * The item "trace" (alone or among others) logs `msg="failpoint passed" failpoint=NAME` at
  * every failpoint a request passes, with its request id: a test learns from one run where
  * each operation can be crashed.  Unset in production; system tests use it to crash or fail

@@ -152,6 +152,19 @@ na_failpoint_ctx_set(const struct na_log_ctx *ctx)
     failpoint_ctx = ctx;
 }
 
+/* An action "kill@REQUEST_ID" is for that request only; a bare one for every request. */
+static bool
+for_this_request(const char *action, const char *end)
+{
+    const char *at = memchr(action, '@', (size_t)(end - action));
+    if (!at)
+        return true;
+    const char *want = at + 1;
+    size_t want_len = (size_t)(end - want);
+    const char *rid = failpoint_ctx ? failpoint_ctx->request_id : NULL;
+    return rid && strlen(rid) == want_len && strncmp(rid, want, want_len) == 0;
+}
+
 bool
 na_failpoint(const char *name)
 {
@@ -164,9 +177,10 @@ na_failpoint(const char *name)
         size_t item_len = end ? (size_t)(end - p) : strlen(p);
         if (item_len == 5 && strncmp(p, "trace", 5) == 0)
             na_log(NA_LOG_INFO, failpoint_ctx, "failpoint passed", "failpoint=%s", name);
-        if (item_len > name_len && strncmp(p, name, name_len) == 0 && p[name_len] == '=') {
+        if (item_len > name_len && strncmp(p, name, name_len) == 0 && p[name_len] == '=' &&
+            for_this_request(p + name_len + 1, p + item_len)) {
             const char *action = p + name_len + 1;
-            size_t action_len = item_len - name_len - 1;
+            size_t action_len = strcspn(action, "@,");
             na_log(NA_LOG_WARN, failpoint_ctx, "failpoint hit", "failpoint=%s action=%.*s", name,
                    (int)action_len, action);
             if (action_len == 4 && strncmp(action, "kill", 4) == 0)
