@@ -14,7 +14,7 @@
 # Each program prints Markdown sections on stdout; the document is only replaced when all of
 # them succeed, so a failed run never leaves half a report behind.  bench/create_latency.py
 # starts (and stops) its own private libvirt + OVS host, devbus, agent and image server;
-# bench/ovs_converge.py its own private OVS host.
+# bench/ovs_converge.py its own private OVS host, bench/idle_memory.py its own host and agent.
 set -eu
 
 [ $# -eq 1 ] || { echo "usage: bench/run.sh BUILD_DIR" >&2; exit 2; }
@@ -47,6 +47,9 @@ echo "bench: create latency ($create_count creates per tool) and 10 concurrent a
 "$python" bench/create_latency.py --build "$build" --count "$create_count" \
     --rounds "$create_rounds" >"$work/create.md"
 
+echo "bench: idle memory of the agent" >&2
+"$python" bench/idle_memory.py --build "$build" >"$work/memory.md"
+
 echo "bench: OVS convergence (200 ports on 50 networks, against ovs-ofctl add-flows)" >&2
 "$python" bench/ovs_converge.py --build "$build" --ports 200 --networks 50 \
     --rounds "${BENCH_OVS_ROUNDS:-10}" >"$work/ovs.md"
@@ -73,6 +76,8 @@ fstype=$(df -P -T "$work" | awk 'NR == 2 { print $2 }')
     cat "$work/create.md"
     echo
     cat "$work/ovs.md"
+    echo
+    cat "$work/memory.md"
 } >"$work/benchmarks.md"
 mv "$work/benchmarks.md" "$out"
 echo "bench: wrote $out" >&2
