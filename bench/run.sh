@@ -18,6 +18,7 @@
 # starts (and stops) its own private libvirt + OVS host, devbus, agent and image server;
 # bench/ovs_converge.py its own private OVS host; bench/guest_metrics_scrape.py the stack of
 # bench/create_latency.py and prometheus-libvirt-exporter.
+# bench/ovs_converge.py its own private OVS host, bench/idle_memory.py its own host and agent.
 set -eu
 
 [ $# -eq 1 ] || { echo "usage: bench/run.sh BUILD_DIR" >&2; exit 2; }
@@ -49,6 +50,9 @@ echo "bench: create latency ($create_count creates per tool) and 10 concurrent a
     "sequential creates ($create_rounds rounds)" >&2
 "$python" bench/create_latency.py --build "$build" --count "$create_count" \
     --rounds "$create_rounds" >"$work/create.md"
+
+echo "bench: idle memory of the agent" >&2
+"$python" bench/idle_memory.py --build "$build" >"$work/memory.md"
 
 echo "bench: OVS convergence (200 ports on 50 networks, against ovs-ofctl add-flows)" >&2
 "$python" bench/ovs_converge.py --build "$build" --ports 200 --networks 50 \
@@ -82,6 +86,7 @@ fstype=$(df -P -T "$work" | awk 'NR == 2 { print $2 }')
     cat "$work/ovs.md"
     echo
     cat "$work/scrape.md"
+    cat "$work/memory.md"
 } >"$work/benchmarks.md"
 mv "$work/benchmarks.md" "$out"
 echo "bench: wrote $out" >&2

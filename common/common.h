@@ -214,10 +214,17 @@ const char *na_log_quote(char *buf, size_t size, const char *s);
 
 /* NODEAGENT_FAILPOINTS="name=action[,name=action]" with action "kill" (SIGKILL self),
  * "exit" (_exit(3)), "fail" (returns true: the caller fails the step as if it had failed) or
- * "park" (at a job's phase boundary: the job waits there for good, agent/jobs.h).
- * Unset in production; system tests use it to crash, fail or hold at exact steps. */
+ * "park" (at a job's phase boundary: the job waits there for good, agent/ops/jobs.h);
+ * "action@REQUEST_ID" acts only for that request (its thread's na_failpoint_ctx_set).
+ * The item "trace" (alone or among others) logs `msg="failpoint passed" failpoint=NAME` at
+ * every failpoint a request passes, with its request id: a test learns from one run where
+ * each operation can be crashed.  Unset in production; system tests use it to crash, fail or
+ * hold at exact steps.  Names are `<operation>.<step>`, the step just taken. */
 bool na_failpoint(const char *name);
 /* Whether failpoint name's action is "park" (asked after na_failpoint(name) logged it). */
 bool na_failpoint_parks(const char *name);
+/* The request the calling thread works on from now (NULL: none), named in the lines
+ * failpoints write.  Thread-local; *ctx must live until the thread sets another. */
+void na_failpoint_ctx_set(const struct na_log_ctx *ctx);
 
 #endif

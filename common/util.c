@@ -143,27 +143,54 @@ na_u32_sort_unique(uint32_t *v, size_t n)
     return u;
 }
 
-/* The action NODEAGENT_FAILPOINTS gives the failpoint name, if any. */
+/* The request this thread works on, for the lines failpoints write (see common.h). */
+static _Thread_local const struct na_log_ctx *failpoint_ctx;
+
+void
+na_failpoint_ctx_set(const struct na_log_ctx *ctx)
+{
+    failpoint_ctx = ctx;
+}
+
+/* An action "kill@REQUEST_ID" is for that request only; a bare one for every request. */
 static bool
-failpoint_action(const char *name, const char **action, size_t *action_len)
+for_this_request(const char *action, const char *end)
+{
+    const char *at = memchr(action, '@', (size_t)(end - action));
+    if (!at)
+        return true;
+    const char *want = at + 1;
+    size_t want_len = (size_t)(end - want);
+    const char *rid = failpoint_ctx ? failpoint_ctx->request_id : NULL;
+    return rid && strlen(rid) == want_len && strncmp(rid, want, want_len) == 0;
+}
+
+/* The action NODEAGENT_FAILPOINTS gives failpoint name for this thread's request, if any.
+ * With trace, an item "trace" logs that the failpoint was passed. */
+static bool
+failpoint_action(const char *name, bool trace, const char **action, size_t *action_len)
 {
     const char *spec = getenv("NODEAGENT_FAILPOINTS");
     if (!spec || !*spec)
         return false;
     size_t name_len = strlen(name);
+    bool found = false;
     for (const char *p = spec; *p;) {
         const char *end = strchr(p, ',');
         size_t item_len = end ? (size_t)(end - p) : strlen(p);
-        if (item_len > name_len && strncmp(p, name, name_len) == 0 && p[name_len] == '=') {
+        if (trace && item_len == 5 && strncmp(p, "trace", 5) == 0)
+            na_log(NA_LOG_INFO, failpoint_ctx, "failpoint passed", "failpoint=%s", name);
+        if (!found && item_len > name_len && strncmp(p, name, name_len) == 0 &&
+            p[name_len] == '=' && for_this_request(p + name_len + 1, p + item_len)) {
             *action = p + name_len + 1;
-            *action_len = item_len - name_len - 1;
-            return true;
+            *action_len = strcspn(*action, "@,");
+            found = true;
         }
         p += item_len;
         if (*p == ',')
             p++;
     }
-    return false;
+    return found;
 }
 
 bool
@@ -171,10 +198,10 @@ na_failpoint(const char *name)
 {
     const char *action;
     size_t action_len;
-    if (!failpoint_action(name, &action, &action_len))
+    if (!failpoint_action(name, true, &action, &action_len))
         return false;
-    na_log(NA_LOG_WARN, NULL, "failpoint hit", "failpoint=%s action=%.*s", name, (int)action_len,
-           action);
+    na_log(NA_LOG_WARN, failpoint_ctx, "failpoint hit", "failpoint=%s action=%.*s", name,
+           (int)action_len, action);
     if (action_len == 4 && strncmp(action, "kill", 4) == 0)
         raise(SIGKILL);
     if (action_len == 4 && strncmp(action, "exit", 4) == 0)
@@ -187,6 +214,6 @@ na_failpoint_parks(const char *name)
 {
     const char *action;
     size_t action_len;
-    return failpoint_action(name, &action, &action_len) && action_len == 4 &&
+    return failpoint_action(name, false, &action, &action_len) && action_len == 4 &&
            strncmp(action, "park", 4) == 0;
 }

@@ -8,6 +8,8 @@
 #include <time.h>
 
 #define SHUTDOWN_POLL_MS 200
+#define START_POLL_MS 200
+#define START_WAIT_MS (120 * 1000) /* libvirt's own start of a TCG guest on a busy host */
 
 /* The domain and its connection for one call; release with call_end(). */
 struct call {
@@ -74,6 +76,43 @@ hv_domain_define(struct hv_conn *conn, const char *xml, struct na_error **err)
     return ret;
 }
 
+static void
+sleep_ms(unsigned ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* An active domain is not yet a started one: a start that an agent's crash cut short
+ * leaves it paused, either while libvirt still finishes starting it ("starting up", waited
+ * for) or for good (started paused, or libvirt's start failed halfway).  The caller wants
+ * it running: it is resumed, or the call fails saying why it is not running. */
+static int
+ensure_running(struct call *c, const char *uuid, struct na_error **err)
+{
+    int state = VIR_DOMAIN_NOSTATE, reason = 0;
+    for (unsigned waited = 0;; waited += START_POLL_MS) {
+        if (virDomainGetState(c->dom, &state, &reason, 0) < 0)
+            return hv_error(err, "state of", uuid);
+        if (state != VIR_DOMAIN_PAUSED || reason != VIR_DOMAIN_PAUSED_STARTING_UP ||
+            waited >= START_WAIT_MS)
+            break;
+        sleep_ms(START_POLL_MS);
+    }
+    if (state != VIR_DOMAIN_PAUSED)
+        return 0;
+    if (reason == VIR_DOMAIN_PAUSED_STARTING_UP)
+        return na_error_quiet(err, NA_CODE_HYPERVISOR, ETIMEDOUT,
+                              "start %s: libvirt has been starting the domain for over %u s", uuid,
+                              START_WAIT_MS / 1000);
+    if (virDomainResume(c->dom) < 0) {
+        int ret = hv_error(err, "resume the half-started domain", uuid);
+        na_error_wrap(err, "it is paused (libvirt's reason %d)", reason);
+        return ret;
+    }
+    return 0;
+}
+
 int
 hv_domain_start(struct hv_conn *conn, const char *uuid, struct na_error **err)
 {
@@ -81,9 +120,11 @@ hv_domain_start(struct hv_conn *conn, const char *uuid, struct na_error **err)
     int ret = call_begin(conn, uuid, "start", &c, err);
     if (ret < 0)
         return ret;
-    if (virDomainIsActive(c.dom) == 1)
-        return 0;
-    return virDomainCreate(c.dom) < 0 ? hv_error(err, "start", uuid) : 0;
+    /* Already active: an earlier attempt started it, or is still starting it in libvirt. */
+    if (virDomainIsActive(c.dom) != 1 && virDomainCreate(c.dom) < 0 &&
+        virDomainIsActive(c.dom) != 1)
+        return hv_error(err, "start", uuid);
+    return ensure_running(&c, uuid, err);
 }
 
 int
@@ -105,13 +146,6 @@ hv_domain_power(struct hv_conn *conn, const char *uuid, enum hv_power *out, stru
     return 0;
 }
 
-static void
-sleep_ms(unsigned ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 int
 hv_domain_shutdown(struct hv_conn *conn, const char *uuid, unsigned timeout_s,
                    struct na_error **err)
@@ -125,6 +159,7 @@ hv_domain_shutdown(struct hv_conn *conn, const char *uuid, unsigned timeout_s,
     /* A paused guest cannot see the ACPI button: it is forced off. */
     if (power_of(c.dom) == HV_POWER_RUNNING &&
         virDomainShutdownFlags(c.dom, VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN) == 0) {
+        na_failpoint("domain.shutdown_requested");
         for (unsigned waited = 0; waited < timeout_s * 1000; waited += SHUTDOWN_POLL_MS) {
             if (virDomainIsActive(c.dom) != 1)
                 return 0;

@@ -266,7 +266,10 @@ bool hv_connected(struct hv_conn *conn);
 
 /* Defines (or redefines) the persistent domain from xml. */
 int hv_domain_define(struct hv_conn *conn, const char *xml, struct na_error **err);
-/* Starts a defined domain (restoring its managed-save image if it has one); 0 if running. */
+/* Starts a defined domain (restoring its managed-save image if it has one); 0 once it
+ * runs.  A domain found active but paused by a start that was cut short (an agent crash
+ * while libvirt started it) is waited for while libvirt still starts it (bounded), then
+ * resumed; an error says why it does not run. */
 int hv_domain_start(struct hv_conn *conn, const char *uuid, struct na_error **err);
 /* The domain's power state; HV_POWER_NONE (and 0) when it does not exist. */
 int hv_domain_power(struct hv_conn *conn, const char *uuid, enum hv_power *out,

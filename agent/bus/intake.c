@@ -247,7 +247,9 @@ intake_accept(struct intake *in, const char *hash)
     }
     na_log(NA_LOG_INFO, &in->log, "request accepted", "kind=%s offset=%lld",
            agent_request_kind_name(in->kind), (long long)in->msg->offset);
+    na_failpoint_ctx_set(&in->log);
     na_failpoint("intake.recorded");
+    na_failpoint_ctx_set(NULL);
     return 0;
 }
 

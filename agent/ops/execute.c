@@ -69,6 +69,7 @@ op_start(void *data)
 {
     struct agent_op *op = data;
     struct na_log_ctx log = op_log_ctx(op);
+    na_failpoint_ctx_set(&log);
     na_failpoint("execute.start");
     cleanup_error struct na_error *err = NULL;
     if (agent_store_intent_start(op->agent->store, op->request_id, &err) < 0)
@@ -88,13 +89,18 @@ op_start(void *data)
         desire_what_the_kind_leaves(op);
     if (!op->err)
         agent_job_begin(op->agent, op);
+    na_failpoint_ctx_set(NULL);
 }
 
 /* In a worker thread: only op (and op->host) is ours.  prepare() may have failed it. */
 static void
 op_work(void *data)
 {
-    agent_job_step(data);
+    struct agent_op *op = data;
+    struct na_log_ctx log = op_log_ctx(op);
+    na_failpoint_ctx_set(&log);
+    agent_job_step(op);
+    na_failpoint_ctx_set(NULL);
 }
 
 static void park_op(void *data);
@@ -105,6 +111,7 @@ op_done(void *data)
     struct agent_op *op = data;
     struct agent *a = op->agent;
     struct na_log_ctx log = op_log_ctx(op);
+    na_failpoint_ctx_set(&log);
 
     /* The worker's PROGRESS events go out before its DONE or FAILED, whichever of the
      * mailbox's wake-up and this completion libuv runs first. */
@@ -113,9 +120,11 @@ op_done(void *data)
     /* A job with phases left goes on in its lane, ahead of what waits there. */
     switch (agent_job_advance(a, op)) {
     case AGENT_JOB_NEXT_STEP:
+        na_failpoint_ctx_set(NULL);
         agent_dispatch_submit_first(a->dispatch, op->key, op_work, op_done, park_op, op);
         return;
     case AGENT_JOB_WAITING:
+        na_failpoint_ctx_set(NULL);
         return;
     case AGENT_JOB_FINISHED:
         break;
@@ -159,6 +168,7 @@ op_done(void *data)
     free(recorded.data);
     if (ret < 0)
         agent_die(a, err);
+    na_failpoint("execute.recorded"); /* the terminal event is stored, not yet published */
     agent_outbox_pump(a);
 
     double seconds = (double)(na_mono_ns() - op->received_ns) / 1e9;
@@ -173,6 +183,7 @@ op_done(void *data)
         na_log(NA_LOG_INFO, &log, "request done", "kind=%s seconds=%.3f",
                agent_request_kind_name(op->kind), seconds);
     }
+    na_failpoint_ctx_set(NULL);
     agent_op_free(op);
     agent_backpressure(a);
 }

@@ -65,7 +65,10 @@ static int
 run_start(struct agent_op *op, struct na_error **err)
 {
     int ret = hv_domain_start(op->host->hv, op->instance, err);
-    return ret < 0 ? ret : read_power(op, err);
+    if (ret < 0)
+        return ret;
+    na_failpoint("start.started");
+    return read_power(op, err);
 }
 
 const struct agent_handler agent_handle_start = {agent_prepare_existing, run_start,
@@ -80,7 +83,10 @@ run_stop(struct agent_op *op, struct na_error **err)
     unsigned timeout = req->timeout_s ? req->timeout_s : op->host->cfg->stop_timeout_s;
     int ret = req->force ? hv_domain_destroy(op->host->hv, op->instance, err)
                          : hv_domain_shutdown(op->host->hv, op->instance, timeout, err);
-    return ret < 0 ? ret : read_power(op, err);
+    if (ret < 0)
+        return ret;
+    na_failpoint("stop.stopped");
+    return read_power(op, err);
 }
 
 const struct agent_handler agent_handle_stop = {agent_prepare_existing, run_stop,
@@ -93,7 +99,10 @@ run_reboot(struct agent_op *op, struct na_error **err)
 {
     bool hard = op->env->reboot->type == NODEAGENT__V1__REBOOT_TYPE__REBOOT_TYPE_HARD;
     int ret = hv_domain_reboot(op->host->hv, op->instance, hard, err);
-    return ret < 0 ? ret : read_power(op, err);
+    if (ret < 0)
+        return ret;
+    na_failpoint("reboot.requested");
+    return read_power(op, err);
 }
 
 const struct agent_handler agent_handle_reboot = {agent_prepare_existing, run_reboot,
@@ -105,7 +114,10 @@ static int
 run_pause(struct agent_op *op, struct na_error **err)
 {
     int ret = hv_domain_pause(op->host->hv, op->instance, err);
-    return ret < 0 ? ret : read_power(op, err);
+    if (ret < 0)
+        return ret;
+    na_failpoint("pause.paused");
+    return read_power(op, err);
 }
 
 const struct agent_handler agent_handle_pause = {agent_prepare_existing, run_pause,
@@ -117,7 +129,10 @@ run_resume(struct agent_op *op, struct na_error **err)
     /* A suspended (managed-saved) domain resumes by starting: libvirt restores it. */
     int ret = op->state_before == S(SUSPENDED) ? hv_domain_start(op->host->hv, op->instance, err)
                                                : hv_domain_resume(op->host->hv, op->instance, err);
-    return ret < 0 ? ret : read_power(op, err);
+    if (ret < 0)
+        return ret;
+    na_failpoint("resume.resumed");
+    return read_power(op, err);
 }
 
 const struct agent_handler agent_handle_resume = {agent_prepare_existing, run_resume,
@@ -136,7 +151,10 @@ static int
 run_suspend(struct agent_op *op, struct na_error **err)
 {
     int ret = hv_domain_managed_save(op->host->hv, op->instance, err);
-    return ret < 0 ? ret : read_power(op, err);
+    if (ret < 0)
+        return ret;
+    na_failpoint("suspend.saved");
+    return read_power(op, err);
 }
 
 const struct agent_handler agent_handle_suspend = {prepare_suspend, run_suspend,
@@ -174,6 +192,7 @@ run_console_log(struct agent_op *op, struct na_error **err)
         return na_error_set(err, NA_CODE_STORAGE, errno, "read the console log of %s",
                             op->instance);
     op->console_log_size = (size_t)n;
+    na_failpoint("console_log.read");
     return 0;
 }
 

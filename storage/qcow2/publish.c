@@ -16,21 +16,16 @@
 int
 qcow2_tmpfile_at(int dirfd, const char *name, char **tmp_name, struct na_error **err)
 {
-    for (int attempt = 0; attempt < 100; attempt++) {
-        char rnd[37];
-        na_uuid_generate(rnd);
-        char *tmp = na_xasprintf("%s.%.8s", name, rnd);
-        int fd = openat(dirfd, tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-        if (fd >= 0) {
-            *tmp_name = tmp;
-            return fd;
-        }
-        int e = errno;
-        free(tmp);
-        if (e != EEXIST)
-            return na_error_set(err, NA_CODE_STORAGE, e, "create a temp file for `%s`", name);
-    }
-    return na_error_set(err, NA_CODE_STORAGE, EEXIST, "create a temp file for `%s`", name);
+    /* One temp name per file: the one a write cut short by a crash left goes first, so a
+     * retried operation leaves nothing behind. */
+    cleanup_free char *tmp = na_xasprintf("%s.part", name);
+    if (unlinkat(dirfd, tmp, 0) < 0 && errno != ENOENT)
+        return na_error_set(err, NA_CODE_STORAGE, errno, "remove the stale temp file `%s`", tmp);
+    int fd = openat(dirfd, tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return na_error_set(err, NA_CODE_STORAGE, errno, "create a temp file for `%s`", name);
+    *tmp_name = na_steal(&tmp);
+    return fd;
 }
 
 int

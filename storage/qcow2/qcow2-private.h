@@ -146,9 +146,11 @@ qcow2_put_be64(uint8_t *p, uint64_t v)
 }
 
 /* Publishing through descriptors (publish.c).  qcow2_tmpfile_at opens a new temp file
- * "<name>.XXXXXXXX" in dirfd (O_EXCL | O_NOFOLLOW, mode 0600) and returns its descriptor and
- * *tmp_name (the caller frees it); qcow2_publish_at gives it owner (if not NULL) through fd,
- * fsyncs it and renames it to name (replacing, or failing with -EEXIST when !replace). */
+ * "<name>.part" in dirfd (O_EXCL | O_NOFOLLOW, mode 0600), after removing one an earlier
+ * write left, and returns its descriptor and *tmp_name (the caller frees it); writers of one
+ * name in one directory take turns (an instance's operations do).  qcow2_publish_at gives
+ * it owner (if not NULL) through fd, fsyncs it and renames it to name (replacing, or
+ * failing with -EEXIST when !replace). */
 struct na_error;
 struct qcow2_file_owner;
 int qcow2_tmpfile_at(int dirfd, const char *name, char **tmp_name, struct na_error **err);

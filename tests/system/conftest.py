@@ -10,6 +10,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "deploy")
 from harness import Cluster  # noqa: E402
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "crash_sweep: the crash sweep (test_crash_sweep.py), "
+                            "minutes long; -m 'not crash_sweep' leaves it out")
+
+
 @pytest.fixture
 def cluster(tmp_path):
     c = Cluster(tmp_path)

@@ -112,23 +112,46 @@ class Node:
             self._open = True
         return "open"
 
+    def create_args(self, name, inst, ip="10.0.0.5", url=None, sha=None, disk=1, vni=7,
+                    mac=None, port=None, fmt="qcow2", memory_mib=256, ip6=None, sg=()):
+        """nodectl's arguments for a create of the test guest with one NIC; ip6: also an IPv6
+        address (a /64, gateway ::1 of it) on it; sg: its security groups."""
+        mac = mac or "52:54:00:" + os.urandom(3).hex(":")
+        v6 = f",ip={ip6}/64,gateway6={ip6.rsplit(':', 1)[0]}:1" if ip6 else ""
+        groups = "".join(f",sg={g}" for g in sg)
+        return ["create", "--uuid", inst, "--name", name, "--tenant", "t1", "--vcpus", "1",
+                "--memory-mib", memory_mib, "--disk-gib", disk, "--image-id", "guest",
+                "--image-url", url or self.images.url + "guest.qcow2", "--image-sha256",
+                sha or self.images.guest_sha, "--image-format", fmt, "--hostname", name,
+                "--nic", f"port={port or uuid.uuid4()},network={network_id(vni)},vni={vni},"
+                f"mac={mac},ip={ip}/24,gateway=10.0.0.1,mtu=1450{v6}{groups}"]
+
     def create(self, name, ip="10.0.0.5", inst=None, url=None, sha=None, disk=1, extra=(),
                check=0, vni=7, mac=None, port=None, fmt="qcow2", ip6=None, sg=()):
         """ip6: also an IPv6 address (a /64, gateway ::1 of it) on the NIC; sg: its security
         groups."""
         inst = inst or str(uuid.uuid4())
-        mac = mac or "52:54:00:" + os.urandom(3).hex(":")
-        v6 = f",ip={ip6}/64,gateway6={ip6.rsplit(':', 1)[0]}:1" if ip6 else ""
-        groups = "".join(f",sg={g}" for g in sg)
-        last = self.request(
-            "create", "--uuid", inst, "--name", name, "--tenant", "t1", "--vcpus", "1",
-            "--memory-mib", "256", "--disk-gib", disk, "--image-id", "guest", "--image-url",
-            url or self.images.url + "guest.qcow2", "--image-sha256",
-            sha or self.images.guest_sha, "--image-format", fmt, "--hostname", name,
-            "--nic", f"port={port or uuid.uuid4()},network={network_id(vni)},vni={vni},"
-            f"mac={mac},ip={ip}/24,gateway=10.0.0.1,mtu=1450{v6}{groups}",
-            *extra, check=check)
+        last = self.request(*self.create_args(name, inst, ip=ip, url=url, sha=sha, disk=disk,
+                                              vni=vni, mac=mac, port=port, fmt=fmt, ip6=ip6,
+                                              sg=sg),
+                            *extra, check=check)
         return inst, last
+
+    def send(self, *args, request_id):
+        """Sends one request and returns once the bus has it (no waiting for its events)."""
+        self.cluster.nodectl(*args, "--request-id", request_id, check=0, node=self.node_id)
+
+    def terminal_events(self, request_id):
+        """The request's DONE/FAILED events as the agent first published them (not the
+        re-publications of a request delivered twice)."""
+        return [e for e in self.cluster.events(request_id=request_id)
+                if e["kind"] in ("DONE", "FAILED") and not e["replayed"]]
+
+    def wait_killed(self, timeout=120):
+        """Until the agent has died of the SIGKILL a failpoint sent it."""
+        wait_for(lambda: self.agent.proc.poll() is not None, timeout,
+                 "the agent killed at its failpoint")
+        assert self.agent.proc.returncode == -signal.SIGKILL, self.agent.proc.returncode
 
     def dir(self, inst):
         return os.path.join(self.env.state_dir, "instances", inst)

@@ -347,27 +347,6 @@ def test_sigterm_during_a_bus_outage_still_stops(cluster):
     cluster.devbus.outage(False)
 
 
-def test_idle_memory_under_16_mib(cluster, virtenv):
-    """The agent's proportional memory (PSS: private pages plus its share of shared ones),
-    idle and connected as on a compute node: to the bus, a libvirtd and an Open vSwitch.
-    VmRSS also counts every page of the shared libraries libvirt brings (gnutls, glib, ...),
-    which libvirtd maps on the node anyway; alone on a machine without libvirtd their whole
-    weight falls on the agent.  The figures are printed for the record."""
-    agent = cluster.agent(virtenv=virtenv).start()
-    agent.wait_healthy(need=("bus", "database", "libvirt", "ovs"))
-    time.sleep(3)
-    rollup = {}
-    with open(f"/proc/{agent.pid()}/smaps_rollup") as f:
-        for line in f:
-            parts = line.split()
-            if len(parts) == 3 and parts[2] == "kB":
-                rollup[parts[0].rstrip(":")] = int(parts[1])
-    private = rollup["Private_Clean"] + rollup["Private_Dirty"]
-    print(f"idle agent: VmRSS {rollup['Rss']} KiB, PSS {rollup['Pss']} KiB, "
-          f"private {private} KiB, anonymous {rollup['Anonymous']} KiB")
-    assert rollup["Pss"] < 16 * 1024
-
-
 def test_valgrind_start_100_requests_stop_has_no_definite_leak(cluster, tmp_path):
     vglog = os.path.join(str(tmp_path), "valgrind.log")
     agent = cluster.agent()

@@ -174,6 +174,27 @@ def test_kill9_in_the_middle_of_a_create_completes_it_once(node, failpoint):
     assert node.agent.logs().count('msg="executing request" request_id="create-once"') == 2
 
 
+def test_create_resumed_on_a_domain_left_paused_by_its_start_ends_running(node):
+    """Defect (b) of issue 11.  The agent dies after defining the domain; libvirt's start of
+    it, cut short, leaves it active but paused (here made so exactly: started paused).  The
+    resumed create must end with the guest running, not report DONE with PAUSED."""
+    node.start(env={"NODEAGENT_FAILPOINTS": "create.defined=kill"})
+    inst = str(uuid.uuid4())
+    node.send(*node.create_args("vmp", inst, ip="10.0.0.15"), request_id="create-paused")
+    node.wait_killed()
+    node.dom(inst).createWithFlags(libvirt.VIR_DOMAIN_START_PAUSED)
+    assert node.state(inst) == S["paused"]
+
+    node.start()
+    done = wait_for(lambda: node.terminal_events("create-paused"), 180,
+                    "the create's terminal event")
+    assert [(e["kind"], e["state"]) for e in done] == [("DONE", "RUNNING")], done
+    assert node.state(inst) == S["running"]
+    _, body = node.agent.get_json(f"/v1/instances/{inst}")
+    assert body["state"] == "RUNNING"
+    node.wait_ready(inst, "vmp", "10.0.0.15")
+
+
 def test_libvirtd_killed_and_restarted_the_agent_reconnects(node):
     node.start()
     inst, _ = node.create("vm8", ip="10.0.0.11")

@@ -686,6 +686,25 @@ test_threads(void **state)
     rm_dir(dir);
 }
 
+/* A write cut short by a crash left its temp file: the next write of that name takes its
+ * place, and nothing but the published file stays. */
+static void
+test_stale_temp_file_goes(void **state)
+{
+    (void)state;
+    cleanup_free char *dir = tmpdir();
+    cleanup_free char *path = na_xasprintf("%s/disk.config", dir);
+    cleanup_free char *stale = na_xasprintf("%s/disk.config.part", dir);
+    FILE *f = fopen(stale, "w");
+    assert_non_null(f);
+    fputs("half a config drive", f);
+    fclose(f);
+    struct qcow2_config_drive in = spec();
+    build_ok(&in, path);
+    assert_int_equal(count_entries(dir), 1);
+    rm_dir(dir);
+}
+
 /* --- refusals -------------------------------------------------------------------------- */
 
 static const char *const bad_ip_prefix[] = {"10.0.0.5/33"};
@@ -842,6 +861,7 @@ main(void)
         cmocka_unit_test(test_io_failures),
         cmocka_unit_test(test_write_at_does_not_follow_a_symlink),
         cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_stale_temp_file_goes),
         cmocka_unit_test(test_refusals),
     };
     return cmocka_run_group_tests_name("config_drive", tests, NULL, NULL);
