@@ -126,8 +126,8 @@ port_set_copy(struct port_set *dst, const struct ovs_net_port *ports, size_t n)
         o->ips = na_xcalloc(o->n_ips + 1, sizeof(*o->ips));
         for (size_t j = 0; j < o->n_ips; j++)
             o->ips[j] = na_xstrdup(ports[i].ips[j]);
-        o->view = (struct ovs_net_port){o->id, ports[i].vni, o->mac,
-                                        (const char *const *)o->ips, o->n_ips, ports[i].bandwidth};
+        o->view = (struct ovs_net_port){
+            o->id, ports[i].vni, o->mac, (const char *const *)o->ips, o->n_ips, ports[i].bandwidth};
     }
 }
 
