@@ -50,8 +50,8 @@ def test_disk_write_limit_holds_and_an_unlimited_guest_writes_faster(node):
     limited = Guest(node, "lim-disk", "10.0.0.5", 100,
                     extra=("--limits", f"disk_write_bytes_sec={WRITE_LIMIT}"))
     free = Guest(node, "free-disk", "10.0.0.6", 100)
-    limited.ready()
-    free.ready()
+    limited.ready(timeout=300)
+    free.ready(timeout=300)
 
     iotune = live_xml(node, limited.inst).find("devices/disk[@device='disk']/iotune")
     assert iotune is not None and iotune.findtext("write_bytes_sec") == str(WRITE_LIMIT)
@@ -141,7 +141,7 @@ def test_nic_outbound_limit_holds_and_an_unlimited_guest_sends_faster(node):
     free = Guest(node, "free-nic", "10.0.0.6", 100)
     peer = Guest(node, "peer-nic", "10.0.0.7", 100)  # answers both, itself unlimited
     for g in (limited, free, peer):
-        g.ready()
+        g.ready(timeout=300)
 
     # 512 KiB/s = 4194 kbit/s, rounded down.
     assert "type=drop rate=4194" in meters(node), meters(node)
@@ -152,3 +152,21 @@ def test_nic_outbound_limit_holds_and_an_unlimited_guest_sends_faster(node):
     print(f"sent KiB/s: limited {from_limited / 1024:.0f}, unlimited {from_free / 1024:.0f}")
     assert from_limited <= 1.2 * limit, (from_limited / 1024, from_free / 1024)
     assert from_free > 1.2 * limit, (from_limited / 1024, from_free / 1024)
+
+
+def test_nic_inbound_limit_holds_and_an_unlimited_guest_receives_faster(node):
+    node.start()
+    limited = Guest(node, "lim-in", "10.0.0.5", 100,
+                    extra=("--limits", f"nic_inbound_average_kib_sec={NIC_LIMIT_KIB}"))
+    free = Guest(node, "free-in", "10.0.0.6", 100)
+    sender = Guest(node, "sender", "10.0.0.7", 100)  # sends to both, itself unlimited
+    for g in (limited, free, sender):
+        g.ready(timeout=300)
+
+    limit = NIC_LIMIT_KIB * 1024
+    # Each answered request passed the receiver's inbound meter.
+    to_limited = sent_rate(sender, limited.ip)
+    to_free = sent_rate(sender, free.ip)
+    print(f"received KiB/s: limited {to_limited / 1024:.0f}, unlimited {to_free / 1024:.0f}")
+    assert to_limited <= 1.2 * limit, (to_limited / 1024, to_free / 1024)
+    assert to_free > 1.2 * limit, (to_limited / 1024, to_free / 1024)

@@ -1143,8 +1143,5 @@ main(void)
         cmocka_unit_test(test_grow_through_the_descriptor),
         cmocka_unit_test(test_overlay_sizes),
     };
-    const char *dir = getenv("NODEAGENT_QCOW2_CORPUS");
-    if (dir && *dir)
-        return cmocka_run_group_tests(corpus, NULL, NULL);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
