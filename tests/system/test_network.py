@@ -344,8 +344,9 @@ def test_delete_removes_the_ports_flows_and_the_last_one_the_networks(node):
     assert [f for f in table if f"in_port={of_a}," in f]
     assert [f for f in table if "reg6=0x64" in f and f"output:{of_a}" in f]
     assert node.request("delete", a.inst, check=0)["kind"] == "DONE"
-    table = wait_for(lambda: (lambda t: t if len(t) == 6 else None)(flows(node)), 30,
-                     "only the drop flows (tables 0 to 3, and DHCP answers) to stay")
+    table = wait_for(lambda: (lambda t: t if len(t) == 8 else None)(flows(node)), 30,
+                     "only the drop flows (tables 0 to 3, DHCP answers, router "
+                     "advertisements and redirects) to stay")
     assert all("actions=drop" in f for f in table)
 
 
@@ -354,9 +355,11 @@ def test_ovs_and_agent_restarts_converge_to_the_same_flows(node):
     a = Guest(node, "rs-a", "10.0.0.5", 100).ready()
     b = Guest(node, "rs-b", "10.0.0.6", 100).ready()
     before = flows(node)
-    # 6 drops, 4 per port, 2 floods; 14 of the conntrack stage; the group "open": the two
-    # ports' clause, the ethertype's and the conj_id flow, in and out.
-    assert len(before) == 38, before
+    # 8 drops (tables 0 to 3, DHCP answers, router advertisements and redirects), 4 per port,
+    # 2 floods; per port 3 more for IPv6 and Neighbor Discovery to it; 14 of the conntrack
+    # stage; the group "open": the two ports' clause, the ethertypes' and the conj_id flows,
+    # in and out.
+    assert len(before) == 46, before
 
     def same():
         return flows(node) == before
