@@ -4,12 +4,15 @@
  * table 0, ingress:
  *   priority 110  udp,tp_src=67 / udp6,tp_src=547  -> drop (no DHCP server or relay in a
  *                 tenant network, from a port or a tunnel)
+ *   priority 110  icmp6,icmp_type=134 / 137  -> drop (no Router Advertisement or redirect)
+ *   priorities 100..105  a port's IPv6 and Neighbor Discovery: see flows_ipv6.c
  *                 per port P (network VNI, MAC M, addresses A):
  *   priority 100  in_port=P,dl_src=M,ip,nw_src=A              -> reg6=VNI, table 1
  *   priority 100  in_port=P,dl_src=M,arp,arp_sha=M,arp_spa=A  -> reg6=VNI, table 1
  *                 per tunnel T and network VNI that both sides host:
  *   priority 100  in_port=T,tun_id=VNI  -> reg6=VNI, table 3
- *   priority 0    drop (unbound taps, spoofed frames, IPv6, other networks, anything else)
+ *   priority 0    drop (unbound taps, spoofed frames, IPv6 of a port without an IPv6
+ *                 address, other networks, anything else)
  * table 1, from a local port:
  *   priority 100  reg6=VNI,dl_dst=M  -> output:P      (exact MAC forwarding; a learned flow
  *                                                      can never take a local MAC over)
@@ -167,9 +170,11 @@ ovs_flows_compute(const struct ovs_bound_port *ports, size_t n_ports,
      * guest: a rogue server would hand its neighbours another gateway. */
     push(&l, na_xstrdup("table=0,priority=110,udp,tp_src=67"), na_xstrdup("drop"));
     push(&l, na_xstrdup("table=0,priority=110,udp6,tp_src=547"), na_xstrdup("drop"));
+    struct ovs_flows v6 = {0};
+    ovs_flows_ipv6_guards(&v6);
 
     bool *ok = na_xcalloc(n_ports + 1, sizeof(*ok));
-    char (*macs)[18] = na_xcalloc(n_ports + 1, sizeof(*macs));
+    char(*macs)[18] = na_xcalloc(n_ports + 1, sizeof(*macs));
     uint32_t *vnis = na_xcalloc(n_ports + 1, sizeof(*vnis));
     size_t n_vnis = 0;
     for (size_t i = 0; i < n_ports; i++) {
@@ -183,14 +188,16 @@ ovs_flows_compute(const struct ovs_bound_port *ports, size_t n_ports,
             if (!ipv4_canonical(p->ips[j], ip))
                 continue;
             char *actions = na_xasprintf("load:%u->NXM_NX_REG6[],resubmit(,1)", p->vni);
-            push(&l, na_xasprintf("table=0,priority=100,in_port=%d,dl_src=%s,ip,nw_src=%s", P,
-                                  macs[i], ip),
+            push(&l,
+                 na_xasprintf("table=0,priority=100,in_port=%d,dl_src=%s,ip,nw_src=%s", P, macs[i],
+                              ip),
                  actions);
             push(&l,
                  na_xasprintf("table=0,priority=100,in_port=%d,dl_src=%s,arp,arp_sha=%s,arp_spa=%s",
                               P, macs[i], macs[i], ip),
                  na_xstrdup(actions));
         }
+        ovs_flows_ipv6_port(p, P, macs[i], &v6);
         push(&l, na_xasprintf("table=1,priority=100,reg6=%u,dl_dst=%s", p->vni, macs[i]),
              na_xasprintf("output:%d", P));
         if (n_tunnels) {
@@ -224,6 +231,9 @@ ovs_flows_compute(const struct ovs_bound_port *ports, size_t n_ports,
                  na_xasprintf("load:%u->NXM_NX_REG6[],resubmit(,3)", vni));
         }
     }
+    for (size_t i = 0; i < v6.n; i++)
+        push(&l, v6.items[i].key, v6.items[i].actions);
+    free(v6.items);
     free(ok);
     free(macs);
     free(vnis);

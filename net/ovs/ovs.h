@@ -23,9 +23,12 @@
  *
  * Isolation: a network is known inside the bridge by its VNI (in reg6).  The table's default
  * is drop, so a tap that is not bound sends and receives nothing.  A bound port may send
- * only from its MAC, IPv4 only from its addresses, ARP only for its addresses, and never a
- * DHCP (or DHCPv6) server's answer; frames go to the ports of the same network only (exact
- * MAC forwarding, broadcast and unknown unicast flooded within the network).
+ * only from its MAC, IPv4 only from its addresses, ARP only for its addresses, IPv6 (when it
+ * has an IPv6 address) only from its addresses and the link-local address of its MAC,
+ * Neighbor Discovery only for those addresses and its MAC, and never a DHCP (or DHCPv6)
+ * server's answer, a Router Advertisement or a redirect; frames go to the ports of the same
+ * network only (exact MAC forwarding, broadcast, multicast and unknown unicast flooded
+ * within the network).
  *
  * Threads: ovs_net_start/stop/set_ports from the agent's loop; ovs_net_wait_bound from any
  * thread (a worker waits there for a create's ports).  The shared fields are under one
@@ -36,7 +39,7 @@
 
 #include "common/common.h"
 
-#define OVS_NET_COOKIE 0x4e41u         /* "NA": marks the agent's flows */
+#define OVS_NET_COOKIE 0x4e41u /* "NA": marks the agent's flows */
 /* Flows learned from tunnels (remote MACs) carry OVS_NET_LEARNED_COOKIE in the low 16 bits
  * of their cookie and their network's VNI above it (ovs_net_learned_cookie): OVS's learn
  * limit counts per cookie, so each network may learn at most OVS_NET_LEARNED_MAX remote MACs
@@ -67,16 +70,16 @@ struct ovs_net_config {
 struct ovs_net_port {
     const char *id; /* the port id: libvirt's iface-id */
     uint32_t vni;
-    const char *mac;             /* "52:54:00:12:34:56" */
-    const char *const *ips;      /* "10.0.0.5/24" or "10.0.0.5"; IPv6 ones are ignored */
+    const char *mac;        /* "52:54:00:12:34:56" */
+    const char *const *ips; /* "10.0.0.5/24", "10.0.0.5", "fd00::5/64" or "fd00::5" */
     size_t n_ips;
 };
 
 /* Another node, as its announcements tell. */
 struct ovs_net_peer {
     const char *node_id;
-    const char *endpoint;  /* its tunnel endpoint (IPv4); "" when it has none */
-    const uint32_t *vnis;  /* the networks it hosts */
+    const char *endpoint; /* its tunnel endpoint (IPv4); "" when it has none */
+    const uint32_t *vnis; /* the networks it hosts */
     size_t n_vnis;
 };
 

@@ -338,8 +338,9 @@ def test_delete_removes_the_ports_flows_and_the_last_one_the_networks(node):
     assert [f for f in table if f"in_port={of_a}," in f]
     assert [f for f in table if "reg6=0x64" in f and f"output:{of_a}" in f]
     assert node.request("delete", a.inst, check=0)["kind"] == "DONE"
-    table = wait_for(lambda: (lambda t: t if len(t) == 6 else None)(flows(node)), 30,
-                     "only the drop flows (tables 0 to 3, and DHCP answers) to stay")
+    table = wait_for(lambda: (lambda t: t if len(t) == 8 else None)(flows(node)), 30,
+                     "only the drop flows (tables 0 to 3, DHCP answers, router "
+                     "advertisements and redirects) to stay")
     assert all("actions=drop" in f for f in table)
 
 
@@ -348,7 +349,7 @@ def test_ovs_and_agent_restarts_converge_to_the_same_flows(node):
     a = Guest(node, "rs-a", "10.0.0.5", 100).ready()
     b = Guest(node, "rs-b", "10.0.0.6", 100).ready()
     before = flows(node)
-    assert len(before) == 13, before
+    assert len(before) == 15, before
 
     def same():
         return flows(node) == before

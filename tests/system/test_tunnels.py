@@ -204,7 +204,7 @@ def test_restarts_converge_and_the_last_port_of_a_network_takes_its_tunnel(two_n
     wait_for(lambda: not [f for f in flows(n1) if "tun_id" in f or "NXM_NX_TUN_ID" in f], 30,
              "n1's tunnel flows (and learned ones) to go")
     assert [f for f in agent_flows(n1) if f"dl_src={a.mac}" in f]
-    assert len(agent_flows(n2)) == 6, agent_flows(n2)  # only the drops
+    assert len(agent_flows(n2)) == 8, agent_flows(n2)  # only the drops
 
 
 def trace(node, flow):

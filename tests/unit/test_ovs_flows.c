@@ -32,7 +32,7 @@ test_no_ports_is_drop_only(void **state)
     (void)state;
     struct ovs_flows f = {0};
     ovs_flows_compute(NULL, 0, NULL, 0, &f);
-    assert_int_equal(f.n, 6);
+    assert_int_equal(f.n, 8);
     assert_string_equal(actions(&f, "table=0,priority=0"), "drop");
     assert_string_equal(actions(&f, "table=1,priority=0"), "drop");
     assert_string_equal(actions(&f, "table=2,priority=0"), "drop");
@@ -84,7 +84,7 @@ test_port_may_send_only_from_its_mac_and_addresses(void **state)
     for (size_t i = 0; i < f.n; i++)
         from_a += strstr(f.items[i].key, "in_port=5,") != NULL;
     assert_int_equal(from_a, 2);
-    assert_int_equal(f.n, 10);
+    assert_int_equal(f.n, 12);
     ovs_flows_clear(&f);
 }
 
@@ -101,9 +101,15 @@ test_networks_are_kept_apart(void **state)
     assert_string_equal(
         actions(&f, "table=0,priority=100,in_port=9,dl_src=52:54:00:00:00:0c,ip,nw_src=10.0.0.5"),
         "load:200->NXM_NX_REG6[],resubmit(,1)");
-    /* IPv6 addresses give no flow: IPv6 is dropped. */
+    /* Only the port with an IPv6 address sends IPv6, tagged with its own VNI. */
+    assert_string_equal(
+        actions(&f,
+                "table=0,priority=100,in_port=7,dl_src=52:54:00:00:00:0b,ipv6,ipv6_src=fd00::6"),
+        "load:100->NXM_NX_REG6[],resubmit(,1)");
     for (size_t i = 0; i < f.n; i++)
-        assert_null(strstr(f.items[i].key, "fd00"));
+        if (strstr(f.items[i].key, "ipv6") || strstr(f.items[i].key, "icmp6"))
+            assert_true(strstr(f.items[i].key, "in_port=7,") ||
+                        !strstr(f.items[i].key, "in_port="));
     /* Every output of a network's flows goes to a port of that network. */
     for (size_t i = 0; i < f.n; i++)
         if (strstr(f.items[i].key, "reg6=200"))
@@ -135,9 +141,10 @@ static void
 test_unbound_or_malformed_ports_get_nothing(void **state)
 {
     (void)state;
-    static const char *bad_ips[] = {"10.0.0.7,in_port=1", "10.0.0.300", "x"};
+    static const char *bad_ips[] = {"10.0.0.7,in_port=1", "10.0.0.300",    "x",
+                                    "fd00::7,in_port=1",  "fd00::7::8/64", "fd00::fffff"};
     struct ovs_net_port bad_mac = {"px", 100, "52:54:00:00:00:0d,actions=NORMAL", ips_a, 1};
-    struct ovs_net_port bad_ip = {"py", 100, "52:54:00:00:00:0e", bad_ips, 3};
+    struct ovs_net_port bad_ip = {"py", 100, "52:54:00:00:00:0e", bad_ips, 6};
     struct ovs_bound_port ports[] = {{&port_a, 0}, {&bad_mac, 3}, {&bad_ip, 4}};
     struct ovs_flows f = {0};
     ovs_flows_compute(ports, 3, NULL, 0, &f);
@@ -149,7 +156,94 @@ test_unbound_or_malformed_ports_get_nothing(void **state)
         assert_null(strstr(f.items[i].key, "0a"));
     }
     assert_string_equal(actions(&f, "table=1,priority=50,reg6=100"), "output:4");
-    assert_int_equal(f.n, 8);
+    assert_int_equal(f.n, 10);
+    ovs_flows_clear(&f);
+}
+
+/* IPv6: a port with IPv6 addresses may send from them and from the link-local address its
+ * MAC gives (EUI-64); ND only for those addresses and its MAC; DAD from :: only for its own
+ * addresses; no Router Advertisement or redirect from anyone. */
+static const char *ips_d[] = {"10.0.0.8/24", "FD00:0:0:0::8/64", "2001:db8::8/128"};
+static const struct ovs_net_port port_d = {"pd", 100, "52:54:00:12:34:56", ips_d, 3};
+#define LL_D "fe80::5054:ff:fe12:3456"
+#define FROM_D "table=0,priority=105,in_port=6,dl_src=52:54:00:12:34:56,icmp6,"
+#define ADMIT "load:100->NXM_NX_REG6[],resubmit(,1)"
+
+static void
+test_ipv6_from_own_and_link_local_addresses_only(void **state)
+{
+    (void)state;
+    struct ovs_bound_port ports[] = {{&port_d, 6}, {&port_a, 5}};
+    struct ovs_flows f = {0};
+    ovs_flows_compute(ports, 2, NULL, 0, &f);
+    static const char *const srcs[] = {LL_D, "fd00::8", "2001:db8::8"};
+    char key[256];
+    for (size_t i = 0; i < NA_ARRAY_SIZE(srcs); i++) {
+        snprintf(key, sizeof(key),
+                 "table=0,priority=100,in_port=6,dl_src=52:54:00:12:34:56,ipv6,ipv6_src=%s",
+                 srcs[i]);
+        assert_string_equal(actions(&f, key), ADMIT);
+        /* Solicitations from it, naming its MAC or no MAC. */
+        snprintf(key, sizeof(key), FROM_D "ipv6_src=%s,icmp_type=135,icmp_code=0,nd_sll=%s",
+                 srcs[i], "52:54:00:12:34:56");
+        assert_string_equal(actions(&f, key), ADMIT);
+        snprintf(key, sizeof(key), FROM_D "ipv6_src=%s,icmp_type=135,icmp_code=0,nd_sll=%s",
+                 srcs[i], "00:00:00:00:00:00");
+        assert_string_equal(actions(&f, key), ADMIT);
+        /* Advertisements of it, from it, naming its MAC or no MAC. */
+        snprintf(key, sizeof(key),
+                 FROM_D "ipv6_src=%s,icmp_type=136,icmp_code=0,nd_target=%s,nd_tll=%s", srcs[i],
+                 srcs[i], "52:54:00:12:34:56");
+        assert_string_equal(actions(&f, key), ADMIT);
+        snprintf(key, sizeof(key),
+                 FROM_D "ipv6_src=%s,icmp_type=136,icmp_code=0,nd_target=%s,nd_tll=%s", srcs[i],
+                 srcs[i], "00:00:00:00:00:00");
+        assert_string_equal(actions(&f, key), ADMIT);
+        /* Duplicate address detection of it. */
+        snprintf(key, sizeof(key),
+                 FROM_D "ipv6_src=::,icmp_type=135,icmp_code=0,nd_target=%s,nd_sll=%s", srcs[i],
+                 "00:00:00:00:00:00");
+        assert_string_equal(actions(&f, key), ADMIT);
+    }
+    assert_string_equal(actions(&f, FROM_D "ipv6_src=::,icmp_type=143"), ADMIT);
+    assert_string_equal(actions(&f, FROM_D "ipv6_src=::,icmp_type=131"), ADMIT);
+    /* Any other ND from the port meets a drop above its plain IPv6 flows. */
+    assert_string_equal(actions(&f, "table=0,priority=104,in_port=6,icmp6,icmp_type=135"), "drop");
+    assert_string_equal(actions(&f, "table=0,priority=104,in_port=6,icmp6,icmp_type=136"), "drop");
+    /* RA and redirects: dropped above everything, whoever sends them. */
+    assert_string_equal(actions(&f, "table=0,priority=110,icmp6,icmp_type=134"), "drop");
+    assert_string_equal(actions(&f, "table=0,priority=110,icmp6,icmp_type=137"), "drop");
+    /* Exactly these: 3 sources x 6 + 2 MLD + 2 drops; port_a (IPv4 only) has no IPv6 flow,
+     * and no flow admits ND naming another address or MAC. */
+    size_t from_d = 0;
+    for (size_t i = 0; i < f.n; i++) {
+        const char *k = f.items[i].key;
+        from_d += strstr(k, "in_port=6,") && (strstr(k, "ipv6") || strstr(k, "icmp6"));
+        if (strstr(k, "in_port=5,"))
+            assert_null(strstr(k, "ipv6"));
+        const char *t = strstr(k, "nd_target=");
+        if (t && strstr(k, "ipv6_src=") && !strstr(k, "ipv6_src=::,"))
+            assert_non_null(strstr(k, "icmp_type=136"));
+        assert_null(strstr(k, "icmp_type=134,"));
+        if (strstr(k, "nd_sll=") || strstr(k, "nd_tll="))
+            assert_true(strstr(k, "ll=52:54:00:12:34:56") || strstr(k, "ll=00:00:00:00:00:00"));
+    }
+    assert_int_equal(from_d, 3 * 6 + 2 + 2);
+    ovs_flows_clear(&f);
+}
+
+static void
+test_ipv6_link_local_is_eui64_of_the_mac(void **state)
+{
+    (void)state;
+    static const char *ips[] = {"fd00::9/64"};
+    /* The universal/local bit of the first octet is inverted: 02 -> 00, 52 -> 50. */
+    struct ovs_net_port p = {"pe", 100, "02:AA:bb:00:00:01", ips, 1};
+    struct ovs_bound_port ports[] = {{&p, 3}};
+    struct ovs_flows f = {0};
+    ovs_flows_compute(ports, 1, NULL, 0, &f);
+    assert_non_null(actions(&f, "table=0,priority=100,in_port=3,dl_src=02:aa:bb:00:00:01,ipv6,"
+                                "ipv6_src=fe80::aa:bbff:fe00:1"));
     ovs_flows_clear(&f);
 }
 
@@ -278,6 +372,8 @@ main(void)
         cmocka_unit_test(test_port_may_send_only_from_its_mac_and_addresses),
         cmocka_unit_test(test_networks_are_kept_apart),
         cmocka_unit_test(test_same_ports_same_table_in_any_order),
+        cmocka_unit_test(test_ipv6_from_own_and_link_local_addresses_only),
+        cmocka_unit_test(test_ipv6_link_local_is_eui64_of_the_mac),
         cmocka_unit_test(test_unbound_or_malformed_ports_get_nothing),
         cmocka_unit_test(test_tunnels_carry_only_the_networks_both_sides_host),
         cmocka_unit_test(test_learned_macs_are_capped_and_never_a_local_ports),
