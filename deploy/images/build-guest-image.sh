@@ -32,7 +32,7 @@
 #      ISO9660 or other filesystem labelled config-2, OpenStack layout) on
 #      /dev/sr*, /dev/vd*, /dev/sd*, /dev/hd*, reads openstack/latest/meta_data.json
 #      and network_data.json, sets the hostname, configures every link matched
-#      by MAC (static IPv4, netmask, MTU, routes), writes DNS servers and SSH
+#      by MAC (static IPv4 and IPv6, netmask, MTU, routes), writes DNS servers and SSH
 #      keys, and prints on the console (serial ttyS0):
 #          nodeagent-guest: ready <hostname> <first-ip|none>
 #      then runs a shell on the console forever (the kernel answers ping).
@@ -432,6 +432,54 @@ flat() { awk -f /lib/nodeagent/jsonflat.awk "$1" >"$2" || { warn "cannot parse $
 get() { awk -v k="$2" 'index($0, k "=") == 1 { print substr($0, length(k) + 2); exit }' "$1"; }
 has() { grep -q "^$2[.=]" "$1"; }
 
+# mask6_len MASK: the prefix length of an IPv6 netmask ("ffff:ffff:ffff:ffff::" -> 64).
+mask6_len() {
+    echo "$1" | awk -F: '{
+        split("0 1 1 2 1 2 2 3 1 2 2 3 2 3 3 4", bits, " ")
+        n = 0
+        for (i = 1; i <= NF; i++)
+            for (j = 1; j <= length($i); j++)
+                n += bits[index("0123456789abcdef", tolower(substr($i, j, 1)))]
+        print n }'
+}
+# ipv6_flagged BIT: the IPv6 addresses (hex, with their interface) whose flags have BIT
+# (64: tentative, 8: DAD failed), from /proc/net/if_inet6.
+ipv6_flagged() {
+    awk -v bit="$1" '{ f = 0; for (j = 1; j <= length($5); j++) f = f * 16 + index("0123456789abcdef", substr($5, j, 1)) - 1
+        if (int(f / bit) % 2) printf "%s%%%s ", $1, $6 }' /proc/net/if_inet6 2>/dev/null
+}
+# ipv6_network KEY IFACE: a static network of type ipv6 (address, netmask, routes; a
+# ::/:: route is the default route) on IFACE.  Router Advertisements are not listened to:
+# addresses and routes come from the config drive alone.
+ipv6_network() {
+    n=$1 ifc=$2
+    for k in accept_ra autoconf; do echo 0 >"/proc/sys/net/ipv6/conf/$ifc/$k" 2>/dev/null; done
+    ipa=$(get $N "$n.ip_address")
+    mask=$(get $N "$n.netmask")
+    [ -n "$ipa" ] || { warn "network $n has no ip_address"; return; }
+    case "$ipa" in
+    */*) ;;
+    *) ipa="$ipa/$(mask6_len "${mask:-ffff:ffff:ffff:ffff::}")" ;;
+    esac
+    ip -6 addr add "$ipa" dev "$ifc" || { warn "cannot set $ipa on $ifc"; return; }
+    echo "$ifc" >>/run/ipv6-ifaces
+    [ "$FIRST_IP" = none ] && FIRST_IP=${ipa%/*}
+    dbg "$ifc: $ipa"
+    r=0
+    while has $N "$n.routes.$r"; do
+        net=$(get $N "$n.routes.$r.network")
+        rmask=$(get $N "$n.routes.$r.netmask")
+        gw=$(get $N "$n.routes.$r.gateway")
+        r=$((r + 1))
+        [ -n "$gw" ] || continue
+        case "$net/$rmask" in
+        ::/:: | ::/ | ::/0 | /*) ip -6 route replace default via "$gw" dev "$ifc" ;;
+        */*:*) ip -6 route replace "$net/$(mask6_len "$rmask")" via "$gw" dev "$ifc" ;;
+        *) ip -6 route replace "$net/$rmask" via "$gw" dev "$ifc" ;;
+        esac || warn "cannot add route $net/$rmask via $gw on $ifc"
+    done
+}
+
 HOST=$DEFAULT_HOSTNAME
 FIRST_IP=none
 if [ -z "$CFG" ]; then
@@ -478,7 +526,8 @@ else
         dbg "link $id = $ifc mac $mac mtu $mtu"
     done
 
-    # networks: static IPv4 on the link's interface, then its routes.
+    # networks: static IPv4 or IPv6 on the link's interface, then its routes.
+    : >/run/ipv6-ifaces
     i=0
     while has $N "networks.$i"; do
         n="networks.$i"
@@ -489,6 +538,7 @@ else
         [ -n "$ifc" ] || { warn "network $n: link '$link' has no interface"; continue; }
         case "$type" in
         ipv4) ;;
+        ipv6) ipv6_network "$n" "$ifc"; continue ;;
         *) warn "network $n: type '$type' not supported, skipped"; continue ;;
         esac
         ipa=$(get $N "$n.ip_address")
@@ -513,6 +563,15 @@ else
             esac || warn "cannot add route $net/$rmask via $gw on $ifc"
         done
     done
+
+    # IPv6 addresses are tentative until duplicate address detection (about a
+    # second) passes: wait for it, bounded, so that "ready" means usable.
+    t=0
+    while [ -s /run/ipv6-ifaces ] && [ -n "$(ipv6_flagged 64)" ] && [ $t -lt 50 ]; do
+        usleep 100000; t=$((t + 1))
+    done
+    [ -n "$(ipv6_flagged 64)" ] && warn "IPv6 addresses still tentative: $(ipv6_flagged 64)"
+    [ -n "$(ipv6_flagged 8)" ] && warn "IPv6 duplicate address detection failed: $(ipv6_flagged 8)"
 
     # DNS servers.
     : >/etc/resolv.conf

@@ -1,7 +1,8 @@
 """Test guests on a private virtualization host (deploy/virtenv.py).
 
 The guest image is built once by deploy/images/build-guest-image.sh into build/images
-(or $NODEAGENT_IMAGES) and reused while it is there.  On a host, an image is cached as
+(or $NODEAGENT_IMAGES) and reused while it is there and the builder is unchanged (its
+sha256 is kept beside the image).  On a host, an image is cached as
 <state>/images/<sha256> (root:libvirt-qemu 0440 in a root:libvirt-qemu 0750 directory) and
 each instance gets <state>/instances/<uuid>/ (owned by the guest's uid, 0700) with a qcow2
 overlay `disk`, a config drive `disk.config` and `console.log`, as DESIGN.md section 6 lays
@@ -28,11 +29,21 @@ def qemu_gid():
 
 
 def guest_image():
-    """Path of the test guest image, built when it is not there yet (about 10 s)."""
+    """Path of the test guest image, built when it is not there yet or was built by another
+    version of the builder (about 10 s; the downloads stay cached)."""
     path = os.path.join(IMAGES, IMAGE_NAME)
-    if not os.path.exists(path):
-        subprocess.run([os.path.join(ROOT, "deploy/images/build-guest-image.sh"), IMAGES],
-                       check=True, capture_output=True, timeout=600)
+    builder = os.path.join(ROOT, "deploy/images/build-guest-image.sh")
+    stamp = path + ".builder-sha256"
+    want = sha256_file(builder)
+    try:
+        with open(stamp) as f:
+            have = f.read().strip()
+    except FileNotFoundError:
+        have = None
+    if not os.path.exists(path) or have != want:
+        subprocess.run([builder, IMAGES], check=True, capture_output=True, timeout=600)
+        with open(stamp, "w") as f:
+            f.write(want + "\n")
     return path
 
 

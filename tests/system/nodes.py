@@ -95,16 +95,18 @@ class Node:
         return lines[-1] if lines else {"returncode": r.returncode, "stderr": r.stderr}
 
     def create(self, name, ip="10.0.0.5", inst=None, url=None, sha=None, disk=1, extra=(),
-               check=0, vni=7, mac=None, port=None, fmt="qcow2"):
+               check=0, vni=7, mac=None, port=None, fmt="qcow2", ip6=None):
+        """ip6: also an IPv6 address (a /64, gateway ::1 of it) on the NIC."""
         inst = inst or str(uuid.uuid4())
         mac = mac or "52:54:00:" + os.urandom(3).hex(":")
+        v6 = f",ip={ip6}/64,gateway6={ip6.rsplit(':', 1)[0]}:1" if ip6 else ""
         last = self.request(
             "create", "--uuid", inst, "--name", name, "--tenant", "t1", "--vcpus", "1",
             "--memory-mib", "256", "--disk-gib", disk, "--image-id", "guest", "--image-url",
             url or self.images.url + "guest.qcow2", "--image-sha256",
             sha or self.images.guest_sha, "--image-format", fmt, "--hostname", name,
             "--nic", f"port={port or uuid.uuid4()},network={network_id(vni)},vni={vni},"
-            f"mac={mac},ip={ip}/24,gateway=10.0.0.1,mtu=1450",
+            f"mac={mac},ip={ip}/24,gateway=10.0.0.1,mtu=1450{v6}",
             *extra, check=check)
         return inst, last
 

@@ -114,11 +114,12 @@ class Capture:
 
 
 class Guest:
-    def __init__(self, node, name, ip, vni):
-        self.node, self.name, self.ip, self.vni = node, name, ip, vni
+    def __init__(self, node, name, ip, vni, ip6=None):
+        self.node, self.name, self.ip, self.vni, self.ip6 = node, name, ip, vni, ip6
         self.port = str(uuid.uuid4())
         self.mac = "52:54:00:" + os.urandom(3).hex(":")
-        self.inst, last = node.create(name, ip=ip, vni=vni, mac=self.mac, port=self.port)
+        self.inst, last = node.create(name, ip=ip, vni=vni, mac=self.mac, port=self.port,
+                                      ip6=ip6)
         assert last["kind"] == "DONE", last
         assert last["state"] == "RUNNING", last
 
