@@ -150,6 +150,16 @@ def test_two_guests_talk_over_ipv6_and_no_one_hears_spoofed_nd_or_router_adverts
     node.start()
     a = Guest(node, "v6-a", "10.0.0.5", 100, ip6=PREFIX + "5")
     b = Guest(node, "v6-b", "10.0.0.6", 100, ip6=PREFIX + "6")
+    # A's IPv6 address, spelled another way, is taken in the network; a link-local one is
+    # never a NIC's.  Neither create boots anything.
+    for ip6, field in (("fd00:0000:0:64:0::5", "create.spec.nics[0].ips[1]"),
+                       ("fe80::5", "create.spec.nics[0].ips[1]")):
+        inst = str(uuid.uuid4())
+        last = node.create("v6-dup", ip="10.0.0.7", vni=100, ip6=ip6, inst=inst, check=None)[1]
+        assert last["kind"] == "FAILED", last
+        assert last["error"]["code"] == "INVALID_ARGUMENT", last
+        assert last["error"]["field"] == field, last
+        assert not node.has_domain(inst)
     a.ready(timeout=300)  # two guests booting at once under TCG on a shared machine
     b.ready(timeout=300)
     r = a.run([ping6(b.ip6, "a_b"), ping6(link_local(b.mac), "a_b_ll", dev="eth0"),
