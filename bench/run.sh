@@ -50,6 +50,9 @@ echo "bench: create latency ($create_count creates per tool) and 10 concurrent a
 echo "bench: OVS convergence (200 ports on 50 networks, against ovs-ofctl add-flows)" >&2
 "$python" bench/ovs_converge.py --build "$build" --ports 200 --networks 50 \
     --rounds "${BENCH_OVS_ROUNDS:-10}" >"$work/ovs.md"
+echo "bench: OVS convergence with security groups (50 rules, 200 members per group)" >&2
+"$python" bench/ovs_converge.py --build "$build" --ports 200 --networks 50 --rules 50 \
+    --members 200 --rounds "${BENCH_OVS_ROUNDS:-10}" >"$work/ovs-sg.md"
 
 model=$(sed -n 's/^model name[[:space:]]*:[[:space:]]*//p' /proc/cpuinfo | head -n 1)
 fstype=$(df -P -T "$work" | awk 'NR == 2 { print $2 }')
@@ -73,6 +76,8 @@ fstype=$(df -P -T "$work" | awk 'NR == 2 { print $2 }')
     cat "$work/create.md"
     echo
     cat "$work/ovs.md"
+    echo
+    cat "$work/ovs-sg.md"
 } >"$work/benchmarks.md"
 mv "$work/benchmarks.md" "$out"
 echo "bench: wrote $out" >&2
