@@ -61,12 +61,12 @@ const char *agent_request_kind_name(enum agent_request_kind kind);
 /* The instance uuid the request is about ("" when it has none, e.g. migration peer
  * messages before validation).  Points into env. */
 const char *agent_request_instance(const Nodeagent__V1__Envelope *env);
+/* The serialization key of the security-group kinds: one lane, as they change node-wide
+ * state. */
+#define AGENT_SECGROUP_KEY "security-groups"
 /* The serialization key: requests with the same key run one at a time, in order.
  * The instance uuid, the migration id for peer messages, AGENT_SECGROUP_KEY for the
- * security-group kinds (one lane: they change node-wide state).  Points into env or is
- * static. */
-#define AGENT_SECGROUP_KEY "security-groups"
-
+ * security-group kinds.  Points into env or is static. */
 const char *agent_request_key(const Nodeagent__V1__Envelope *env);
 
 #endif
