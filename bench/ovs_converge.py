@@ -2,6 +2,7 @@
 """bench/ovs_converge.py: converging 200 ports on 50 networks, net/ovs against ovs-ofctl.
 
     bench/ovs_converge.py --build BUILD [--ports 200] [--networks 50] [--rounds 10]
+                          [--rules 50 --members 200]
 
 On a private Open vSwitch (deploy/virtenv.py, netdev datapath) it adds PORTS internal ports
 to br-int, each with an iface-id and attached-mac as libvirt gives a guest's tap, spread over
@@ -14,6 +15,11 @@ NETWORKS networks.  Each round, in alternating order:
 - ovs-ofctl: the flows are deleted (untimed); `bench/ovs_converge peer` times
   `ovs-ofctl -O OpenFlow14 --bundle add-flows` of the very table net/ovs installed (dumped
   after its first round), from posix_spawn to exit.
+
+With --rules, the ports are in 10 security groups of RULES rules each (half of them
+remote-group rules, the others from a CIDR, some to a range of ports) with MEMBERS member
+addresses each (bench/ovs_converge.c, bench_groups), and the report adds how many flows the
+rules make against an estimate of Neutron's OVS firewall layout for the same rules.
 
 After every round the bridge's table must be the one of the first round, whoever made it.
 Prints one Markdown section on stdout for docs/benchmarks.md.
@@ -83,6 +89,39 @@ def run(cmd):
     return float(r.stdout.strip())
 
 
+def masks(lo, hi):
+    """How many value/mask pairs cover lo..hi (net/ovs's and Neutron's port_rule_masking)."""
+    n = 0
+    while lo <= hi:
+        size = 1
+        while size < 0x10000 and lo % (2 * size) == 0 and lo + 2 * size - 1 <= hi:
+            size *= 2
+        lo += size
+        n += 1
+    return n
+
+
+def neutron_estimate(ports, networks, rules, members, groups=10):
+    """Neutron's OVS firewall flows for bench_groups' rules (bench/ovs_converge.c), without
+    its fixed per-port flows.  States: new and established-not-reply."""
+    per_port = 0
+    remote_rules = 0
+    for i in range(rules):
+        port = 1000 + 20 * i
+        if i == 0:
+            per_port += 2                       # egress to anywhere
+        elif i % 2:
+            per_port += 2 * masks(port, port)   # the port's side of the conjunction
+            remote_rules += 1
+        else:
+            hi = port + 9 if i % 4 == 0 else port
+            per_port += 2 * masks(port, hi)
+    nets_per_group = min(networks, max(1, ports // groups))
+    member_flows = groups * nets_per_group * members * 2 if remote_rules else 0
+    accept = ports * 2 if remote_rules else 0
+    return ports * per_port + member_flows + accept
+
+
 def stats(v):
     v = sorted(v)
     return {"median": statistics.median(v), "p90": v[min(len(v) - 1, int(len(v) * 0.9))],
@@ -95,6 +134,8 @@ def main():
     ap.add_argument("--ports", type=int, default=200)
     ap.add_argument("--networks", type=int, default=50)
     ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--rules", type=int, default=0)
+    ap.add_argument("--members", type=int, default=0)
     a = ap.parse_args()
     if not (1 <= a.networks <= a.ports <= 10000) or a.rounds < 1:
         ap.error("need 1 <= networks <= ports <= 10000 and rounds >= 1")
@@ -112,7 +153,7 @@ def main():
         flows_file = os.path.join(work, "flows")
         mgmt = f"unix:{env.ovs_rundir}/{env.bridge}.mgmt"
         ours_cmd = [helper, "ours", "--ovsdb", env.ovs_db, "--bridge", env.bridge,
-                    "--ports", ports_file]
+                    "--ports", ports_file, "--rules", str(a.rules), "--members", str(a.members)]
         peer_cmd = [helper, "peer", "--ofctl", ofctl, "--bridge-mgmt", mgmt, "--flows",
                     flows_file]
         times = {"net/ovs": [], "ovs-ofctl add-flows": []}
@@ -139,7 +180,8 @@ def main():
         ver = subprocess.run([ofctl, "--version"], capture_output=True, text=True).stdout
         ver = ver.splitlines()[0] if ver else "ovs-ofctl"
         p = print
-        p(f"## Converging {a.ports} ports on {a.networks} networks: net/ovs against "
+        groups = f" in security groups of {a.rules} rules" if a.rules else ""
+        p(f"## Converging {a.ports} ports on {a.networks} networks{groups}: net/ovs against "
           "ovs-ofctl add-flows")
         p()
         p(f"`bench/ovs_converge.py` on a private Open vSwitch (`deploy/virtenv.py`, netdev "
@@ -170,6 +212,16 @@ def main():
         p()
         ratio = st["ovs-ofctl add-flows"]["median"] / st["net/ovs"]["median"]
         p(f"ovs-ofctl add-flows median / net/ovs median: **{ratio:.2f}x**.")
+        if a.rules:
+            rule_flows = len([x for x in reference if re.search(r"table=(10|20),.*priority=100,", x)])
+            p()
+            p(f"The rules' flows (tables 10 and 20, priority 100): **{rule_flows}** here; "
+              f"Neutron's OVS firewall layout for the same rules, estimated: "
+              f"**{neutron_estimate(a.ports, a.networks, a.rules, a.members)}** (one flow per "
+              "port, rule, tp_dst mask and conntrack state (new, established) for CIDR rules; "
+              "for remote-group rules the same per port, plus one flow per member address, "
+              "remote group, network and state, and one accept flow per port, conjunction "
+              "and state; `neutron/agent/linux/openvswitch_firewall/firewall.py`, rules.py).")
         return 0
     except (BenchError, subprocess.SubprocessError, OSError) as e:
         log(f"FAILED: {e}")

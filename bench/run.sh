@@ -57,6 +57,9 @@ echo "bench: idle memory of the agent" >&2
 echo "bench: OVS convergence (200 ports on 50 networks, against ovs-ofctl add-flows)" >&2
 "$python" bench/ovs_converge.py --build "$build" --ports 200 --networks 50 \
     --rounds "${BENCH_OVS_ROUNDS:-10}" >"$work/ovs.md"
+echo "bench: OVS convergence with security groups (50 rules, 200 members per group)" >&2
+"$python" bench/ovs_converge.py --build "$build" --ports 200 --networks 50 --rules 50 \
+    --members 200 --rounds "${BENCH_OVS_ROUNDS:-10}" >"$work/ovs-sg.md"
 
 echo "bench: scraping the metrics of 20 guests (against prometheus-libvirt-exporter)" >&2
 "$python" bench/guest_metrics_scrape.py --build "$build" --guests 20 \
@@ -87,6 +90,7 @@ fstype=$(df -P -T "$work" | awk 'NR == 2 { print $2 }')
     echo
     cat "$work/scrape.md"
     cat "$work/memory.md"
+    cat "$work/ovs-sg.md"
 } >"$work/benchmarks.md"
 mv "$work/benchmarks.md" "$out"
 echo "bench: wrote $out" >&2
