@@ -16,9 +16,9 @@
 # Each program prints Markdown sections on stdout; the document is only replaced when all of
 # them succeed, so a failed run never leaves half a report behind.  bench/create_latency.py
 # starts (and stops) its own private libvirt + OVS host, devbus, agent and image server;
-# bench/ovs_converge.py its own private OVS host; bench/guest_metrics_scrape.py the stack of
-# bench/create_latency.py and prometheus-libvirt-exporter.
-# bench/ovs_converge.py its own private OVS host, bench/idle_memory.py its own host and agent.
+# bench/ovs_converge.py its own private OVS host (with and without security groups);
+# bench/guest_metrics_scrape.py the stack of bench/create_latency.py and
+# prometheus-libvirt-exporter; bench/idle_memory.py its own host and agent.
 set -eu
 
 [ $# -eq 1 ] || { echo "usage: bench/run.sh BUILD_DIR" >&2; exit 2; }
