@@ -156,8 +156,7 @@ int agent_store_tombstone_prune(struct agent_store *store, int64_t before_ms,
 /* Orphans the operator released: they stay orphans (reported, untouched) but no longer hold
  * the agent.  orphan_released returns 1, 0, or a negative error. */
 int agent_store_orphan_release(struct agent_store *store, const char *uuid, struct na_error **err);
-int agent_store_orphan_released(struct agent_store *store, const char *uuid,
-                                struct na_error **err);
+int agent_store_orphan_released(struct agent_store *store, const char *uuid, struct na_error **err);
 
 /* The uid quarantine: a guest uid released at released_ms; held when its instance could
  * not be cleaned up (never reused without an operator). */
