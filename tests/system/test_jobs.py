@@ -47,6 +47,8 @@ def test_a_parked_job_holds_no_thread_while_ten_creates_finish(cluster, virtenv,
     assert send(cluster, "reboot", inst, "--request-id", "parked-reboot").wait(60) == 0
     wait_for(lambda: 'msg="job waiting" request_id="parked-reboot"' in node.agent.logs(), 120,
              "the reboot parked at its phase boundary")
+    assert metric(node, "nodeagent_jobs_waiting") == 1
+    assert metric(node, "nodeagent_operations_running") == 0
 
     insts = [str(uuid.uuid4()) for _ in range(10)]
     senders = [send(cluster, *create_args(images, i, f"p{n}", f"p-{n}"))
@@ -70,6 +72,7 @@ def test_a_parked_job_holds_no_thread_while_ten_creates_finish(cluster, virtenv,
     assert not terminal(cluster, "parked-reboot")
     assert metric(node, "nodeagent_operations_running") == 0
     assert metric(node, "nodeagent_queue_depth") == 0
+    assert metric(node, "nodeagent_jobs_waiting") == 1
     _, body = node.agent.get_json(f"/v1/instances/{inst}")
     assert body["state"] == "RUNNING"
 
