@@ -205,6 +205,9 @@ agent_metrics_render(const struct agent_metrics *m, const struct agent_gauges *g
              "# TYPE nodeagent_queue_depth gauge\nnodeagent_queue_depth %zu\n"
              "# HELP nodeagent_operations_running Operations running in workers.\n"
              "# TYPE nodeagent_operations_running gauge\nnodeagent_operations_running %zu\n"
+             "# HELP nodeagent_jobs_waiting Jobs waiting between phases (for a peer, an event), "
+             "holding no thread.\n"
+             "# TYPE nodeagent_jobs_waiting gauge\nnodeagent_jobs_waiting %zu\n"
              "# HELP nodeagent_outbox_depth Events recorded but not yet acknowledged by the "
              "bus.\n# TYPE nodeagent_outbox_depth gauge\nnodeagent_outbox_depth %lld\n"
              "# HELP nodeagent_bus_consumer_lag Requests on the node topic not yet consumed "
@@ -225,9 +228,10 @@ agent_metrics_render(const struct agent_metrics *m, const struct agent_gauges *g
              "# TYPE nodeagent_healthy gauge\nnodeagent_healthy %d\n"
              "# HELP nodeagent_uptime_seconds Seconds since the agent started.\n"
              "# TYPE nodeagent_uptime_seconds gauge\nnodeagent_uptime_seconds %.3f\n",
-             g->queued, g->running, (long long)g->outbox, (long long)g->bus_lag, g->bus_up ? 1 : 0,
-             (unsigned long long)g->bus_received, (unsigned long long)g->bus_delivered,
-             (unsigned long long)g->bus_delivery_failed, g->healthy ? 1 : 0, g->uptime_s);
+             g->queued, g->running, g->jobs_waiting, (long long)g->outbox, (long long)g->bus_lag,
+             g->bus_up ? 1 : 0, (unsigned long long)g->bus_received,
+             (unsigned long long)g->bus_delivered, (unsigned long long)g->bus_delivery_failed,
+             g->healthy ? 1 : 0, g->uptime_s);
 
     static const char *const classes[3] = {"VCPU", "MEMORY_MB", "DISK_GB"};
     text_add(&t, "# HELP nodeagent_capacity What instances may claim of a resource class: "

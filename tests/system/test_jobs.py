@@ -1,5 +1,6 @@
 """Jobs with recorded phases (agent/jobs.h): a job that waits holds no thread, a replay
 resumes at the recorded phase instead of redoing finished steps."""
+import json
 import os
 import re
 import signal
@@ -46,6 +47,8 @@ def test_a_parked_job_holds_no_thread_while_ten_creates_finish(cluster, virtenv,
     assert send(cluster, "reboot", inst, "--request-id", "parked-reboot").wait(60) == 0
     wait_for(lambda: 'msg="job waiting" request_id="parked-reboot"' in node.agent.logs(), 120,
              "the reboot parked at its phase boundary")
+    assert metric(node, "nodeagent_jobs_waiting") == 1
+    assert metric(node, "nodeagent_operations_running") == 0
 
     insts = [str(uuid.uuid4()) for _ in range(10)]
     senders = [send(cluster, *create_args(images, i, f"p{n}", f"p-{n}"))
@@ -69,6 +72,7 @@ def test_a_parked_job_holds_no_thread_while_ten_creates_finish(cluster, virtenv,
     assert not terminal(cluster, "parked-reboot")
     assert metric(node, "nodeagent_operations_running") == 0
     assert metric(node, "nodeagent_queue_depth") == 0
+    assert metric(node, "nodeagent_jobs_waiting") == 1
     _, body = node.agent.get_json(f"/v1/instances/{inst}")
     assert body["state"] == "RUNNING"
 
@@ -94,3 +98,36 @@ def test_a_create_killed_after_its_disk_phase_does_not_make_its_disk_again(node)
     assert (again.st_ino, again.st_mtime_ns) == (made.st_ino, made.st_mtime_ns)
     # The image was fetched once (before the kill), not again.
     assert logs.count('step="fetching image guest"') == 1
+
+
+def test_a_rebuild_killed_before_its_swap_resumes_there_and_runs_the_guest_again(node):
+    """Killed once the domain is redefined on the new disk (the guest is off): the restarted
+    agent takes up the rebuild at its swap phase, with the base image and the guest's
+    power state the job recorded, and starts the guest it found running."""
+    node.start(env={"NODEAGENT_FAILPOINTS": "rebuild.swap=kill"})
+    inst, last = node.create("vmr", ip="10.0.0.9")
+    assert last["kind"] == "DONE" and last["state"] == "RUNNING", last
+    node.wait_ready(inst, "vmr", "10.0.0.9")
+    url, sha = node.images.variant_guest("guest-rebuild.qcow2")
+    assert send(node.cluster, "rebuild", inst, "--image-id", "guest-r", "--image-url", url,
+                "--image-sha256", sha, "--image-format", "qcow2",
+                "--request-id", "rebuild-once").wait(60) == 0
+    wait_for(lambda: node.agent.proc.poll() is not None, 180, "the agent killed at the failpoint")
+    assert node.agent.proc.returncode == -signal.SIGKILL
+    assert node.state(inst) == S["shutoff"]  # redefined on the new disk, not started
+    assert os.path.exists(os.path.join(node.dir(inst), "disk.next"))
+
+    node.start()
+    done = wait_for(lambda: terminal(node.cluster, "rebuild-once"), 180,
+                    "the rebuild's terminal event")
+    assert [(e["kind"], e.get("state")) for e in done] == [("DONE", "RUNNING")], done
+    logs = node.agent.logs()
+    assert "phase=swap restart=redo" in logs
+    assert logs.count('step="writing the new root disk"') == 1  # not made again
+    assert not os.path.exists(os.path.join(node.dir(inst), "disk.next"))
+    qi = json.loads(subprocess.run(["qemu-img", "info", "-U", "--output=json",
+                                    os.path.join(node.dir(inst), "disk")],
+                                   capture_output=True, text=True, check=True).stdout)
+    assert qi["backing-filename"].endswith("/" + sha)
+    assert node.state(inst) == S["running"]
+    node.wait_ready(inst, "vmr", "10.0.0.9", count=2)
