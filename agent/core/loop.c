@@ -100,7 +100,7 @@ agent_gauges(struct agent *a, struct agent_gauges *g)
         .uptime_s = (double)(na_mono_ns() - a->started_ns) / 1e9,
         .queued = agent_dispatch_queued(a->dispatch),
         .running = agent_dispatch_running(a->dispatch),
-        .jobs_waiting = agent_jobs_waiting(&a->jobs),
+        .jobs_waiting = agent_jobs_waiting(a->jobs),
         .outbox = agent_store_outbox_count(a->store),
         .store_bytes = agent_store_size_bytes(a->store),
         .store_intents = agent_store_intent_count(a->store),
