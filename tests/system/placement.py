@@ -149,7 +149,7 @@ class HostileServer:
     big        200 with an endless body
     """
 
-    def __init__(self, mode):
+    def __init__(self, mode, port=0):
         self.mode = mode
         self.stopping = threading.Event()
         self.requests = []
@@ -219,7 +219,7 @@ class HostileServer:
 
             do_GET = do_PUT = do_POST = do_DELETE = _answer
 
-        self.server = _Server(("127.0.0.1", 0), Handler)
+        self.server = _Server(("127.0.0.1", port), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()

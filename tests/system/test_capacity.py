@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 import uuid
 
 import pytest
@@ -197,20 +196,21 @@ def test_usage_follows_instances_in_the_reports_and_in_placement(node, placement
     zero = {"VCPU": 0, "MEMORY_MB": 0, "DISK_GB": 0}
     assert used(agree(node.cluster, node.agent, placement, managed=True)) == zero
 
-    def claimed_within_a_second(request_id, want_used):
-        """The first report showing want_used was stamped within a second of the request's
-        ACCEPTED event (both stamped by the agent's clock)."""
+    def claimed_after_accepted(request_id, want_used):
+        """The first report showing want_used came after the request's ACCEPTED event (both
+        stamped by the agent's clock); how long after is printed, not gated (bench/)."""
         accepted = [e for e in node.cluster.events(request_id=request_id)
                     if e["kind"] == "ACCEPTED"][0]["time_ms"]
         first = next(r for r in bus_reports(node.cluster) if used(r) == want_used)
-        assert 0 <= first["time_ms"] - accepted <= 1000, (first["time_ms"], accepted)
+        assert first["time_ms"] >= accepted, (first["time_ms"], accepted)
+        print(f"{request_id}: capacity report {first['time_ms'] - accepted} ms after ACCEPTED")
 
     a, last = node.create("cap-a", extra=("--request-id", "cap-create-a"))
     assert last["kind"] == "DONE", last
     v = agree(node.cluster, node.agent, placement, managed=True)
     assert used(v) == FLAVOR and v["instance_count"] == 1
     assert placement_allocations(placement, rp) == {a: FLAVOR}
-    claimed_within_a_second("cap-create-a", FLAVOR)
+    claimed_after_accepted("cap-create-a", FLAVOR)
 
     b, last = node.create("cap-b", ip="10.0.0.6")
     assert last["kind"] == "DONE", last
@@ -231,7 +231,7 @@ def test_usage_follows_instances_in_the_reports_and_in_placement(node, placement
     assert last["kind"] == "DONE", last
     assert used(agree(node.cluster, node.agent, placement, managed=True)) == bigger
     assert placement_allocations(placement, rp) == {b: bigger}
-    claimed_within_a_second("cap-delete-a", bigger)
+    claimed_after_accepted("cap-delete-a", bigger)
 
     assert node.request("delete", b, check=0)["kind"] == "DONE"
     v = agree(node.cluster, node.agent, placement, managed=True)
@@ -391,7 +391,12 @@ def test_placement_down_then_back_empty_converges_without_an_agent_restart(clust
     # Everything else goes on.
     assert agent.checks()["bus"] and agent.checks()["database"]
     assert bus_reports(cluster)
-    time.sleep(3)  # a few failed retries
+    # A few more failed retries, seen by a server on Placement's port that hangs up on each.
+    gone = HostileServer("close", port=port)
+    try:
+        wait_for(lambda: len(gone.requests) >= 3, 60, "three more failed retries")
+    finally:
+        gone.stop()
     assert agent.proc.poll() is None
 
     # Back on the same address, but with an empty database: everything is written again.
@@ -449,9 +454,8 @@ def test_hostile_placement_answers_are_logged_and_retried(cluster, mode, says):
         assert not v["placement"]["ok"]
         # Retried, and the agent keeps answering meanwhile.
         wait_for(lambda: len(server.requests) >= 2, 30, "a retry")
-        started = time.monotonic()
-        status, _ = agent.get_json("/v1/status")
-        assert time.monotonic() - started < 2 and status in (200, 503)
+        status, _ = agent.get_json("/v1/status")  # answered (the admin socket's 5 s bound)
+        assert status in (200, 503)
         assert f'msg="placement report failed; retrying" endpoint={server.url}' in agent.logs()
         assert agent.proc.poll() is None
     finally:

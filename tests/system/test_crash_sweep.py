@@ -101,10 +101,12 @@ def world(node, placement, rp, names):
     for d in sorted(os.listdir(root)) if os.path.isdir(root) else []:
         path = os.path.join(root, d)
         entries = sorted(os.listdir(path))
-        owners = {e: os.stat(os.path.join(path, e)).st_uid == uids.get(d)
-                  for e in entries if e in ("disk", "disk.config")}
-        files[n(d)] = {"entries": entries, "owned_by_its_uid":
-                       os.stat(path).st_uid == uids.get(d) and all(owners.values()),
+        # The directory is root's; what the guest opens belongs to the instance's uid.
+        guest_files = [e for e in entries if e in ("disk", "disk.config")]
+        files[n(d)] = {"entries": entries, "dir_owned_by_root": os.stat(path).st_uid == 0,
+                       "guest_files_owned_by_its_uid": bool(guest_files) and all(
+                           os.stat(os.path.join(path, e)).st_uid == uids.get(d)
+                           for e in guest_files),
                        "disk": disk_info(os.path.join(path, "disk"))
                        if "disk" in entries else None}
     _, cap = node.agent.get_json("/v1/capacity")
