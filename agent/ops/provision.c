@@ -392,6 +392,17 @@ create_disk(struct agent_op *op, struct na_error **err)
     return agent_instance_entry_remove(dirfd, "console.log", err);
 }
 
+/* Whether an earlier attempt of this create started the domain already (libvirt may still
+ * be starting it): QEMU then has the files open, and they are left alone. */
+static int
+domain_active(struct agent_op *op, bool *active, struct na_error **err)
+{
+    enum hv_power power;
+    int ret = hv_domain_power(op->host->hv, op->instance, &power, err);
+    *active = ret == 0 && (power == HV_POWER_RUNNING || power == HV_POWER_PAUSED);
+    return ret;
+}
+
 static int
 create_define(struct agent_op *op, struct na_error **err)
 {
@@ -399,11 +410,15 @@ create_define(struct agent_op *op, struct na_error **err)
     const char *base = provision_job_base(op, buf, sizeof(buf), err);
     if (!base)
         return -ENOENT;
+    bool active = false;
+    int ret = domain_active(op, &active, err);
+    if (ret < 0 || active)
+        return ret; /* started by an attempt a crash cut short: the start phase finishes it */
     cleanup_close int dirfd =
         agent_instance_dir_open(op->host->instances_dir, op->instance, false, err);
     if (dirfd < 0)
         return dirfd;
-    int ret = ensure_files(op, dirfd, base, err);
+    ret = ensure_files(op, dirfd, base, err);
     if (ret < 0)
         return ret;
     cleanup_paths struct instance_paths p = {0};
