@@ -173,6 +173,7 @@ provision_make_config_drive(struct agent_op *op, int dirfd, struct na_error **er
             .ips = (const char *const *)n->ips,
             .n_ips = n->n_ips,
             .gateway = n->gateway,
+            .gateway6 = n->gateway6,
             .mtu = agent_nic_mtu(op->host->cfg, n->mtu),
         };
     }
