@@ -153,10 +153,16 @@ $(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIB)
 -include $(shell find $(BUILD) -name '*.d' -type f 2>/dev/null)
 
 check: deps
+	@$(MAKE) --no-print-directory check-format
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory check-unit
 	@$(MAKE) --no-print-directory check-fuzz
 	@if [ "$(SANITIZE)" != 1 ]; then $(MAKE) --no-print-directory check-system; fi
+
+# Every C file as the checked-in .clang-format lays it out (`make format` fixes them).
+check-format:
+	@git ls-files '*.c' '*.h' | xargs clang-format --dry-run --Werror
+	@echo "format: every C file follows .clang-format"
 
 # Every libFuzzer target, briefly (`make fuzz` runs them longer).
 check-fuzz:

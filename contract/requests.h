@@ -73,7 +73,12 @@ enum agent_request_kind {
 };
 
 enum agent_request_signer { AGENT_SIGNER_CONTROL_PLANE, AGENT_SIGNER_PEER };
-enum agent_request_lane { AGENT_LANE_INSTANCE, AGENT_LANE_CONTROL, AGENT_LANE_JOB, AGENT_LANE_NODE };
+enum agent_request_lane {
+    AGENT_LANE_INSTANCE,
+    AGENT_LANE_CONTROL,
+    AGENT_LANE_JOB,
+    AGENT_LANE_NODE
+};
 
 /* One row of the table, for code that walks it at run time. */
 struct agent_request_row {

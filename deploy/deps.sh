@@ -15,7 +15,7 @@
 # serve their test (tests/system/test_debian_package.py).
 set -eu
 
-PKGS="build-essential pkg-config clang
+PKGS="build-essential pkg-config clang clang-format
 protobuf-c-compiler libprotobuf-c-dev
 librdkafka-dev libuv1-dev libsqlite3-dev sqlite3 libinih-dev libjansson-dev
 libxml2-dev libmicrohttpd-dev libcurl4-openssl-dev libssl-dev libcmocka-dev

@@ -80,13 +80,13 @@ struct agent {
     struct agent_metrics metrics;
     struct agent_instances instances;
     struct agent_secgroups *secgroups; /* ops/secgroups.h */
-    struct agent_orphans *orphans; /* and the hold (observed/orphans.h) */
+    struct agent_orphans *orphans;     /* and the hold (observed/orphans.h) */
     struct agent_uids *uids; /* guest uids in quarantine, the last scan of their use (uids.h) */
     struct agent_host host;
     struct agent_mailbox *mailbox;
     struct agent_capacity *capacity;
     struct agent_peers *peers;
-    struct agent_jobs *jobs; /* the jobs waiting on the loop (ops/jobs.h) */
+    struct agent_jobs *jobs;               /* the jobs waiting on the loop (ops/jobs.h) */
     struct agent_guest_stats *guest_stats; /* observed/guest_stats.h: the last per-guest figures */
     bool libvirt_up;
     char *libvirt_detail;

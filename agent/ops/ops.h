@@ -36,7 +36,7 @@ struct agent_op {
     Nodeagent__V1__InstanceSpec *spec; /* a copy of the instance's spec, owned */
     int64_t uid;
     Nodeagent__V1__InstanceState state_before;
-    bool owns_record; /* create: prepare() added the instance, so a failure removes it */
+    bool owns_record;      /* create: prepare() added the instance, so a failure removes it */
     bool noop;             /* prepare() found nothing to do (delete of a missing instance) */
     struct agent_job *job; /* its recorded phases (ops/jobs.h); set once prepare() passed */
 

@@ -179,9 +179,9 @@ static const struct ovsrec_bridge *
 find_bridge(struct ovsdb_idl *idl, const char *name)
 {
     const struct ovsrec_bridge *br;
-    OVSREC_BRIDGE_FOR_EACH(br, idl)
-    if (strcmp(br->name, name) == 0)
-        return br;
+    OVSREC_BRIDGE_FOR_EACH (br, idl)
+        if (strcmp(br->name, name) == 0)
+            return br;
     return NULL;
 }
 

@@ -61,9 +61,8 @@ tunnel_add_vni(struct ovs_tunnel *t, uint32_t vni)
 }
 
 void
-ovs_tunnels_compute(const struct ovs_tunnel_config *cfg, const uint32_t *local_vnis,
-                    size_t n_local, const struct ovs_net_peer *peers, size_t n_peers,
-                    struct ovs_tunnel_set *out)
+ovs_tunnels_compute(const struct ovs_tunnel_config *cfg, const uint32_t *local_vnis, size_t n_local,
+                    const struct ovs_net_peer *peers, size_t n_peers, struct ovs_tunnel_set *out)
 {
     out->items = na_xcalloc(n_peers + 1, sizeof(*out->items));
     out->n = 0;

@@ -52,8 +52,8 @@ test_fit_up_to_the_limit_and_not_beyond(void **state)
     assert_null(err);
 
     need.memory_mb = 1025;
-    assert_true(agent_capacity_fit(&inv, &used, &need, "instance u does not fit on node n1",
-                                   &err) < 0);
+    assert_true(agent_capacity_fit(&inv, &used, &need, "instance u does not fit on node n1", &err) <
+                0);
     assert_int_equal(err->code, NA_CODE_NO_CAPACITY);
     assert_string_equal(err->msg, "instance u does not fit on node n1: it needs 2 VCPU, 1025 "
                                   "MEMORY_MB and 10 DISK_GB; free are 2 VCPU, 1024 MEMORY_MB "

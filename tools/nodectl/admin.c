@@ -75,8 +75,8 @@ nodectl_admin_request(const char *socket_path, const char *method, const char *p
     json_t *j = json_loadb(data ? data : "", b.size, JSON_DECODE_ANY, &jerr);
     if (!j)
         return na_error_set(err, NA_CODE_INTERNAL, 0,
-                            "%s %s on %s: HTTP %ld, body is not JSON (%s): %.200s", method,
-                            path, socket_path, *http_status, jerr.text, data ? data : "");
+                            "%s %s on %s: HTTP %ld, body is not JSON (%s): %.200s", method, path,
+                            socket_path, *http_status, jerr.text, data ? data : "");
     *body = j;
     return 0;
 }
