@@ -6,8 +6,9 @@
  * filled in and values inside their declared ranges; freeing releases everything (ASan's
  * leak check).  The key files a config names are read by agent_config_load, not here.
  *
- * fuzz-sources: agent/core/config.c agent/core/config_secrets.c scheduler-client/traits.c
- * storage/qcow2/address.c fuzz-pkgs: inih rdkafka
+ * fuzz-sources: agent/core/config.c agent/core/config_secrets.c
+ * fuzz-sources: scheduler-client/traits.c storage/qcow2/address.c
+ * fuzz-pkgs: inih rdkafka
  */
 #include <stddef.h>
 #include <stdint.h>

@@ -7,9 +7,9 @@
 #   FUZZ_BUILD_ONLY=1                 build, don't run
 #
 # A target is one C file defining LLVMFuzzerTestOneInput.  It names what it needs in its
-# header comment, one line each, beyond common/*.c, the bus contract (contract/*.c) and the
-# generated protobuf code, which always come (with their packages, libprotobuf-c, libcrypto
-# and jansson):
+# header comment (a key may take several lines), beyond common/*.c, the bus contract
+# (contract/*.c) and the generated protobuf code, which always come (with their packages,
+# libprotobuf-c, libcrypto and jansson):
 #   fuzz-sources: storage/qcow2/qcow2.c
 #   fuzz-pkgs: jansson
 # Seeds live in tests/fuzz/corpus/<target>/ (committed, only read); what the fuzzer finds
@@ -35,7 +35,7 @@ mkdir -p "$OUT/artifacts"
 
 # The value of a "fuzz-<key>:" line in a target's source.
 header() {
-    sed -n "s/^.*fuzz-$2:[[:space:]]*//p" "$1" | head -n 1
+    sed -n "s/^.*fuzz-$2:[[:space:]]*//p" "$1" | tr '\n' ' '
 }
 
 build() {
