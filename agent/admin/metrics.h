@@ -45,7 +45,7 @@ struct agent_gauges {
     double uptime_s;
     size_t queued;
     size_t running;
-    size_t jobs_waiting; /* jobs parked on the loop, holding no thread (agent/jobs.h) */
+    size_t jobs_waiting; /* jobs parked on the loop, holding no thread (agent/ops/jobs.h) */
     int64_t outbox;
     int64_t store_bytes;   /* state.db's size */
     int64_t store_intents; /* intents recorded, open and finished */

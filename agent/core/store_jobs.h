@@ -1,6 +1,6 @@
 /* The jobs table: one row per operation in progress, naming the phase it is in.
  *
- * A job's phase is written before the step it names is taken (agent/jobs.h), so that after
+ * A job's phase is written before the step it names is taken (agent/ops/jobs.h), so that after
  * a crash the agent knows which steps are done and resumes or rolls back from the recorded
  * phase instead of running the operation again from the start.  A job's row goes in the
  * same transaction as its request's terminal event.

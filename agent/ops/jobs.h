@@ -8,7 +8,7 @@
  *
  *   loop: phase recorded ─► failpoint "<kind>.<phase>" ─► worker: step ─► loop: next phase …
  *
- * The phase is written to the store (agent/store_jobs.h) before its step is taken, so a
+ * The phase is written to the store (agent/core/store_jobs.h) before its step is taken, so a
  * replay after a crash no longer redoes the steps already finished.  Between two steps the
  * job holds no thread: a job that waits (for a peer, a libvirt event; in tests, a failpoint
  * with the action "park") is a record and an entry on the loop, not a sleeping worker.  The

@@ -1,6 +1,6 @@
 /* Creating and deleting instances.
  *
- * Each is a job of recorded phases (agent/jobs.h): a phase is written before its step is
+ * Each is a job of recorded phases (agent/ops/jobs.h): a phase is written before its step is
  * taken, and a crash resumes at the recorded phase by its restart rule (all of these redo
  * their step, which is idempotent) instead of running the whole operation again.
  *

@@ -1,4 +1,4 @@
-"""Jobs with recorded phases (agent/jobs.h): a job that waits holds no thread, a replay
+"""Jobs with recorded phases (agent/ops/jobs.h): a job that waits holds no thread, a replay
 resumes at the recorded phase instead of redoing finished steps."""
 import json
 import os

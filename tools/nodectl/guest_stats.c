@@ -1,5 +1,5 @@
 /* `instances UUID`: the guest's last figures (the "stats" object of GET /v1/instances/UUID,
- * agent/guest_stats.c), one line per part.  A figure the agent did not have is "-". */
+ * agent/observed/guest_stats.c), one line per part.  A figure the agent did not have is "-". */
 #include "tools/nodectl/nodectl.h"
 
 #include <inttypes.h>
