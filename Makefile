@@ -56,12 +56,12 @@ PROTO_C := $(GEN)/nodeagent.pb-c.c
 PROTO_H := $(GEN)/nodeagent.pb-c.h
 
 # Every module's sources; each module's main() lives in the tool or agent/core/main.c.  Three
-# archives, linked in this order: the agent's modules, the bus contract (contract/: the table
-# of operations, validation, JSON rendering; nodectl and the fuzzers use it too), and what
-# everything shares (common/ and the generated protobuf code).
+# archives, linked in this order: the agent's modules, the bus contract (proto/: the table of
+# operations, validation, JSON rendering, signing; nodectl and the fuzzers use it too), and
+# what everything shares (common/ and the generated protobuf code).
 COMMON_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(wildcard common/*.c)) $(BUILD)/gen/nodeagent.pb-c.o
-CONTRACT_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(wildcard contract/*.c))
-LIB_SRCS := $(wildcard proto/*.c) $(filter-out agent/core/main.c,$(wildcard agent/*/*.c)) \
+CONTRACT_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(wildcard proto/*.c))
+LIB_SRCS := $(filter-out agent/core/main.c,$(wildcard agent/*/*.c)) \
 	$(wildcard hypervisor/*.c) $(wildcard storage/qcow2/*.c) $(wildcard net/ovs/*.c) \
 	$(wildcard scheduler-client/*.c)
 LIB_OBJS := $(filter-out $(BUILD)/net/ovs/%,$(LIB_SRCS:%.c=$(BUILD)/%.o)) $(BUILD)/net/ovs.o

@@ -7,7 +7,7 @@
 #ifndef NODEAGENT_AGENT_METRICS_H
 #define NODEAGENT_AGENT_METRICS_H
 
-#include "contract/requests.h"
+#include "proto/requests.h"
 #include "common/common.h"
 
 #define AGENT_METRICS_N_CODES 17 /* na_code values 0..16; 0 counts successes */

@@ -1,6 +1,6 @@
 #include "agent/bus/events.h"
 #include "agent/core/agent.h"
-#include "contract/validate.h"
+#include "proto/validate.h"
 
 #include <errno.h>
 #include <string.h>

@@ -13,7 +13,7 @@
 #include "agent/bus/events.h"
 #include "agent/core/store_hold.h"
 #include "agent/bus/identity.h"
-#include "contract/validate.h"
+#include "proto/validate.h"
 #include "proto/trust.h"
 
 #include <errno.h>

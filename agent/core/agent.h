@@ -31,7 +31,7 @@
 #include "agent/observed/instances.h"
 #include "agent/core/mailbox.h"
 #include "agent/admin/metrics.h"
-#include "contract/requests.h"
+#include "proto/requests.h"
 #include "agent/core/store.h"
 #include "common/common.h"
 #include "hypervisor/hypervisor.h"

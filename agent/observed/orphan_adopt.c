@@ -7,7 +7,7 @@
 #include "agent/bus/events.h"
 #include "agent/outputs/network.h"
 #include "agent/outputs/capacity.h"
-#include "contract/validate.h"
+#include "proto/validate.h"
 
 #include <errno.h>
 #include <string.h>

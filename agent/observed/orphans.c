@@ -4,7 +4,7 @@
 #include "agent/bus/events.h"
 #include "agent/outputs/capacity.h"
 #include "agent/outputs/peers.h"
-#include "contract/validate.h"
+#include "proto/validate.h"
 
 #include <errno.h>
 #include <string.h>

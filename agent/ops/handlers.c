@@ -1,4 +1,4 @@
-/* The handler of each request kind, from the table of operations (contract/requests.h):
+/* The handler of each request kind, from the table of operations (proto/requests.h):
  * a kind marked handled has agent_handle_<name>; the others are answered UNIMPLEMENTED, so
  * the contract is complete before its handlers are. */
 #include "agent/core/agent.h"

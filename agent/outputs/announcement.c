@@ -1,7 +1,7 @@
 /* Announcement: the checks of one NodeAnnouncement.  See announcement.h. */
 #include "agent/outputs/announcement.h"
 #include "agent/admin/metrics.h"
-#include "contract/validate.h"
+#include "proto/validate.h"
 
 #include <string.h>
 

@@ -2,7 +2,7 @@
  * bus and to Placement.  See capacity.h for the model. */
 #include "agent/outputs/capacity-private.h"
 #include "agent/core/agent.h"
-#include "contract/proto_json.h"
+#include "proto/proto_json.h"
 
 #include <errno.h>
 #include <fcntl.h>

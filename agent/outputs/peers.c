@@ -3,7 +3,7 @@
 #include "agent/core/agent.h"
 #include "agent/outputs/announcement.h"
 #include "agent/bus/identity.h"
-#include "contract/validate.h"
+#include "proto/validate.h"
 #include "proto/trust.h"
 #include "net/ovs/ovs.h"
 

@@ -9,7 +9,7 @@
  * Input layout: 1 byte key length K, K bytes of key, 2 bytes (little endian) certificate
  * length C, C bytes of certificate, 128 bytes of signature text, the rest the message.
  *
- * fuzz-sources: proto/trust.c agent/outputs/announcement.c
+ * fuzz-sources: agent/outputs/announcement.c
  */
 #include <stddef.h>
 #include <stdint.h>

@@ -1,14 +1,14 @@
 /* libFuzzer target: bytes from the bus, decoded as an Envelope and validated, as the agent's
  * consumer does before recording a request.  Finds crashes, leaks and undefined behaviour in
- * protobuf-c's unpacking and in contract/validate.c; the error message is also walked so that
+ * protobuf-c's unpacking and in proto/validate.c; the error message is also walked so that
  * a bad echo or path would show up under ASan.
  */
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
-#include "contract/requests.h"
-#include "contract/validate.h"
+#include "proto/requests.h"
+#include "proto/validate.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

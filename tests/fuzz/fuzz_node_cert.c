@@ -4,9 +4,7 @@
  * protobuf-c's unpacking and proto/trust.c's checks.  Since fuzzed bytes can never carry
  * this key's signature, whatever decodes is also re-issued with the key and checked again,
  * so the accepting path runs too: a decoded certificate must survive issue and check with
- * the same fields.
- *
- * fuzz-sources: proto/trust.c
+ * the same fields.  (proto/trust.c comes with the contract's code.)
  */
 #include <stddef.h>
 #include <stdint.h>

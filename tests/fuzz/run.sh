@@ -7,8 +7,8 @@
 #   FUZZ_BUILD_ONLY=1                 build, don't run
 #
 # A target is one C file defining LLVMFuzzerTestOneInput.  It names what it needs in its
-# header comment (a key may take several lines), beyond common/*.c, the bus contract
-# (contract/*.c) and the generated protobuf code, which always come (with their packages,
+# header comment (a key may take several lines), beyond common/*.c, the bus contract's code
+# (proto/*.c) and the generated protobuf code, which always come (with their packages,
 # libprotobuf-c, libcrypto and jansson):
 #   fuzz-sources: storage/qcow2/qcow2.c
 #   fuzz-pkgs: jansson
@@ -51,7 +51,7 @@ build() {
     pkg_libs=$(pkg-config --libs $pkgs)
     objs=""
     # shellcheck disable=SC2046
-    for s in $(ls common/*.c contract/*.c) $(header "$src" sources); do
+    for s in $(ls common/*.c proto/*.c) $(header "$src" sources); do
         o=$objdir/$(echo "$s" | tr / _ | sed 's/\.c$/.o/')
         # shellcheck disable=SC2086
         $CC $BASE_CFLAGS $WARN $pkg_cflags -fsanitize=fuzzer-no-link -c -o "$o" "$s"

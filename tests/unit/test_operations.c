@@ -1,4 +1,4 @@
-/* The table of operations (contract/requests.h) walked row by row: it lists exactly the
+/* The table of operations (proto/requests.h) walked row by row: it lists exactly the
  * contract's request kinds, and from each row alone a request gets its name, its validation,
  * its lane, its handler or UNIMPLEMENTED, and its allowed-state check with an error message
  * naming the states (agent_prepare_existing). */
@@ -12,8 +12,8 @@
 
 #include "agent/core/agent.h"
 #include "agent/ops/ops.h"
-#include "contract/requests.h"
-#include "contract/validate.h"
+#include "proto/requests.h"
+#include "proto/validate.h"
 
 #define UUID "3f1c2b9a-8d4e-4f6a-9b2c-1d2e3f4a5b6c"
 #define JOB_UUID "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"

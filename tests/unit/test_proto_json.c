@@ -5,7 +5,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "contract/proto_json.h"
+#include "proto/proto_json.h"
 #include "common/common.h"
 
 #include <string.h>

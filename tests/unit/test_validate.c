@@ -9,8 +9,8 @@
 
 #include <cmocka.h>
 
-#include "contract/requests.h"
-#include "contract/validate.h"
+#include "proto/requests.h"
+#include "proto/validate.h"
 
 #define UUID_A "3f0c2a6e-8d4b-4c1e-9a57-0b6e2d9f1c33"
 #define UUID_B "7b1d4e90-2c3a-4f5b-8e6d-1a2b3c4d5e6f"

@@ -1,14 +1,14 @@
 /* `capacity` and `capacity-reports`: what the node offers and holds.
  *
  * capacity: the agent's own view, GET /v1/capacity on the admin socket (see agent/admin/admin.c):
- * the CapacityReport as JSON (contract/proto_json.h) with "capacity" and "free" per resource
+ * the CapacityReport as JSON (proto/proto_json.h) with "capacity" and "free" per resource
  * class and a "placement" object.
  *
  * capacity-reports: the CapacityReports on <prefix>.capacity, as the scheduler reads them;
  * only those of --node when it is given. */
 #include "tools/nodectl/nodectl.h"
 
-#include "contract/proto_json.h"
+#include "proto/proto_json.h"
 
 #include <string.h>
 

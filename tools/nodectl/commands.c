@@ -2,7 +2,7 @@
  * printing, and returns its exit status (or a negative error). */
 #include "tools/nodectl/nodectl.h"
 
-#include "contract/proto_json.h"
+#include "proto/proto_json.h"
 
 #include <errno.h>
 #include <inttypes.h>

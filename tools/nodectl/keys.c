@@ -3,7 +3,7 @@
  * are proto/trust's; this file turns flags into a struct trust_node_cert and prints. */
 #include "tools/nodectl/nodectl.h"
 
-#include "contract/proto_json.h"
+#include "proto/proto_json.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -13,7 +13,7 @@
 #ifndef NODEAGENT_NODECTL_H
 #define NODEAGENT_NODECTL_H
 
-#include "contract/requests.h"
+#include "proto/requests.h"
 #include "common/common.h"
 #include "nodeagent.pb-c.h"
 #include "proto/trust.h"

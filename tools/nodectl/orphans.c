@@ -12,7 +12,7 @@
  * not). */
 #include "tools/nodectl/nodectl.h"
 
-#include "contract/proto_json.h"
+#include "proto/proto_json.h"
 
 #include <string.h>
 #include <time.h>

@@ -1,7 +1,7 @@
 /* Printing: events and results as one JSON object or one readable line each. */
 #include "tools/nodectl/nodectl.h"
 
-#include "contract/proto_json.h"
+#include "proto/proto_json.h"
 
 #include <inttypes.h>
 #include <string.h>

@@ -7,7 +7,7 @@
  * figures in "stats" while it runs. */
 #include "tools/nodectl/nodectl.h"
 
-#include "contract/proto_json.h"
+#include "proto/proto_json.h"
 
 #include <string.h>
 

@@ -15,8 +15,8 @@
  *
  * Pure function of its input; safe from any thread.
  */
-#ifndef NODEAGENT_CONTRACT_VALIDATE_H
-#define NODEAGENT_CONTRACT_VALIDATE_H
+#ifndef NODEAGENT_PROTO_VALIDATE_H
+#define NODEAGENT_PROTO_VALIDATE_H
 
 #include "common/common.h"
 #include "nodeagent.pb-c.h"

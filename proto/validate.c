@@ -6,9 +6,9 @@
  * one of a few declared rules (struct str_rule); values with a syntax of their own (uuid,
  * URL, MAC, IPv4) have a helper each.
  */
-#include "contract/validate.h"
+#include "proto/validate.h"
 
-#include "contract/requests.h"
+#include "proto/requests.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

@@ -1,6 +1,6 @@
 /* What derives from the table of operations (requests.h): names, signers, lanes, allowed
  * states, and where each body names its instance, job and sender. */
-#include "contract/requests.h"
+#include "proto/requests.h"
 
 #include "common/common.h"
 

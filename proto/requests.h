@@ -26,8 +26,8 @@
  * checks (agent/ops/handlers.c), metrics and nodectl expand this list: a new kind is added here
  * and its check_<name>() in validate.c, and nowhere else by hand.
  */
-#ifndef NODEAGENT_CONTRACT_REQUESTS_H
-#define NODEAGENT_CONTRACT_REQUESTS_H
+#ifndef NODEAGENT_PROTO_REQUESTS_H
+#define NODEAGENT_PROTO_REQUESTS_H
 
 #include "nodeagent.pb-c.h"
 

@@ -9,8 +9,8 @@
  *
  * Pure functions, no I/O; safe from any thread.  Results are new references.
  */
-#ifndef NODEAGENT_CONTRACT_PROTO_JSON_H
-#define NODEAGENT_CONTRACT_PROTO_JSON_H
+#ifndef NODEAGENT_PROTO_PROTO_JSON_H
+#define NODEAGENT_PROTO_PROTO_JSON_H
 
 #include "nodeagent.pb-c.h"
 

@@ -1,4 +1,4 @@
-#include "contract/proto_json.h"
+#include "proto/proto_json.h"
 
 #include "common/common.h"
 
