@@ -108,11 +108,12 @@ def test_a_limit_out_of_range_is_refused_naming_the_field(node):
 
 
 NIC_LIMIT_KIB = 512
-PING_SIZE = 30000
+PING_SIZE = 1400
 
 # Traffic is echo requests of PING_SIZE bytes to a peer, each sent as soon as the last reply
-# came back (or after 50 ms), for at most 60 s: TCP between two test guests on the bridge
-# (busybox wget from busybox httpd) timed out connecting when tried, limit or not.
+# came back (or after 1 ms), for at most 60 s.  PING_SIZE keeps each request in one frame
+# under the NIC's MTU (1450): IP fragments do not get through the security groups' conntrack
+# stage today (docs/operations.md, "Security groups").
 
 
 def sent_rate(guest, peer_ip):
@@ -121,7 +122,7 @@ def sent_rate(guest, peer_ip):
     the meter let through."""
     seen = len(guest.node.console(guest.inst))
     script = ["t0=$(cut -d' ' -f1 /proc/uptime)",
-              f"ping -q -A -i 0.05 -c 100 -w 60 -s {PING_SIZE} {peer_ip} >/tmp/ping",
+              f"ping -q -A -i 0.001 -c 3000 -w 60 -s {PING_SIZE} {peer_ip} >/tmp/ping",
               't1=$(cut -d" " -f1 /proc/uptime)',
               'n=$(sed -n "s/.* \\([0-9]*\\) packets received.*/\\1/p" /tmp/ping)',
               'echo "@@@ answered $n $t0 $t1 @@@"', 'echo "@@done=$?@@"']
