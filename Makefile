@@ -204,13 +204,13 @@ $(BUILD)/man/nodeagent.8: $(BUILD)/nodeagent
 $(BUILD)/man/nodectl.8: $(BUILD)/nodectl
 	@mkdir -p $(dir $@)
 	help2man -N -s 8 -n "send requests to a nodeagent and query its admin socket" \
-		--version-string="$$(sed -n 's/^#define AGENT_VERSION "\(.*\)"/\1/p' agent/agent.h)" \
+		--version-string="$$(sed -n 's/^#define AGENT_VERSION "\(.*\)"/\1/p' agent/core/agent.h)" \
 		-o $@ $<
 
 $(BUILD)/man/nodeagent-devbus.1: $(BUILD)/nodeagent-devbus
 	@mkdir -p $(dir $@)
 	help2man -N -s 1 -n "embedded Kafka bus for nodeagent labs and tests" \
-		--version-string="$$(sed -n 's/^#define AGENT_VERSION "\(.*\)"/\1/p' agent/agent.h)" \
+		--version-string="$$(sed -n 's/^#define AGENT_VERSION "\(.*\)"/\1/p' agent/core/agent.h)" \
 		-o $@ $<
 
 # The unit names the binaries by their installed path.
