@@ -74,8 +74,6 @@ char *store_column_text(sqlite3_stmt *s, int col);
 /* The database handle, for the store's files that keep their tables' statements beside
  * their API (store_jobs.c). */
 sqlite3 *agent_store_db(struct agent_store *store);
-/* Sets err from the database's last error: "state store `path`: what: message". */
-int agent_store_db_error(struct agent_store *store, struct na_error **err, const char *what);
 /* The single integer a statement returns, or -1. */
 int64_t store_stmt_int64(struct agent_store *store, enum stmt_id id);
 

@@ -421,9 +421,3 @@ agent_store_db(struct agent_store *store)
 {
     return store->db;
 }
-
-int
-agent_store_db_error(struct agent_store *store, struct na_error **err, const char *what)
-{
-    return store_db_error(store, err, what);
-}

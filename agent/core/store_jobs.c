@@ -19,28 +19,8 @@ static int
 prepare(struct agent_store *store, const char *sql, sqlite3_stmt **out, struct na_error **err)
 {
     if (sqlite3_prepare_v2(agent_store_db(store), sql, -1, out, NULL) != SQLITE_OK)
-        return agent_store_db_error(store, err, "prepare a jobs statement");
+        return store_db_error(store, err, "prepare a jobs statement");
     return 0;
-}
-
-static char *
-column_text(sqlite3_stmt *s, int col)
-{
-    const unsigned char *t = sqlite3_column_text(s, col);
-    return na_xstrdup(t ? (const char *)t : "");
-}
-
-static void
-column_blob(sqlite3_stmt *s, int col, struct agent_blob *out)
-{
-    const void *p = sqlite3_column_blob(s, col);
-    int n = sqlite3_column_bytes(s, col);
-    *out = (struct agent_blob){0};
-    if (p && n > 0) {
-        out->data = na_xmalloc((size_t)n);
-        memcpy(out->data, p, (size_t)n);
-        out->size = (size_t)n;
-    }
 }
 
 static void
@@ -66,14 +46,14 @@ static struct agent_job_rec *
 rec_from_row(sqlite3_stmt *s)
 {
     struct agent_job_rec *r = na_xcalloc(1, sizeof(*r));
-    r->id = column_text(s, 0);
-    r->kind = column_text(s, 1);
-    r->role = column_text(s, 2);
-    r->instance = column_text(s, 3);
-    r->peer = column_text(s, 4);
-    r->phase = column_text(s, 5);
+    r->id = store_column_text(s, 0);
+    r->kind = store_column_text(s, 1);
+    r->role = store_column_text(s, 2);
+    r->instance = store_column_text(s, 3);
+    r->peer = store_column_text(s, 4);
+    r->phase = store_column_text(s, 5);
     r->deadline_ms = sqlite3_column_int64(s, 6);
-    column_blob(s, 7, &r->state);
+    store_column_blob(s, 7, &r->state);
     r->created_ms = sqlite3_column_int64(s, 8);
     r->updated_ms = sqlite3_column_int64(s, 9);
     return r;
@@ -118,7 +98,7 @@ agent_store_job_insert(struct agent_store *store, const struct agent_job_rec *re
     if (rc == SQLITE_CONSTRAINT)
         return na_error_set(err, NA_CODE_INTERNAL, EEXIST, "job %s is already recorded", rec->id);
     if (rc != SQLITE_DONE)
-        return agent_store_db_error(store, err, "record a job");
+        return store_db_error(store, err, "record a job");
     return 0;
 }
 
@@ -135,7 +115,7 @@ agent_store_job_get(struct agent_store *store, const char *id, struct agent_job_
     if (rc == SQLITE_DONE)
         return -ENOENT;
     if (rc != SQLITE_ROW)
-        return agent_store_db_error(store, err, "read a job");
+        return store_db_error(store, err, "read a job");
     *out = rec_from_row(s);
     return 0;
 }
@@ -158,7 +138,7 @@ agent_store_job_set_phase(struct agent_store *store, const char *id, const char 
     sqlite3_bind_int64(s, 4, deadline_ms);
     sqlite3_bind_int64(s, 5, na_now_ms());
     if (sqlite3_step(s) != SQLITE_DONE)
-        return agent_store_db_error(store, err, "record a job's phase");
+        return store_db_error(store, err, "record a job's phase");
     if (sqlite3_changes(agent_store_db(store)) == 0)
         return na_error_set(err, NA_CODE_INTERNAL, ENOENT, "no job %s to move to phase %s", id,
                             phase);
@@ -174,7 +154,7 @@ agent_store_job_delete(struct agent_store *store, const char *id, struct na_erro
         return ret;
     sqlite3_bind_text(s, 1, id, -1, SQLITE_TRANSIENT);
     if (sqlite3_step(s) != SQLITE_DONE)
-        return agent_store_db_error(store, err, "remove a job");
+        return store_db_error(store, err, "remove a job");
     return 0;
 }
 
@@ -192,7 +172,7 @@ agent_store_job_each(struct agent_store *store, int (*fn)(struct agent_job_rec *
         if ((ret = fn(rec_from_row(s), ctx)) < 0)
             return ret;
     if (rc != SQLITE_DONE)
-        return agent_store_db_error(store, err, "list jobs");
+        return store_db_error(store, err, "list jobs");
     return 0;
 }
 
