@@ -177,7 +177,7 @@ check-unit: $(UNIT_BINS)
 
 # The Placement client tests drive the client through a unit-test binary.
 check-system: $(BINS) $(BUILD)/tests/unit/test_sched_placement
-	NODEAGENT_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -v -p no:cacheprovider tests/system
+	NODEAGENT_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -v --durations=30 -p no:cacheprovider tests/system
 
 run: deps
 	@$(MAKE) --no-print-directory all

@@ -1,4 +1,5 @@
-/* What the state store's files share (store.c, store_schema.c, store_records.c): the
+/* What the state store's files share (store.c, store_schema.c, store_records.c,
+ * store_jobs.c): the
  * store, its prepared statements by id, and the helpers that run them.  Not for other
  * files. */
 #ifndef NODEAGENT_AGENT_CORE_STORE_PRIVATE_H
@@ -47,8 +48,18 @@ enum stmt_id {
     ST_SECGROUP_PUT,
     ST_SECGROUP_DELETE,
     ST_SECGROUP_ALL,
+    ST_JOB_INSERT,
+    ST_JOB_GET,
+    ST_JOB_SET_PHASE,
+    ST_JOB_DELETE,
+    ST_JOB_ALL,
+    ST_JOB_COUNT,
     ST__COUNT
 };
+
+/* The jobs table's columns in the order store_jobs.c reads them. */
+#define JOB_COLUMNS                                                                                \
+    "id, kind, role, instance_uuid, peer, phase, deadline_ms, state, created_ms, updated_ms"
 
 struct agent_store {
     sqlite3 *db;
@@ -71,9 +82,6 @@ int store_stmt_exec(struct agent_store *store, sqlite3_stmt *s, struct na_error 
 void store_bind_blob(sqlite3_stmt *s, int idx, const struct agent_blob *b);
 void store_column_blob(sqlite3_stmt *s, int col, struct agent_blob *out);
 char *store_column_text(sqlite3_stmt *s, int col);
-/* The database handle, for the store's files that keep their tables' statements beside
- * their API (store_jobs.c). */
-sqlite3 *agent_store_db(struct agent_store *store);
 /* The single integer a statement returns, or -1. */
 int64_t store_stmt_int64(struct agent_store *store, enum stmt_id id);
 

@@ -415,9 +415,3 @@ agent_store_size_bytes(struct agent_store *store)
 {
     return store_stmt_int64(store, ST_PAGES);
 }
-
-sqlite3 *
-agent_store_db(struct agent_store *store)
-{
-    return store->db;
-}

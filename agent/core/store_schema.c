@@ -148,6 +148,14 @@ const char *const store_stmt_sql[ST__COUNT] = {
                         "VALUES (?1, ?2, ?3)",
     [ST_SECGROUP_DELETE] = "DELETE FROM security_groups WHERE id = ?1",
     [ST_SECGROUP_ALL] = "SELECT id, body FROM security_groups ORDER BY id",
+    [ST_JOB_INSERT] = "INSERT INTO jobs (" JOB_COLUMNS ") "
+                      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
+    [ST_JOB_GET] = "SELECT " JOB_COLUMNS " FROM jobs WHERE id = ?1",
+    [ST_JOB_SET_PHASE] = "UPDATE jobs SET phase = ?2, state = ?3, deadline_ms = ?4, "
+                         "updated_ms = ?5 WHERE id = ?1",
+    [ST_JOB_DELETE] = "DELETE FROM jobs WHERE id = ?1",
+    [ST_JOB_ALL] = "SELECT " JOB_COLUMNS " FROM jobs ORDER BY created_ms, rowid",
+    [ST_JOB_COUNT] = "SELECT count(*) FROM jobs",
 };
 
 int
