@@ -21,6 +21,11 @@ behaviours for tests are path prefixes, which may be chained before the file nam
     /_/redirect-file/<abs-path> 302 to file:///<abs-path> (which clients must refuse)
     /_/stats                    {"requests": {path: n}, "range_requests": {path: n}}
 
+PUT /uploads/<name> (Content-Length required, at most 1 GiB) stores the body as
+DIR/uploads/<name> (written to a temp name, renamed when complete) and answers 201; /_/flaky/<n>/
+before it answers 503 to the first n PUTs of that path, after reading their bodies.  Requests
+of every method are counted per path.
+
 e.g. /_/norange/_/truncate-n/1/img.raw.  Stops on SIGTERM.  Standard library only.
 """
 
@@ -39,6 +44,7 @@ STOP = threading.Event()
 LOCK = threading.Lock()
 REQUESTS = {}  # path -> count, under LOCK
 RANGE_REQUESTS = {}  # path -> count, under LOCK
+MAX_UPLOAD = 1 << 30
 
 
 class Plan:
@@ -100,6 +106,43 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         self.handle_get(head=False)
+
+    def do_PUT(self):
+        path = urllib.parse.urlsplit(self.path).path
+        with LOCK:
+            REQUESTS[path] = n = REQUESTS.get(path, 0) + 1
+        plan, rel = parse_plan(path)
+        name = urllib.parse.unquote(rel)
+        length = self.headers.get("Content-Length")
+        if not length or not length.isdigit() or int(length) > MAX_UPLOAD:
+            self.simple(411 if not length else 413, "a Content-Length up to 1 GiB\n")
+            self.close_connection = True
+            return
+        if not name.startswith("uploads/") or "/" in name[8:] or name[8:] in ("", ".", ".."):
+            self.simple(403, "PUT only to /uploads/<name>\n")
+            self.close_connection = True
+            return
+        updir = os.path.join(self.server.root, "uploads")
+        os.makedirs(updir, exist_ok=True)
+        tmp = os.path.join(updir, ".%s.%d.part" % (name[8:], threading.get_ident()))
+        left = int(length)
+        with open(tmp, "wb") as f:
+            while left > 0:
+                data = self.rfile.read(min(left, 1 << 20))
+                if not data:
+                    break
+                f.write(data)
+                left -= len(data)
+        if left:
+            os.unlink(tmp)
+            self.close_connection = True
+            return
+        if plan.flaky is not None and n <= plan.flaky:
+            os.unlink(tmp)
+            self.simple(503, "flaky: failure %d of %d\n" % (n, plan.flaky))
+            return
+        os.rename(tmp, os.path.join(updir, name[8:]))
+        self.simple(201, "stored\n")
 
     def simple(self, status, body, ctype="text/plain", extra=None):
         data = body.encode()

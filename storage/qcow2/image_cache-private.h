@@ -1,8 +1,12 @@
-/* The image cache's internals shared by image_cache.c and image_fetch.c (and their tests). */
+/* The image cache's internals shared by image_cache.c, image_fetch.c, http.c and upload.c (and
+ * their tests). */
 #ifndef NODEAGENT_IMAGE_CACHE_PRIVATE_H
 #define NODEAGENT_IMAGE_CACHE_PRIVATE_H
 
 #include "storage/qcow2/qcow2.h"
+
+#include <curl/curl.h>
+#include <netinet/in.h>
 
 #define QCOW2_SHA256_HEX_LEN 64
 
@@ -22,5 +26,43 @@ int qcow2_image_url_for_display(const char *url, char **shown, struct na_error *
 int qcow2_image_fetch(const struct qcow2_image_cache_config *cfg, const char *url,
                       const char *shown_url, const char *sha256, const char *part_path,
                       uint64_t room, uint64_t *size_out, struct na_error **err);
+
+/* http.c: shared by the download and the upload. */
+static inline void
+curl_cleanupp(CURL **c)
+{
+    if (*c)
+        curl_easy_cleanup(*c);
+}
+static inline void
+curlu_cleanupp(CURLU **u)
+{
+    if (*u)
+        curl_url_cleanup(*u);
+}
+#define cleanup_curl __attribute__((cleanup(curl_cleanupp)))
+#define cleanup_curlu __attribute__((cleanup(curlu_cleanupp)))
+
+/* The address check of a transfer's connections (CURLOPT_OPENSOCKETFUNCTION
+ * qcow2_addr_gate_open_socket, CURLOPT_OPENSOCKETDATA the gate): allowed and n_allowed are
+ * the networks allowed although not public; the rest is the last connection the check
+ * refused in this attempt, and whether it was the last one libcurl tried to open (a
+ * connection it reuses is not opened again).  Clear those before each attempt. */
+struct qcow2_addr_gate {
+    const struct qcow2_cidr *allowed;
+    size_t n_allowed;
+    char refused_addr[INET6_ADDRSTRLEN];
+    const char *refused_why;
+    bool last_refused;
+};
+curl_socket_t qcow2_addr_gate_open_socket(void *opaque, curlsocktype purpose,
+                                          struct curl_sockaddr *a);
+
+/* Connection failures, timeouts and cut transfers: worth another attempt. */
+bool qcow2_curl_error_is_transient(CURLcode rc);
+/* 5xx, 408 and 429: worth another attempt. */
+bool qcow2_http_status_is_transient(long status);
+/* Sleeps ms milliseconds (restarted on EINTR): the backoff between attempts. */
+void qcow2_sleep_ms(uint64_t ms);
 
 #endif

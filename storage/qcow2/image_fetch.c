@@ -21,21 +21,6 @@
 #define MAX_REDIRECTS 5L
 #define HASH_CHUNK (1u << 20)
 
-static inline void
-curl_cleanupp(CURL **c)
-{
-    if (*c)
-        curl_easy_cleanup(*c);
-}
-static inline void
-curlu_cleanupp(CURLU **u)
-{
-    if (*u)
-        curl_url_cleanup(*u);
-}
-#define cleanup_curl __attribute__((cleanup(curl_cleanupp)))
-#define cleanup_curlu __attribute__((cleanup(curlu_cleanupp)))
-
 /* The URL for messages and logs: no userinfo, query or fragment (they may hold secrets).
  * Also checks the scheme: a file:// URL would read any file the agent (root) can. */
 int
@@ -68,14 +53,6 @@ qcow2_image_url_for_display(const char *url, char **shown, struct na_error **err
     return 0;
 }
 
-static void
-sleep_ms(uint64_t ms)
-{
-    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-        ;
-}
-
 /* One transfer, owned by the downloading thread. */
 struct xfer {
     const struct qcow2_image_cache_config *cfg;
@@ -99,39 +76,8 @@ struct xfer {
     bool over_time;  /* the progress callback stopped the transfer at the bound */
     int write_errno; /* the write callback could not write */
     char errbuf[CURL_ERROR_SIZE];
-    /* The last connection the address check refused in this attempt, and whether it was
-     * the last one libcurl tried to open (a connection it reuses is not opened again). */
-    char refused_addr[INET6_ADDRSTRLEN];
-    const char *refused_why;
-    bool last_refused;
+    struct qcow2_addr_gate gate; /* the address check of this fetch's connections */
 };
-
-/* libcurl asks here for the socket of every connection it opens, with the address it is
- * about to connect to: after DNS, for each address it tries, and after each redirect.  An
- * address the check refuses gets no socket, so nothing is sent to it. */
-static curl_socket_t
-on_open_socket(void *opaque, curlsocktype purpose, struct curl_sockaddr *a)
-{
-    struct xfer *x = opaque;
-    const struct qcow2_image_cache_config *cfg = x->cfg;
-    const char *why = "not a connection to a server";
-    if (purpose == CURLSOCKTYPE_IPCXN &&
-        qcow2_address_allowed(&a->addr, a->addrlen, cfg->allowed_networks, cfg->n_allowed_networks,
-                              &why)) {
-        x->last_refused = false;
-        return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
-    }
-    const void *ip = NULL;
-    if (a->family == AF_INET)
-        ip = &((const struct sockaddr_in *)&a->addr)->sin_addr;
-    else if (a->family == AF_INET6)
-        ip = &((const struct sockaddr_in6 *)&a->addr)->sin6_addr;
-    if (!ip || !inet_ntop(a->family, ip, x->refused_addr, sizeof(x->refused_addr)))
-        snprintf(x->refused_addr, sizeof(x->refused_addr), "(family %d)", a->family);
-    x->refused_why = why;
-    x->last_refused = true;
-    return CURL_SOCKET_BAD;
-}
 
 static size_t
 on_data(char *data, size_t size, size_t nmemb, void *opaque)
@@ -268,34 +214,6 @@ enum attempt_result {
     ATTEMPT_FAILED,    /* permanent */
 };
 
-static bool
-curl_error_is_transient(CURLcode rc)
-{
-    switch (rc) {
-    case CURLE_COULDNT_RESOLVE_HOST:
-    case CURLE_COULDNT_CONNECT:
-    case CURLE_PARTIAL_FILE:
-    case CURLE_OPERATION_TIMEDOUT:
-    case CURLE_GOT_NOTHING:
-    case CURLE_SEND_ERROR:
-    case CURLE_RECV_ERROR:
-    case CURLE_SSL_CONNECT_ERROR:
-    case CURLE_HTTP2:
-    case CURLE_HTTP2_STREAM:
-    case CURLE_HTTP3:
-    case CURLE_AGAIN:
-        return true;
-    default:
-        return false;
-    }
-}
-
-static bool
-http_status_is_transient(long status)
-{
-    return status >= 500 || status == 408 || status == 429;
-}
-
 /* "received X of Y bytes" (Y unknown without a Content-Length). */
 static char *
 bytes_text(uint64_t received, int64_t expected)
@@ -320,8 +238,8 @@ xfer_attempt(struct xfer *x, CURL *curl, struct na_error **err)
     x->attempt_start = start;
     x->write_errno = 0;
     x->errbuf[0] = '\0';
-    x->refused_addr[0] = '\0';
-    x->last_refused = false;
+    x->gate.refused_addr[0] = '\0';
+    x->gate.last_refused = false;
     curl_easy_setopt(curl, CURLOPT_RESUME_FROM_LARGE, (curl_off_t)start);
     curl_easy_setopt(curl, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)(room ? room : 1));
 
@@ -337,11 +255,11 @@ xfer_attempt(struct xfer *x, CURL *curl, struct na_error **err)
 
     /* Refused, not a network failure to retry.  (When the check let another address of the
      * name through after a refused one, what happened there is the outcome.) */
-    if (rc == CURLE_COULDNT_CONNECT && x->last_refused) {
+    if (rc == CURLE_COULDNT_CONNECT && x->gate.last_refused) {
         na_error_quiet(err, NA_CODE_IMAGE, EACCES,
                        "connection to %s refused: it is %s, not in [image_cache] "
                        "allowed_networks",
-                       x->refused_addr, x->refused_why);
+                       x->gate.refused_addr, x->gate.refused_why);
         return ATTEMPT_FAILED;
     }
     if (x->over_quota) {
@@ -383,7 +301,7 @@ xfer_attempt(struct xfer *x, CURL *curl, struct na_error **err)
             return ATTEMPT_RESTART; /* the kept part does not fit the file any more */
         /* Only the status: the length and bytes would be those of the error page. */
         na_error_set(err, NA_CODE_IMAGE, 0, "HTTP status %ld", status);
-        return http_status_is_transient(status) ? ATTEMPT_TRANSIENT : ATTEMPT_FAILED;
+        return qcow2_http_status_is_transient(status) ? ATTEMPT_TRANSIENT : ATTEMPT_FAILED;
     case CURLE_WRITE_ERROR:
         if (x->too_big) {
             na_error_set(err, NA_CODE_IMAGE, EFBIG,
@@ -416,7 +334,7 @@ xfer_attempt(struct xfer *x, CURL *curl, struct na_error **err)
             na_error_set(err, NA_CODE_IMAGE, 0, "%s (HTTP status %ld, %s)", detail, status, bytes);
         else
             na_error_set(err, NA_CODE_IMAGE, 0, "%s (%s)", detail, bytes);
-        return curl_error_is_transient(rc) ? ATTEMPT_TRANSIENT : ATTEMPT_FAILED;
+        return qcow2_curl_error_is_transient(rc) ? ATTEMPT_TRANSIENT : ATTEMPT_FAILED;
     }
 }
 
@@ -430,8 +348,8 @@ xfer_curl(struct xfer *x)
     curl_easy_setopt(c, CURLOPT_URL, x->url);
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
-    curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, x);
+    curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, qcow2_addr_gate_open_socket);
+    curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, &x->gate);
     /* A proxy would connect on our behalf, past the address check: none, whatever the
      * environment says. */
     curl_easy_setopt(c, CURLOPT_PROXY, "");
@@ -513,7 +431,7 @@ xfer_fetch(struct xfer *x, bool *transient, struct na_error **err)
                "sha256=%s url=%s attempt=%u of=%u delay_ms=%" PRIu64 " error=%s", x->sha256,
                x->shown_url, attempt, n_attempts, delay,
                na_log_quote(quoted, sizeof(quoted), e->msg));
-        sleep_ms(delay);
+        qcow2_sleep_ms(delay);
     }
 }
 
@@ -536,6 +454,7 @@ qcow2_image_fetch(const struct qcow2_image_cache_config *cfg, const char *url,
         .room = room,
         .t0_ns = na_mono_ns(),
         .expected = cfg->max_image_size,
+        .gate = {.allowed = cfg->allowed_networks, .n_allowed = cfg->n_allowed_networks},
     };
     if (!x.md)
         abort();
