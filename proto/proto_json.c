@@ -133,6 +133,14 @@ error_to_json(const Nodeagent__V1__Error *e)
                      str(e->message), "field", str(e->field));
 }
 
+static json_t *
+image_export_to_json(const Nodeagent__V1__ImageExport *x)
+{
+    return json_pack("{s:o, s:o, s:o, s:b, s:b}", "sha256", str(x->sha256), "size_bytes",
+                     u64(x->size_bytes), "virtual_size_bytes", u64(x->virtual_size_bytes),
+                     "uploaded", x->uploaded, "published", x->published);
+}
+
 json_t *
 agent_event_to_json(const Nodeagent__V1__Event *ev)
 {
@@ -159,6 +167,8 @@ agent_event_to_json(const Nodeagent__V1__Event *ev)
     if (ev->console_log.len)
         json_object_set_new(j, "console_log",
                             agent_json_bytes(ev->console_log.data, ev->console_log.len));
+    if (ev->image_export)
+        json_object_set_new(j, "image_export", image_export_to_json(ev->image_export));
     return j;
 }
 

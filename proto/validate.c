@@ -911,6 +911,19 @@ SNAPSHOT(snapshot_delete, Nodeagent__V1__SnapshotDeleteRequest)
 #undef SNAPSHOT
 
 static void
+check_snapshot_export(struct vctx *v, const Nodeagent__V1__SnapshotExportRequest *m)
+{
+    check_uuid(v, "instance_uuid", m->instance_uuid);
+    check_opt_str(v, "snapshot_name", m->snapshot_name, &RULE_NAME);
+    if (m->upload_url && m->upload_url[0])
+        check_url(v, "upload_url", m->upload_url);
+    else if (!m->publish)
+        fail(v, "upload_url",
+             "is empty and publish is false; expected an http:// or https:// "
+             "URL to upload the image to, or publish, or both");
+}
+
+static void
 check_create(struct vctx *v, const Nodeagent__V1__CreateRequest *m)
 {
     check_spec(v, "spec", m->spec);

@@ -42,6 +42,8 @@ agent_op_free(struct agent_op *op)
     if (op->spec)
         nodeagent__v1__instance_spec__free_unpacked(op->spec, NULL);
     free(op->image_sha256);
+    if (op->result_free)
+        op->result_free(op->result);
     agent_job_free(op->job);
     free(op);
 }
@@ -151,6 +153,8 @@ op_done(void *data)
     }
     if (op->err)
         agent_event_set_error(&ev, &slot, op->err);
+    else if (h && h->event)
+        h->event(op, &ev);
 
     struct agent_blob recorded = {0};
     if (ret == 0)

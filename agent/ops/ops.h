@@ -47,6 +47,10 @@ struct agent_op {
     uint8_t *console_log;
     size_t console_log_size;
     char *image_sha256; /* create, rebuild: the base image now used */
+    /* A kind's own result for its DONE event (struct agent_handler.event), freed with the op
+     * by result_free. */
+    void *result;
+    void (*result_free)(void *result);
 };
 
 /* execute.c */
@@ -70,13 +74,16 @@ struct agent_handler {
     int (*finish)(struct agent *a, struct agent_op *op, struct na_error **err);
     /* The work as recorded phases, in place of run() (ops/jobs.h); NULL: one phase. */
     const struct agent_job_kind *job;
+    /* On the loop, for a DONE event: put the kind's result (op->result) into it.  NULL:
+     * the event has none. */
+    void (*event)(const struct agent_op *op, Nodeagent__V1__Event *ev);
 };
 
 /* handlers.c */
 const struct agent_handler *agent_handler_for(enum agent_request_kind kind);
 /* One handler per kind the table of operations marks handled: lifecycle.c (start, stop,
  * reboot, pause, resume, suspend, console_log), provision.c (create, delete, rebuild,
- * resize). */
+ * resize), export.c (snapshot_export), secgroups.c (security groups). */
 #define HANDLER_DECL_YES(name) extern const struct agent_handler agent_handle_##name;
 #define HANDLER_DECL_NO(name)
 #define X(name, CASE, field, signer, instance, job_id, sender, lane, from, leaves, handled, ...)   \

@@ -279,6 +279,35 @@ publish(const struct qcow2_image_cache *cache, const char *shown_url, const char
     return fsync_dir(cache->dir, err);
 }
 
+const char *
+qcow2_image_cache_staging_dir(const struct qcow2_image_cache *cache)
+{
+    return cache->partial_dir;
+}
+
+const struct qcow2_image_cache_config *
+qcow2_image_cache_settings(const struct qcow2_image_cache *cache)
+{
+    return &cache->cfg;
+}
+
+int
+qcow2_image_cache_adopt(struct qcow2_image_cache *cache, const char *name, const char *sha256,
+                        struct na_error **err)
+{
+    char sha[QCOW2_SHA256_HEX_LEN + 1];
+    if (!sha256_normalize(sha256, sha) || !name[0] || strchr(name, '/') || !strcmp(name, ".") ||
+        !strcmp(name, ".."))
+        return na_error_set(err, NA_CODE_INTERNAL, EINVAL, "image cache: adopt `%s` as %s", name,
+                            sha256);
+    cleanup_free char *path = na_xasprintf("%s/%s", cache->partial_dir, name);
+    cleanup_free char *final_path = na_xasprintf("%s/%s", cache->dir, sha);
+    int ret = publish(cache, "(exported)", sha, path, QCOW2_FORMAT_QCOW2, final_path, err);
+    if (ret == 0)
+        na_log(NA_LOG_INFO, NULL, "image published", "sha256=%s source=export", sha);
+    return ret;
+}
+
 /* Downloads, verifies, validates and publishes one image.  Runs without the lock; the
  * caller's entry in the download table keeps every other get of this sha256 waiting. */
 static int

@@ -295,6 +295,19 @@ int qcow2_image_cache_get(struct qcow2_image_cache *cache, const char *url, cons
                           const char *format, char **path_out, struct qcow2_info *info_out,
                           struct na_error **err);
 
+/* Files made outside the cache may join it (snapshot to image, export.h): made in the staging
+ * directory (on the cache's filesystem; a name that is not a sha256 never clashes with a
+ * download's), then adopted as the image `sha256`, which the caller computed: validated as
+ * qcow2 with the cache's limits, made 0440 and the cache's group, renamed into place (an
+ * image already there has these very bytes).  Files left in the staging directory for a day
+ * are removed like stale downloads.  settings: the cache's configuration, for transfers
+ * that follow the same rules (timeouts, retries, TLS, allowed networks). */
+const char *qcow2_image_cache_staging_dir(const struct qcow2_image_cache *cache);
+int qcow2_image_cache_adopt(struct qcow2_image_cache *cache, const char *name, const char *sha256,
+                            struct na_error **err);
+const struct qcow2_image_cache_config *
+qcow2_image_cache_settings(const struct qcow2_image_cache *cache);
+
 /* Appends to *names (n_names entries; the caller frees each and the array) the name (sha256)
  * of every cached image that an overlay backs on, reading the overlays themselves:
  * <overlays_dir>/<uuid>/<overlay_names[i]>, opened without following symlinks and

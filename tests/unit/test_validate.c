@@ -45,6 +45,7 @@ struct fx {
     Nodeagent__V1__SnapshotCreateRequest snapshot_create;
     Nodeagent__V1__SnapshotRevertRequest snapshot_revert;
     Nodeagent__V1__SnapshotDeleteRequest snapshot_delete;
+    Nodeagent__V1__SnapshotExportRequest snapshot_export;
     Nodeagent__V1__ResizeRequest resize;
     Nodeagent__V1__RebuildRequest rebuild;
     Nodeagent__V1__ConsoleLogRequest console_log;
@@ -165,6 +166,8 @@ fx_init_requests(struct fx *f)
          NODEAGENT__V1__SNAPSHOT_REVERT_REQUEST__INIT)
     INIT(snapshot_delete, Nodeagent__V1__SnapshotDeleteRequest,
          NODEAGENT__V1__SNAPSHOT_DELETE_REQUEST__INIT)
+    INIT(snapshot_export, Nodeagent__V1__SnapshotExportRequest,
+         NODEAGENT__V1__SNAPSHOT_EXPORT_REQUEST__INIT)
     INIT(resize, Nodeagent__V1__ResizeRequest, NODEAGENT__V1__RESIZE_REQUEST__INIT)
     INIT(rebuild, Nodeagent__V1__RebuildRequest, NODEAGENT__V1__REBUILD_REQUEST__INIT)
     INIT(console_log, Nodeagent__V1__ConsoleLogRequest, NODEAGENT__V1__CONSOLE_LOG_REQUEST__INIT)
@@ -177,6 +180,7 @@ fx_init_requests(struct fx *f)
     f->snapshot_create.snapshot_name = "before-upgrade";
     f->snapshot_revert.snapshot_name = "before-upgrade";
     f->snapshot_delete.snapshot_name = "before-upgrade";
+    f->snapshot_export.upload_url = "https://objects.example/bucket/img.qcow2?X-Sig=abc";
     f->resize.flavor = &f->flavor;
     f->rebuild.image = &f->image;
     f->console_log.tail_bytes = 4096;
@@ -547,6 +551,12 @@ assert_invalid(struct fx *f, const char *field)
       f->snapshot_revert.snapshot_name = "..")                                                     \
     X(snap_delete_empty, "snapshot_delete.snapshot_name", USE(SNAPSHOT_DELETE, snapshot_delete);   \
       f->snapshot_delete.snapshot_name = "")                                                       \
+    X(snap_export_dotdot, "snapshot_export.snapshot_name", USE(SNAPSHOT_EXPORT, snapshot_export);  \
+      f->snapshot_export.snapshot_name = "..")                                                     \
+    X(snap_export_file_url, "snapshot_export.upload_url", USE(SNAPSHOT_EXPORT, snapshot_export);   \
+      f->snapshot_export.upload_url = "file:///etc/shadow")                                        \
+    X(snap_export_nowhere, "snapshot_export.upload_url", USE(SNAPSHOT_EXPORT, snapshot_export);    \
+      f->snapshot_export.upload_url = "")                                                          \
     X(snap_delete_uuid, "snapshot_delete.instance_uuid", USE(SNAPSHOT_DELETE, snapshot_delete);    \
       f->snapshot_delete.instance_uuid = "")                                                       \
     X(resize_no_flavor, "resize.flavor", USE(RESIZE, resize); f->resize.flavor = NULL)             \

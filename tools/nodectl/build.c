@@ -475,6 +475,16 @@ build_body(const struct nodectl_args *a, Nodeagent__V1__Envelope *env, struct na
         SNAP(SNAPSHOT_REVERT, snapshot_revert, SnapshotRevertRequest, snapshot_revert_request)
         SNAP(SNAPSHOT_DELETE, snapshot_delete, SnapshotDeleteRequest, snapshot_delete_request)
 #undef SNAP
+    case AGENT_REQ_SNAPSHOT_EXPORT: {
+        env->body_case = NODEAGENT__V1__ENVELOPE__BODY_SNAPSHOT_EXPORT;
+        Nodeagent__V1__SnapshotExportRequest *r =
+            NEW_BODY(env, snapshot_export, Nodeagent__V1__SnapshotExportRequest,
+                     nodeagent__v1__snapshot_export_request__init, uuid);
+        r->snapshot_name = dup_or_empty(nodectl_arg_str(a, NODECTL_F_SNAPSHOT));
+        r->upload_url = dup_or_empty(nodectl_arg_str(a, NODECTL_F_UPLOAD_URL));
+        r->publish = nodectl_arg_bool(a, NODECTL_F_PUBLISH);
+        return 0;
+    }
     case AGENT_REQ_RESIZE: {
         env->body_case = NODEAGENT__V1__ENVELOPE__BODY_RESIZE;
         Nodeagent__V1__ResizeRequest *r = NEW_BODY(env, resize, Nodeagent__V1__ResizeRequest,

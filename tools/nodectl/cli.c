@@ -48,6 +48,8 @@ static const enum nodectl_flag f_plain[] = {REQ_COMMON};
 static const enum nodectl_flag f_stop[] = {NODECTL_F_SHUTDOWN_TIMEOUT, NODECTL_F_FORCE, REQ_COMMON};
 static const enum nodectl_flag f_reboot[] = {NODECTL_F_HARD, REQ_COMMON};
 static const enum nodectl_flag f_snapshot[] = {NODECTL_F_SNAPSHOT, REQ_COMMON};
+static const enum nodectl_flag f_export[] = {NODECTL_F_SNAPSHOT, NODECTL_F_UPLOAD_URL,
+                                             NODECTL_F_PUBLISH, REQ_COMMON};
 static const enum nodectl_flag f_resize[] = {FLAVOR_FLAGS, REQ_COMMON};
 static const enum nodectl_flag f_rebuild[] = {IMAGE_FLAGS, REQ_COMMON};
 static const enum nodectl_flag f_console[] = {NODECTL_F_TAIL_BYTES, REQ_COMMON};
@@ -87,6 +89,9 @@ static const struct nodectl_command commands[] = {
     REQ("snapshot-create", SNAPSHOT_CREATE, f_snapshot, "create a snapshot"),
     REQ("snapshot-revert", SNAPSHOT_REVERT, f_snapshot, "revert to a snapshot"),
     REQ("snapshot-delete", SNAPSHOT_DELETE, f_snapshot, "delete a snapshot"),
+    REQ("snapshot-export", SNAPSHOT_EXPORT, f_export,
+        "flatten the disk (as it is, or at --snapshot) into a standalone image: upload and/or "
+        "publish it"),
     REQ("resize", RESIZE, f_resize, "give an instance a new flavor (cold)"),
     REQ("rebuild", REBUILD, f_rebuild, "give an instance a new root disk from an image"),
     REQ("console-log", CONSOLE_LOG, f_console,

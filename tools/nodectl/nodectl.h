@@ -66,6 +66,9 @@ enum nodectl_exit {
     X(FORCE, "force", NULL, "power off at once")                                                   \
     X(HARD, "hard", NULL, "hard reboot (reset) instead of soft")                                   \
     X(SNAPSHOT, "snapshot", "NAME", "snapshot name")                                               \
+    X(UPLOAD_URL, "upload-url", "URL",                                                             \
+      "snapshot-export: PUT the image to this http(s) URL (e.g. a pre-signed object URL)")         \
+    X(PUBLISH, "publish", NULL, "snapshot-export: publish the image into the node's image cache")  \
     X(TAIL_BYTES, "tail-bytes", "N",                                                               \
       "bytes from the end of the console log (0: 64 KiB; at most 256 KiB)")                        \
     X(TO, "to", "NODE", "destination node id")                                                     \

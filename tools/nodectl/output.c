@@ -67,6 +67,10 @@ print_event_text(FILE *out, const Nodeagent__V1__Event *ev)
     }
     if (ev->console_log.len)
         fprintf(out, " console_log=%zu bytes", ev->console_log.len);
+    if (ev->image_export)
+        fprintf(out, " image_sha256=%s image_bytes=%" PRIu64 "%s%s", ev->image_export->sha256,
+                ev->image_export->size_bytes, ev->image_export->uploaded ? " uploaded" : "",
+                ev->image_export->published ? " published" : "");
     if (ev->replayed)
         fprintf(out, " replayed");
     fputc('\n', out);
