@@ -288,6 +288,13 @@ int hv_domain_managed_save(struct hv_conn *conn, const char *uuid, struct na_err
 /* Forced off and undefined with its managed save, snapshots, checkpoints and nvram;
  * 0 when there is no such domain. */
 int hv_domain_undefine(struct hv_conn *conn, const char *uuid, struct na_error **err);
+/* disk_copy.c: copies the running domain's root disk into target_path, an overlay the caller
+ * made on the same base (only the top layer is copied), and ends the job without pivot once
+ * the copy caught up: target_path then holds the disk as it was at that moment, and the guest
+ * runs on, unaware.  Polls the job in the calling worker; TIMEOUT after timeout_s.  libvirt
+ * relabels target_path for the guest's QEMU: give it its owner afterwards. */
+int hv_domain_disk_copy(struct hv_conn *conn, const char *uuid, const char *target_path,
+                        unsigned timeout_s, struct na_error **err);
 /* Rewrites the owner in the domain's metadata (hv_domain_meta_with_owner()) in its
  * persistent definition, and in the running domain too when it runs: the guest is not
  * restarted. */

@@ -911,6 +911,17 @@ SNAPSHOT(snapshot_delete, Nodeagent__V1__SnapshotDeleteRequest)
 #undef SNAPSHOT
 
 static void
+check_clone(struct vctx *v, const Nodeagent__V1__CloneRequest *m)
+{
+    check_uuid(v, "source_instance_uuid", m->source_instance_uuid);
+    check_opt_str(v, "snapshot_name", m->snapshot_name, &RULE_NAME);
+    check_spec(v, "spec", m->spec);
+    if (m->spec && m->spec->uuid && m->source_instance_uuid &&
+        !strcasecmp(m->spec->uuid, m->source_instance_uuid))
+        fail(v, "spec.uuid", "is the source's uuid; a clone is a new instance");
+}
+
+static void
 check_snapshot_export(struct vctx *v, const Nodeagent__V1__SnapshotExportRequest *m)
 {
     check_uuid(v, "instance_uuid", m->instance_uuid);

@@ -84,7 +84,7 @@ check_fits(struct agent *a, const Nodeagent__V1__InstanceSpec *spec, int64_t uid
             return na_error_quiet(err, NA_CODE_CONFLICT, EEXIST,
                                   "the guest's uid %lld is instance %s's", (long long)uid,
                                   a->instances.items[i]->uuid);
-    int ret = agent_net_check_nics(a, spec, err);
+    int ret = agent_net_check_nics(a, spec, "spec", err);
     if (ret < 0)
         return ret;
     const Nodeagent__V1__Flavor *f = spec->flavor;

@@ -43,6 +43,19 @@ const char *provision_job_base(struct agent_op *op, char *buf, size_t size, stru
 /* Whether the guest ran when the job began (the job keeps what it was then). */
 bool provision_job_was_running(const struct agent_op *op);
 void provision_paths_clear(struct instance_paths *p);
+/* A new instance of spec (create, clone), on the loop: checked against the table (uuid,
+ * name, NICs, groups; refusals name fields under `field`), capacity claimed, uid given,
+ * recorded BUILDING.  The same request resumed finds its own record. */
+int provision_prepare_new(struct agent *a, struct agent_op *op,
+                          const Nodeagent__V1__InstanceSpec *spec, const char *field,
+                          struct na_error **err);
+/* The create's phases after its disk, for the kinds that make a new instance: define (with
+ * the disk and config drive checked again), start, bind; its rollback and its finish. */
+int provision_create_define(struct agent_op *op, struct na_error **err);
+int provision_create_start(struct agent_op *op, struct na_error **err);
+int provision_create_bind(struct agent_op *op, struct na_error **err);
+void provision_create_rollback(struct agent_op *op);
+int provision_finish_create(struct agent *a, struct agent_op *op, struct na_error **err);
 #define cleanup_paths __attribute__((cleanup(provision_paths_clear)))
 
 #endif

@@ -65,7 +65,13 @@ provision_paths_clear(struct instance_paths *p)
 static int
 prepare_create(struct agent *a, struct agent_op *op, struct na_error **err)
 {
-    const Nodeagent__V1__InstanceSpec *spec = op->env->create->spec;
+    return provision_prepare_new(a, op, op->env->create->spec, "create.spec", err);
+}
+
+int
+provision_prepare_new(struct agent *a, struct agent_op *op, const Nodeagent__V1__InstanceSpec *spec,
+                      const char *field, struct na_error **err)
+{
     struct agent_instance *inst = agent_instances_find(&a->instances, spec->uuid);
     if (inst && strcmp(inst->create_request_id, op->request_id) != 0)
         return na_error_quiet(err, NA_CODE_ALREADY_EXISTS, EEXIST,
@@ -95,9 +101,9 @@ prepare_create(struct agent *a, struct agent_op *op, struct na_error **err)
     }
     const Nodeagent__V1__Flavor *f = spec->flavor;
     struct agent_claim need = {f->vcpus, f->memory_mib, f->root_disk_gib};
-    int ret = agent_net_check_nics(a, spec, err);
+    int ret = agent_net_check_nics(a, spec, field, err);
     if (ret == 0)
-        ret = agent_secgroups_check_nics(a->secgroups, spec, "create.spec", err);
+        ret = agent_secgroups_check_nics(a->secgroups, spec, field, err);
     if (ret < 0 || (ret = agent_capacity_admit(a, spec->uuid, &need, err)) < 0)
         return ret;
     int64_t uid = -1;
@@ -404,8 +410,8 @@ domain_active(struct agent_op *op, bool *active, struct na_error **err)
     return ret;
 }
 
-static int
-create_define(struct agent_op *op, struct na_error **err)
+int
+provision_create_define(struct agent_op *op, struct na_error **err)
 {
     char buf[PATH_MAX];
     const char *base = provision_job_base(op, buf, sizeof(buf), err);
@@ -431,8 +437,8 @@ create_define(struct agent_op *op, struct na_error **err)
     return ret;
 }
 
-static int
-create_start(struct agent_op *op, struct na_error **err)
+int
+provision_create_start(struct agent_op *op, struct na_error **err)
 {
     enum hv_power power;
     int ret = hv_domain_power(op->host->hv, op->instance, &power, err);
@@ -455,8 +461,8 @@ create_start(struct agent_op *op, struct na_error **err)
     return hv_domain_start(op->host->hv, op->instance, err);
 }
 
-static int
-create_bind(struct agent_op *op, struct na_error **err)
+int
+provision_create_bind(struct agent_op *op, struct na_error **err)
 {
     int ret = wait_ports_bound(op, err);
     if (ret < 0 || (ret = provision_start_and_read_state(op, false, err)) < 0)
@@ -467,8 +473,8 @@ create_bind(struct agent_op *op, struct na_error **err)
 
 /* Undo: nothing of a failed create stays but the shared image cache.  What cannot be
  * undone keeps the uid out of use: the domain or its files may still run or hold it. */
-static void
-create_rollback(struct agent_op *op)
+void
+provision_create_rollback(struct agent_op *op)
 {
     cleanup_paths struct instance_paths p = {0};
     provision_paths_init(&p, op->host, op->spec->uuid);
@@ -482,15 +488,15 @@ create_rollback(struct agent_op *op)
 
 static const struct agent_job_phase create_phases[] = {
     {"disk", create_disk, AGENT_JOB_REDO},
-    {"define", create_define, AGENT_JOB_REDO},
-    {"start", create_start, AGENT_JOB_REDO},
-    {"bind", create_bind, AGENT_JOB_REDO},
+    {"define", provision_create_define, AGENT_JOB_REDO},
+    {"start", provision_create_start, AGENT_JOB_REDO},
+    {"bind", provision_create_bind, AGENT_JOB_REDO},
 };
 static const struct agent_job_kind create_job = {create_phases, NA_ARRAY_SIZE(create_phases),
-                                                 create_rollback};
+                                                 provision_create_rollback};
 
-static int
-finish_create(struct agent *a, struct agent_op *op, struct na_error **err)
+int
+provision_finish_create(struct agent *a, struct agent_op *op, struct na_error **err)
 {
     struct agent_instance *inst = agent_instances_find(&a->instances, op->instance);
     if (!inst || !op->owns_record)
@@ -507,7 +513,8 @@ finish_create(struct agent *a, struct agent_op *op, struct na_error **err)
     return agent_instance_save(a->store, inst, err);
 }
 
-const struct agent_handler agent_handle_create = {prepare_create, NULL, finish_create, &create_job};
+const struct agent_handler agent_handle_create = {prepare_create, NULL, provision_finish_create,
+                                                  &create_job};
 
 /* --- delete ---------------------------------------------------------------------------- */
 

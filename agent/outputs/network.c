@@ -90,14 +90,14 @@ agent_net_sync_peers(struct agent *a)
 /* nics[k] of a create against NIC o of another instance in the same network: one MAC or one
  * address in a network would let either guest take the other's frames. */
 static int
-check_nic_identity(const Nodeagent__V1__Nic *nic, size_t k, const Nodeagent__V1__Nic *o,
-                   const char *other, struct na_error **err)
+check_nic_identity(const char *prefix, const Nodeagent__V1__Nic *nic, size_t k,
+                   const Nodeagent__V1__Nic *o, const char *other, struct na_error **err)
 {
     char field[96];
     uint8_t mac[6], other_mac[6];
     if (na_mac_parse(nic->mac, mac) && na_mac_parse(o->mac, other_mac) &&
         memcmp(mac, other_mac, sizeof(mac)) == 0) {
-        snprintf(field, sizeof(field), "create.spec.nics[%zu].mac", k);
+        snprintf(field, sizeof(field), "%s.nics[%zu].mac", prefix, k);
         return na_error_field(err, field,
                               "%s: %s is already the MAC of port %s of instance %s in network %s",
                               field, o->mac, o->port_id, other, o->network_id);
@@ -106,7 +106,7 @@ check_nic_identity(const Nodeagent__V1__Nic *nic, size_t k, const Nodeagent__V1_
         for (size_t j = 0; j < o->n_ips; j++) {
             if (!na_ip_same_addr(nic->ips[i], o->ips[j]))
                 continue;
-            snprintf(field, sizeof(field), "create.spec.nics[%zu].ips[%zu]", k, i);
+            snprintf(field, sizeof(field), "%s.nics[%zu].ips[%zu]", prefix, k, i);
             return na_error_field(err, field,
                                   "%s: %s is already an address of port %s of instance %s in "
                                   "network %s",
@@ -121,7 +121,7 @@ check_nic_identity(const Nodeagent__V1__Nic *nic, size_t k, const Nodeagent__V1_
  * against every instance of the table, those still being built included (a create enters the
  * table here, on the loop, before the next one is prepared). */
 int
-agent_net_check_nics(struct agent *a, const Nodeagent__V1__InstanceSpec *spec,
+agent_net_check_nics(struct agent *a, const Nodeagent__V1__InstanceSpec *spec, const char *prefix,
                      struct na_error **err)
 {
     for (size_t k = 0; k < spec->n_nics; k++) {
@@ -144,7 +144,7 @@ agent_net_check_nics(struct agent *a, const Nodeagent__V1__InstanceSpec *spec,
                                           other->uuid);
                 int ret;
                 if (o->vni == nic->vni &&
-                    (ret = check_nic_identity(nic, k, o, other->uuid, err)) < 0)
+                    (ret = check_nic_identity(prefix, nic, k, o, other->uuid, err)) < 0)
                     return ret;
             }
         }

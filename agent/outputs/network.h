@@ -15,8 +15,10 @@ void agent_net_sync(struct agent *a);
  * changes it.  net/ovs recomputes the tunnels from the peers it has whenever the ports
  * change. */
 void agent_net_sync_peers(struct agent *a);
+/* Whether spec's NICs may join the node (VNIs, MACs and addresses); a refusal names the field
+ * under prefix ("create.spec"). */
 int agent_net_check_nics(struct agent *a, const Nodeagent__V1__InstanceSpec *spec,
-                         struct na_error **err);
+                         const char *prefix, struct na_error **err);
 /* A guest NIC's MTU: the requested one (0: none), at most underlay minus tunnel overhead. */
 unsigned agent_nic_mtu(const struct agent_config *cfg, unsigned requested);
 void agent_net_health(struct agent *a, struct agent_check *c);

@@ -64,23 +64,31 @@ first_line(int memfd, char *buf, size_t size)
     buf[strcspn(buf, "\n")] = '\0';
 }
 
-/* Runs qemu-img convert from src into out_fd. */
+/* Runs qemu-img convert from src into out_fd: a standalone compressed image, or with delta
+ * an overlay on the source's base holding only what differs from it. */
 static int
-run_convert(const struct qcow2_export_source *src, int out_fd, struct na_error **err)
+run_convert(const struct qcow2_export_source *src, bool delta, int out_fd, struct na_error **err)
 {
     cleanup_free char *spec = source_spec(src);
     cleanup_free char *snap =
         src->snapshot ? na_xasprintf("snapshot.name=%s", src->snapshot) : NULL;
     char out_path[32];
     snprintf(out_path, sizeof(out_path), "/proc/self/fd/%d", CHILD_OUTPUT_FD);
-    const char *argv[16];
+    const char *argv[20];
     size_t n = 0;
     argv[n++] = "qemu-img";
     argv[n++] = "convert";
     argv[n++] = "-q";
     if (src->guest_running)
         argv[n++] = "-U";
-    argv[n++] = "-c";
+    if (delta) {
+        argv[n++] = "-B";
+        argv[n++] = src->base_path;
+        argv[n++] = "-F";
+        argv[n++] = src->base_format;
+    } else {
+        argv[n++] = "-c";
+    }
     argv[n++] = "-O";
     argv[n++] = "qcow2";
     if (snap) {
@@ -179,10 +187,12 @@ check_source(const struct qcow2_export_source *src, const struct qcow2_limits *l
     return ret;
 }
 
-int
-qcow2_export_flatten(const struct qcow2_export_source *src, int dirfd, const char *name,
-                     const struct qcow2_file_owner *owner, const struct qcow2_limits *limits,
-                     struct qcow2_export *out, struct na_error **err)
+/* Writes the converted image into dirfd as name, validated (a delta must back on the base)
+ * and, unless delta, hashed. */
+static int
+convert_into(const struct qcow2_export_source *src, bool delta, int dirfd, const char *name,
+             const struct qcow2_file_owner *owner, const struct qcow2_limits *limits,
+             struct qcow2_export *out, struct na_error **err)
 {
     int ret = check_source(src, limits, err);
     if (ret < 0)
@@ -191,18 +201,38 @@ qcow2_export_flatten(const struct qcow2_export_source *src, int dirfd, const cha
     cleanup_close int fd = qcow2_tmpfile_at(dirfd, name, &tmp, err);
     if (fd < 0)
         return fd;
-    struct qcow2_limits standalone = limits ? *limits : (struct qcow2_limits){0};
+    struct qcow2_limits result_limits = limits ? *limits : (struct qcow2_limits){0};
     if (!limits)
-        qcow2_limits_init(&standalone);
-    standalone.allow_backing = false;
+        qcow2_limits_init(&result_limits);
+    result_limits.allow_backing = delta;
     struct qcow2_info info;
-    if ((ret = run_convert(src, fd, err)) < 0 ||
-        (ret = qcow2_validate(fd, &standalone, &info, err)) < 0 ||
-        (ret = hash_file(fd, out->sha256, &out->size, err)) < 0 ||
+    *out = (struct qcow2_export){0};
+    if ((ret = run_convert(src, delta, fd, err)) < 0 ||
+        (ret = qcow2_validate(fd, &result_limits, &info, err)) < 0 ||
+        (delta && strcmp(info.backing_file, src->base_path) != 0 &&
+         (ret = na_error_set(err, NA_CODE_STORAGE, EIO, "the copy backs on `%s`, not on `%s`",
+                             info.backing_file, src->base_path)) < 0) ||
+        (!delta && (ret = hash_file(fd, out->sha256, &out->size, err)) < 0) ||
         (ret = qcow2_publish_at(dirfd, fd, tmp, name, owner, true, err)) < 0) {
         unlinkat(dirfd, tmp, 0);
         return ret;
     }
     out->virtual_size = info.virtual_size;
     return 0;
+}
+
+int
+qcow2_export_flatten(const struct qcow2_export_source *src, int dirfd, const char *name,
+                     const struct qcow2_file_owner *owner, const struct qcow2_limits *limits,
+                     struct qcow2_export *out, struct na_error **err)
+{
+    return convert_into(src, false, dirfd, name, owner, limits, out, err);
+}
+
+int
+qcow2_export_copy_delta(const struct qcow2_export_source *src, int dirfd, const char *name,
+                        const struct qcow2_file_owner *owner, const struct qcow2_limits *limits,
+                        struct qcow2_export *out, struct na_error **err)
+{
+    return convert_into(src, true, dirfd, name, owner, limits, out, err);
 }

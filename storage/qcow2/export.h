@@ -40,6 +40,15 @@ int qcow2_export_flatten(const struct qcow2_export_source *src, int dirfd, const
                          const struct qcow2_file_owner *owner, const struct qcow2_limits *limits,
                          struct qcow2_export *out, struct na_error **err);
 
+/* Writes into dirfd as `name` (temp name, fsynced, given owner, renamed; replacing) a qcow2
+ * overlay on the source's base (src->base_path, stored as given) holding what the source's
+ * disk has over its base, as it is or at src->snapshot: a clone's disk.  Its virtual size is
+ * the source's.  Validated with limits (the backing file must be the base), not hashed
+ * (out->sha256 empty).  Errors as qcow2_export_flatten(). */
+int qcow2_export_copy_delta(const struct qcow2_export_source *src, int dirfd, const char *name,
+                            const struct qcow2_file_owner *owner, const struct qcow2_limits *limits,
+                            struct qcow2_export *out, struct na_error **err);
+
 /* Uploads the file open on fd (read from offset 0 with pread) by HTTP PUT to url (http or
  * https), with cfg's connect timeout, stall timeout and min_rate, retries and backoff, TLS
  * settings and allowed_networks (the same address check as a download's; nothing is sent

@@ -189,6 +189,34 @@ test_flatten_at_a_snapshot_and_now(void **state)
     assert_true(now.size < MIB);
 }
 
+/* A clone's disk: only the overlay's own clusters, on the same base. */
+static void
+test_copy_delta_keeps_the_base(void **state)
+{
+    (void)state;
+    cleanup_close int ov = open(g.overlay, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    cleanup_close int dir = open_dir();
+    struct qcow2_export_source src = {
+        .overlay_fd = ov, .base_path = g.base, .base_format = "qcow2", .snapshot = "s1"};
+    struct qcow2_file_owner owner = {.uid = 0, .gid = 0, .mode = 0600};
+    struct qcow2_export out;
+    cleanup_error struct na_error *err = NULL;
+    assert_int_equal(qcow2_export_copy_delta(&src, dir, "delta.qcow2", &owner, NULL, &out, &err),
+                     0);
+    assert_int_equal(out.virtual_size, 64u * MIB);
+    cleanup_free char *cmd = na_xasprintf(
+        "cd %s && qemu-img info delta.qcow2 | grep -q '^backing file: %s$' && "
+        "qemu-io -r -c 'read -q -P 0xaa 0 1M' -c 'read -q -P 0xbb 1M 1M' delta.qcow2 | "
+        "grep -q Pattern && exit 1; qemu-img check -q %s/delta.qcow2",
+        g.root, g.base, g.root);
+    run(cmd);
+    /* Only the overlay's MiB was copied, not the base's. */
+    struct stat st;
+    cleanup_free char *path = na_xasprintf("%s/delta.qcow2", g.root);
+    assert_int_equal(stat(path, &st), 0);
+    assert_true(st.st_size < 2 * (off_t)MIB);
+}
+
 static void
 test_refusals(void **state)
 {
@@ -371,6 +399,7 @@ main(void)
     curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_flatten_at_a_snapshot_and_now),
+        cmocka_unit_test(test_copy_delta_keeps_the_base),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_upload_puts_the_image),
         cmocka_unit_test(test_upload_retries_transient_failures),

@@ -46,6 +46,7 @@ struct fx {
     Nodeagent__V1__SnapshotRevertRequest snapshot_revert;
     Nodeagent__V1__SnapshotDeleteRequest snapshot_delete;
     Nodeagent__V1__SnapshotExportRequest snapshot_export;
+    Nodeagent__V1__CloneRequest clone;
     Nodeagent__V1__ResizeRequest resize;
     Nodeagent__V1__RebuildRequest rebuild;
     Nodeagent__V1__ConsoleLogRequest console_log;
@@ -277,6 +278,9 @@ fx_new(void)
     fx_init_requests(f);
     f->create = (Nodeagent__V1__CreateRequest)NODEAGENT__V1__CREATE_REQUEST__INIT;
     f->create.spec = &f->spec;
+    f->clone = (Nodeagent__V1__CloneRequest)NODEAGENT__V1__CLONE_REQUEST__INIT;
+    f->clone.spec = &f->spec;
+    f->clone.source_instance_uuid = UUID_D;
     f->env = (Nodeagent__V1__Envelope)NODEAGENT__V1__ENVELOPE__INIT;
     f->env.request_id = "req-0001";
     f->env.sent_at_ms = 1700000000000;
@@ -551,6 +555,10 @@ assert_invalid(struct fx *f, const char *field)
       f->snapshot_revert.snapshot_name = "..")                                                     \
     X(snap_delete_empty, "snapshot_delete.snapshot_name", USE(SNAPSHOT_DELETE, snapshot_delete);   \
       f->snapshot_delete.snapshot_name = "")                                                       \
+    X(clone_itself, "clone.spec.uuid", USE(CLONE, clone); f->clone.source_instance_uuid = UUID_A)  \
+    X(clone_no_source, "clone.source_instance_uuid", USE(CLONE, clone);                            \
+      f->clone.source_instance_uuid = "")                                                          \
+    X(clone_bad_spec, "clone.spec.flavor.vcpus", USE(CLONE, clone); f->flavor.vcpus = 0)           \
     X(snap_export_dotdot, "snapshot_export.snapshot_name", USE(SNAPSHOT_EXPORT, snapshot_export);  \
       f->snapshot_export.snapshot_name = "..")                                                     \
     X(snap_export_file_url, "snapshot_export.upload_url", USE(SNAPSHOT_EXPORT, snapshot_export);   \

@@ -429,6 +429,19 @@ build_port_security_groups(const struct nodectl_args *a, Nodeagent__V1__Envelope
     })
 
 static int
+build_clone(const struct nodectl_args *a, Nodeagent__V1__Envelope *env, struct na_error **err)
+{
+    Nodeagent__V1__CloneRequest *r = na_xmalloc(sizeof(*r));
+    nodeagent__v1__clone_request__init(r);
+    env->clone = r;
+    r->source_instance_uuid = dup_or_empty(a->positional);
+    r->snapshot_name = dup_or_empty(nodectl_arg_str(a, NODECTL_F_SNAPSHOT));
+    r->spec = na_xmalloc(sizeof(*r->spec));
+    nodeagent__v1__instance_spec__init(r->spec);
+    return build_spec(a, r->spec, err);
+}
+
+static int
 build_body(const struct nodectl_args *a, Nodeagent__V1__Envelope *env, struct na_error **err)
 {
     const char *uuid = a->positional;
@@ -436,6 +449,9 @@ build_body(const struct nodectl_args *a, Nodeagent__V1__Envelope *env, struct na
     case AGENT_REQ_CREATE:
         env->body_case = NODEAGENT__V1__ENVELOPE__BODY_CREATE;
         return build_create(a, env, err);
+    case AGENT_REQ_CLONE:
+        env->body_case = NODEAGENT__V1__ENVELOPE__BODY_CLONE;
+        return build_clone(a, env, err);
 #define SIMPLE(CASE, field, Type, fn)                                                              \
     case AGENT_REQ_##CASE:                                                                         \
         env->body_case = NODEAGENT__V1__ENVELOPE__BODY_##CASE;                                     \

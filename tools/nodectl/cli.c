@@ -44,6 +44,19 @@ static const enum nodectl_flag f_create[] = {NODECTL_F_UUID,
                                              NODECTL_F_USER_DATA_FILE,
                                              NODECTL_F_META,
                                              REQ_COMMON};
+static const enum nodectl_flag f_clone[] = {NODECTL_F_SNAPSHOT,
+                                            NODECTL_F_UUID,
+                                            NODECTL_F_NAME,
+                                            NODECTL_F_TENANT,
+                                            FLAVOR_FLAGS,
+                                            IMAGE_FLAGS,
+                                            NODECTL_F_NIC,
+                                            NODECTL_F_HOSTNAME,
+                                            NODECTL_F_SSH_KEY,
+                                            NODECTL_F_SSH_KEY_FILE,
+                                            NODECTL_F_USER_DATA_FILE,
+                                            NODECTL_F_META,
+                                            REQ_COMMON};
 static const enum nodectl_flag f_plain[] = {REQ_COMMON};
 static const enum nodectl_flag f_stop[] = {NODECTL_F_SHUTDOWN_TIMEOUT, NODECTL_F_FORCE, REQ_COMMON};
 static const enum nodectl_flag f_reboot[] = {NODECTL_F_HARD, REQ_COMMON};
@@ -79,6 +92,9 @@ static const enum nodectl_flag f_port_groups[] = {NODECTL_F_GROUP, REQ_COMMON};
 
 static const struct nodectl_command commands[] = {
     {"create", NULL, "create an instance", AGENT_REQ_CREATE, FLAGS(f_create), nodectl_cmd_request},
+    {"clone", "SOURCE",
+     "create an instance whose disk is a copy of SOURCE's (as it is, or at --snapshot)",
+     AGENT_REQ_CLONE, FLAGS(f_clone), nodectl_cmd_request},
     REQ("delete", DELETE, f_plain, "delete an instance and everything it uses"),
     REQ("start", START, f_plain, "start a stopped instance"),
     REQ("stop", STOP, f_stop, "stop an instance (graceful, then forced)"),
