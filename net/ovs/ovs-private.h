@@ -120,6 +120,13 @@ void ovs_net_tunnel_port_name(const char *remote_ip, char name[16]);
 const struct ovs_flow *ovs_flows_find(const struct ovs_flows *flows, const char *key);
 void ovs_flows_clear(struct ovs_flows *flows);
 
+/* --- the host's side of a tap (host_tap.c) --- */
+
+/* Disables IPv6 on the host's side of interface ifname (net.ipv6.conf.IF.disable_ipv6 = 1),
+ * in the network namespace of the process whose pid file is vswitchd_pidfile (the agent's
+ * own when that file cannot be read). */
+int ovs_tap_host_ipv6_off(const char *vswitchd_pidfile, const char *ifname, struct na_error **err);
+
 /* --- meters (meters.c) --- */
 
 /* The meter of what the port at ofport sends (outbound) or receives. */

@@ -70,6 +70,7 @@ struct ovs_net {
     char *local_ip;                      /* NULL: no tunnels */
     struct ovs_tunnel_config tunnel_cfg; /* points at bridge, tunnel_type, local_ip */
     char *openflow;                      /* "unix:<rundir>/<bridge>.mgmt" */
+    char *vswitchd_pidfile;              /* "<rundir>/ovs-vswitchd.pid" */
     pthread_t thread;
     struct latch wake; /* set by the agent when the desired ports change */
     struct latch exit;
@@ -218,10 +219,11 @@ ensure_bridge(struct ovs_net *net, struct ovsdb_idl *idl, struct ovsdb_idl_txn *
         ovsrec_bridge_set_datapath_type(br, net->datapath_type);
 }
 
-/* The OpenFlow port number of the port's interface on the bridge, or 0 when it has none
- * yet.  An interface whose attached-mac (set by libvirt) is not the port's MAC is not it. */
-static int
-find_ofport(const struct ovsrec_bridge *br, const struct ovs_net_port *p)
+/* The port's interface on the bridge (with an OpenFlow port number), or NULL when it has
+ * none yet.  An interface whose attached-mac (set by libvirt) is not the port's MAC is not
+ * it. */
+static const struct ovsrec_interface *
+find_iface(const struct ovsrec_bridge *br, const struct ovs_net_port *p)
 {
     for (size_t i = 0; br && i < br->n_ports; i++) {
         const struct ovsrec_port *port = br->ports[i];
@@ -233,10 +235,18 @@ find_ofport(const struct ovsrec_bridge *br, const struct ovs_net_port *p)
             const char *mac = smap_get(&iface->external_ids, "attached-mac");
             if (mac && strcasecmp(mac, p->mac) != 0)
                 continue;
-            return (int)iface->ofport[0];
+            return iface;
         }
     }
-    return 0;
+    return NULL;
+}
+
+/* The OpenFlow port number of the port's interface on the bridge, or 0 when it has none. */
+static int
+find_ofport(const struct ovsrec_bridge *br, const struct ovs_net_port *p)
+{
+    const struct ovsrec_interface *iface = find_iface(br, p);
+    return iface ? (int)iface->ofport[0] : 0;
 }
 
 /* --- the OpenFlow side ----------------------------------------------------------------- */
@@ -514,10 +524,25 @@ flush_gone_zones(struct ovs_net *net, const struct ovs_bound_port *bound, size_t
 
 /* --- the thread ------------------------------------------------------------------------ */
 
-/* Notes the ports whose interface is on the bridge (with the time it was first seen), and
- * forgets the others. */
+/* A port's interface just seen on the bridge: the host's side of it gets no IPv6 (see
+ * host_tap.c), before the port's flows go in. */
 static void
-note_seen(struct ovs_net *net, const struct ovs_bound_port *bound, size_t n)
+quiet_host_side(struct ovs_net *net, const struct ovsrec_bridge *br, const struct ovs_net_port *p)
+{
+    const struct ovsrec_interface *iface = find_iface(br, p);
+    struct na_error *err = NULL;
+    if (iface && ovs_tap_host_ipv6_off(net->vswitchd_pidfile, iface->name, &err) < 0) {
+        na_log(NA_LOG_ERROR, NULL, "host side of a tap keeps IPv6",
+               "port=%s interface=%s error=\"%s\"", p->id, iface->name, err->msg);
+        na_error_free(err);
+    }
+}
+
+/* Notes the ports whose interface is on the bridge (with the time it was first seen), and
+ * forgets the others.  A newly seen interface has its host side quieted. */
+static void
+note_seen(struct ovs_net *net, const struct ovsrec_bridge *br, const struct ovs_bound_port *bound,
+          size_t n)
 {
     struct port_seen *now = na_xcalloc(n + 1, sizeof(*now));
     size_t k = 0;
@@ -533,6 +558,7 @@ note_seen(struct ovs_net *net, const struct ovs_bound_port *bound, size_t n)
             now[k++] = *old;
             old->id = NULL;
         } else {
+            quiet_host_side(net, br, bound[i].port);
             now[k++] = (struct port_seen){na_xstrdup(bound[i].port->id), bound[i].ofport,
                                           na_mono_ns(), false};
         }
@@ -650,7 +676,7 @@ ovs_thread(void *arg)
                     t->remote_ip, ovs_tunnels_ofport(&net->tunnel_cfg, br, t->remote_ip), t->vnis,
                     t->n_vnis};
             }
-            note_seen(net, bound, net->ports.n);
+            note_seen(net, br, bound, net->ports.n);
             struct ovs_flows want = {0};
             ovs_flows_compute(bound, net->ports.n, tunnels, net->tunnels.n, &net->groups, &want);
             free(tunnels);
@@ -735,6 +761,8 @@ ovs_net_start(const struct ovs_net_config *cfg, struct ovs_net **out, struct na_
     const char *slash = strrchr(path, '/');
     net->openflow = na_xasprintf("unix:%.*s/%s.mgmt", slash ? (int)(slash - path) : 1,
                                  slash ? path : ".", cfg->bridge);
+    net->vswitchd_pidfile =
+        na_xasprintf("%.*s/ovs-vswitchd.pid", slash ? (int)(slash - path) : 1, slash ? path : ".");
     pthread_mutex_init(&net->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -781,6 +809,7 @@ ovs_net_stop(struct ovs_net *net)
     free(net->tunnel_type);
     free(net->local_ip);
     free(net->openflow);
+    free(net->vswitchd_pidfile);
     free(net);
 }
 

@@ -19,7 +19,7 @@ import uuid
 import libvirt_qemu
 
 from harness import wait_for
-from test_network import Guest, flows, iface_of, ping
+from test_network import Guest, flows, iface_of, in_ns, ping
 from test_tunnels import tunnel_ports, two_nodes  # noqa: F401 (fixture)
 
 PREFIX = "fd00:0:0:64::"
@@ -216,6 +216,14 @@ def test_two_guests_talk_over_ipv6_and_no_one_hears_spoofed_nd_or_router_adverts
             and "priority=100" in f]
     assert sorted(re.search(r"ipv6_src=([^,\s]+)", f).group(1) for f in mine) == sorted(
         [ll_a, a.ip6])
+
+    # The host's side of the taps has no IPv6: the advertisement gave the test host neither an
+    # address nor a route, and the host has no address of its own there for a guest to reach.
+    for tap in (tap_a, tap_b):
+        assert in_ns(node, "cat", f"/proc/sys/net/ipv6/conf/{tap}/disable_ipv6").stdout == "1\n"
+        assert not in_ns(node, "ip", "-6", "addr", "show", "dev", tap).stdout.strip()
+    host6 = in_ns(node, "ip", "-6", "addr").stdout + in_ns(node, "ip", "-6", "route").stdout
+    assert "2001:db8:bad" not in host6, host6
 
 
 def test_ipv6_across_the_tunnel(two_nodes):  # noqa: F811
