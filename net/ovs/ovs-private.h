@@ -6,12 +6,13 @@
 
 /* The tables of the integration bridge, named once (docs/operations.md describes them). */
 #define OVS_TABLES(X)                                                                              \
-    X(CLASSIFY, 0)     /* from ports (anti-spoofing) and tunnels: which network */                 \
-    X(FROM_PORT, 1)    /* switching of frames from a local port */                                 \
-    X(FROM_TUNNEL, 2)  /* switching of frames from a tunnel: local ports only */                   \
-    X(TUNNEL_SRC, 3)   /* a tunnel frame's source MAC: refuse local ones, learn the rest */        \
-    X(EGRESS_ACL, 10)  /* security groups, traffic from a port, after conntrack */                 \
-    X(INGRESS_ACL, 20) /* security groups, traffic to a port, after conntrack */
+    X(CLASSIFY, 0)       /* from ports (anti-spoofing) and tunnels: which network */               \
+    X(FROM_PORT, 1)      /* switching of frames from a local port */                               \
+    X(FROM_TUNNEL, 2)    /* switching of frames from a tunnel: local ports only */                 \
+    X(TUNNEL_SRC, 3)     /* a tunnel frame's source MAC: refuse local ones, learn the rest */      \
+    X(MCAST6_TO_PORT, 4) /* IPv6 multicast, one copy per local port: to its ingress conntrack */   \
+    X(EGRESS_ACL, 10)    /* security groups, traffic from a port, after conntrack */               \
+    X(INGRESS_ACL, 20)   /* security groups, traffic to a port, after conntrack */
 
 enum ovs_table {
 #define X(name, number) OVS_T_##name = number,
@@ -26,8 +27,11 @@ enum ovs_table {
     X(TO_PORT_IP, 110)  /* FROM_PORT, FROM_TUNNEL: IP to a local port: its ingress conntrack */    \
     X(PORT, 100)        /* anti-spoofing, tunnel ingress, exact MAC forwarding */                  \
     X(LEARNED, 80)      /* FROM_PORT: remote MACs learned from tunnels */                          \
-    X(FLOOD_IP, 60) /* broadcast, multicast IP: never to a local port (no ACL could allow it) */   \
-    X(FLOOD, 50)    /* broadcast, multicast, unknown unicast */                                    \
+    X(FLOOD_ND, 70)     /* FROM_PORT, FROM_TUNNEL: Neighbor Discovery, flooded around the ACL */   \
+    X(FLOOD_MCAST6, 65) /* FROM_PORT, FROM_TUNNEL: IPv6 multicast, through each port's ACL */      \
+    X(MCAST6_ACL, 50)   /* MCAST6_TO_PORT: into the port's ingress conntrack */                    \
+    X(FLOOD_IP, 60)     /* IPv4 multicast, unknown unicast IP: tunnels only, never a local port */ \
+    X(FLOOD, 50)        /* broadcast, multicast, unknown unicast */                                \
     X(CT_INVALID, 200)  /* ACL: conntrack says invalid: drop */                                    \
     X(CT_REPLY, 190)    /* ACL: replies and related traffic of an allowed connection */            \
     X(CT_CUT, 180)      /* ACL: a connection no rule allows any more (ct_mark): drop */            \

@@ -28,7 +28,8 @@
  * Neighbor Discovery only for those addresses and its MAC, and never a DHCP (or DHCPv6)
  * server's answer, a Router Advertisement or a redirect; frames go to the ports of the same
  * network only (exact MAC forwarding, broadcast, multicast and unknown unicast flooded
- * within the network).  The host's side of a bound port's tap has IPv6 disabled
+ * within the network; IPv6 multicast other than Neighbor Discovery through each receiving
+ * port's ingress ACL).  The host's side of a bound port's tap has IPv6 disabled
  * (host_tap.c): the host takes no part in a tenant network.
  *
  * Bandwidth: a port with limits gets an OpenFlow meter per limited direction (one drop band:

@@ -225,6 +225,29 @@ def test_two_guests_talk_over_ipv6_and_no_one_hears_spoofed_nd_or_router_adverts
     host6 = in_ns(node, "ip", "-6", "addr").stdout + in_ns(node, "ip", "-6", "route").stdout
     assert "2001:db8:bad" not in host6, host6
 
+    # IPv6 multicast other than Neighbor Discovery passes the receiver's ingress ACL: A's echo
+    # request to all nodes reaches B while B's group ("open") lets IPv6 in, and no longer once
+    # B's group has no IPv6 ingress rule, while A's Neighbor Advertisement still does.
+    def to_b_from_a(frames):
+        cap = Capture6(node, tap_b, 15)
+        inject_as(a, frames)
+        return [f[3] for f in cap.frames() if f[1] == a.mac and f[2] == a.ip6]
+    all_nodes = echo_request(a.mac, "33:33:00:00:00:01", a.ip6, "ff02::1")
+    assert "128" in to_b_from_a([all_nodes])
+    closed = ["dir=ingress,ethertype=ipv4", "dir=egress,ethertype=ipv4",
+              "dir=egress,ethertype=ipv6"]
+    assert node.put_group("v6-closed", closed)["kind"] == "DONE"
+    last = node.request("port-security-groups", b.port, "--group", "v6-closed", check=0)
+    assert last["kind"] == "DONE", last
+    _, of_b = iface_of(node, b.port)
+
+    def b_ingress_rules():
+        return [f.split("actions=")[1].count("conjunction(") for f in flows(node)
+                if f"table=20, priority=100,reg7={of_b:#x} " in f]
+    wait_for(lambda: b_ingress_rules() == [1], 30, "B's ingress rules to be IPv4's alone")
+    seen = to_b_from_a([neighbor_advert(a.mac, a.ip6, a.ip6), all_nodes])
+    assert "136" in seen and "128" not in seen, seen
+
 
 def test_ipv6_across_the_tunnel(two_nodes):  # noqa: F811
     hosts, (n1, n2), _ = two_nodes
