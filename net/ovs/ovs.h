@@ -111,6 +111,10 @@ struct ovs_sg_rule {
     uint8_t protocol;  /* 0 any, 6 TCP, 17 UDP, 1 ICMP (ICMPv6 with ipv6) */
     uint16_t port_min; /* TCP and UDP destination ports; 0 and 0: all */
     uint16_t port_max;
+    bool icmp_typed; /* ICMP: only the type icmp_type (false: every type) */
+    bool icmp_coded; /* ...and only its code icmp_code (false: every code) */
+    uint8_t icmp_type;
+    uint8_t icmp_code;
     const char *remote_cidr;  /* "" or NULL: not by network */
     const char *remote_group; /* "" or NULL: not by group */
 };

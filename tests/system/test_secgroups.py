@@ -104,6 +104,17 @@ def test_22_from_the_world_5432_from_the_group_and_a_removed_rule_cuts(node):
     r = c.run([tcp(a.ip, 5432, "c5432")], ["c5432"])
     assert r == {"c5432": 0}, r
 
+    # ICMP by type: a rule for timestamp requests (13) does not let pings (8) in; one for
+    # echo requests with code 0 does, and their replies come back.
+    def ping_a(mark):
+        return c.run([f'ping -c 2 -w 4 {a.ip} >/dev/null 2>&1; echo "@@{mark}=$?@@"'], [mark])
+    for icmp, expect in (("13", 1), ("8/0", 0)):
+        rules = DB_RULES + [f"dir=ingress,ethertype=ipv4,proto=icmp,icmp={icmp}"]
+        assert node.put_group("db", rules, members=[c.ip])["kind"] == "DONE"
+        match = "icmp_type=" + icmp.replace("/", ",icmp_code=")
+        wait_for(lambda: [f for f in flows(node) if match in f], 30, f"the rule for ICMP {icmp}")
+        assert ping_a("icmp") == {"icmp": expect}, icmp
+
 
 def test_restarts_keep_established_connections_and_the_flows(node):
     node.start()
