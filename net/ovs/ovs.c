@@ -82,6 +82,7 @@ struct ovs_net {
     struct ovs_net_peer *peers;       /* (mu) owned copies */
     size_t n_peers;                   /* (mu) */
     bool peers_known;                 /* (mu) ovs_net_set_peers has been called */
+    bool ports_set;                   /* (mu) ovs_net_set_ports has been called */
     uint64_t desired_gen;             /* (mu) bumped by every ovs_net_set_ports/peers */
     uint64_t converged_gen;           /* (mu) the desired_gen the bridge's flows last matched */
     char **bound;                     /* (mu) ids of the ports whose flows are installed */
@@ -93,6 +94,8 @@ struct ovs_net {
     struct ovs_sg_set groups; /* a copy of desired_groups */
     int *zones;               /* the ports' zones (ofports) the installed flows use */
     size_t n_zones;
+    bool ports_known;              /* the agent has set its ports: net->ports is what it wants */
+    bool zones_loaded;             /* zones holds (at least) what the bridge recorded at start */
     struct ovs_tunnel_set tunnels; /* computed from ports and peers */
     struct port_seen *seen;        /* one per port with an interface on the bridge */
     size_t n_seen;
@@ -504,6 +507,55 @@ cmp_zone(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* The bridge's record of the zones in use (external_ids:nodeagent-ct-zones, "5,7,9"): what
+ * an agent that starts finds there and no port has any more was left by a port whose
+ * interface went while no agent ran, and is flushed like any other gone port's zone. */
+#define ZONES_KEY "nodeagent-ct-zones"
+
+static char *
+zones_text(const int *zones, size_t n)
+{
+    size_t size = 0;
+    char *text = NULL;
+    FILE *f = open_memstream(&text, &size);
+    for (size_t i = 0; i < n; i++)
+        fprintf(f, "%s%d", i ? "," : "", zones[i]);
+    fclose(f);
+    return text;
+}
+
+/* Once, when the agent's ports are known: the zones the bridge recorded join those the
+ * thread knows, so that the first convergence flushes the ones no port has. */
+static void
+load_recorded_zones(struct ovs_net *net, const struct ovsrec_bridge *br)
+{
+    if (net->zones_loaded || !net->ports_known)
+        return;
+    net->zones_loaded = true;
+    const char *text = smap_get(&br->external_ids, ZONES_KEY);
+    for (const char *p = text; p && *p;) {
+        char *end;
+        long zone = strtol(p, &end, 10);
+        if (end == p || zone <= 0 || zone > UINT16_MAX)
+            break;
+        net->zones = na_xrealloc(net->zones, (net->n_zones + 1) * sizeof(*net->zones));
+        net->zones[net->n_zones++] = (int)zone;
+        p = *end == ',' ? end + 1 : end;
+    }
+}
+
+/* Keeps the bridge's record equal to the zones of the installed flows. */
+static void
+record_zones(struct ovs_net *net, const struct ovsrec_bridge *br)
+{
+    if (!net->zones_loaded)
+        return;
+    cleanup_free char *text = zones_text(net->zones, net->n_zones);
+    const char *have = smap_get(&br->external_ids, ZONES_KEY);
+    if (!have || strcmp(have, text) != 0)
+        ovsrec_bridge_update_external_ids_setkey(br, ZONES_KEY, text);
+}
+
 /* After the flows went in: flushes the zones of the ports that no longer have flows. */
 static void
 flush_gone_zones(struct ovs_net *net, const struct ovs_bound_port *bound, size_t n)
@@ -520,6 +572,7 @@ flush_gone_zones(struct ovs_net *net, const struct ovs_bound_port *bound, size_t
     free(net->zones);
     net->zones = zones;
     net->n_zones = k;
+    poll_immediate_wake(); /* the next pass records them in the bridge */
 }
 
 /* --- the thread ------------------------------------------------------------------------ */
@@ -620,6 +673,7 @@ take_desired(struct ovs_net *net)
         ovs_flows_sg_clear(&net->groups);
         ovs_flows_sg_copy(&net->groups, net->desired_groups.items, net->desired_groups.n);
         ovs_tunnels_clear(&net->tunnels);
+        net->ports_known = net->ports_set;
         net->tunnels_known = net->peers_known;
         if (net->tunnels_known) {
             size_t n = 0;
@@ -659,7 +713,11 @@ ovs_thread(void *arg)
             ensure_bridge(net, loop.idl, txn, br);
             if (br && net->tunnels_known)
                 ovs_tunnels_ensure(&net->tunnel_cfg, txn, br, &net->tunnels);
+            if (br)
+                record_zones(net, br);
         }
+        if (br)
+            load_recorded_zones(net, br);
 
         connect_vconn(net);
         drain_vconn(net);
@@ -821,6 +879,7 @@ ovs_net_set_ports(struct ovs_net *net, const struct ovs_net_port *ports, size_t 
     pthread_mutex_lock(&net->mu);
     port_set_clear(&net->desired);
     net->desired = s;
+    net->ports_set = true;
     net->desired_gen++;
     pthread_mutex_unlock(&net->mu);
     latch_set(&net->wake);

@@ -45,7 +45,9 @@
  * database across restarts).  A port with no group gets the default: all egress, ingress
  * only for replies of its own connections.  ovs_net_set_security_groups hands the groups put
  * on the node; a port names its groups by id.  When a port's interface goes, the entries of
- * its zone are flushed (OpenFlow conntrack flush, OVS 3.1).
+ * its zone are flushed (OpenFlow conntrack flush, OVS 3.1); the zones in use are recorded in
+ * the bridge (external_ids:nodeagent-ct-zones), so that an agent that starts flushes those of
+ * the ports that went while no agent ran.
  *
  * Threads: ovs_net_start/stop/set_ports from the agent's loop; ovs_net_wait_bound from any
  * thread (a worker waits there for a create's ports).  The shared fields are under one
