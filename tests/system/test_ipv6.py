@@ -165,6 +165,12 @@ def test_two_guests_talk_over_ipv6_and_no_one_hears_spoofed_nd_or_router_adverts
     r = a.run([ping6(b.ip6, "a_b"), ping6(link_local(b.mac), "a_b_ll", dev="eth0"),
                ping(b.ip, "a_b_v4")], ["a_b", "a_b_ll", "a_b_v4"])
     assert r == {"a_b": 0, "a_b_ll": 0, "a_b_v4": 0}
+    # Datagrams larger than the MTU (IP fragments, IPv4 and IPv6) pass both guests'
+    # conntrack stages: OVS's userspace datapath reassembles them for conntrack.
+    r = a.run([f'ping -c 2 -w 10 -s 30000 {b.ip} >/dev/null 2>&1; echo "@@big4=$?@@"',
+               f'ping6 -c 2 -w 10 -s 30000 {b.ip6} >/dev/null 2>&1; echo "@@big6=$?@@"'],
+              ["big4", "big6"])
+    assert r == {"big4": 0, "big6": 0}, r
     r = b.run([ping6(a.ip6, "b_a"), "ip -6 route show default; echo \"@@route=$?@@\""],
               ["b_a", "route"])
     assert r["b_a"] == 0
@@ -256,8 +262,10 @@ def test_ipv6_across_the_tunnel(two_nodes):  # noqa: F811
     a.ready(timeout=300)
     b.ready(timeout=300)
     wait_for(lambda: tunnel_ports(n1) and tunnel_ports(n2), 60, "a tunnel port on each node")
-    r = a.run([ping6(b.ip6, "a_b"), ping6(link_local(b.mac), "a_b_ll", dev="eth0")],
-              ["a_b", "a_b_ll"])
-    assert r == {"a_b": 0, "a_b_ll": 0}
+    r = a.run([ping6(b.ip6, "a_b"), ping6(link_local(b.mac), "a_b_ll", dev="eth0"),
+               f'ping -c 2 -w 10 -s 30000 {b.ip} >/dev/null 2>&1; echo "@@big4=$?@@"',
+               f'ping6 -c 2 -w 10 -s 30000 {b.ip6} >/dev/null 2>&1; echo "@@big6=$?@@"'],
+              ["a_b", "a_b_ll", "big4", "big6"])
+    assert r == {"a_b": 0, "a_b_ll": 0, "big4": 0, "big6": 0}, r  # fragments too
     r = b.run([ping6(a.ip6, "b_a")], ["b_a"])
     assert r == {"b_a": 0}
