@@ -90,7 +90,7 @@ write_in_netns(void *arg)
 }
 
 int
-ovs_tap_host_ipv6_off(const char *vswitchd_pidfile, const char *ifname, struct na_error **err)
+ovs_net_tap_ipv6_off(const char *vswitchd_pidfile, const char *ifname, struct na_error **err)
 {
     if (!ifname_ok(ifname))
         return na_error_quiet(err, NA_CODE_INVALID_ARGUMENT, EINVAL,

@@ -129,7 +129,7 @@ void ovs_flows_clear(struct ovs_flows *flows);
 /* Disables IPv6 on the host's side of interface ifname (net.ipv6.conf.IF.disable_ipv6 = 1),
  * in the network namespace of the process whose pid file is vswitchd_pidfile (the agent's
  * own when that file cannot be read). */
-int ovs_tap_host_ipv6_off(const char *vswitchd_pidfile, const char *ifname, struct na_error **err);
+int ovs_net_tap_ipv6_off(const char *vswitchd_pidfile, const char *ifname, struct na_error **err);
 
 /* --- meters (meters.c) --- */
 

@@ -584,7 +584,7 @@ quiet_host_side(struct ovs_net *net, const struct ovsrec_bridge *br, const struc
 {
     const struct ovsrec_interface *iface = find_iface(br, p);
     struct na_error *err = NULL;
-    if (iface && ovs_tap_host_ipv6_off(net->vswitchd_pidfile, iface->name, &err) < 0) {
+    if (iface && ovs_net_tap_ipv6_off(net->vswitchd_pidfile, iface->name, &err) < 0) {
         na_log(NA_LOG_ERROR, NULL, "host side of a tap keeps IPv6",
                "port=%s interface=%s error=\"%s\"", p->id, iface->name, err->msg);
         na_error_free(err);

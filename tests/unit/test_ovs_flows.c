@@ -1,6 +1,7 @@
 /* The flow table net/ovs computes from the bound ports: anti-spoofing per port, forwarding
  * only within a network, default drop, and the same table for the same ports whatever their
  * order. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -232,6 +233,27 @@ test_ipv6_multicast_passes_each_ports_ingress_acl(void **state)
     ovs_flows_clear(&f);
 #undef MCAST6
 #undef COPIES
+}
+
+/* The host's side of a tap: a name that is not one interface name is refused before any
+ * path is made of it; an interface that does not exist is an error naming it (no pid file:
+ * the agent's own namespace). */
+static void
+test_host_tap_names_are_checked(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {"", "..", ".", "a/b", "../all", "abcdefghijklmnop"};
+    for (size_t i = 0; i < NA_ARRAY_SIZE(bad); i++) {
+        struct na_error *err = NULL;
+        assert_int_equal(ovs_net_tap_ipv6_off("/nonexistent/ovs-vswitchd.pid", bad[i], &err),
+                         -EINVAL);
+        assert_non_null(strstr(err->msg, "is not a Linux interface name"));
+        na_error_free(err);
+    }
+    struct na_error *err = NULL;
+    assert_true(ovs_net_tap_ipv6_off("/nonexistent/ovs-vswitchd.pid", "nodeagent-none", &err) < 0);
+    assert_non_null(strstr(err->msg, "net.ipv6.conf.nodeagent-none.disable_ipv6"));
+    na_error_free(err);
 }
 
 /* IPv6: a port with IPv6 addresses may send from them and from the link-local address its
@@ -505,6 +527,7 @@ main(void)
         cmocka_unit_test(test_networks_are_kept_apart),
         cmocka_unit_test(test_same_ports_same_table_in_any_order),
         cmocka_unit_test(test_ipv6_multicast_passes_each_ports_ingress_acl),
+        cmocka_unit_test(test_host_tap_names_are_checked),
         cmocka_unit_test(test_ipv6_from_own_and_link_local_addresses_only),
         cmocka_unit_test(test_ipv6_link_local_is_eui64_of_the_mac),
         cmocka_unit_test(test_unbound_or_malformed_ports_get_nothing),
