@@ -653,6 +653,26 @@ check_ip_or_cidr(struct vctx *v, const char *name, const char *s, int af, bool c
         }
 }
 
+/* A rule's ICMP type and code: ICMP rules only, each a byte, a code only when matched. */
+static void
+check_icmp(struct vctx *v, const Nodeagent__V1__SecurityGroupRule *r)
+{
+    const Nodeagent__V1__IcmpMatch *m = r->icmp;
+    if (!m || v->ret)
+        return;
+    if (r->protocol != NODEAGENT__V1__IP_PROTOCOL__IP_PROTOCOL_ICMP) {
+        fail(v, "icmp", "is set, but only ICMP rules have an ICMP type");
+        return;
+    }
+    size_t mark = path_push(v, "icmp");
+    check_u32(v, "type", m->type, 0, 255);
+    if (m->match_code)
+        check_u32(v, "code", m->code, 0, 255);
+    else if (m->code)
+        fail(v, "code", "is set, but match_code is false (every code of the type)");
+    path_pop(v, mark);
+}
+
 static void
 check_rule(struct vctx *v, const Nodeagent__V1__SecurityGroupRule *r)
 {
@@ -670,6 +690,7 @@ check_rule(struct vctx *v, const Nodeagent__V1__SecurityGroupRule *r)
         check_u32(v, "port_range_min", r->port_range_min, 1, 65535);
         check_u32(v, "port_range_max", r->port_range_max, r->port_range_min, 65535);
     }
+    check_icmp(v, r);
     int af = r->ethertype == NODEAGENT__V1__ETHER_TYPE__ETHER_TYPE_IPV4 ? AF_INET : AF_INET6;
     if (*or_empty(r->remote_cidr) && *or_empty(r->remote_group))
         fail(v, "remote_group", "is set together with remote_cidr; a rule has at most one");

@@ -181,6 +181,10 @@ agent_secgroups_view(const struct agent_secgroups *t, struct agent_secgroups_vie
                 .protocol = ip_protocol(x->protocol),
                 .port_min = (uint16_t)x->port_range_min,
                 .port_max = (uint16_t)x->port_range_max,
+                .icmp_typed = x->icmp != NULL,
+                .icmp_coded = x->icmp && x->icmp->match_code,
+                .icmp_type = x->icmp ? (uint8_t)x->icmp->type : 0,
+                .icmp_code = x->icmp ? (uint8_t)x->icmp->code : 0,
                 .remote_cidr = x->remote_cidr,
                 .remote_group = x->remote_group,
             };

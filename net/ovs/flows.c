@@ -21,8 +21,11 @@
  *   priority 100  reg6=VNI,dl_dst=M  -> output:P      (exact MAC forwarding; a learned flow
  *                                                      can never take a local MAC over)
  *   priority 80   (learned) reg6=VNI,dl_dst=remote MAC -> tun_id=VNI, output:T
- *   priority 60   reg6=VNI,ip  -> the tunnels of the network only (IP that is not for a local
- *                                 port must not reach one around its ingress ACL)
+ *   priority 70   reg6=VNI,icmp6,icmp_type=135 / 136  -> as priority 50 (Neighbor Discovery)
+ *   priority 65   reg6=VNI,ipv6,dl_dst=multicast  -> per local port P: clone(reg7=P, table 4),
+ *                                 and the tunnels of the network
+ *   priority 60   reg6=VNI,ip / ipv6  -> the tunnels of the network only (IP that is not for a
+ *                                 local port must not reach one around its ingress ACL)
  *   priority 50   reg6=VNI  -> every local port of the network and every tunnel to a peer
  *                              with it (broadcast, multicast, unknown unicast; OVS never
  *                              sends back to in_port)
@@ -30,7 +33,9 @@
  * table 2, from a tunnel: local ports only, never back into the mesh:
  *   priority 110  reg6=VNI,dl_dst=M,ip -> reg7=P, ct(zone=P), table 20 (ingress ACL)
  *   priority 100  reg6=VNI,dl_dst=M  -> output:P
- *   priority 60   reg6=VNI,ip        -> drop
+ *   priority 70   reg6=VNI,icmp6,icmp_type=135 / 136  -> every local port of the network
+ *   priority 65   reg6=VNI,ipv6,dl_dst=multicast  -> per local port P: clone(reg7=P, table 4)
+ *   priority 60   reg6=VNI,ip / ipv6 -> drop
  *   priority 50   reg6=VNI           -> every local port of the network
  *   priority 0    drop
  * table 3, from a tunnel, its source MAC:
@@ -38,6 +43,10 @@
  *   priority 50   reg6=VNI  -> learn the source MAC into table 1 (cookie: the VNI and the
  *                              learned cookie, at most OVS_NET_LEARNED_MAX per network),
  *                              table 2
+ *   priority 0    drop
+ * table 4, a copy of IPv6 multicast for the local port P in reg7:
+ *   priority 100  reg7=P,in_port=P  -> drop (never back to its sender)
+ *   priority 50   ipv6  -> ct(zone=P), table 20 (P's ingress ACL)
  *   priority 0    drop
  * tables 10 and 20, the security groups: see secgroup_flows.c.
  * The numbers are OVS_TABLES and OVS_PRIORITIES (ovs-private.h).
@@ -112,10 +121,11 @@ has_vni(const uint32_t *vnis, size_t n, uint32_t vni)
 
 /* "output:P,..." for the local ports of network vni, in port number order (the same ports
  * give the same flow), then, with tunnels, the tunnel key and "output:T,..." for every
- * tunnel that carries the network. */
+ * tunnel that carries the network.  via_acl: each local port gets a copy through its ingress
+ * conntrack instead (table MCAST6_TO_PORT with the port in reg7). */
 static char *
-flood_actions(const struct ovs_bound_port *ports, size_t n_ports, const bool *ok,
-              const struct ovs_bound_tunnel *tunnels, size_t n_tunnels, uint32_t vni)
+flood_to(const struct ovs_bound_port *ports, size_t n_ports, const bool *ok,
+         const struct ovs_bound_tunnel *tunnels, size_t n_tunnels, uint32_t vni, bool via_acl)
 {
     int *ofports = na_xcalloc(n_ports + 1, sizeof(*ofports));
     size_t n = 0;
@@ -128,7 +138,10 @@ flood_actions(const struct ovs_bound_port *ports, size_t n_ports, const bool *ok
     FILE *f = open_memstream(&actions, &size);
     const char *sep = "";
     for (size_t i = 0; i < n; i++) {
-        if (i == 0 || ofports[i] != ofports[i - 1])
+        if ((i == 0 || ofports[i] != ofports[i - 1]) && via_acl)
+            fprintf(f, "%sclone(load:%d->NXM_NX_REG7[],resubmit(,%d))", sep, ofports[i],
+                    OVS_T_MCAST6_TO_PORT);
+        else if (i == 0 || ofports[i] != ofports[i - 1])
             fprintf(f, "%soutput:%d", sep, ofports[i]);
         sep = ",";
     }
@@ -147,6 +160,13 @@ flood_actions(const struct ovs_bound_port *ports, size_t n_ports, const bool *ok
     fclose(f);
     free(ofports);
     return actions;
+}
+
+static char *
+flood_actions(const struct ovs_bound_port *ports, size_t n_ports, const bool *ok,
+              const struct ovs_bound_tunnel *tunnels, size_t n_tunnels, uint32_t vni)
+{
+    return flood_to(ports, n_ports, ok, tunnels, n_tunnels, vni, false);
 }
 
 /* Learns the source MAC of a frame from a tunnel as the way to it (table 1), with the
@@ -242,6 +262,54 @@ push_port(struct ovs_flow_list *l, const struct ovs_net_port *p, int P, const ch
     }
 }
 
+/* IPv6 in network vni that is not to a local port's MAC (FROM_PORT, FROM_TUNNEL): Neighbor
+ * Discovery is flooded as it is (it is admitted in table 0 only for the sender's own
+ * addresses, and conntrack does not track it); other multicast reaches each local port
+ * through its ingress ACL, as unicast does (never back to its sender); anything else (unknown
+ * unicast) goes to the tunnels only, as IPv4's. */
+static void
+push_network_ipv6(struct ovs_flow_list *l, const struct ovs_bound_port *ports, size_t n_ports,
+                  const bool *ok, const struct ovs_bound_tunnel *tunnels, size_t n_tunnels,
+                  uint32_t vni)
+{
+    static const char mcast[] = "dl_dst=01:00:00:00:00:00/01:00:00:00:00:00";
+    for (int type = 135; type <= 136; type++) {
+        ovs_flow_push(l, KEY(FROM_PORT, FLOOD_ND, ",reg6=%u,icmp6,icmp_type=%d", vni, type),
+                      flood_actions(ports, n_ports, ok, tunnels, n_tunnels, vni));
+        if (n_tunnels)
+            ovs_flow_push(l, KEY(FROM_TUNNEL, FLOOD_ND, ",reg6=%u,icmp6,icmp_type=%d", vni, type),
+                          flood_actions(ports, n_ports, ok, NULL, 0, vni));
+    }
+    ovs_flow_push(l, KEY(FROM_PORT, FLOOD_MCAST6, ",reg6=%u,ipv6,%s", vni, mcast),
+                  flood_to(ports, n_ports, ok, tunnels, n_tunnels, vni, true));
+    char *to_tunnels = flood_actions(ports, 0, ok, tunnels, n_tunnels, vni);
+    ovs_flow_push(l, KEY(FROM_PORT, FLOOD_IP, ",reg6=%u,ipv6", vni),
+                  *to_tunnels ? to_tunnels : (free(to_tunnels), na_xstrdup("drop")));
+    if (n_tunnels) {
+        ovs_flow_push(l, KEY(FROM_TUNNEL, FLOOD_MCAST6, ",reg6=%u,ipv6,%s", vni, mcast),
+                      flood_to(ports, n_ports, ok, NULL, 0, vni, true));
+        ovs_flow_push(l, KEY(FROM_TUNNEL, FLOOD_IP, ",reg6=%u,ipv6", vni), na_xstrdup("drop"));
+    }
+}
+
+/* Table MCAST6_TO_PORT: a copy of an IPv6 multicast frame for the port in reg7 enters that
+ * port's ingress conntrack, unless the port sent it (a frame from a port must never pass its
+ * own ingress ACL: its egress commit is in the same zone). */
+static void
+push_mcast6_to_ports(struct ovs_flow_list *l, const struct ovs_bound_port *ports, size_t n_ports,
+                     const bool *ok)
+{
+    ovs_flow_push(l, KEY(MCAST6_TO_PORT, DEFAULT, ""), na_xstrdup("drop"));
+    ovs_flow_push(l, KEY(MCAST6_TO_PORT, MCAST6_ACL, ",ipv6"),
+                  na_xasprintf("ct(table=%d,zone=%s)", OVS_T_INGRESS_ACL, OVS_ZONE_FIELD));
+    for (size_t i = 0; i < n_ports; i++)
+        if (ok[i])
+            ovs_flow_push(
+                l,
+                KEY(MCAST6_TO_PORT, PORT, ",reg7=%d,in_port=%d", ports[i].ofport, ports[i].ofport),
+                na_xstrdup("drop"));
+}
+
 void
 ovs_flows_compute(const struct ovs_bound_port *ports, size_t n_ports,
                   const struct ovs_bound_tunnel *tunnels, size_t n_tunnels,
@@ -290,6 +358,10 @@ ovs_flows_compute(const struct ovs_bound_port *ports, size_t n_ports,
             ovs_flow_push(&l, KEY(TUNNEL_SRC, FLOOD, ",reg6=%u", vnis[v]), learn_actions(vnis[v]));
         }
     }
+    for (size_t v = 0; v < n_vnis; v++)
+        push_network_ipv6(&l, ports, n_ports, ok, tunnels, n_tunnels, vnis[v]);
+    if (n_vnis)
+        push_mcast6_to_ports(&l, ports, n_ports, ok);
     for (size_t t = 0; t < n_tunnels; t++) {
         if (tunnels[t].ofport <= 0)
             continue;

@@ -6,12 +6,13 @@
 
 /* The tables of the integration bridge, named once (docs/operations.md describes them). */
 #define OVS_TABLES(X)                                                                              \
-    X(CLASSIFY, 0)     /* from ports (anti-spoofing) and tunnels: which network */                 \
-    X(FROM_PORT, 1)    /* switching of frames from a local port */                                 \
-    X(FROM_TUNNEL, 2)  /* switching of frames from a tunnel: local ports only */                   \
-    X(TUNNEL_SRC, 3)   /* a tunnel frame's source MAC: refuse local ones, learn the rest */        \
-    X(EGRESS_ACL, 10)  /* security groups, traffic from a port, after conntrack */                 \
-    X(INGRESS_ACL, 20) /* security groups, traffic to a port, after conntrack */
+    X(CLASSIFY, 0)       /* from ports (anti-spoofing) and tunnels: which network */               \
+    X(FROM_PORT, 1)      /* switching of frames from a local port */                               \
+    X(FROM_TUNNEL, 2)    /* switching of frames from a tunnel: local ports only */                 \
+    X(TUNNEL_SRC, 3)     /* a tunnel frame's source MAC: refuse local ones, learn the rest */      \
+    X(MCAST6_TO_PORT, 4) /* IPv6 multicast, one copy per local port: to its ingress conntrack */   \
+    X(EGRESS_ACL, 10)    /* security groups, traffic from a port, after conntrack */               \
+    X(INGRESS_ACL, 20)   /* security groups, traffic to a port, after conntrack */
 
 enum ovs_table {
 #define X(name, number) OVS_T_##name = number,
@@ -26,8 +27,11 @@ enum ovs_table {
     X(TO_PORT_IP, 110)  /* FROM_PORT, FROM_TUNNEL: IP to a local port: its ingress conntrack */    \
     X(PORT, 100)        /* anti-spoofing, tunnel ingress, exact MAC forwarding */                  \
     X(LEARNED, 80)      /* FROM_PORT: remote MACs learned from tunnels */                          \
-    X(FLOOD_IP, 60) /* broadcast, multicast IP: never to a local port (no ACL could allow it) */   \
-    X(FLOOD, 50)    /* broadcast, multicast, unknown unicast */                                    \
+    X(FLOOD_ND, 70)     /* FROM_PORT, FROM_TUNNEL: Neighbor Discovery, flooded around the ACL */   \
+    X(FLOOD_MCAST6, 65) /* FROM_PORT, FROM_TUNNEL: IPv6 multicast, through each port's ACL */      \
+    X(MCAST6_ACL, 50)   /* MCAST6_TO_PORT: into the port's ingress conntrack */                    \
+    X(FLOOD_IP, 60)     /* IPv4 multicast, unknown unicast IP: tunnels only, never a local port */ \
+    X(FLOOD, 50)        /* broadcast, multicast, unknown unicast */                                \
     X(CT_INVALID, 200)  /* ACL: conntrack says invalid: drop */                                    \
     X(CT_REPLY, 190)    /* ACL: replies and related traffic of an allowed connection */            \
     X(CT_CUT, 180)      /* ACL: a connection no rule allows any more (ct_mark): drop */            \
@@ -119,6 +123,13 @@ bool ovs_flows_is_tunnel_ingress(const struct ovs_flow *flow);
 void ovs_net_tunnel_port_name(const char *remote_ip, char name[16]);
 const struct ovs_flow *ovs_flows_find(const struct ovs_flows *flows, const char *key);
 void ovs_flows_clear(struct ovs_flows *flows);
+
+/* --- the host's side of a tap (host_tap.c) --- */
+
+/* Disables IPv6 on the host's side of interface ifname (net.ipv6.conf.IF.disable_ipv6 = 1),
+ * in the network namespace of the process whose pid file is vswitchd_pidfile (the agent's
+ * own when that file cannot be read). */
+int ovs_net_tap_ipv6_off(const char *vswitchd_pidfile, const char *ifname, struct na_error **err);
 
 /* --- meters (meters.c) --- */
 

@@ -70,6 +70,7 @@ struct ovs_net {
     char *local_ip;                      /* NULL: no tunnels */
     struct ovs_tunnel_config tunnel_cfg; /* points at bridge, tunnel_type, local_ip */
     char *openflow;                      /* "unix:<rundir>/<bridge>.mgmt" */
+    char *vswitchd_pidfile;              /* "<rundir>/ovs-vswitchd.pid" */
     pthread_t thread;
     struct latch wake; /* set by the agent when the desired ports change */
     struct latch exit;
@@ -81,6 +82,7 @@ struct ovs_net {
     struct ovs_net_peer *peers;       /* (mu) owned copies */
     size_t n_peers;                   /* (mu) */
     bool peers_known;                 /* (mu) ovs_net_set_peers has been called */
+    bool ports_set;                   /* (mu) ovs_net_set_ports has been called */
     uint64_t desired_gen;             /* (mu) bumped by every ovs_net_set_ports/peers */
     uint64_t converged_gen;           /* (mu) the desired_gen the bridge's flows last matched */
     char **bound;                     /* (mu) ids of the ports whose flows are installed */
@@ -92,6 +94,8 @@ struct ovs_net {
     struct ovs_sg_set groups; /* a copy of desired_groups */
     int *zones;               /* the ports' zones (ofports) the installed flows use */
     size_t n_zones;
+    bool ports_known;              /* the agent has set its ports: net->ports is what it wants */
+    bool zones_loaded;             /* zones holds (at least) what the bridge recorded at start */
     struct ovs_tunnel_set tunnels; /* computed from ports and peers */
     struct port_seen *seen;        /* one per port with an interface on the bridge */
     size_t n_seen;
@@ -218,10 +222,11 @@ ensure_bridge(struct ovs_net *net, struct ovsdb_idl *idl, struct ovsdb_idl_txn *
         ovsrec_bridge_set_datapath_type(br, net->datapath_type);
 }
 
-/* The OpenFlow port number of the port's interface on the bridge, or 0 when it has none
- * yet.  An interface whose attached-mac (set by libvirt) is not the port's MAC is not it. */
-static int
-find_ofport(const struct ovsrec_bridge *br, const struct ovs_net_port *p)
+/* The port's interface on the bridge (with an OpenFlow port number), or NULL when it has
+ * none yet.  An interface whose attached-mac (set by libvirt) is not the port's MAC is not
+ * it. */
+static const struct ovsrec_interface *
+find_iface(const struct ovsrec_bridge *br, const struct ovs_net_port *p)
 {
     for (size_t i = 0; br && i < br->n_ports; i++) {
         const struct ovsrec_port *port = br->ports[i];
@@ -233,10 +238,18 @@ find_ofport(const struct ovsrec_bridge *br, const struct ovs_net_port *p)
             const char *mac = smap_get(&iface->external_ids, "attached-mac");
             if (mac && strcasecmp(mac, p->mac) != 0)
                 continue;
-            return (int)iface->ofport[0];
+            return iface;
         }
     }
-    return 0;
+    return NULL;
+}
+
+/* The OpenFlow port number of the port's interface on the bridge, or 0 when it has none. */
+static int
+find_ofport(const struct ovsrec_bridge *br, const struct ovs_net_port *p)
+{
+    const struct ovsrec_interface *iface = find_iface(br, p);
+    return iface ? (int)iface->ofport[0] : 0;
 }
 
 /* --- the OpenFlow side ----------------------------------------------------------------- */
@@ -494,6 +507,55 @@ cmp_zone(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* The bridge's record of the zones in use (external_ids:nodeagent-ct-zones, "5,7,9"): what
+ * an agent that starts finds there and no port has any more was left by a port whose
+ * interface went while no agent ran, and is flushed like any other gone port's zone. */
+#define ZONES_KEY "nodeagent-ct-zones"
+
+static char *
+zones_text(const int *zones, size_t n)
+{
+    size_t size = 0;
+    char *text = NULL;
+    FILE *f = open_memstream(&text, &size);
+    for (size_t i = 0; i < n; i++)
+        fprintf(f, "%s%d", i ? "," : "", zones[i]);
+    fclose(f);
+    return text;
+}
+
+/* Once, when the agent's ports are known: the zones the bridge recorded join those the
+ * thread knows, so that the first convergence flushes the ones no port has. */
+static void
+load_recorded_zones(struct ovs_net *net, const struct ovsrec_bridge *br)
+{
+    if (net->zones_loaded || !net->ports_known)
+        return;
+    net->zones_loaded = true;
+    const char *text = smap_get(&br->external_ids, ZONES_KEY);
+    for (const char *p = text; p && *p;) {
+        char *end;
+        long zone = strtol(p, &end, 10);
+        if (end == p || zone <= 0 || zone > UINT16_MAX)
+            break;
+        net->zones = na_xrealloc(net->zones, (net->n_zones + 1) * sizeof(*net->zones));
+        net->zones[net->n_zones++] = (int)zone;
+        p = *end == ',' ? end + 1 : end;
+    }
+}
+
+/* Keeps the bridge's record equal to the zones of the installed flows. */
+static void
+record_zones(struct ovs_net *net, const struct ovsrec_bridge *br)
+{
+    if (!net->zones_loaded)
+        return;
+    cleanup_free char *text = zones_text(net->zones, net->n_zones);
+    const char *have = smap_get(&br->external_ids, ZONES_KEY);
+    if (!have || strcmp(have, text) != 0)
+        ovsrec_bridge_update_external_ids_setkey(br, ZONES_KEY, text);
+}
+
 /* After the flows went in: flushes the zones of the ports that no longer have flows. */
 static void
 flush_gone_zones(struct ovs_net *net, const struct ovs_bound_port *bound, size_t n)
@@ -510,14 +572,30 @@ flush_gone_zones(struct ovs_net *net, const struct ovs_bound_port *bound, size_t
     free(net->zones);
     net->zones = zones;
     net->n_zones = k;
+    poll_immediate_wake(); /* the next pass records them in the bridge */
 }
 
 /* --- the thread ------------------------------------------------------------------------ */
 
-/* Notes the ports whose interface is on the bridge (with the time it was first seen), and
- * forgets the others. */
+/* A port's interface just seen on the bridge: the host's side of it gets no IPv6 (see
+ * host_tap.c), before the port's flows go in. */
 static void
-note_seen(struct ovs_net *net, const struct ovs_bound_port *bound, size_t n)
+quiet_host_side(struct ovs_net *net, const struct ovsrec_bridge *br, const struct ovs_net_port *p)
+{
+    const struct ovsrec_interface *iface = find_iface(br, p);
+    struct na_error *err = NULL;
+    if (iface && ovs_net_tap_ipv6_off(net->vswitchd_pidfile, iface->name, &err) < 0) {
+        na_log(NA_LOG_ERROR, NULL, "host side of a tap keeps IPv6",
+               "port=%s interface=%s error=\"%s\"", p->id, iface->name, err->msg);
+        na_error_free(err);
+    }
+}
+
+/* Notes the ports whose interface is on the bridge (with the time it was first seen), and
+ * forgets the others.  A newly seen interface has its host side quieted. */
+static void
+note_seen(struct ovs_net *net, const struct ovsrec_bridge *br, const struct ovs_bound_port *bound,
+          size_t n)
 {
     struct port_seen *now = na_xcalloc(n + 1, sizeof(*now));
     size_t k = 0;
@@ -533,6 +611,7 @@ note_seen(struct ovs_net *net, const struct ovs_bound_port *bound, size_t n)
             now[k++] = *old;
             old->id = NULL;
         } else {
+            quiet_host_side(net, br, bound[i].port);
             now[k++] = (struct port_seen){na_xstrdup(bound[i].port->id), bound[i].ofport,
                                           na_mono_ns(), false};
         }
@@ -594,6 +673,7 @@ take_desired(struct ovs_net *net)
         ovs_flows_sg_clear(&net->groups);
         ovs_flows_sg_copy(&net->groups, net->desired_groups.items, net->desired_groups.n);
         ovs_tunnels_clear(&net->tunnels);
+        net->ports_known = net->ports_set;
         net->tunnels_known = net->peers_known;
         if (net->tunnels_known) {
             size_t n = 0;
@@ -633,7 +713,11 @@ ovs_thread(void *arg)
             ensure_bridge(net, loop.idl, txn, br);
             if (br && net->tunnels_known)
                 ovs_tunnels_ensure(&net->tunnel_cfg, txn, br, &net->tunnels);
+            if (br)
+                record_zones(net, br);
         }
+        if (br)
+            load_recorded_zones(net, br);
 
         connect_vconn(net);
         drain_vconn(net);
@@ -650,7 +734,7 @@ ovs_thread(void *arg)
                     t->remote_ip, ovs_tunnels_ofport(&net->tunnel_cfg, br, t->remote_ip), t->vnis,
                     t->n_vnis};
             }
-            note_seen(net, bound, net->ports.n);
+            note_seen(net, br, bound, net->ports.n);
             struct ovs_flows want = {0};
             ovs_flows_compute(bound, net->ports.n, tunnels, net->tunnels.n, &net->groups, &want);
             free(tunnels);
@@ -735,6 +819,8 @@ ovs_net_start(const struct ovs_net_config *cfg, struct ovs_net **out, struct na_
     const char *slash = strrchr(path, '/');
     net->openflow = na_xasprintf("unix:%.*s/%s.mgmt", slash ? (int)(slash - path) : 1,
                                  slash ? path : ".", cfg->bridge);
+    net->vswitchd_pidfile =
+        na_xasprintf("%.*s/ovs-vswitchd.pid", slash ? (int)(slash - path) : 1, slash ? path : ".");
     pthread_mutex_init(&net->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -781,6 +867,7 @@ ovs_net_stop(struct ovs_net *net)
     free(net->tunnel_type);
     free(net->local_ip);
     free(net->openflow);
+    free(net->vswitchd_pidfile);
     free(net);
 }
 
@@ -792,6 +879,7 @@ ovs_net_set_ports(struct ovs_net *net, const struct ovs_net_port *ports, size_t 
     pthread_mutex_lock(&net->mu);
     port_set_clear(&net->desired);
     net->desired = s;
+    net->ports_set = true;
     net->desired_gen++;
     pthread_mutex_unlock(&net->mu);
     latch_set(&net->wake);

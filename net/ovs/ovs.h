@@ -28,7 +28,9 @@
  * Neighbor Discovery only for those addresses and its MAC, and never a DHCP (or DHCPv6)
  * server's answer, a Router Advertisement or a redirect; frames go to the ports of the same
  * network only (exact MAC forwarding, broadcast, multicast and unknown unicast flooded
- * within the network).
+ * within the network; IPv6 multicast other than Neighbor Discovery through each receiving
+ * port's ingress ACL).  The host's side of a bound port's tap has IPv6 disabled
+ * (host_tap.c): the host takes no part in a tenant network.
  *
  * Bandwidth: a port with limits gets an OpenFlow meter per limited direction (one drop band:
  * the average as its rate, the burst as its burst size; the userspace datapath runs them
@@ -43,7 +45,9 @@
  * database across restarts).  A port with no group gets the default: all egress, ingress
  * only for replies of its own connections.  ovs_net_set_security_groups hands the groups put
  * on the node; a port names its groups by id.  When a port's interface goes, the entries of
- * its zone are flushed (OpenFlow conntrack flush, OVS 3.1).
+ * its zone are flushed (OpenFlow conntrack flush, OVS 3.1); the zones in use are recorded in
+ * the bridge (external_ids:nodeagent-ct-zones), so that an agent that starts flushes those of
+ * the ports that went while no agent ran.
  *
  * Threads: ovs_net_start/stop/set_ports from the agent's loop; ovs_net_wait_bound from any
  * thread (a worker waits there for a create's ports).  The shared fields are under one
@@ -109,6 +113,10 @@ struct ovs_sg_rule {
     uint8_t protocol;  /* 0 any, 6 TCP, 17 UDP, 1 ICMP (ICMPv6 with ipv6) */
     uint16_t port_min; /* TCP and UDP destination ports; 0 and 0: all */
     uint16_t port_max;
+    bool icmp_typed; /* ICMP: only the type icmp_type (false: every type) */
+    bool icmp_coded; /* ...and only its code icmp_code (false: every code) */
+    uint8_t icmp_type;
+    uint8_t icmp_code;
     const char *remote_cidr;  /* "" or NULL: not by network */
     const char *remote_group; /* "" or NULL: not by group */
 };

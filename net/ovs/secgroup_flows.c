@@ -19,7 +19,8 @@
  *   1/n  reg7=P                        for each local port P in G
  *   2/n  the remote: nw_src=A (ipv6_src; the destination for egress) for each member
  *        address A of the remote group, or the CIDR, or only the ethertype (ip/ipv6)
- *   3/n  the protocol, with value/mask matches of tp_dst covering the port range
+ *   3/n  the protocol, with value/mask matches of tp_dst covering the port range (ICMP: its
+ *        type and code when the rule has them)
  * and one flow conj_id=C,ip (or ipv6) that commits and accepts.  Clauses with one match are one
  * flow whatever the rules that share it (their conjunction() actions are merged), so flows grow as
  * ports + members + rules: a member joining a remote group adds its address's flow, a port joining
@@ -164,9 +165,10 @@ struct conj {
 static char *
 rule_text(const struct ovs_sg *g, const struct ovs_sg_rule *r)
 {
-    return na_xasprintf("%s|%d|%d|%u|%u|%u|%s|%s", g->id, r->egress, r->ipv6, r->protocol,
-                        r->port_min, r->port_max, r->remote_cidr ? r->remote_cidr : "",
-                        r->remote_group ? r->remote_group : "");
+    return na_xasprintf("%s|%d|%d|%u|%u|%u|%s|%s|%d:%u|%d:%u", g->id, r->egress, r->ipv6,
+                        r->protocol, r->port_min, r->port_max, r->remote_cidr ? r->remote_cidr : "",
+                        r->remote_group ? r->remote_group : "", r->icmp_typed, r->icmp_type,
+                        r->icmp_coded, r->icmp_code);
 }
 
 static uint32_t
@@ -301,6 +303,14 @@ l4_matches(const struct ovs_sg_rule *r, char ***out)
         return 0;
     }
     char **m = na_xcalloc(33, sizeof(*m));
+    if (r->protocol == 1 && r->icmp_typed) {
+        char code[24] = "";
+        if (r->icmp_coded)
+            snprintf(code, sizeof(code), ",icmp_code=%u", r->icmp_code);
+        m[0] = na_xasprintf("%s,icmp_type=%u%s", proto, r->icmp_type, code);
+        *out = m;
+        return 1;
+    }
     if (!r->port_min && !r->port_max) {
         m[0] = na_xstrdup(proto);
         *out = m;

@@ -19,7 +19,7 @@ import uuid
 import libvirt_qemu
 
 from harness import wait_for
-from test_network import Guest, flows, iface_of, ping
+from test_network import Guest, flows, iface_of, in_ns, ping
 from test_tunnels import tunnel_ports, two_nodes  # noqa: F401 (fixture)
 
 PREFIX = "fd00:0:0:64::"
@@ -165,6 +165,12 @@ def test_two_guests_talk_over_ipv6_and_no_one_hears_spoofed_nd_or_router_adverts
     r = a.run([ping6(b.ip6, "a_b"), ping6(link_local(b.mac), "a_b_ll", dev="eth0"),
                ping(b.ip, "a_b_v4")], ["a_b", "a_b_ll", "a_b_v4"])
     assert r == {"a_b": 0, "a_b_ll": 0, "a_b_v4": 0}
+    # Datagrams larger than the MTU (IP fragments, IPv4 and IPv6) pass both guests'
+    # conntrack stages: OVS's userspace datapath reassembles them for conntrack.
+    r = a.run([f'ping -c 2 -w 10 -s 30000 {b.ip} >/dev/null 2>&1; echo "@@big4=$?@@"',
+               f'ping6 -c 2 -w 10 -s 30000 {b.ip6} >/dev/null 2>&1; echo "@@big6=$?@@"'],
+              ["big4", "big6"])
+    assert r == {"big4": 0, "big6": 0}, r
     r = b.run([ping6(a.ip6, "b_a"), "ip -6 route show default; echo \"@@route=$?@@\""],
               ["b_a", "route"])
     assert r["b_a"] == 0
@@ -217,6 +223,37 @@ def test_two_guests_talk_over_ipv6_and_no_one_hears_spoofed_nd_or_router_adverts
     assert sorted(re.search(r"ipv6_src=([^,\s]+)", f).group(1) for f in mine) == sorted(
         [ll_a, a.ip6])
 
+    # The host's side of the taps has no IPv6: the advertisement gave the test host neither an
+    # address nor a route, and the host has no address of its own there for a guest to reach.
+    for tap in (tap_a, tap_b):
+        assert in_ns(node, "cat", f"/proc/sys/net/ipv6/conf/{tap}/disable_ipv6").stdout == "1\n"
+        assert not in_ns(node, "ip", "-6", "addr", "show", "dev", tap).stdout.strip()
+    host6 = in_ns(node, "ip", "-6", "addr").stdout + in_ns(node, "ip", "-6", "route").stdout
+    assert "2001:db8:bad" not in host6, host6
+
+    # IPv6 multicast other than Neighbor Discovery passes the receiver's ingress ACL: A's echo
+    # request to all nodes reaches B while B's group ("open") lets IPv6 in, and no longer once
+    # B's group has no IPv6 ingress rule, while A's Neighbor Advertisement still does.
+    def to_b_from_a(frames):
+        cap = Capture6(node, tap_b, 15)
+        inject_as(a, frames)
+        return [f[3] for f in cap.frames() if f[1] == a.mac and f[2] == a.ip6]
+    all_nodes = echo_request(a.mac, "33:33:00:00:00:01", a.ip6, "ff02::1")
+    assert "128" in to_b_from_a([all_nodes])
+    closed = ["dir=ingress,ethertype=ipv4", "dir=egress,ethertype=ipv4",
+              "dir=egress,ethertype=ipv6"]
+    assert node.put_group("v6-closed", closed)["kind"] == "DONE"
+    last = node.request("port-security-groups", b.port, "--group", "v6-closed", check=0)
+    assert last["kind"] == "DONE", last
+    _, of_b = iface_of(node, b.port)
+
+    def b_ingress_rules():
+        return [f.split("actions=")[1].count("conjunction(") for f in flows(node)
+                if f"table=20, priority=100,reg7={of_b:#x} " in f]
+    wait_for(lambda: b_ingress_rules() == [1], 30, "B's ingress rules to be IPv4's alone")
+    seen = to_b_from_a([neighbor_advert(a.mac, a.ip6, a.ip6), all_nodes])
+    assert "136" in seen and "128" not in seen, seen
+
 
 def test_ipv6_across_the_tunnel(two_nodes):  # noqa: F811
     hosts, (n1, n2), _ = two_nodes
@@ -225,8 +262,10 @@ def test_ipv6_across_the_tunnel(two_nodes):  # noqa: F811
     a.ready(timeout=300)
     b.ready(timeout=300)
     wait_for(lambda: tunnel_ports(n1) and tunnel_ports(n2), 60, "a tunnel port on each node")
-    r = a.run([ping6(b.ip6, "a_b"), ping6(link_local(b.mac), "a_b_ll", dev="eth0")],
-              ["a_b", "a_b_ll"])
-    assert r == {"a_b": 0, "a_b_ll": 0}
+    r = a.run([ping6(b.ip6, "a_b"), ping6(link_local(b.mac), "a_b_ll", dev="eth0"),
+               f'ping -c 2 -w 10 -s 30000 {b.ip} >/dev/null 2>&1; echo "@@big4=$?@@"',
+               f'ping6 -c 2 -w 10 -s 30000 {b.ip6} >/dev/null 2>&1; echo "@@big6=$?@@"'],
+              ["a_b", "a_b_ll", "big4", "big6"])
+    assert r == {"a_b": 0, "a_b_ll": 0, "big4": 0, "big6": 0}, r  # fragments too
     r = b.run([ping6(a.ip6, "b_a")], ["b_a"])
     assert r == {"b_a": 0}

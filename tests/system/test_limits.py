@@ -112,8 +112,9 @@ PING_SIZE = 1400
 
 # Traffic is echo requests of PING_SIZE bytes to a peer, each sent as soon as the last reply
 # came back (or after 1 ms), for at most 60 s.  PING_SIZE keeps each request in one frame
-# under the NIC's MTU (1450): IP fragments do not get through the security groups' conntrack
-# stage today (docs/operations.md, "Security groups").
+# under the NIC's MTU (1450): the meter would drop some fragments of larger ones, and the
+# datapath's reassembler, full of incomplete datagrams, would then drop every fragment on the
+# node (docs/operations.md, "Security groups").
 
 
 def sent_rate(guest, peer_ip):

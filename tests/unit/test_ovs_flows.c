@@ -1,6 +1,7 @@
 /* The flow table net/ovs computes from the bound ports: anti-spoofing per port, forwarding
  * only within a network, default drop, and the same table for the same ports whatever their
  * order. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -108,8 +109,10 @@ test_port_may_send_only_from_its_mac_and_addresses(void **state)
     /* IP for no local MAC (broadcast, multicast): never to a local port, which would take
      * it around its ingress ACL; without tunnels, nowhere. */
     assert_string_equal(actions(&f, "table=1,priority=60,reg6=100,ip"), "drop");
-    /* 12, and the IPv6 guards (2) and IPv6 and Neighbor Discovery to the port (3). */
-    assert_int_equal(n_switching(&f), 17);
+    /* 12, and the IPv6 guards (2) and IPv6 and Neighbor Discovery to the port (3); the
+     * network's IPv6 (4: ND floods, multicast through the ACL, the rest to tunnels) and the
+     * multicast copies' table (3: its drop, to the ACL, never back to the port). */
+    assert_int_equal(n_switching(&f), 24);
     ovs_flows_clear(&f);
 }
 
@@ -178,12 +181,79 @@ test_unbound_or_malformed_ports_get_nothing(void **state)
     for (size_t i = 0; i < f.n; i++) {
         assert_null(strstr(f.items[i].key, "in_port=3"));
         assert_null(strstr(f.items[i].key, "NORMAL"));
-        assert_null(strstr(f.items[i].key, "in_port=4"));
+        if (strncmp(f.items[i].key, "table=4,", 8) != 0) /* multicast never back to it */
+            assert_null(strstr(f.items[i].key, "in_port=4"));
         assert_null(strstr(f.items[i].key, "0a"));
     }
     assert_string_equal(actions(&f, "table=1,priority=50,reg6=100"), "output:4");
-    assert_int_equal(n_switching(&f), 15);
+    assert_int_equal(n_switching(&f), 22);
     ovs_flows_clear(&f);
+}
+
+/* IPv6 multicast that is not Neighbor Discovery reaches each local port through its ingress
+ * conntrack and ACL (a copy per port, never to its sender), from a port or a tunnel; ND is
+ * flooded as it is; other IPv6 for no local MAC goes to the tunnels only. */
+static void
+test_ipv6_multicast_passes_each_ports_ingress_acl(void **state)
+{
+    (void)state;
+    struct ovs_bound_port ports[] = {{&port_b, 7}, {&port_a, 5}};
+    static const uint32_t vnis_100[] = {100};
+    struct ovs_bound_tunnel tunnels[] = {{"10.200.0.2", 20, vnis_100, 1}};
+    struct ovs_flows f = {0};
+    ovs_flows_compute(ports, 2, tunnels, 1, NULL, &f);
+#define MCAST6 "ipv6,dl_dst=01:00:00:00:00:00/01:00:00:00:00:00"
+#define COPIES "clone(load:5->NXM_NX_REG7[],resubmit(,4)),clone(load:7->NXM_NX_REG7[],resubmit(,4))"
+    assert_string_equal(actions(&f, "table=1,priority=65,reg6=100," MCAST6),
+                        COPIES ",load:100->NXM_NX_TUN_ID[],output:20");
+    assert_string_equal(actions(&f, "table=2,priority=65,reg6=100," MCAST6), COPIES);
+    assert_string_equal(actions(&f, "table=4,priority=50,ipv6"),
+                        "ct(table=20,zone=NXM_NX_REG7[0..15])");
+    assert_string_equal(actions(&f, "table=4,priority=100,reg7=5,in_port=5"), "drop");
+    assert_string_equal(actions(&f, "table=4,priority=100,reg7=7,in_port=7"), "drop");
+    assert_string_equal(actions(&f, "table=4,priority=0"), "drop");
+    for (int type = 135; type <= 136; type++) {
+        char key[96];
+        snprintf(key, sizeof(key), "table=1,priority=70,reg6=100,icmp6,icmp_type=%d", type);
+        assert_string_equal(actions(&f, key),
+                            "output:5,output:7,load:100->NXM_NX_TUN_ID[],output:20");
+        snprintf(key, sizeof(key), "table=2,priority=70,reg6=100,icmp6,icmp_type=%d", type);
+        assert_string_equal(actions(&f, key), "output:5,output:7");
+    }
+    assert_string_equal(actions(&f, "table=1,priority=60,reg6=100,ipv6"),
+                        "load:100->NXM_NX_TUN_ID[],output:20");
+    assert_string_equal(actions(&f, "table=2,priority=60,reg6=100,ipv6"), "drop");
+    /* The only flows that output to a local port without its ACL: frames to its MAC that are
+     * not IP, ND, and the network's floods of what is neither IPv4 nor IPv6 (ARP). */
+    for (size_t i = 0; i < f.n; i++)
+        if (strstr(f.items[i].actions, "output:5"))
+            assert_true(strstr(f.items[i].key, "priority=100,reg6=100,dl_dst=") ||
+                        strstr(f.items[i].key, "icmp_type=13") ||
+                        strstr(f.items[i].key, "priority=50,reg6=100"));
+    ovs_flows_clear(&f);
+#undef MCAST6
+#undef COPIES
+}
+
+/* The host's side of a tap: a name that is not one interface name is refused before any
+ * path is made of it; an interface that does not exist is an error naming it (no pid file:
+ * the agent's own namespace). */
+static void
+test_host_tap_names_are_checked(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {"", "..", ".", "a/b", "../all", "abcdefghijklmnop"};
+    for (size_t i = 0; i < NA_ARRAY_SIZE(bad); i++) {
+        struct na_error *err = NULL;
+        assert_int_equal(ovs_net_tap_ipv6_off("/nonexistent/ovs-vswitchd.pid", bad[i], &err),
+                         -EINVAL);
+        assert_non_null(strstr(err->msg, "is not a Linux interface name"));
+        na_error_free(err);
+    }
+    struct na_error *err = NULL;
+    assert_true(ovs_net_tap_ipv6_off("/nonexistent/ovs-vswitchd.pid", "nodeagent-none", &err) < 0);
+    assert_non_null(strstr(err->msg, "net.ipv6.conf.nodeagent-none.disable_ipv6"));
+    na_error_free(err);
 }
 
 /* IPv6: a port with IPv6 addresses may send from them and from the link-local address its
@@ -456,6 +526,8 @@ main(void)
         cmocka_unit_test(test_port_may_send_only_from_its_mac_and_addresses),
         cmocka_unit_test(test_networks_are_kept_apart),
         cmocka_unit_test(test_same_ports_same_table_in_any_order),
+        cmocka_unit_test(test_ipv6_multicast_passes_each_ports_ingress_acl),
+        cmocka_unit_test(test_host_tap_names_are_checked),
         cmocka_unit_test(test_ipv6_from_own_and_link_local_addresses_only),
         cmocka_unit_test(test_ipv6_link_local_is_eui64_of_the_mac),
         cmocka_unit_test(test_unbound_or_malformed_ports_get_nothing),

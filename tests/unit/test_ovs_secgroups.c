@@ -153,6 +153,59 @@ test_rules_are_conjunctions_of_port_remote_and_protocol(void **state)
 }
 
 /* A port without a group: egress IPv4 and IPv6 anywhere, no ingress rule. */
+/* ICMP rules by type, or type and code: the protocol clause says them; three rules of one
+ * protocol are three conjunctions with three clauses (and a rule without a type, all ICMP). */
+static void
+test_icmp_rules_match_their_type_and_code(void **state)
+{
+    (void)state;
+    static const struct ovs_sg_rule icmp[] = {
+        {.protocol = 1, .icmp_typed = true, .icmp_type = 8},
+        {.ipv6 = true, .protocol = 1, .icmp_typed = true, .icmp_type = 128, .icmp_coded = true},
+        {.ipv6 = true,
+         .protocol = 1,
+         .icmp_typed = true,
+         .icmp_type = 1,
+         .icmp_coded = true,
+         .icmp_code = 4},
+        {.egress = true, .protocol = 1},
+    };
+    struct ovs_sg g = {"ping", icmp, NA_ARRAY_SIZE(icmp), NULL, 0};
+    struct ovs_net_port a = {"pa", 100, "52:54:00:00:00:0a",      ips_a,
+                             1,    {0}, (const char *[]){"ping"}, 1};
+    const struct ovs_net_port *ports[] = {&a};
+    struct ovs_flows f = {0};
+    compute(ports, 1, &g, 1, &f);
+    const char *echo = actions(&f, "table=20,priority=100,icmp,icmp_type=8");
+    assert_non_null(echo);
+    assert_non_null(strstr(echo, ",3/3)"));
+    assert_non_null(
+        strstr(actions(&f, "table=20,priority=100,icmp6,icmp_type=128,icmp_code=0"), ",3/3)"));
+    assert_non_null(
+        strstr(actions(&f, "table=20,priority=100,icmp6,icmp_type=1,icmp_code=4"), ",3/3)"));
+    assert_non_null(strstr(actions(&f, "table=10,priority=100,icmp"), ",3/3)"));
+    /* No other ICMP clause: the type-only rule does not match every ICMP. */
+    size_t n_icmp = 0;
+    for (size_t i = 0; i < f.n; i++)
+        n_icmp += strstr(f.items[i].key, ",icmp") != NULL && strstr(f.items[i].key, "table=20");
+    assert_int_equal(n_icmp, 3);
+    /* Type 8 and type 8 with code 0 are two rules, not one. */
+    static const struct ovs_sg_rule two[] = {
+        {.protocol = 1, .icmp_typed = true, .icmp_type = 8},
+        {.protocol = 1, .icmp_typed = true, .icmp_type = 8, .icmp_coded = true},
+    };
+    struct ovs_sg g2 = {"ping", two, 2, NULL, 0};
+    struct ovs_flows f2 = {0};
+    compute(ports, 1, &g2, 1, &f2);
+    size_t n_conj = 0;
+    for (size_t i = 0; i < f2.n; i++)
+        n_conj += strncmp(f2.items[i].key, "table=20,priority=100,conj_id=", 30) == 0;
+    assert_int_equal(n_conj, 2);
+    assert_non_null(actions(&f2, "table=20,priority=100,icmp,icmp_type=8,icmp_code=0"));
+    ovs_flows_clear(&f2);
+    ovs_flows_clear(&f);
+}
+
 static void
 test_the_default_group(void **state)
 {
@@ -264,6 +317,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_port_ranges_are_exact_bitmask_covers),
         cmocka_unit_test(test_rules_are_conjunctions_of_port_remote_and_protocol),
+        cmocka_unit_test(test_icmp_rules_match_their_type_and_code),
         cmocka_unit_test(test_the_default_group),
         cmocka_unit_test(test_a_new_member_adds_one_flow),
         cmocka_unit_test(test_a_removed_rule_takes_only_its_flows),

@@ -62,6 +62,7 @@ struct fx {
     Nodeagent__V1__MigrationAbort migration_abort;
     Nodeagent__V1__SecurityGroupRule rule[3];
     Nodeagent__V1__SecurityGroupRule *rules[3];
+    Nodeagent__V1__IcmpMatch icmp;
     char *members[2];
     char *group_ids[2];
     Nodeagent__V1__SecurityGroup group;
@@ -241,6 +242,7 @@ fx_init_requests(struct fx *f)
     f->rule[2].ethertype = NODEAGENT__V1__ETHER_TYPE__ETHER_TYPE_IPV6;
     f->rule[2].protocol = NODEAGENT__V1__IP_PROTOCOL__IP_PROTOCOL_ANY;
     f->rule[2].remote_cidr = "2001:db8::/32";
+    f->icmp = (Nodeagent__V1__IcmpMatch)NODEAGENT__V1__ICMP_MATCH__INIT;
     f->members[0] = "10.0.0.7";
     f->members[1] = "2001:db8::7";
     f->group = (Nodeagent__V1__SecurityGroup)NODEAGENT__V1__SECURITY_GROUP__INIT;
@@ -655,6 +657,21 @@ assert_invalid(struct fx *f, const char *field)
     X(sg_icmp_ports, "security_group_put.group.rules[2].port_range_min",                           \
       USE(SECURITY_GROUP_PUT, security_group_put);                                                 \
       f->rule[2].port_range_min = 1)                                                               \
+    X(sg_icmp_not_icmp, "security_group_put.group.rules[0].icmp",                                  \
+      USE(SECURITY_GROUP_PUT, security_group_put);                                                 \
+      f->rule[0].icmp = &f->icmp)                                                                  \
+    X(sg_icmp_type, "security_group_put.group.rules[2].icmp.type",                                 \
+      USE(SECURITY_GROUP_PUT, security_group_put);                                                 \
+      f->rule[2].protocol = NODEAGENT__V1__IP_PROTOCOL__IP_PROTOCOL_ICMP;                          \
+      f->rule[2].icmp = &f->icmp; f->icmp.type = 256)                                              \
+    X(sg_icmp_code, "security_group_put.group.rules[2].icmp.code",                                 \
+      USE(SECURITY_GROUP_PUT, security_group_put);                                                 \
+      f->rule[2].protocol = NODEAGENT__V1__IP_PROTOCOL__IP_PROTOCOL_ICMP;                          \
+      f->rule[2].icmp = &f->icmp; f->icmp.type = 128; f->icmp.match_code = 1; f->icmp.code = 256)  \
+    X(sg_icmp_code_unmatched, "security_group_put.group.rules[2].icmp.code",                       \
+      USE(SECURITY_GROUP_PUT, security_group_put);                                                 \
+      f->rule[2].protocol = NODEAGENT__V1__IP_PROTOCOL__IP_PROTOCOL_ICMP;                          \
+      f->rule[2].icmp = &f->icmp; f->icmp.type = 1; f->icmp.code = 4)                              \
     X(sg_direction, "security_group_put.group.rules[0].direction",                                 \
       USE(SECURITY_GROUP_PUT, security_group_put);                                                 \
       f->rule[0].direction = 0)                                                                    \
@@ -736,6 +753,27 @@ test_valid_every_kind(void **state)
     assert_valid(f);
     AGENT_REQUEST_KINDS(X)
 #undef X
+    fx_free(f);
+}
+
+/* An ICMP rule may name a type (any code), or a type and its code (0 included). */
+static void
+test_valid_icmp_type_and_code(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new();
+    USE(SECURITY_GROUP_PUT, security_group_put);
+    f->rule[2].protocol = NODEAGENT__V1__IP_PROTOCOL__IP_PROTOCOL_ICMP;
+    f->rule[2].icmp = &f->icmp;
+    f->icmp.type = 128;
+    assert_valid(f);
+    f->icmp.type = 0;
+    f->icmp.match_code = 1;
+    f->icmp.code = 0;
+    assert_valid(f);
+    f->icmp.type = 255;
+    f->icmp.code = 255;
+    assert_valid(f);
     fx_free(f);
 }
 
@@ -1079,6 +1117,7 @@ main(void)
         cmocka_unit_test(test_valid_create),
         cmocka_unit_test(test_instance_spec_alone),
         cmocka_unit_test(test_valid_every_kind),
+        cmocka_unit_test(test_valid_icmp_type_and_code),
         cmocka_unit_test(test_valid_edges),
         cmocka_unit_test(test_valid_same_address_in_two_networks),
         cmocka_unit_test(test_valid_dual_stack),

@@ -317,6 +317,26 @@ build_migrate(const struct nodectl_args *a, Nodeagent__V1__MigrateRequest *r, st
     return rc;
 }
 
+/* `icmp=TYPE[/CODE]` of a `--rule`. */
+static int
+parse_icmp(char *v, Nodeagent__V1__SecurityGroupRule *r, struct na_error **err)
+{
+    Nodeagent__V1__IcmpMatch *m = na_xcalloc(1, sizeof(*m));
+    nodeagent__v1__icmp_match__init(m);
+    if (r->icmp)
+        nodeagent__v1__icmp_match__free_unpacked(r->icmp, NULL);
+    r->icmp = m;
+    char *slash = strchr(v, '/');
+    if (slash)
+        *slash = '\0';
+    int rc = nodectl_parse_u32(v, "--rule icmp", &m->type, err);
+    if (rc == 0 && slash) {
+        m->match_code = true;
+        rc = nodectl_parse_u32(slash + 1, "--rule icmp", &m->code, err);
+    }
+    return rc;
+}
+
 /* One `--rule` value: comma-separated key=value items. */
 static int
 parse_rule(const char *spec, Nodeagent__V1__SecurityGroupRule *r, struct na_error **err)
@@ -353,6 +373,8 @@ parse_rule(const char *spec, Nodeagent__V1__SecurityGroupRule *r, struct na_erro
             if (rc == 0)
                 rc =
                     nodectl_parse_u32(dash ? dash + 1 : v, "--rule ports", &r->port_range_max, err);
+        } else if (KEY("icmp")) {
+            rc = parse_icmp(v, r, err);
         } else if (KEY("cidr")) {
             r->remote_cidr = na_steal(&v);
         } else if (KEY("group")) {
@@ -361,7 +383,7 @@ parse_rule(const char *spec, Nodeagent__V1__SecurityGroupRule *r, struct na_erro
             rc = na_error_set(err, NA_CODE_INVALID_ARGUMENT, 0,
                               "--rule: `%.*s` is not one of dir=ingress|egress, "
                               "ethertype=ipv4|ipv6, proto=tcp|udp|icmp, ports=MIN[-MAX], "
-                              "cidr=CIDR, group=ID",
+                              "icmp=TYPE[/CODE], cidr=CIDR, group=ID",
                               (int)item_len, p);
         }
 #undef KEY

@@ -101,7 +101,7 @@ enum nodectl_exit {
       "untouched")                                                                                 \
     X(RULE, "rule", "SPEC",                                                                        \
       "dir=ingress|egress,ethertype=ipv4|ipv6[,proto=tcp|udp|icmp][,ports=MIN[-MAX]]"              \
-      "[,cidr=CIDR|,group=ID] (repeatable)")                                                       \
+      "[,icmp=TYPE[/CODE]][,cidr=CIDR|,group=ID] (repeatable)")                                    \
     X(MEMBER, "member", "IP", "address of a member of the group, anywhere (repeatable)")           \
     X(GROUP_NAME, "group-name", "NAME", "the group's name (informational)")                        \
     X(GROUP, "group", "ID", "a security group of the port (repeatable; none: the default)")        \
