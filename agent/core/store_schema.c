@@ -1,6 +1,7 @@
 /* The state store's schema: the migrations that lead to it, in order, and the SQL of every
  * statement the store prepares.  The tables (see store.h): meta, intents, outbox, instances,
- * tombstones, orphans_released, uid_quarantine, placement_consumers. */
+ * tombstones, orphans_released, uid_quarantine, placement_consumers, security_groups,
+ * jobs, snapshots. */
 #include "agent/core/store-private.h"
 
 #include <string.h>
@@ -85,6 +86,18 @@ static const char *const store_migrations[] = {
     "  state BLOB,"
     "  created_ms INTEGER NOT NULL,"
     "  updated_ms INTEGER NOT NULL);",
+    /* 8 -> 9: the instances' snapshots (agent/core/store_snapshots.h), as libvirt's snapshot
+     * metadata had them when the job that changed them ended. */
+    "CREATE TABLE snapshots ("
+    "  instance_uuid TEXT NOT NULL,"
+    "  name TEXT NOT NULL,"
+    "  parent TEXT NOT NULL DEFAULT '',"
+    "  description TEXT NOT NULL DEFAULT '',"
+    "  state TEXT NOT NULL DEFAULT '',"
+    "  memory INTEGER NOT NULL DEFAULT 0,"
+    "  current INTEGER NOT NULL DEFAULT 0,"
+    "  created_ms INTEGER NOT NULL,"
+    "  PRIMARY KEY (instance_uuid, name));",
 };
 
 #define INTENT_COLUMNS                                                                             \

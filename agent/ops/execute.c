@@ -7,6 +7,7 @@
 #include "agent/ops/ops.h"
 #include "agent/ops/jobs.h"
 #include "agent/bus/events.h"
+#include "hypervisor/snapshot.h"
 
 #include <string.h>
 
@@ -42,6 +43,7 @@ agent_op_free(struct agent_op *op)
     if (op->spec)
         nodeagent__v1__instance_spec__free_unpacked(op->spec, NULL);
     free(op->image_sha256);
+    hv_snapshots_free(op->snapshots, op->n_snapshots);
     agent_job_free(op->job);
     free(op);
 }

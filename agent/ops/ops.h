@@ -18,6 +18,7 @@
 
 struct agent_job;
 struct agent_job_kind;
+struct hv_snapshot;
 
 /* An operation: one request being executed.  Owned by the dispatcher while queued or
  * running; the worker writes only result fields. */
@@ -47,6 +48,10 @@ struct agent_op {
     uint8_t *console_log;
     size_t console_log_size;
     char *image_sha256; /* create, rebuild: the base image now used */
+    /* snapshot_*: libvirt's snapshots of the instance, read by the job's last step. */
+    struct hv_snapshot *snapshots;
+    size_t n_snapshots;
+    bool snapshots_read;
 };
 
 /* execute.c */

@@ -66,6 +66,9 @@ enum nodectl_exit {
     X(FORCE, "force", NULL, "power off at once")                                                   \
     X(HARD, "hard", NULL, "hard reboot (reset) instead of soft")                                   \
     X(SNAPSHOT, "snapshot", "NAME", "snapshot name")                                               \
+    X(DESCRIPTION, "description", "TEXT", "snapshot description (one line, at most 256 bytes)")    \
+    X(QUIESCE, "quiesce", NULL, "freeze the guest's file systems first (needs a guest agent)")     \
+    X(CHILDREN, "children", NULL, "also delete every snapshot made from it")                       \
     X(TAIL_BYTES, "tail-bytes", "N",                                                               \
       "bytes from the end of the console log (0: 64 KiB; at most 256 KiB)")                        \
     X(TO, "to", "NODE", "destination node id")                                                     \
@@ -260,6 +263,7 @@ int nodectl_cmd_request(const struct nodectl_args *a, struct na_error **err);
 int nodectl_cmd_events(const struct nodectl_args *a, struct na_error **err);
 int nodectl_cmd_status(const struct nodectl_args *a, struct na_error **err);
 int nodectl_cmd_instances(const struct nodectl_args *a, struct na_error **err);
+int nodectl_cmd_snapshot_list(const struct nodectl_args *a, struct na_error **err);
 /* The "stats" object of an instance (tools/nodectl/guest_stats.c), as text on stdout. */
 void nodectl_print_guest_stats(json_t *stats);
 int nodectl_cmd_capacity(const struct nodectl_args *a, struct na_error **err);
