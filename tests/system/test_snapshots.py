@@ -6,6 +6,7 @@ through its console shell, the guest runs from its initramfs (a reboot would los
 file), and a marker is also written to a sector of its disk, read back with the page cache
 dropped.  After every step the store (admin API), libvirt's snapshot metadata and the
 overlay's snapshot table (`qemu-img snapshot -l -U`) name the same snapshots."""
+import json
 import os
 import sqlite3
 import subprocess
@@ -17,9 +18,14 @@ from test_network import Guest
 # Each kill is armed for one request id; the agent restarted after it is armed with the
 # ones left, so the replayed request runs to its end.
 KILLS = {
+    # at a phase boundary: the phase after the libvirt call is recorded
     "kc-s2": "snapshot_create.read",     # libvirt took s2, the store has not recorded it
     "kr-s1": "snapshot_revert.bind",     # reverted, the ports not yet waited for
     "kd-s1": "snapshot_delete.read",     # libvirt deleted s1, the store still has it
+    # inside the step, once libvirt returned: the restart takes the step again
+    "kc-s3": "snapshot_create.taken",
+    "kr-s2": "snapshot_revert.reverted",
+    "kd-s2": "snapshot_delete.deleted",
 }
 SECTOR = 2000000  # a sector of the 1 GiB disk beyond the guest's boot partition
 
@@ -144,10 +150,12 @@ def test_time_travel_kills_and_refusals_in_one_guest(node):
     tm.agree({"s1", "s2"})
     assert tm.store()["s1"]["current"]
 
-    last = tm.request("revert", inst, "--snapshot", "s2")
-    assert (last["kind"], last["state"]) == ("DONE", "RUNNING"), last
+    done = tm.killed_request("kr-s2", "revert", inst, "--snapshot", "s2")
+    assert [(e["kind"], e["state"]) for e in done] == [("DONE", "RUNNING")], done
+    assert "phase=revert restart=redo" in node.agent.logs()
     files, disk, _ = tm.seen()
     assert (files, disk) == ("AB", "B")
+    tm.agree({"s1", "s2"})
 
     # s1 deleted (killed once libvirt deleted it): s2 still reverts.
     done = tm.killed_request("kd-s1", "delete", inst, "--snapshot", "s1")
@@ -170,9 +178,11 @@ def test_time_travel_kills_and_refusals_in_one_guest(node):
     assert code(quiesce) == "UNSUPPORTED", quiesce
     assert "guest agent" in quiesce["error"]["message"]
     assert code(tm.request("revert", inst, "--snapshot", "nope")) == "NOT_FOUND"
-    for n in ("s3", "s4"):
-        last = tm.request("create", inst, "--snapshot", n)
-        assert last["kind"] == "DONE", last
+    done = tm.killed_request("kc-s3", "create", inst, "--snapshot", "s3")
+    assert [e["kind"] for e in done] == ["DONE"], done
+    tm.agree({"s2", "s3"})
+    last = tm.request("create", inst, "--snapshot", "s4")
+    assert last["kind"] == "DONE", last
     over = tm.request("create", inst, "--snapshot", "s5")
     assert code(over) == "SNAPSHOT_LIMIT", over
     assert "snapshot_max_per_instance" in over["error"]["message"]
@@ -188,16 +198,37 @@ def test_time_travel_kills_and_refusals_in_one_guest(node):
     files, _, _ = tm.seen()
     assert files == "AB"
 
+    r = node.cluster.nodectl("--admin-socket", node.agent.socket, "--json", "snapshot", "list",
+                             inst, check=0)
+    listed = json.loads(r.stdout)["snapshots"]
+    assert [(x["name"], x["parent"]) for x in listed] == [("s2", ""), ("s3", "s2"), ("s4", "s3")]
+
     # A subtree: s2 with its children s3 and s4.
-    assert tm.store()["s4"]["parent"] == "s3"
-    last = tm.request("delete", inst, "--snapshot", "s2", "--children")
-    assert last["kind"] == "DONE", last
+    done = tm.killed_request("kd-s2", "delete", inst, "--snapshot", "s2", "--children")
+    assert [e["kind"] for e in done] == ["DONE"], done
     tm.agree(set())
+
+    # A stopped guest's snapshot has its disk only; reverting to it stops the guest, and
+    # reverting to a running one runs it again from that moment.
+    assert node.request("stop", inst)["state"] == "STOPPED"
+    last = tm.request("create", inst, "--snapshot", "off")
+    assert (last["kind"], last["state"]) == ("DONE", "STOPPED"), last
+    assert (tm.store()["off"]["memory"], tm.store()["off"]["state"]) == (False, "shutoff")
+    assert node.request("start", inst)["state"] == "RUNNING"
+    node.wait_ready(inst, "tt", "10.0.0.5", count=2)
+    tm.write("A")
+    assert tm.request("create", inst, "--snapshot", "on")["kind"] == "DONE"
+    last = tm.request("revert", inst, "--snapshot", "off")
+    assert (last["kind"], last["state"]) == ("DONE", "STOPPED"), last
+    assert node.state(inst) == S["shutoff"]
+    last = tm.request("revert", inst, "--snapshot", "on")
+    assert (last["kind"], last["state"]) == ("DONE", "RUNNING"), last
+    files, disk, _ = tm.seen()
+    assert (files, disk) == ("A", "A")
+    tm.agree({"off", "on"})
 
     # Deleting the instance removes its snapshots: libvirt's with the domain, the store's
     # rows with its record.
-    assert tm.request("create", inst, "--snapshot", "last")["kind"] == "DONE"
-    tm.agree({"last"})
     assert node.request("delete", inst)["kind"] == "DONE"
     assert not node.has_domain(inst)
     db = sqlite3.connect(f"file:{node.agent.state_dir}/state.db?mode=ro", uri=True)
