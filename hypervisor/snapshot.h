@@ -26,6 +26,9 @@ struct hv_snapshot {
     char *state;       /* the domain's state it keeps: "running", "paused", "shutoff" */
     bool memory;       /* it holds the guest's memory state (reverts to a running guest) */
     bool current;      /* the one the domain was last created from or reverted to */
+    /* Not libvirt's: bytes of VM state the overlay's snapshot table says it keeps, filled by
+     * a caller that read the table (storage/qcow2); 0 until then and for a disk-only one. */
+    uint64_t size_bytes;
 };
 
 void hv_snapshots_free(struct hv_snapshot *snaps, size_t n);

@@ -96,6 +96,7 @@ static const char *const store_migrations[] = {
     "  state TEXT NOT NULL DEFAULT '',"
     "  memory INTEGER NOT NULL DEFAULT 0,"
     "  current INTEGER NOT NULL DEFAULT 0,"
+    "  size_bytes INTEGER NOT NULL DEFAULT 0,"
     "  created_ms INTEGER NOT NULL,"
     "  PRIMARY KEY (instance_uuid, name));",
 };

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #define SNAPSHOT_COLUMNS                                                                           \
-    "instance_uuid, name, parent, description, state, memory, current, created_ms"
+    "instance_uuid, name, parent, description, state, memory, current, created_ms, size_bytes"
 
 static void
 finalize_stmt(sqlite3_stmt **s)
@@ -50,6 +50,7 @@ insert(struct agent_store *store, sqlite3_stmt *s, const char *instance,
     sqlite3_bind_int(s, 6, r->memory);
     sqlite3_bind_int(s, 7, r->current);
     sqlite3_bind_int64(s, 8, r->created_ms);
+    sqlite3_bind_int64(s, 9, (sqlite3_int64)r->size_bytes);
     if (sqlite3_step(s) != SQLITE_DONE)
         return store_db_error(store, err, "record a snapshot");
     return 0;
@@ -71,7 +72,7 @@ agent_store_snapshot_replace(struct agent_store *store, const char *instance,
     cleanup_stmt sqlite3_stmt *s = NULL;
     if ((ret = prepare(store,
                        "INSERT INTO snapshots (" SNAPSHOT_COLUMNS
-                       ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                       ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                        &s, err)) < 0)
         return ret;
     for (size_t i = 0; i < n; i++)
@@ -108,6 +109,7 @@ agent_store_snapshot_list(struct agent_store *store, const char *instance,
         r->memory = sqlite3_column_int(s, 5) != 0;
         r->current = sqlite3_column_int(s, 6) != 0;
         r->created_ms = sqlite3_column_int64(s, 7);
+        r->size_bytes = (uint64_t)sqlite3_column_int64(s, 8);
     }
     if (rc != SQLITE_DONE) {
         agent_snapshot_recs_free(recs, count);
@@ -123,6 +125,18 @@ agent_store_snapshot_count(struct agent_store *store, const char *instance)
 {
     cleanup_stmt sqlite3_stmt *s = NULL;
     if (prepare(store, "SELECT count(*) FROM snapshots WHERE instance_uuid = ?1", &s, NULL) < 0)
+        return -1;
+    sqlite3_bind_text(s, 1, instance, -1, SQLITE_TRANSIENT);
+    return sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : -1;
+}
+
+int64_t
+agent_store_snapshot_bytes(struct agent_store *store, const char *instance)
+{
+    cleanup_stmt sqlite3_stmt *s = NULL;
+    if (prepare(store,
+                "SELECT coalesce(sum(size_bytes), 0) FROM snapshots WHERE instance_uuid = ?1", &s,
+                NULL) < 0)
         return -1;
     sqlite3_bind_text(s, 1, instance, -1, SQLITE_TRANSIENT);
     return sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : -1;

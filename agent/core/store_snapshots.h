@@ -23,6 +23,7 @@ struct agent_snapshot_rec {
     char *state;       /* the guest's state it keeps: "running", "paused", "shutoff" */
     bool memory;       /* holds the guest's memory state */
     bool current;
+    uint64_t size_bytes; /* VM state it keeps in the overlay (its snapshot table); 0 unknown */
     int64_t created_ms;
 };
 
@@ -37,6 +38,8 @@ int agent_store_snapshot_list(struct agent_store *store, const char *instance,
                               struct agent_snapshot_rec **out, size_t *n, struct na_error **err);
 /* How many snapshots instance has; -1 on error. */
 int64_t agent_store_snapshot_count(struct agent_store *store, const char *instance);
+/* Bytes of VM state instance's snapshots keep (their size_bytes summed); -1 on error. */
+int64_t agent_store_snapshot_bytes(struct agent_store *store, const char *instance);
 /* 1 when instance has snapshot name, 0 when not, -1 on error. */
 int agent_store_snapshot_has(struct agent_store *store, const char *instance, const char *name);
 

@@ -19,10 +19,15 @@
 #include "agent/observed/observed.h"
 #include "agent/ops/jobs.h"
 #include "agent/ops/ops.h"
+#include "agent/ops/instance_dir.h"
+#include "agent/outputs/capacity.h"
 #include "hypervisor/snapshot.h"
 #include "net/ovs/ovs.h"
+#include "storage/qcow2/qcow2.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -65,11 +70,11 @@ agent_snapshots_view(struct agent *a, const char *uuid_arg)
         return json_pack("{s:s, s:o, s:s}", "instance", uuid, "snapshots", list, "error", err->msg);
     for (size_t i = 0; i < n; i++) {
         const struct agent_snapshot_rec *r = &recs[i];
-        json_array_append_new(list,
-                              json_pack("{s:s, s:s, s:s, s:I, s:s, s:b, s:b}", "name", r->name,
-                                        "parent", r->parent, "description", r->description,
-                                        "created_ms", (json_int_t)r->created_ms, "state", r->state,
-                                        "memory", r->memory, "current", r->current));
+        json_array_append_new(
+            list, json_pack("{s:s, s:s, s:s, s:I, s:s, s:b, s:b, s:I}", "name", r->name, "parent",
+                            r->parent, "description", r->description, "created_ms",
+                            (json_int_t)r->created_ms, "state", r->state, "memory", r->memory,
+                            "current", r->current, "size_bytes", (json_int_t)r->size_bytes));
     }
     agent_snapshot_recs_free(recs, n);
     return json_pack("{s:s, s:o}", "instance", uuid, "snapshots", list);
@@ -97,6 +102,25 @@ snapshot_name(const struct agent_op *op)
     default:
         return op->env->snapshot_delete->snapshot_name;
     }
+}
+
+/* The instance's DISK_GB claim with the new snapshot: a running or paused guest's memory
+ * state takes at most its memory; a stopped guest's snapshot keeps no VM state. */
+static int
+admit_snapshot(struct agent *a, struct agent_op *op, struct na_error **err)
+{
+    struct agent_instance *inst = agent_instances_find(&a->instances, op->instance);
+    int64_t bytes = agent_store_snapshot_bytes(a->store, op->instance);
+    if (!inst || bytes < 0)
+        return na_error_set(err, NA_CODE_INTERNAL, EIO,
+                            "read the snapshots of %s from the state store", op->instance);
+    if (op->state_before == S(STOPPED))
+        return 0;
+    struct agent_claim need;
+    agent_instance_claim(inst, &need);
+    uint64_t memory = (uint64_t)inst->spec->flavor->memory_mib << 20;
+    need.disk_gb += agent_snapshot_gb((uint64_t)bytes + memory) - inst->snapshot_gb;
+    return agent_capacity_admit(a, op->instance, &need, err);
 }
 
 static int
@@ -129,7 +153,7 @@ prepare_create(struct agent *a, struct agent_op *op, struct na_error **err)
                               "instance %s has %lld snapshot(s); this node keeps at most %u per "
                               "instance ([instances] snapshot_max_per_instance)",
                               op->instance, (long long)count, max);
-    return 0;
+    return admit_snapshot(a, op, err);
 }
 
 /* revert and delete: the snapshot must be one the store records. */
@@ -159,10 +183,16 @@ prepare_existing_snapshot(struct agent *a, struct agent_op *op, struct na_error 
 static int
 finish_snapshot(struct agent *a, struct agent_op *op, struct na_error **err)
 {
+    struct agent_instance *inst = agent_instances_find(&a->instances, op->instance);
+    if (inst && op->snapshots_read) {
+        uint64_t bytes = 0;
+        for (size_t i = 0; i < op->n_snapshots; i++)
+            bytes += op->snapshots[i].size_bytes;
+        inst->snapshot_gb = agent_snapshot_gb(bytes); /* its claim, saved just below */
+    }
     int ret = agent_finish_power(a, op, err);
     if (ret < 0 || !op->snapshots_read)
         return ret;
-    struct agent_instance *inst = agent_instances_find(&a->instances, op->instance);
     if (inst && op->kind == AGENT_REQ_SNAPSHOT_REVERT &&
         (op->state == S(RUNNING) || op->state == S(STOPPED) || op->state == S(PAUSED)))
         inst->desired = op->state; /* as the snapshot had it */
@@ -176,6 +206,7 @@ finish_snapshot(struct agent *a, struct agent_op *op, struct na_error **err)
             .state = s->state,
             .memory = s->memory,
             .current = s->current,
+            .size_bytes = s->size_bytes,
             .created_ms = s->created_s * 1000,
         };
     }
@@ -196,6 +227,41 @@ read_power(struct agent_op *op, struct na_error **err)
     return ret;
 }
 
+/* The overlay's snapshot table: each snapshot's size, and a warning when it does not name
+ * the snapshots libvirt has (someone else's qemu-img, or a libvirt that lost its metadata).
+ * The sizes are informational: a table that cannot be read leaves them 0. */
+static void
+read_overlay_table(struct agent_op *op)
+{
+    struct na_log_ctx log = {.request_id = op->request_id, .instance = op->instance};
+    cleanup_error struct na_error *err = NULL;
+    struct qcow2_snapshot *table = NULL;
+    size_t n = 0;
+    struct stat st;
+    cleanup_close int dirfd =
+        agent_instance_dir_open(op->host->instances_dir, op->instance, false, &err);
+    cleanup_close int fd =
+        dirfd < 0 ? -1 : agent_instance_file_open(dirfd, "disk", O_RDONLY, op->uid, &st, &err);
+    if (fd < 0 || qcow2_snapshot_table(fd, &table, &n, &err) < 0) {
+        char quoted[512];
+        NA_LOG_WARN(&log, "the overlay's snapshot table could not be read", "error=%s",
+                    na_log_quote(quoted, sizeof(quoted), err ? err->msg : "?"));
+        return;
+    }
+    size_t matched = 0;
+    for (size_t i = 0; i < op->n_snapshots; i++)
+        for (size_t j = 0; j < n; j++)
+            if (strcmp(op->snapshots[i].name, table[j].name) == 0) {
+                op->snapshots[i].size_bytes = table[j].vm_state_size;
+                matched++;
+                break;
+            }
+    if (matched != op->n_snapshots || n != op->n_snapshots)
+        NA_LOG_WARN(&log, "the overlay's snapshot table and libvirt's snapshots differ",
+                    "libvirt=%zu overlay=%zu both=%zu", op->n_snapshots, n, matched);
+    qcow2_snapshots_free(table, n);
+}
+
 /* The last phase of each job: what libvirt has now, for finish_snapshot(). */
 static int
 step_read(struct agent_op *op, struct na_error **err)
@@ -206,6 +272,7 @@ step_read(struct agent_op *op, struct na_error **err)
     int ret = hv_snapshot_list(op->host->hv, op->instance, &op->snapshots, &op->n_snapshots, err);
     if (ret < 0)
         return ret;
+    read_overlay_table(op);
     op->snapshots_read = true;
     return read_power(op, err);
 }

@@ -93,17 +93,34 @@ class TimeMachine:
         return set(self.node.dom(self.inst).snapshotListNames())
 
     def overlay(self):
-        out = subprocess.run(["qemu-img", "snapshot", "-l", "-U",
-                              os.path.join(self.node.dir(self.inst), "disk")],
+        disk = os.path.join(self.node.dir(self.inst), "disk")
+        out = subprocess.run(["qemu-img", "snapshot", "-l", "-U", disk],
                              capture_output=True, text=True, check=True).stdout
         # ID TAG VM-SIZE DATE VM-CLOCK ICOUNT, after two header lines
         return {line.split()[1] for line in out.splitlines()[2:] if line.strip()}
 
+    def vm_state_sizes(self):
+        disk = os.path.join(self.node.dir(self.inst), "disk")
+        info = json.loads(subprocess.run(["qemu-img", "info", "-U", "--output=json", disk],
+                                         capture_output=True, text=True, check=True).stdout)
+        return {s["name"]: s["vm-state-size"] for s in info.get("snapshots", [])}
+
+    def disk_gb_used(self):
+        _, body = self.node.agent.get_json("/v1/capacity")
+        return {i["resource_class"]: i["used"] for i in body["inventories"]}["DISK_GB"]
+
     def agree(self, names):
+        """Store, libvirt and the overlay name the same snapshots; the store has the sizes
+        the overlay's table gives, and the instance's DISK_GB claim counts them."""
         names = set(names)
-        assert set(self.store()) == names
+        store = self.store()
+        assert set(store) == names
         assert self.libvirt() == names
         assert self.overlay() == names
+        sizes = self.vm_state_sizes()
+        assert {n: s["size_bytes"] for n, s in store.items()} == sizes
+        snapshot_gb = -(-sum(sizes.values()) // (1 << 30))
+        assert self.disk_gb_used() == 1 + snapshot_gb  # its 1 GiB root disk, and the VM states
 
 
 def code(last):
@@ -123,6 +140,8 @@ def test_time_travel_kills_and_refusals_in_one_guest(node):
     s1 = tm.store()["s1"]
     assert (s1["memory"], s1["state"], s1["description"], s1["parent"]) == \
         (True, "running", "after A", "")
+    assert s1["size_bytes"] > 0  # the guest's memory
+    assert tm.disk_gb_used() == 2
 
     tm.write("B")
     done = tm.killed_request("kc-s2", "create", inst, "--snapshot", "s2")
@@ -207,13 +226,15 @@ def test_time_travel_kills_and_refusals_in_one_guest(node):
     done = tm.killed_request("kd-s2", "delete", inst, "--snapshot", "s2", "--children")
     assert [e["kind"] for e in done] == ["DONE"], done
     tm.agree(set())
+    assert tm.disk_gb_used() == 1
 
     # A stopped guest's snapshot has its disk only; reverting to it stops the guest, and
     # reverting to a running one runs it again from that moment.
     assert node.request("stop", inst)["state"] == "STOPPED"
     last = tm.request("create", inst, "--snapshot", "off")
     assert (last["kind"], last["state"]) == ("DONE", "STOPPED"), last
-    assert (tm.store()["off"]["memory"], tm.store()["off"]["state"]) == (False, "shutoff")
+    off = tm.store()["off"]
+    assert (off["memory"], off["state"], off["size_bytes"]) == (False, "shutoff", 0)
     assert node.request("start", inst)["state"] == "RUNNING"
     node.wait_ready(inst, "tt", "10.0.0.5", count=2)
     tm.write("A")

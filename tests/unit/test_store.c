@@ -426,6 +426,7 @@ test_snapshots(void **state)
          .state = (char *)"running",
          .memory = true,
          .current = true,
+         .size_bytes = 3ull << 30,
          .created_ms = 2000},
         {.name = (char *)"s1",
          .description = (char *)"first",
@@ -435,6 +436,8 @@ test_snapshots(void **state)
     assert_int_equal(agent_store_snapshot_replace(f->store, inst, recs, 2, &err), 0);
     assert_int_equal(agent_store_snapshot_replace(f->store, other, recs, 1, &err), 0);
     assert_int_equal(agent_store_snapshot_count(f->store, inst), 2);
+    assert_true(agent_store_snapshot_bytes(f->store, inst) == 3ll << 30);
+    assert_int_equal(agent_store_snapshot_bytes(f->store, "nobody"), 0);
     assert_int_equal(agent_store_snapshot_has(f->store, inst, "s1"), 1);
     assert_int_equal(agent_store_snapshot_has(f->store, inst, "s3"), 0);
     assert_int_equal(agent_store_snapshot_has(f->store, other, "s1"), 0);
@@ -451,6 +454,7 @@ test_snapshots(void **state)
     assert_string_equal(got[1].parent, "s1");
     assert_true(got[1].memory && got[1].current);
     assert_int_equal(got[1].created_ms, 2000);
+    assert_true(got[1].size_bytes == 3ull << 30);
     agent_snapshot_recs_free(got, n);
 
     assert_int_equal(agent_store_snapshot_replace(f->store, inst, NULL, 0, &err), 0);

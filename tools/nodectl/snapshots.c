@@ -1,7 +1,8 @@
 /* `snapshot list UUID`: an instance's snapshots, read from the agent's admin API.
  *
  * Contract (the agent's side): GET /v1/instances/UUID/snapshots returns {"instance",
- * "snapshots":[{"name","parent","description","created_ms","state","memory","current"}]},
+ * "snapshots":[{"name","parent","description","created_ms","state","memory","current",
+ * "size_bytes"}]},
  * or 404 when the node has no such instance. */
 #include "tools/nodectl/nodectl.h"
 
