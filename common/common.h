@@ -48,6 +48,9 @@ enum na_code {
     NA_CODE_CANCELLED = 14,
     NA_CODE_INTERNAL = 15,
     NA_CODE_UNAVAILABLE = 16,
+    NA_CODE_UNSUPPORTED = 17,
+    NA_CODE_SNAPSHOT_LIMIT = 18,
+    NA_CODE_HAS_SNAPSHOTS = 19,
 };
 
 const char *na_code_name(enum na_code code);

@@ -21,6 +21,9 @@ static const char *const code_names[] = {
     [NA_CODE_CANCELLED] = "CANCELLED",
     [NA_CODE_INTERNAL] = "INTERNAL",
     [NA_CODE_UNAVAILABLE] = "UNAVAILABLE",
+    [NA_CODE_UNSUPPORTED] = "UNSUPPORTED",
+    [NA_CODE_SNAPSHOT_LIMIT] = "SNAPSHOT_LIMIT",
+    [NA_CODE_HAS_SNAPSHOTS] = "HAS_SNAPSHOTS",
 };
 
 const char *

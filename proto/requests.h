@@ -44,9 +44,9 @@
   X(pause,              PAUSE,              pause,              CONTROL_PLANE, instance_uuid, none,         none,        INSTANCE, STATES(RUNNING, PAUSED),               PAUSED,    YES, ONE_SHOT) \
   X(resume,             RESUME,             resume,             CONTROL_PLANE, instance_uuid, none,         none,        INSTANCE, STATES(PAUSED, SUSPENDED, RUNNING),    RUNNING,   YES, ONE_SHOT) \
   X(suspend,            SUSPEND,            suspend,            CONTROL_PLANE, instance_uuid, none,         none,        INSTANCE, STATES(RUNNING, PAUSED, SUSPENDED),    SUSPENDED, YES, ONE_SHOT) \
-  X(snapshot_create,    SNAPSHOT_CREATE,    snapshot_create,    CONTROL_PLANE, instance_uuid, none,         none,        INSTANCE, STATES(RUNNING, STOPPED, PAUSED),      SAME,      NO,  JOB)      \
-  X(snapshot_revert,    SNAPSHOT_REVERT,    snapshot_revert,    CONTROL_PLANE, instance_uuid, none,         none,        INSTANCE, STATES(RUNNING, STOPPED, PAUSED),      SAME,      NO,  JOB)      \
-  X(snapshot_delete,    SNAPSHOT_DELETE,    snapshot_delete,    CONTROL_PLANE, instance_uuid, none,         none,        INSTANCE, ANY_STATE,                             SAME,      NO,  JOB)      \
+  X(snapshot_create,    SNAPSHOT_CREATE,    snapshot_create,    CONTROL_PLANE, instance_uuid, none,         none,        INSTANCE, STATES(RUNNING, STOPPED, PAUSED),      SAME,      YES, JOB)      \
+  X(snapshot_revert,    SNAPSHOT_REVERT,    snapshot_revert,    CONTROL_PLANE, instance_uuid, none,         none,        INSTANCE, STATES(RUNNING, STOPPED, PAUSED),      SAME,      YES, JOB)      \
+  X(snapshot_delete,    SNAPSHOT_DELETE,    snapshot_delete,    CONTROL_PLANE, instance_uuid, none,         none,        INSTANCE, ANY_STATE,                             SAME,      YES, JOB)      \
   X(resize,             RESIZE,             resize,             CONTROL_PLANE, instance_uuid, none,         none,        INSTANCE, STATES(RUNNING, STOPPED),              SAME,      YES, ONE_SHOT) \
   X(rebuild,            REBUILD,            rebuild,            CONTROL_PLANE, instance_uuid, none,         none,        INSTANCE, STATES(RUNNING, STOPPED, CRASHED, ERROR), SAME,   YES, ONE_SHOT) \
   X(console_log,        CONSOLE_LOG,        console_log,        CONTROL_PLANE, instance_uuid, none,         none,        INSTANCE, ANY_STATE,                             SAME,      YES, ONE_SHOT) \

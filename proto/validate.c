@@ -205,6 +205,8 @@ static const struct str_rule RULE_GROUP_ID = {1, 64, CHARS_SAFE, NOT_DOTS | NO_L
                                               NAME_WHAT(64)};
 static const struct str_rule RULE_GROUP_NAME = {0, 255, CHARS_PRINTABLE, 0,
                                                 "0..255 characters of printable ASCII"};
+static const struct str_rule RULE_DESCRIPTION = {
+    0, 256, CHARS_TEXT, 0, "at most 256 bytes of UTF-8 without control characters"};
 static const struct str_rule RULE_ERROR_FIELD = {0, 255, CHARS_PRINTABLE, 0,
                                                  "at most 255 characters of printable ASCII"};
 
@@ -926,7 +928,6 @@ INSTANCE_ONLY(cancel_migration, Nodeagent__V1__CancelMigrationRequest)
         check_uuid(v, "instance_uuid", m->instance_uuid);                                          \
         check_str(v, "snapshot_name", m->snapshot_name, &RULE_NAME);                               \
     }
-SNAPSHOT(snapshot_create, Nodeagent__V1__SnapshotCreateRequest)
 SNAPSHOT(snapshot_revert, Nodeagent__V1__SnapshotRevertRequest)
 SNAPSHOT(snapshot_delete, Nodeagent__V1__SnapshotDeleteRequest)
 #undef SNAPSHOT
@@ -953,6 +954,14 @@ check_snapshot_export(struct vctx *v, const Nodeagent__V1__SnapshotExportRequest
         fail(v, "upload_url",
              "is empty and publish is false; expected an http:// or https:// "
              "URL to upload the image to, or publish, or both");
+}
+
+static void
+check_snapshot_create(struct vctx *v, const Nodeagent__V1__SnapshotCreateRequest *m)
+{
+    check_uuid(v, "instance_uuid", m->instance_uuid);
+    check_str(v, "snapshot_name", m->snapshot_name, &RULE_NAME);
+    check_str(v, "description", m->description, &RULE_DESCRIPTION);
 }
 
 static void

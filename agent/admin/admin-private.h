@@ -32,6 +32,7 @@ enum admin_access {
     R(PEERS, "GET", "/v1/peers", ADMIN_TOKEN)                                                      \
     R(INSTANCES, "GET", "/v1/instances", ADMIN_TOKEN)                                              \
     R(INSTANCE, "GET", "/v1/instances/", ADMIN_TOKEN)                                              \
+    R(INSTANCE_SNAPSHOTS, "GET", "/v1/instances/", ADMIN_TOKEN)                                    \
     R(REQUEST, "GET", "/v1/requests/", ADMIN_TOKEN)                                                \
     R(ORPHANS, "GET", "/v1/orphans", ADMIN_UNIX)                                                   \
     R(ORPHANS_RELEASE, "POST", "/v1/orphans/release", ADMIN_UNIX)                                  \

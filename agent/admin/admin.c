@@ -9,6 +9,7 @@
  *   GET /v1/status               node, version, uptime, health, queue depth
  *   GET /v1/instances            every instance the agent knows
  *   GET /v1/instances/<uuid>     one instance, 404 when unknown
+ *   GET /v1/instances/<uuid>/snapshots  its snapshots as the store records them
  *   GET /v1/requests/<id>        one request's intent: phase, attempts, result
  *   GET /v1/images               cached base images: size, last use, the instances using them
  *   GET /v1/capacity             inventory, usage, free, traits, memory sharing, Placement state
@@ -33,6 +34,7 @@
 #include "agent/admin/admin.h"
 #include "agent/admin/admin-private.h"
 #include "agent/observed/orphans.h"
+#include "agent/ops/snapshots.h"
 #include "agent/outputs/capacity.h"
 #include "agent/bus/identity.h"
 #include "agent/outputs/peers.h"
@@ -372,6 +374,11 @@ on_http(void *cls, struct MHD_Connection *c, const char *url, const char *method
         return get_instances(a, c, NULL);
     case ADMIN_INSTANCE:
         return get_instances(a, c, route.arg);
+    case ADMIN_INSTANCE_SNAPSHOTS: {
+        json_t *view = agent_snapshots_view(a, route.arg);
+        return view ? respond_json(c, MHD_HTTP_OK, view)
+                    : respond_error(c, MHD_HTTP_NOT_FOUND, "no such instance on this node");
+    }
     case ADMIN_REQUEST:
         return get_request(a, c, route.arg);
     case ADMIN_ORPHANS:

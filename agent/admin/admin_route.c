@@ -66,6 +66,8 @@ arg_is_valid(enum admin_resource r, const char *arg)
         return na_uuid_is_valid(arg);
     case ADMIN_REQUEST:
         return arg[0] && strlen(arg) <= MAX_REQUEST_ID_LEN;
+    case ADMIN_INSTANCE_SNAPSHOTS:
+        return is_uuid_then(arg, "/snapshots");
     case ADMIN_ORPHAN_PURGE:
         return is_uuid_then(arg, "/purge");
     case ADMIN_ORPHAN_ADOPT:

@@ -5,6 +5,9 @@
 #include <errno.h>
 #include <string.h>
 
+_Static_assert((int)NA_CODE_HAS_SNAPSHOTS ==
+                   (int)NODEAGENT__V1__ERROR_CODE__ERROR_CODE_HAS_SNAPSHOTS,
+               "enum na_code must mirror nodeagent.v1.ErrorCode");
 _Static_assert((int)NA_CODE_UNAVAILABLE == (int)NODEAGENT__V1__ERROR_CODE__ERROR_CODE_UNAVAILABLE,
                "enum na_code must mirror nodeagent.v1.ErrorCode");
 _Static_assert((int)NA_CODE_INVALID_ARGUMENT ==

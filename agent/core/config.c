@@ -70,6 +70,8 @@ static const struct key_def keys[] = {
     {"instances", "uid_min", KEY_UINT, OFF(uid_min), "70000", 1000, 4000000000u},
     {"instances", "uid_max", KEY_UINT, OFF(uid_max), "79999", 1000, 4000000000u},
     {"instances", "qemu_group", KEY_NAME, OFF(qemu_group), "libvirt-qemu", 0, 0},
+    {"instances", "snapshot_max_per_instance", KEY_UINT, OFF(snapshot_max_per_instance), "16", 0,
+     1000},
     {"image_cache", "max_unused_age", KEY_UINT, OFF(image_max_unused_age_s), "86400", 0, 31536000},
     {"image_cache", "max_image_size_gib", KEY_UINT, OFF(image_max_size_gib), "64", 1, 65536},
     {"image_cache", "max_virtual_size_gib", KEY_UINT, OFF(image_max_virtual_size_gib), "65536", 1,

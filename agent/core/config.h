@@ -62,6 +62,7 @@ struct agent_config {
     /* [instances] */
     unsigned uid_min;
     unsigned uid_max;
+    unsigned snapshot_max_per_instance; /* 0: snapshots refused */
     char *qemu_group;
 
     /* [image_cache] */

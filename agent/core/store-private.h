@@ -1,5 +1,5 @@
 /* What the state store's files share (store.c, store_schema.c, store_records.c,
- * store_jobs.c): the
+ * store_jobs.c, store_snapshots.c): the
  * store, its prepared statements by id, and the helpers that run them.  Not for other
  * files. */
 #ifndef NODEAGENT_AGENT_CORE_STORE_PRIVATE_H
@@ -54,12 +54,22 @@ enum stmt_id {
     ST_JOB_DELETE,
     ST_JOB_ALL,
     ST_JOB_COUNT,
+    ST_SNAPSHOT_DELETE_ALL,
+    ST_SNAPSHOT_INSERT,
+    ST_SNAPSHOT_LIST,
+    ST_SNAPSHOT_COUNT,
+    ST_SNAPSHOT_BYTES,
+    ST_SNAPSHOT_HAS,
     ST__COUNT
 };
 
 /* The jobs table's columns in the order store_jobs.c reads them. */
 #define JOB_COLUMNS                                                                                \
     "id, kind, role, instance_uuid, peer, phase, deadline_ms, state, created_ms, updated_ms"
+
+/* The snapshots table's columns in the order store_snapshots.c reads them. */
+#define SNAPSHOT_COLUMNS                                                                           \
+    "instance_uuid, name, parent, description, state, memory, current, created_ms, size_bytes"
 
 struct agent_store {
     sqlite3 *db;

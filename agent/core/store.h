@@ -6,8 +6,8 @@
  * orphans_released, uid_quarantine (guest uids released and not yet reusable,
  * observed/uids.h), placement_consumers (whose allocations the agent writes), security_groups
  * (the groups put on this node, ops/secgroups.c), jobs (the recorded phases of operations,
- * core/store_jobs.h), meta (the store's id, ...).  The schema carries a version (PRAGMA
- * user_version) and is migrated forward at open.
+ * core/store_jobs.h), snapshots (core/store_snapshots.h), meta (the store's id, ...).  The
+ * schema carries a version (PRAGMA user_version) and is migrated forward at open.
  *
  * Threading: the store belongs to the main loop; no other thread touches it.  Writes that
  * must be atomic together go between agent_store_begin() and agent_store_commit().

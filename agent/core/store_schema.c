@@ -1,6 +1,7 @@
 /* The state store's schema: the migrations that lead to it, in order, and the SQL of every
  * statement the store prepares.  The tables (see store.h): meta, intents, outbox, instances,
- * tombstones, orphans_released, uid_quarantine, placement_consumers. */
+ * tombstones, orphans_released, uid_quarantine, placement_consumers, security_groups,
+ * jobs, snapshots. */
 #include "agent/core/store-private.h"
 
 #include <string.h>
@@ -85,6 +86,19 @@ static const char *const store_migrations[] = {
     "  state BLOB,"
     "  created_ms INTEGER NOT NULL,"
     "  updated_ms INTEGER NOT NULL);",
+    /* 8 -> 9: the instances' snapshots (agent/core/store_snapshots.h), as libvirt's snapshot
+     * metadata had them when the job that changed them ended. */
+    "CREATE TABLE snapshots ("
+    "  instance_uuid TEXT NOT NULL,"
+    "  name TEXT NOT NULL,"
+    "  parent TEXT NOT NULL DEFAULT '',"
+    "  description TEXT NOT NULL DEFAULT '',"
+    "  state TEXT NOT NULL DEFAULT '',"
+    "  memory INTEGER NOT NULL DEFAULT 0,"
+    "  current INTEGER NOT NULL DEFAULT 0,"
+    "  size_bytes INTEGER NOT NULL DEFAULT 0,"
+    "  created_ms INTEGER NOT NULL,"
+    "  PRIMARY KEY (instance_uuid, name));",
 };
 
 #define INTENT_COLUMNS                                                                             \
@@ -156,6 +170,15 @@ const char *const store_stmt_sql[ST__COUNT] = {
     [ST_JOB_DELETE] = "DELETE FROM jobs WHERE id = ?1",
     [ST_JOB_ALL] = "SELECT " JOB_COLUMNS " FROM jobs ORDER BY created_ms, rowid",
     [ST_JOB_COUNT] = "SELECT count(*) FROM jobs",
+    [ST_SNAPSHOT_DELETE_ALL] = "DELETE FROM snapshots WHERE instance_uuid = ?1",
+    [ST_SNAPSHOT_INSERT] =
+        "INSERT INTO snapshots (" SNAPSHOT_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    [ST_SNAPSHOT_LIST] = "SELECT " SNAPSHOT_COLUMNS " FROM snapshots WHERE instance_uuid = ?1 "
+                         "ORDER BY created_ms, name",
+    [ST_SNAPSHOT_COUNT] = "SELECT count(*) FROM snapshots WHERE instance_uuid = ?1",
+    [ST_SNAPSHOT_BYTES] =
+        "SELECT coalesce(sum(size_bytes), 0) FROM snapshots WHERE instance_uuid = ?1",
+    [ST_SNAPSHOT_HAS] = "SELECT 1 FROM snapshots WHERE instance_uuid = ?1 AND name = ?2",
 };
 
 int

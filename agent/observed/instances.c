@@ -1,5 +1,7 @@
 #include "agent/observed/instances.h"
+#include "agent/core/store_snapshots.h"
 
+#include <errno.h>
 #include <string.h>
 
 const char *
@@ -148,7 +150,15 @@ load_one(const struct agent_instance_rec *r, void *ctx)
 int
 agent_instances_load(struct agent_instances *t, struct agent_store *store, struct na_error **err)
 {
-    return agent_store_instance_load(store, load_one, t, err);
+    int ret = agent_store_instance_load(store, load_one, t, err);
+    for (size_t i = 0; ret == 0 && i < t->n; i++) {
+        int64_t bytes = agent_store_snapshot_bytes(store, t->items[i]->uuid);
+        if (bytes < 0)
+            return na_error_set(err, NA_CODE_INTERNAL, EIO, "read the snapshots of %s",
+                                t->items[i]->uuid);
+        t->items[i]->snapshot_gb = agent_snapshot_gb((uint64_t)bytes);
+    }
+    return ret;
 }
 
 int
@@ -197,5 +207,11 @@ agent_instance_claim(const struct agent_instance *inst, struct agent_claim *out)
         *out = (struct agent_claim){f->vcpus, f->memory_mib, f->root_disk_gib};
     out->vcpus = NA_MAX(out->vcpus, inst->resizing_to.vcpus);
     out->memory_mb = NA_MAX(out->memory_mb, inst->resizing_to.memory_mb);
-    out->disk_gb = NA_MAX(out->disk_gb, inst->resizing_to.disk_gb);
+    out->disk_gb = NA_MAX(out->disk_gb, inst->resizing_to.disk_gb) + inst->snapshot_gb;
+}
+
+uint64_t
+agent_snapshot_gb(uint64_t bytes)
+{
+    return (bytes + (1ull << 30) - 1) >> 30;
 }

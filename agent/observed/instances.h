@@ -29,11 +29,17 @@ struct agent_instance {
      * and new of each); all zero otherwise.  Not stored: a resize interrupted by a crash
      * runs again from prepare(), which sets it again. */
     struct agent_claim resizing_to;
+    /* DISK_GB its snapshots keep in its overlay (the VM states of the store's snapshots
+     * rows, rounded up to GiB as a whole), added to its claim; derived, not stored. */
+    uint64_t snapshot_gb;
     struct agent_instances *table; /* the table it is in, told of every change saved */
 };
 
-/* The instance's claim: its flavor, or during a resize the larger of each amount. */
+/* The instance's claim: its flavor, or during a resize the larger of each amount; its
+ * snapshots' DISK_GB on top. */
 void agent_instance_claim(const struct agent_instance *inst, struct agent_claim *out);
+/* DISK_GB for bytes of snapshots: rounded up to whole GiB. */
+uint64_t agent_snapshot_gb(uint64_t bytes);
 
 struct agent_instances {
     struct agent_instance **items;

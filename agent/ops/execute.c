@@ -7,6 +7,7 @@
 #include "agent/ops/ops.h"
 #include "agent/ops/jobs.h"
 #include "agent/bus/events.h"
+#include "hypervisor/snapshot.h"
 
 #include <string.h>
 
@@ -44,6 +45,7 @@ agent_op_free(struct agent_op *op)
     free(op->image_sha256);
     if (op->result_free)
         op->result_free(op->result);
+    hv_snapshots_free(op->snapshots, op->n_snapshots);
     agent_job_free(op->job);
     free(op);
 }

@@ -18,6 +18,7 @@
 
 struct agent_job;
 struct agent_job_kind;
+struct hv_snapshot;
 
 /* An operation: one request being executed.  Owned by the dispatcher while queued or
  * running; the worker writes only result fields. */
@@ -51,6 +52,10 @@ struct agent_op {
      * by result_free. */
     void *result;
     void (*result_free)(void *result);
+    /* snapshot_*: libvirt's snapshots of the instance, read by the job's last step. */
+    struct hv_snapshot *snapshots;
+    size_t n_snapshots;
+    bool snapshots_read;
 };
 
 /* execute.c */

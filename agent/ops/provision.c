@@ -12,8 +12,9 @@
  * (domain, files, record); the cached image stays for others.
  *
  * delete (destroy → undefine → remove_files): a tombstone is recorded first; then the
- * domain is forced off, undefined with everything libvirt keeps for it, the instance's
- * directory is removed, and so is its record.  Deleting a missing instance is done.
+ * domain is forced off, undefined with everything libvirt keeps for it (its snapshots'
+ * metadata included), the instance's directory is removed, and so is its record with its
+ * snapshots' rows.  Deleting a missing instance is done.
  *
  * rebuild (disk → redefine → swap → start): a new root disk from another image, same
  * identity (uuid, NICs, config drive).
@@ -33,6 +34,7 @@
 #include "agent/observed/uids.h"
 #include "agent/outputs/capacity.h"
 #include "agent/ops/instance_dir.h"
+#include "agent/core/store_snapshots.h"
 #include "net/ovs/ovs.h"
 #include "storage/qcow2/qcow2.h"
 
@@ -595,7 +597,10 @@ finish_delete(struct agent *a, struct agent_op *op, struct na_error **err)
         return agent_instance_save(a->store, inst, err);
     }
     int64_t uid = inst->uid;
-    int ret = agent_store_instance_delete(a->store, inst->uuid, err);
+    /* libvirt's snapshot metadata went with the domain, the overlay with the directory. */
+    int ret = agent_store_snapshot_replace(a->store, inst->uuid, NULL, 0, err);
+    if (ret == 0)
+        ret = agent_store_instance_delete(a->store, inst->uuid, err);
     agent_instances_remove(&a->instances, op->instance);
     return ret < 0 ? ret : agent_uids_release(a, uid, op->uid_held, err);
 }

@@ -3,6 +3,7 @@
 #include "agent/observed/uids.h"
 #include "agent/outputs/capacity.h"
 #include "agent/ops/instance_dir.h"
+#include "agent/ops/snapshots.h"
 #include "storage/qcow2/qcow2.h"
 
 #include <errno.h>
@@ -33,7 +34,8 @@ static int
 prepare_rebuild(struct agent *a, struct agent_op *op, struct na_error **err)
 {
     int ret = agent_prepare_existing(a, op, err);
-    if (ret < 0 || (ret = agent_disk_room_check(a, "rebuild", err)) < 0)
+    if (ret < 0 || (ret = agent_snapshots_refuse(a, op->instance, "rebuild", err)) < 0 ||
+        (ret = agent_disk_room_check(a, "rebuild", err)) < 0)
         return ret;
     struct agent_instance *inst = agent_instances_find(&a->instances, op->instance);
     if (op->state_before != S(RUNNING) && op->state_before != S(STOPPED) &&
@@ -181,7 +183,8 @@ static int
 prepare_resize(struct agent *a, struct agent_op *op, struct na_error **err)
 {
     int ret = agent_prepare_existing(a, op, err);
-    if (ret < 0 || (ret = agent_disk_room_check(a, "resize", err)) < 0)
+    if (ret < 0 || (ret = agent_snapshots_refuse(a, op->instance, "resize", err)) < 0 ||
+        (ret = agent_disk_room_check(a, "resize", err)) < 0)
         return ret;
     struct agent_instance *inst = agent_instances_find(&a->instances, op->instance);
     Nodeagent__V1__Flavor *flavor = op->env->resize->flavor;

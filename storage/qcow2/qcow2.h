@@ -107,6 +107,20 @@ int qcow2_overlay_create(int dirfd, const char *name, const struct qcow2_file_ow
                          const char *backing_path, const char *backing_format,
                          uint64_t virtual_size, struct na_error **err);
 
+/* An internal snapshot listed in a qcow2 image's snapshot table. */
+struct qcow2_snapshot {
+    char *name;             /* owned */
+    uint64_t vm_state_size; /* bytes of VM state (guest memory, devices) it keeps; 0: disk only */
+    uint32_t date_s;        /* when it was taken, seconds since the epoch */
+};
+
+void qcow2_snapshots_free(struct qcow2_snapshot *snaps, size_t n);
+/* The snapshot table of the qcow2 image open at fd (read access suffices; QEMU may have it
+ * open): every entry, in table order.  Bounded like qcow2_validate() (QEMU's limits on the
+ * count, the table's size and each entry's extra data); STORAGE and a negative errno for an
+ * unreadable or malformed table.  The caller frees *out with qcow2_snapshots_free(). */
+int qcow2_snapshot_table(int fd, struct qcow2_snapshot **out, size_t *n, struct na_error **err);
+
 /* Grows the qcow2 image open at fd to new_size bytes.  qemu-img resize runs with an argv
  * array on the descriptor (/proc/self/fd/N in the child), not on a path, and with the
  * backing chain left closed (the header's backing name is the guest's to write); the

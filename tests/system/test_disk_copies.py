@@ -95,20 +95,20 @@ def test_clones_and_exports_of_a_running_and_a_stopped_guest(node):
     assert r["kind"] == "FAILED" and r["error"]["field"] == "clone.spec.image.sha256", r
 
     # The disk of a running guest is not consistent as it is: a snapshot is needed.
-    r = node.request("snapshot-export", src.inst, "--publish")
+    r = node.request("snapshot", "export", src.inst, "--publish")
     assert r["kind"] == "FAILED" and r["error"]["code"] == "CONFLICT", r
     assert "STOPPED" in r["error"]["message"], r
     # Nowhere to put it.
-    r = node.request("snapshot-export", src.inst)
+    r = node.request("snapshot", "export", src.inst)
     assert r["kind"] == "FAILED" and r["error"]["field"] == "snapshot_export.upload_url", r
     # Only http(s).
-    r = node.request("snapshot-export", src.inst, "--upload-url", "file:///etc/shadow")
+    r = node.request("snapshot", "export", src.inst, "--upload-url", "file:///etc/shadow")
     assert r["kind"] == "FAILED" and r["error"]["code"] == "INVALID_ARGUMENT", r
 
     r = node.request("stop", src.inst, "--force")
     assert r["kind"] == "DONE" and r["state"] == "STOPPED", r
     url = node.images.url + "uploads/exported.qcow2"
-    r = node.request("snapshot-export", src.inst, "--upload-url", url + "?X-Sig=secret")
+    r = node.request("snapshot", "export", src.inst, "--upload-url", url + "?X-Sig=secret")
     assert r["kind"] == "DONE" and r["state"] == "STOPPED", r
     made = r["image_export"]
     assert made["uploaded"] is True and made.get("published", False) is False, made
@@ -142,7 +142,7 @@ def test_clones_and_exports_of_a_running_and_a_stopped_guest(node):
 
     # Published: the image is in the cache under its sha256, and a create names it with a
     # URL that serves nothing.
-    r = node.request("snapshot-export", src.inst, "--publish")
+    r = node.request("snapshot", "export", src.inst, "--publish")
     assert r["kind"] == "DONE", r
     assert r["image_export"]["published"] is True, r
     assert r["image_export"]["sha256"] == made["sha256"]  # the same disk, the same bytes
@@ -157,7 +157,7 @@ def test_clones_and_exports_of_a_running_and_a_stopped_guest(node):
     # (no second flatten or upload) and the request ends once, DONE, with nothing staged.
     node.agent.stop()
     node.start(env={"NODEAGENT_FAILPOINTS": "snapshot_export.publish=kill@exp-crash"})
-    node.send("snapshot-export", src.inst, "--publish", "--upload-url",
+    node.send("snapshot", "export", src.inst, "--publish", "--upload-url",
               node.images.url + "uploads/again.qcow2", request_id="exp-crash")
     node.wait_killed()
     node.start()

@@ -90,10 +90,10 @@ def test_request_events_carry_request_id(cluster):
 
 def test_request_without_handler_is_unimplemented(cluster):
     cluster.agent().start()
-    r = cluster.nodectl("snapshot-create", UUID, "--snapshot", "s1", "--wait", "--json", check=1)
+    r = cluster.nodectl("cancel-migration", UUID, "--wait", "--json", check=1)
     err = json_lines(r.stdout)[-1]["error"]
     assert err["code"] == "UNIMPLEMENTED"
-    assert "snapshot_create" in err["message"]
+    assert "cancel_migration" in err["message"]
 
 
 def test_same_request_id_twice_has_one_effect(cluster):
@@ -127,8 +127,8 @@ def test_request_id_reused_for_another_request_is_a_conflict(cluster):
 
 @pytest.mark.parametrize("args, field", [
     (["delete", "../../etc/passwd"], "delete.instance_uuid"),
-    (["snapshot-create", UUID, "--snapshot", "a/b"], "snapshot_create.snapshot_name"),
-    (["snapshot-create", UUID, "--snapshot", ".."], "snapshot_create.snapshot_name"),
+    (["snapshot", "create", UUID, "--snapshot", "a/b"], "snapshot_create.snapshot_name"),
+    (["snapshot", "create", UUID, "--snapshot", ".."], "snapshot_create.snapshot_name"),
     (["stop", UUID, "--shutdown-timeout", "999999"], "stop.timeout_s"),
     (["create", "--uuid", UUID, "--name", "web/1", "--tenant", "t1", "--vcpus", "1",
       "--memory-mib", "256", "--disk-gib", "1", "--image-id", "img", "--image-url",

@@ -40,6 +40,11 @@ test_unix_socket_serves_everything(void **state)
     struct admin_route r = route("GET", "/v1/instances/" UUID, false, NULL, false);
     assert_int_equal(r.resource, ADMIN_INSTANCE);
     assert_string_equal(r.arg, UUID);
+    r = route("GET", "/v1/instances/" UUID "/snapshots", false, NULL, false);
+    assert_int_equal(r.resource, ADMIN_INSTANCE_SNAPSHOTS);
+    assert_string_equal(r.arg, UUID "/snapshots");
+    assert_int_equal(route("GET", "/v1/instances/" UUID "/snapshotsx", false, NULL, false).status,
+                     404);
     r = route("GET", "/v1/requests/r-1", false, NULL, false);
     assert_int_equal(r.resource, ADMIN_REQUEST);
     assert_string_equal(r.arg, "r-1");

@@ -198,6 +198,53 @@ test_valid_with_snapshot(void **state)
     assert_int_equal(info.n_snapshots, 1);
 }
 
+/* The table reader (snapshot_table.c): two entries, names and VM state sizes (the large
+ * one from the extra data), and a table that lies about its count or sizes refused. */
+static void
+test_snapshot_table_read(void **state)
+{
+    (void)state;
+    struct image im = make_image(3);
+    qcow2_put_be32(im.b + QCOW2_OFF_NB_SNAPSHOTS, 2);
+    qcow2_put_be64(im.b + QCOW2_OFF_SNAPSHOTS_OFFSET, OFF_SNAP);
+    uint8_t *s = im.b + OFF_SNAP;
+    qcow2_put_be16(s + QCOW2_SN_OFF_ID_STR_SIZE, 1);
+    qcow2_put_be16(s + QCOW2_SN_OFF_NAME_SIZE, 2);
+    qcow2_put_be32(s + 16, 1764790000);
+    qcow2_put_be32(s + 32, 7);
+    qcow2_put_be32(s + QCOW2_SN_OFF_EXTRA_DATA_SIZE, 16);
+    qcow2_put_be64(s + QCOW2_SN_HEADER_SIZE, 5ull << 32);
+    memcpy(s + QCOW2_SN_HEADER_SIZE + 16, "1s1", 3);
+    s += 64; /* 40 + 16 + 1 + 2, padded to 8 */
+    qcow2_put_be16(s + QCOW2_SN_OFF_ID_STR_SIZE, 1);
+    qcow2_put_be16(s + QCOW2_SN_OFF_NAME_SIZE, 3);
+    memcpy(s + QCOW2_SN_HEADER_SIZE, "2off", 4);
+    cleanup_close int fd = memfd_of(&im);
+    struct qcow2_snapshot *t = NULL;
+    size_t n = 0;
+    cleanup_error struct na_error *err = NULL;
+    assert_int_equal(qcow2_snapshot_table(fd, &t, &n, &err), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(t[0].name, "s1");
+    assert_true(t[0].vm_state_size == 5ull << 32);
+    assert_int_equal(t[0].date_s, 1764790000);
+    assert_string_equal(t[1].name, "off");
+    assert_true(t[1].vm_state_size == 0);
+    qcow2_snapshots_free(t, n);
+
+    qcow2_put_be32(im.b + QCOW2_OFF_NB_SNAPSHOTS, 3000); /* entries past the end */
+    cleanup_close int fd2 = memfd_of(&im);
+    assert_true(qcow2_snapshot_table(fd2, &t, &n, &err) < 0);
+    assert_int_equal(err->code, NA_CODE_STORAGE);
+    na_error_clear(&err);
+    qcow2_put_be32(im.b + QCOW2_OFF_NB_SNAPSHOTS, 1);
+    qcow2_put_be32(im.b + OFF_SNAP + QCOW2_SN_OFF_EXTRA_DATA_SIZE, 4096);
+    cleanup_close int fd3 = memfd_of(&im);
+    assert_true(qcow2_snapshot_table(fd3, &t, &n, &err) < 0);
+    assert_non_null(strstr(err->msg, "extra_data_size"));
+    free(im.b);
+}
+
 static void
 test_dirty_accepted(void **state)
 {
@@ -1112,6 +1159,7 @@ main(void)
         cmocka_unit_test(test_valid_v2),
         cmocka_unit_test(test_valid_extensions),
         cmocka_unit_test(test_valid_with_snapshot),
+        cmocka_unit_test(test_snapshot_table_read),
         cmocka_unit_test(test_dirty_accepted),
         cmocka_unit_test(test_compressed_seen),
         cmocka_unit_test(test_l2_budget),

@@ -7,6 +7,7 @@
 
 #include "agent/core/store.h"
 #include "agent/core/store_jobs.h"
+#include "agent/core/store_snapshots.h"
 
 #include <errno.h>
 #include <sqlite3.h>
@@ -69,11 +70,11 @@ static void
 test_schema_version(void **state)
 {
     struct fixture *f = *state;
-    assert_int_equal(agent_store_schema_version(f->store), 8);
+    assert_int_equal(agent_store_schema_version(f->store), 9);
     agent_store_close(f->store);
     cleanup_error struct na_error *err = NULL;
     assert_int_equal(agent_store_open(f->path, &f->store, &err), 0);
-    assert_int_equal(agent_store_schema_version(f->store), 8);
+    assert_int_equal(agent_store_schema_version(f->store), 9);
 }
 
 /* The store's id is made once, kept across opens, and differs from a new store's. */
@@ -411,6 +412,56 @@ test_jobs_after_reopen(void **state)
     assert_string_equal(seen, "a:disk b:swap c:disk ");
 }
 
+/* An instance's snapshots are replaced as a whole, listed oldest first, and go with none. */
+static void
+test_snapshots(void **state)
+{
+    struct fixture *f = *state;
+    cleanup_error struct na_error *err = NULL;
+    const char *inst = "0b7ae5e6-1d7c-4d3a-9a0e-0a4f5b6c7d8e";
+    const char *other = "1b7ae5e6-1d7c-4d3a-9a0e-0a4f5b6c7d8e";
+    struct agent_snapshot_rec recs[] = {
+        {.name = (char *)"s2",
+         .parent = (char *)"s1",
+         .state = (char *)"running",
+         .memory = true,
+         .current = true,
+         .size_bytes = 3ull << 30,
+         .created_ms = 2000},
+        {.name = (char *)"s1",
+         .description = (char *)"first",
+         .state = (char *)"shutoff",
+         .created_ms = 1000},
+    };
+    assert_int_equal(agent_store_snapshot_replace(f->store, inst, recs, 2, &err), 0);
+    assert_int_equal(agent_store_snapshot_replace(f->store, other, recs, 1, &err), 0);
+    assert_int_equal(agent_store_snapshot_count(f->store, inst), 2);
+    assert_true(agent_store_snapshot_bytes(f->store, inst) == 3ll << 30);
+    assert_int_equal(agent_store_snapshot_bytes(f->store, "nobody"), 0);
+    assert_int_equal(agent_store_snapshot_has(f->store, inst, "s1"), 1);
+    assert_int_equal(agent_store_snapshot_has(f->store, inst, "s3"), 0);
+    assert_int_equal(agent_store_snapshot_has(f->store, other, "s1"), 0);
+
+    struct agent_snapshot_rec *got = NULL;
+    size_t n = 0;
+    assert_int_equal(agent_store_snapshot_list(f->store, inst, &got, &n, &err), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(got[0].name, "s1");
+    assert_string_equal(got[0].description, "first");
+    assert_string_equal(got[0].parent, "");
+    assert_false(got[0].memory);
+    assert_string_equal(got[1].name, "s2");
+    assert_string_equal(got[1].parent, "s1");
+    assert_true(got[1].memory && got[1].current);
+    assert_int_equal(got[1].created_ms, 2000);
+    assert_true(got[1].size_bytes == 3ull << 30);
+    agent_snapshot_recs_free(got, n);
+
+    assert_int_equal(agent_store_snapshot_replace(f->store, inst, NULL, 0, &err), 0);
+    assert_int_equal(agent_store_snapshot_count(f->store, inst), 0);
+    assert_int_equal(agent_store_snapshot_count(f->store, other), 1);
+}
+
 int
 main(void)
 {
@@ -427,6 +478,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_tombstones, setup, teardown),
         cmocka_unit_test_setup_teardown(test_jobs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_jobs_after_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_snapshots, setup, teardown),
     };
     return cmocka_run_group_tests_name("store", tests, NULL, NULL);
 }

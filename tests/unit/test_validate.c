@@ -645,7 +645,7 @@ assert_invalid(struct fx *f, const char *field)
     X(abort_node, "migration_abort.node", USE(MIGRATION_ABORT, migration_abort);                   \
       f->migration_abort.node = "a b")                                                             \
     X(abort_error_code, "migration_abort.error.code", USE(MIGRATION_ABORT, migration_abort);       \
-      f->error.code = 17)                                                                          \
+      f->error.code = 99)                                                                          \
     X(abort_error_field, "migration_abort.error.field", USE(MIGRATION_ABORT, migration_abort);     \
       f->error.field = "a\nb")                                                                     \
     X(sg_port_min, "security_group_put.group.rules[0].port_range_min",                             \

@@ -509,9 +509,7 @@ build_body(const struct nodectl_args *a, Nodeagent__V1__Envelope *env, struct na
         r->snapshot_name = dup_or_empty(nodectl_arg_str(a, NODECTL_F_SNAPSHOT));                   \
         return 0;                                                                                  \
     }
-        SNAP(SNAPSHOT_CREATE, snapshot_create, SnapshotCreateRequest, snapshot_create_request)
         SNAP(SNAPSHOT_REVERT, snapshot_revert, SnapshotRevertRequest, snapshot_revert_request)
-        SNAP(SNAPSHOT_DELETE, snapshot_delete, SnapshotDeleteRequest, snapshot_delete_request)
 #undef SNAP
     case AGENT_REQ_SNAPSHOT_EXPORT: {
         env->body_case = NODEAGENT__V1__ENVELOPE__BODY_SNAPSHOT_EXPORT;
@@ -521,6 +519,25 @@ build_body(const struct nodectl_args *a, Nodeagent__V1__Envelope *env, struct na
         r->snapshot_name = dup_or_empty(nodectl_arg_str(a, NODECTL_F_SNAPSHOT));
         r->upload_url = dup_or_empty(nodectl_arg_str(a, NODECTL_F_UPLOAD_URL));
         r->publish = nodectl_arg_bool(a, NODECTL_F_PUBLISH);
+        return 0;
+    }
+    case AGENT_REQ_SNAPSHOT_CREATE: {
+        env->body_case = NODEAGENT__V1__ENVELOPE__BODY_SNAPSHOT_CREATE;
+        Nodeagent__V1__SnapshotCreateRequest *r =
+            NEW_BODY(env, snapshot_create, Nodeagent__V1__SnapshotCreateRequest,
+                     nodeagent__v1__snapshot_create_request__init, uuid);
+        r->snapshot_name = dup_or_empty(nodectl_arg_str(a, NODECTL_F_SNAPSHOT));
+        r->description = dup_or_empty(nodectl_arg_str(a, NODECTL_F_DESCRIPTION));
+        r->quiesce = nodectl_arg_bool(a, NODECTL_F_QUIESCE);
+        return 0;
+    }
+    case AGENT_REQ_SNAPSHOT_DELETE: {
+        env->body_case = NODEAGENT__V1__ENVELOPE__BODY_SNAPSHOT_DELETE;
+        Nodeagent__V1__SnapshotDeleteRequest *r =
+            NEW_BODY(env, snapshot_delete, Nodeagent__V1__SnapshotDeleteRequest,
+                     nodeagent__v1__snapshot_delete_request__init, uuid);
+        r->snapshot_name = dup_or_empty(nodectl_arg_str(a, NODECTL_F_SNAPSHOT));
+        r->children = nodectl_arg_bool(a, NODECTL_F_CHILDREN);
         return 0;
     }
     case AGENT_REQ_RESIZE: {

@@ -63,6 +63,10 @@ static const enum nodectl_flag f_reboot[] = {NODECTL_F_HARD, REQ_COMMON};
 static const enum nodectl_flag f_snapshot[] = {NODECTL_F_SNAPSHOT, REQ_COMMON};
 static const enum nodectl_flag f_export[] = {NODECTL_F_SNAPSHOT, NODECTL_F_UPLOAD_URL,
                                              NODECTL_F_PUBLISH, REQ_COMMON};
+static const enum nodectl_flag f_snapshot_create[] = {NODECTL_F_SNAPSHOT, NODECTL_F_DESCRIPTION,
+                                                      NODECTL_F_QUIESCE, REQ_COMMON};
+static const enum nodectl_flag f_snapshot_delete[] = {NODECTL_F_SNAPSHOT, NODECTL_F_CHILDREN,
+                                                      REQ_COMMON};
 static const enum nodectl_flag f_resize[] = {FLAVOR_FLAGS, REQ_COMMON};
 static const enum nodectl_flag f_rebuild[] = {IMAGE_FLAGS, REQ_COMMON};
 static const enum nodectl_flag f_console[] = {NODECTL_F_TAIL_BYTES, REQ_COMMON};
@@ -102,10 +106,15 @@ static const struct nodectl_command commands[] = {
     REQ("pause", PAUSE, f_plain, "pause an instance's CPUs"),
     REQ("resume", RESUME, f_plain, "resume a paused or suspended instance"),
     REQ("suspend", SUSPEND, f_plain, "save an instance's memory to disk and stop it"),
-    REQ("snapshot-create", SNAPSHOT_CREATE, f_snapshot, "create a snapshot"),
-    REQ("snapshot-revert", SNAPSHOT_REVERT, f_snapshot, "revert to a snapshot"),
-    REQ("snapshot-delete", SNAPSHOT_DELETE, f_snapshot, "delete a snapshot"),
-    REQ("snapshot-export", SNAPSHOT_EXPORT, f_export,
+    REQ("snapshot create", SNAPSHOT_CREATE, f_snapshot_create,
+        "snapshot an instance (with its memory when it runs)"),
+    REQ("snapshot revert", SNAPSHOT_REVERT, f_snapshot,
+        "bring an instance back to a snapshot (running or stopped as it was then)"),
+    REQ("snapshot delete", SNAPSHOT_DELETE, f_snapshot_delete,
+        "delete a snapshot (with --children, its subtree)"),
+    {"snapshot list", "UUID", "an instance's snapshots as the agent records them (admin socket)",
+     AGENT_REQ_NONE, NULL, 0, nodectl_cmd_snapshot_list},
+    REQ("snapshot export", SNAPSHOT_EXPORT, f_export,
         "flatten the disk (as it is, or at --snapshot) into a standalone image: upload and/or "
         "publish it"),
     REQ("resize", RESIZE, f_resize, "give an instance a new flavor (cold)"),

@@ -69,6 +69,9 @@ enum nodectl_exit {
     X(UPLOAD_URL, "upload-url", "URL",                                                             \
       "snapshot-export: PUT the image to this http(s) URL (e.g. a pre-signed object URL)")         \
     X(PUBLISH, "publish", NULL, "snapshot-export: publish the image into the node's image cache")  \
+    X(DESCRIPTION, "description", "TEXT", "snapshot description (one line, at most 256 bytes)")    \
+    X(QUIESCE, "quiesce", NULL, "freeze the guest's file systems first (needs a guest agent)")     \
+    X(CHILDREN, "children", NULL, "also delete every snapshot made from it")                       \
     X(TAIL_BYTES, "tail-bytes", "N",                                                               \
       "bytes from the end of the console log (0: 64 KiB; at most 256 KiB)")                        \
     X(TO, "to", "NODE", "destination node id")                                                     \
@@ -263,6 +266,7 @@ int nodectl_cmd_request(const struct nodectl_args *a, struct na_error **err);
 int nodectl_cmd_events(const struct nodectl_args *a, struct na_error **err);
 int nodectl_cmd_status(const struct nodectl_args *a, struct na_error **err);
 int nodectl_cmd_instances(const struct nodectl_args *a, struct na_error **err);
+int nodectl_cmd_snapshot_list(const struct nodectl_args *a, struct na_error **err);
 /* The "stats" object of an instance (tools/nodectl/guest_stats.c), as text on stdout. */
 void nodectl_print_guest_stats(json_t *stats);
 int nodectl_cmd_capacity(const struct nodectl_args *a, struct na_error **err);
