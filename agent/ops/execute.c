@@ -42,6 +42,7 @@ agent_op_free(struct agent_op *op)
     if (op->spec)
         nodeagent__v1__instance_spec__free_unpacked(op->spec, NULL);
     free(op->image_sha256);
+    free(op->peer_domain_xml);
     agent_job_free(op->job);
     free(op);
 }

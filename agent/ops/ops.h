@@ -47,6 +47,9 @@ struct agent_op {
     uint8_t *console_log;
     size_t console_log_size;
     char *image_sha256; /* create, rebuild: the base image now used */
+    /* migrate: the destination's domain XML from its migration_prepared (too large for the
+     * job's state; a restart before the perform phase rolls the migration back). */
+    char *peer_domain_xml;
 };
 
 /* execute.c */
