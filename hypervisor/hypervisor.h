@@ -353,6 +353,11 @@ int hv_migrate_progress(struct hv_conn *conn, const char *uuid, struct hv_migrat
                         struct na_error **err);
 /* virDomainAbortJob: the migration in progress fails. */
 int hv_migrate_abort(struct hv_conn *conn, const char *uuid, struct na_error **err);
+/* After a restart of the agent: a job libvirt still runs for the domain (a migration the
+ * agent started before it died) is aborted and waited for (bounded), so that what the
+ * domain is afterwards (gone: migrated; here: not) is final.  0 when there is no job or no
+ * domain. */
+int hv_migrate_settle(struct hv_conn *conn, const char *uuid, struct na_error **err);
 
 /* --- Guest statistics (blocking; worker threads) ----------------------------------------- *
  *

@@ -5,6 +5,10 @@
 
 #include <errno.h>
 #include <string.h>
+#include <time.h>
+
+#define SETTLE_POLL_MS 200
+#define SETTLE_WAIT_MS (120 * 1000)
 
 /* The domain and its connection for one call. */
 struct mcall {
@@ -160,4 +164,29 @@ hv_migrate_abort(struct hv_conn *conn, const char *uuid, struct na_error **err)
     if (ret < 0)
         return ret;
     return virDomainAbortJob(c.dom) < 0 ? hv_error(err, "abort the migration", uuid) : 0;
+}
+
+int
+hv_migrate_settle(struct hv_conn *conn, const char *uuid, struct na_error **err)
+{
+    struct hv_migrate_progress pr;
+    int ret = hv_migrate_progress(conn, uuid, &pr, err);
+    if (ret < 0 || !pr.active)
+        return ret == -ENOENT ? (na_error_clear(err), 0) : ret;
+    if ((ret = hv_migrate_abort(conn, uuid, err)) < 0 && ret != -ENOENT)
+        na_error_clear(err); /* it may have ended meanwhile: what follows tells */
+    for (unsigned waited = 0; waited < SETTLE_WAIT_MS; waited += SETTLE_POLL_MS) {
+        ret = hv_migrate_progress(conn, uuid, &pr, err);
+        if (ret == -ENOENT) {
+            na_error_clear(err); /* completed: the domain is the destination's */
+            return 0;
+        }
+        if (ret < 0 || !pr.active)
+            return ret;
+        struct timespec ts = {0, SETTLE_POLL_MS * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return na_error_set(err, NA_CODE_TIMEOUT, ETIMEDOUT,
+                        "instance %s: its libvirt job did not end within %d s of its abort", uuid,
+                        SETTLE_WAIT_MS / 1000);
 }

@@ -109,6 +109,7 @@ static const struct key_def keys[] = {
     {"migration", "libvirt_uri", KEY_STRING, OFF(migration_libvirt_uri), NULL, 0, 0},
     {"migration", "migrate_uri", KEY_STRING, OFF(migration_uri), NULL, 0, 0},
     {"migration", "socket_dir", KEY_PATH, OFF(migration_socket_dir), NULL, 0, 0},
+    {"migration", "prepare_timeout", KEY_UINT, OFF(migration_prepare_timeout_s), "300", 10, 3600},
     {"network", "tunnel_type", KEY_CHOICE, OFF(net_tunnel_type), "geneve", 0, 0, "geneve|vxlan"},
     {"metrics", "guest_stats_interval", KEY_UINT, OFF(guest_stats_interval_s), "10", 1, 3600},
     {"network", "announce_interval", KEY_UINT, OFF(announce_interval_s), "10", 1, 3600},

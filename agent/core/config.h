@@ -129,6 +129,7 @@ struct agent_config {
     char *migration_libvirt_uri; /* how peers' libvirtd reach ours; NULL: from tunnel_endpoint */
     char *migration_uri;         /* where incoming migration streams go; NULL: likewise */
     char *migration_socket_dir;  /* set: incoming streams on UNIX sockets in it instead */
+    unsigned migration_prepare_timeout_s; /* how long a source waits for migration_prepared */
 };
 
 /* Loads and validates path, and reads the key files it names.  On error, err's message

@@ -6,6 +6,7 @@
 #include "proto/trust.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 int
@@ -62,6 +63,33 @@ agent_migration_wake(struct agent *a, struct agent_op *op, const struct na_error
     if (fail && !op->err)
         na_error_set(&op->err, fail->code, fail->status, "%s", fail->msg);
     agent_job_wake(a, op);
+}
+
+static bool
+is_overdue(const struct agent_op *op, const void *ctx)
+{
+    char v[32];
+    return op->kind == AGENT_REQ_MIGRATE && op->job &&
+           !agent_job_state_get(op->job, "performing", v, sizeof(v)) &&
+           agent_job_state_get(op->job, "deadline_ms", v, sizeof(v)) &&
+           strtoll(v, NULL, 10) <= *(const int64_t *)ctx;
+}
+
+void
+agent_migrations_expire(struct agent *a)
+{
+    int64_t now = na_now_ms();
+    struct agent_op *op;
+    while ((op = agent_job_find_waiting(a, is_overdue, &now))) {
+        char peer[80] = "";
+        agent_job_state_get(op->job, MIGRATE_KEY_PEER, peer, sizeof(peer));
+        cleanup_error struct na_error *why = NULL;
+        na_error_set(&why, NA_CODE_TIMEOUT, ETIMEDOUT,
+                     "node %s did not answer migration_prepare within [migration] "
+                     "prepare_timeout = %u s; instance %s stays here",
+                     peer, a->cfg->migration_prepare_timeout_s, op->instance);
+        agent_migration_wake(a, op, why);
+    }
 }
 
 int

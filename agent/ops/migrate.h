@@ -33,6 +33,9 @@ struct agent_op *agent_migration_waiting(struct agent *a, enum agent_request_kin
                                          const char *migration_id, const char *node);
 /* Wakes a waiting job; with fail, it fails with a copy of it (and rolls back). */
 void agent_migration_wake(struct agent *a, struct agent_op *op, const struct na_error *fail);
+/* Housekeeping: a source still waiting for migration_prepared past its deadline (job state
+ * "deadline_ms") gives up with TIMEOUT (its finish tells the destination to undo). */
+void agent_migrations_expire(struct agent *a);
 /* Sends migration_abort for the job's migration to its peer, saying why (its op->err). */
 int agent_migration_send_abort(struct agent *a, struct agent_op *op, struct na_error **err);
 

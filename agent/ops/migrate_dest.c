@@ -1,7 +1,7 @@
 /* The destination's side of a live migration: the `migration_prepare` job (DESIGN.md
  * section 9).
  *
- *   check ─► disk ─► resume
+ *   check ─► disk ─► answer ─► resume
  *
  * On the loop first: the control plane's `migrate` that the source hands on is checked here
  * (its signature, and that it moves this instance from that source to this node); the
@@ -10,9 +10,9 @@
  * check (restart: rollback): the guest's CPU against this host's, no domain and no directory
  *   of that uuid here.
  * disk (restart: rollback): the base image fetched or reused, a fresh empty overlay on it
- *   (NON_SHARED_INC copies only the top layer into it), the config drive written again,
- *   the domain XML built for this node; then, on the loop, migration_prepared answers the
- *   source with the addresses and the XML, and the job waits.
+ *   (NON_SHARED_INC copies only the top layer into it), the config drive written again.
+ * answer (restart: wait for the peer): on the loop, migration_prepared answers the source
+ *   with the addresses and the domain XML built for this node, and the job waits.
  * resume (restart: redo): woken by migration_finish, sent only once the source's job
  *   completed and its domain is gone: the paused guest is resumed (the commit point) and
  *   its ports bound.  Nothing here resumes an incoming guest on its own.
@@ -245,7 +245,7 @@ dest_answer(struct agent *a, struct agent_op *op)
     if (ret == 0)
         ret = send_prepared(a, op, NULL, &op->err);
     if (ret == 0)
-        ret = agent_store_job_set_phase(a->store, op->request_id, "disk", &op->job->state, 0,
+        ret = agent_store_job_set_phase(a->store, op->request_id, "answer", &op->job->state, 0,
                                         &op->err);
     if (ret == 0)
         ret = agent_store_commit(a->store, &op->err);
@@ -255,6 +255,17 @@ dest_answer(struct agent *a, struct agent_op *op)
     }
     agent_outbox_pump(a);
     agent_job_park(op);
+}
+
+/* The answer is the loop's (dest_answer); from then on the source may migrate the guest
+ * here at any moment, so a restart in this phase waits for the source's word instead of
+ * rolling back: a paused incoming guest may be the only copy. */
+static int
+dest_no_step(struct agent_op *op, struct na_error **err)
+{
+    (void)op;
+    (void)err;
+    return 0;
 }
 
 /* --- resume ----------------------------------------------------------------------------- */
@@ -301,7 +312,8 @@ dest_rollback(struct agent_op *op)
 
 static const struct agent_job_phase incoming_phases[] = {
     {"check", dest_check, AGENT_JOB_ROLLBACK, NULL},
-    {"disk", dest_disk, AGENT_JOB_ROLLBACK, dest_answer},
+    {"disk", dest_disk, AGENT_JOB_ROLLBACK, NULL},
+    {"answer", dest_no_step, AGENT_JOB_ASK_PEER, dest_answer},
     {"resume", dest_resume, AGENT_JOB_REDO, NULL},
 };
 static const struct agent_job_kind incoming_job = {incoming_phases, NA_ARRAY_SIZE(incoming_phases),

@@ -135,6 +135,10 @@ source_ask(struct agent *a, struct agent_op *op)
     na_uuid_generate(id);
     agent_job_state_put(op->job, MIGRATE_KEY_ID, id);
     agent_job_state_put(op->job, MIGRATE_KEY_PEER, dest);
+    char deadline[32];
+    snprintf(deadline, sizeof(deadline), "%lld",
+             (long long)(na_now_ms() + (int64_t)a->cfg->migration_prepare_timeout_s * 1000));
+    agent_job_state_put(op->job, "deadline_ms", deadline);
     struct agent_intent *intent = NULL;
     if (agent_store_intent_get(a->store, op->request_id, &intent, &op->err) < 0)
         return;
@@ -161,7 +165,11 @@ static int
 source_still_here(struct agent_op *op, struct na_error **err)
 {
     enum hv_power power;
-    int ret = hv_domain_power(op->host->hv, op->instance, &power, err);
+    /* Redone after a restart: a migration libvirt may still run is ended first, so that
+     * the domain's presence says for certain whether the guest moved. */
+    int ret = hv_migrate_settle(op->host->hv, op->instance, err);
+    if (ret == 0)
+        ret = hv_domain_power(op->host->hv, op->instance, &power, err);
     if (ret < 0)
         return ret;
     /* UNDEFINE_SOURCE: a domain gone here is a migration that completed (a restart redoes

@@ -185,3 +185,25 @@ def test_a_guest_migrates_with_its_disk_and_a_cancel_or_refusal_changes_nothing(
     ports = n1.env.vsctl("--bare", "--columns=name", "find", "Interface",
                          f"external_ids:iface-id={g.port}").strip()
     assert ports == "", ports
+
+    # Back to node 1, whose agent dies (SIGKILL) at the commit point: the source's job is over
+    # and its domain gone, node 1 has the guest paused and its job recorded in the `resume`
+    # phase.  Restarted, it resumes the guest: one copy, running, on node 1.
+    n1.agent.stop()
+    n1.start(env={"NODEAGENT_FAILPOINTS": "migration_prepare.resume=kill"})
+    wait_for(lambda: "h2" in peers_of(n1) and "h1" in peers_of(n2), 60, "the peers again")
+    back = str(uuid.uuid4())
+    n2.send("migrate", inst, "--to", "h1", request_id=back)
+    n1.wait_killed(timeout=300)
+    assert terminal(n2, back)["kind"] == "DONE"
+    assert not n2.has_domain(inst) and n1.state(inst) == 3  # paused: nobody resumed it yet
+    n1.start(env={"NODEAGENT_FAILPOINTS": ""})
+    wait_for(lambda: n1.state(inst) == 1 and instance_view(n1, inst)[0] == 200
+             and n1.agent.get_json(f"/v1/instances/{inst}")[1]["state"] == "RUNNING", 120,
+             "node 1 to resume the guest after its restart")
+    assert not n2.has_domain(inst) and not os.path.exists(n2.dir(inst))
+    assert instance_view(n2, inst)[0] == 404
+    g.node = n1
+    r = g.run([f"dd if=/dev/vda bs=512 skip={MARK_SECTOR} count=1 2>/dev/null | "
+               f"grep -q {mark}; echo \"@@r2=$?@@\""], ["r2"])
+    assert r["r2"] == 0
