@@ -320,6 +320,10 @@ class VirtEnv:
             for n in os.listdir(qemu_etc):
                 if n.endswith(".xml"):
                     os.unlink(os.path.join(qemu_etc, n))
+        # Live migration between two hosts: libvirt must not try to restore the owner of a
+        # disk the other host's libvirt labelled (DESIGN.md's test facts).
+        with open(os.path.join(qemu_etc, "qemu.conf"), "a") as f:
+            f.write("\n# deploy/virtenv.py: migration between test hosts\nremember_owner = 0\n")
         self.host_uuid = str(uuid.uuid4())
         with open(os.path.join(etc, "libvirtd.conf"), "a") as f:
             f.write(f"\n# deploy/virtenv.py: this test host's identity\nhost_uuid = \"{self.host_uuid}\"\n")

@@ -314,6 +314,58 @@ int hv_domain_list(struct hv_conn *conn, struct hv_domain_entry **out, size_t *n
                    struct na_error **err);
 void hv_domain_list_free(struct hv_domain_entry *list, size_t n);
 
+/* --- Live migration (blocking; worker threads; hypervisor/migrate.c) -------------------- *
+ *
+ * The source migrates peer to peer (its libvirtd talks to the destination's), live, with
+ * the root disk's top layer copied into the fresh overlay the destination made
+ * (NON_SHARED_INC), the domain defined there and undefined here, and left PAUSED on the
+ * destination: the destination agent resumes it once the source's job is over (the commit
+ * point; DESIGN.md section 9).
+ */
+
+struct hv_migrate_params {
+    const char *libvirt_uri;  /* the destination's libvirtd, as this host's libvirtd reaches it */
+    const char *migrate_uri;  /* the migration stream's address on the destination */
+    const char *disks_uri;    /* the disk copy's (NBD) address there; NULL: libvirt's choice */
+    const char *dest_xml;     /* the domain as the destination defines it */
+    const char *disk_target;  /* the disk copied: "vda" */
+    uint64_t bandwidth_mib_s; /* 0: unlimited */
+    uint64_t max_downtime_ms; /* 0: libvirt's default */
+    bool auto_converge;
+};
+
+struct hv_migrate_progress {
+    bool active;
+    unsigned long long memory_processed, memory_remaining, dirty_rate, iteration;
+    unsigned long long disk_processed, disk_remaining, data_total, data_processed;
+};
+
+/* How many snapshots the domain has (a domain with snapshots cannot be migrated). */
+int hv_migrate_snapshot_count(struct hv_conn *conn, const char *uuid, int *count,
+                              struct na_error **err);
+/* The <cpu> element of the domain's migratable XML, "" when it has none; *cpu_xml freed by
+ * the caller. */
+int hv_migrate_cpu_xml(struct hv_conn *conn, const char *uuid, char **cpu_xml,
+                       struct na_error **err);
+/* 0 when this host can run a guest with cpu_xml under virt_type
+ * (virConnectCompareHypervisorCPU); HYPERVISOR saying so otherwise.  "" passes. */
+int hv_migrate_cpu_compare(struct hv_conn *conn, const char *virt_type, const char *cpu_xml,
+                           struct na_error **err);
+/* virDomainMigrateToURI3; returns when the migration completed (the domain is gone here)
+ * or failed (it still runs here).  An abort makes it fail. */
+int hv_migrate_perform(struct hv_conn *conn, const char *uuid, const struct hv_migrate_params *mp,
+                       struct na_error **err);
+/* The domain's job statistics now. */
+int hv_migrate_progress(struct hv_conn *conn, const char *uuid, struct hv_migrate_progress *out,
+                        struct na_error **err);
+/* virDomainAbortJob: the migration in progress fails. */
+int hv_migrate_abort(struct hv_conn *conn, const char *uuid, struct na_error **err);
+/* After a restart of the agent: a job libvirt still runs for the domain (a migration the
+ * agent started before it died) is aborted and waited for (bounded), so that what the
+ * domain is afterwards (gone: migrated; here: not) is final.  0 when there is no job or no
+ * domain. */
+int hv_migrate_settle(struct hv_conn *conn, const char *uuid, struct na_error **err);
+
 /* --- Guest statistics (blocking; worker threads) ----------------------------------------- *
  *
  * hv_stats_collect() reads the figures of every running domain named "na-<uuid>" with one

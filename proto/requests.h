@@ -50,17 +50,17 @@
   X(resize,             RESIZE,             resize,             CONTROL_PLANE, instance_uuid, none,         none,        INSTANCE, STATES(RUNNING, STOPPED),              SAME,      YES, ONE_SHOT) \
   X(rebuild,            REBUILD,            rebuild,            CONTROL_PLANE, instance_uuid, none,         none,        INSTANCE, STATES(RUNNING, STOPPED, CRASHED, ERROR), SAME,   YES, ONE_SHOT) \
   X(console_log,        CONSOLE_LOG,        console_log,        CONTROL_PLANE, instance_uuid, none,         none,        INSTANCE, ANY_STATE,                             SAME,      YES, ONE_SHOT) \
-  X(migrate,            MIGRATE,            migrate,            CONTROL_PLANE, instance_uuid, none,         none,        INSTANCE, STATES(RUNNING),                       SAME,      NO,  JOB)      \
-  X(cancel_migration,   CANCEL_MIGRATION,   cancel_migration,   CONTROL_PLANE, instance_uuid, none,         none,        CONTROL,  ANY_STATE,                             SAME,      NO,  ONE_SHOT) \
+  X(migrate,            MIGRATE,            migrate,            CONTROL_PLANE, instance_uuid, none,         none,        INSTANCE, STATES(RUNNING),                       SAME,      YES,  JOB)      \
+  X(cancel_migration,   CANCEL_MIGRATION,   cancel_migration,   CONTROL_PLANE, instance_uuid, none,         none,        CONTROL,  ANY_STATE,                             SAME,      YES,  ONE_SHOT) \
   X(security_group_put,    SECURITY_GROUP_PUT,    security_group_put,    CONTROL_PLANE, none, none, none,   NODE,  ANY_STATE,                         SAME,      YES, ONE_SHOT) \
   X(security_group_delete, SECURITY_GROUP_DELETE, security_group_delete, CONTROL_PLANE, none, none, none,   NODE,  ANY_STATE,                         SAME,      YES, ONE_SHOT) \
   X(port_security_groups,  PORT_SECURITY_GROUPS,  port_security_groups,  CONTROL_PLANE, none, none, none,   NODE,  ANY_STATE,                         SAME,      YES, ONE_SHOT) \
   X(clone,              CLONE,              clone,              CONTROL_PLANE, spec_uuid,     none,         none,        INSTANCE, NEW,                                   RUNNING,   YES, JOB)      \
   X(snapshot_export,    SNAPSHOT_EXPORT,    snapshot_export,    CONTROL_PLANE, instance_uuid, none,         none,        INSTANCE, STATES(RUNNING, STOPPED, PAUSED),      SAME,      YES, JOB)      \
-  X(migration_prepare,  MIGRATION_PREPARE,  migration_prepare,  PEER,          spec_uuid,     migration_id, source_node, INSTANCE, NEW,                                   SAME,      NO,  JOB)      \
-  X(migration_prepared, MIGRATION_PREPARED, migration_prepared, PEER,          none,          migration_id, dest_node,   JOB,      ANY_STATE,                             SAME,      NO,  JOB)      \
-  X(migration_finish,   MIGRATION_FINISH,   migration_finish,   PEER,          none,          migration_id, source_node, JOB,      ANY_STATE,                             SAME,      NO,  JOB)      \
-  X(migration_abort,    MIGRATION_ABORT,    migration_abort,    PEER,          none,          migration_id, node,        JOB,      ANY_STATE,                             SAME,      NO,  JOB)
+  X(migration_prepare,  MIGRATION_PREPARE,  migration_prepare,  PEER,          spec_uuid,     migration_id, source_node, INSTANCE, NEW,                                   SAME,      YES,  JOB)      \
+  X(migration_prepared, MIGRATION_PREPARED, migration_prepared, PEER,          none,          migration_id, dest_node,   JOB,      ANY_STATE,                             SAME,      YES,  JOB)      \
+  X(migration_finish,   MIGRATION_FINISH,   migration_finish,   PEER,          none,          migration_id, source_node, JOB,      ANY_STATE,                             SAME,      YES,  JOB)      \
+  X(migration_abort,    MIGRATION_ABORT,    migration_abort,    PEER,          none,          migration_id, node,        JOB,      ANY_STATE,                             SAME,      YES,  JOB)
 /* clang-format on */
 
 /* The `from` column as bits: AGENT_STATE_BIT(RUNNING) | ... */

@@ -197,6 +197,10 @@ static const struct str_rule RULE_META_VALUE = {0, 4096, CHARS_UTF8, 0,
                                                 "a value of at most 4096 bytes of valid UTF-8"};
 static const struct str_rule RULE_CPU_XML = {0, 65536, CHARS_UTF8, 0,
                                              "at most 65536 bytes of valid UTF-8"};
+static const struct str_rule RULE_SIGNATURE_HEX = {
+    0, 128, CHARS_TOKEN, 0, "the 128 hex digits of an Ed25519 signature, or empty"};
+static const struct str_rule RULE_DOMAIN_XML = {1, 262144, CHARS_UTF8, 0,
+                                                "1..262144 bytes of valid UTF-8"};
 static const struct str_rule RULE_MIGRATE_URI = {
     1, 1024, CHARS_TOKEN, 0, "a URI of 1..1024 characters of printable ASCII without spaces"};
 static const struct str_rule RULE_ERROR_MESSAGE = {0, 4096, CHARS_UTF8, 0,
@@ -1060,6 +1064,10 @@ check_migration_prepare(struct vctx *v, const Nodeagent__V1__MigrationPrepare *m
         }
         path_pop(v, mark);
     }
+    if (m->migrate_envelope.len == 0 || m->migrate_envelope.len > 1048576)
+        fail(v, "migrate_envelope", "is %zu bytes long; 1..1048576 are allowed",
+             m->migrate_envelope.len);
+    check_opt_str(v, "migrate_signature", m->migrate_signature, &RULE_SIGNATURE_HEX);
 }
 
 static void
@@ -1069,10 +1077,16 @@ check_migration_prepared(struct vctx *v, const Nodeagent__V1__MigrationPrepared 
     check_str(v, "dest_node", m->dest_node, &RULE_NODE);
     check_peer_error(v, "error", m->error);
     /* A ready destination says where to migrate to; a failed one needn't. */
-    if (m->error)
+    if (m->error) {
         check_opt_str(v, "migrate_uri", m->migrate_uri, &RULE_MIGRATE_URI);
-    else
+        check_opt_str(v, "libvirt_uri", m->libvirt_uri, &RULE_MIGRATE_URI);
+    } else {
         check_str(v, "migrate_uri", m->migrate_uri, &RULE_MIGRATE_URI);
+        check_str(v, "libvirt_uri", m->libvirt_uri, &RULE_MIGRATE_URI);
+        check_str(v, "domain_xml", m->domain_xml, &RULE_DOMAIN_XML);
+    }
+    check_opt_str(v, "disks_uri", m->disks_uri, &RULE_MIGRATE_URI);
+    check_opt_str(v, "domain_xml", m->domain_xml, &RULE_DOMAIN_XML);
 }
 
 static void

@@ -220,7 +220,11 @@ intake_accept(struct intake *in, const char *hash)
     agent_event_init(a, &ev, NODEAGENT__V1__EVENT_KIND__EVENT_KIND_ACCEPTED, in->request_id,
                      in->instance, agent_request_kind_name(in->kind), in->msg->offset);
 
+    const struct agent_bus_headers *h = &in->msg->headers;
+    cleanup_free char *signature =
+        h->signature ? na_xstrndup(h->signature, h->signature_len) : na_xstrdup("");
     struct agent_intent intent = {
+        .signature = signature,
         .request_id = (char *)in->request_id,
         .kind = (char *)agent_request_kind_name(in->kind),
         .instance_uuid = (char *)in->instance,

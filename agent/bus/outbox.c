@@ -9,8 +9,10 @@
  */
 #include "agent/core/agent.h"
 #include "agent/bus/events.h"
+#include "agent/bus/identity.h"
 
 #include <errno.h>
+#include <string.h>
 
 #define PUMP_BATCH 512
 #define RETRY_MS 500
@@ -41,13 +43,40 @@ replace_refused(struct agent *a, int64_t id, const struct agent_blob *payload, c
     a->metrics.events_refused++;
 }
 
+/* A row for another topic than the events' is a peer message (agent/ops/migrate.h): it goes
+ * out signed by this node's key, with its certificate.  0, or -1 when it cannot be signed. */
+static int
+peer_headers(struct agent *a, const char *topic, const struct agent_blob *payload,
+             struct agent_bus_headers *h, char sig[TRUST_SIGNATURE_HEX_LEN + 1])
+{
+    *h = (struct agent_bus_headers){0};
+    if (strcmp(topic, a->topic_events) == 0 || a->identity->insecure)
+        return 0;
+    cleanup_error struct na_error *err = NULL;
+    if (trust_sign_hex(a->identity->node_key, TRUST_PEER_MESSAGE, payload->data, payload->size, sig,
+                       &err) < 0) {
+        na_log(NA_LOG_ERROR, NULL, "a peer message could not be signed", "error=\"%s\"", err->msg);
+        return -1;
+    }
+    h->signature = sig;
+    h->signature_len = strlen(sig);
+    h->certificate = a->identity->cert_hex;
+    h->certificate_len = strlen(a->identity->cert_hex);
+    return 0;
+}
+
 static int
 produce_row(int64_t id, const char *topic, const char *key, const struct agent_blob *payload,
             void *ctx)
 {
     struct agent *a = ctx;
     cleanup_error struct na_error *err = NULL;
-    int ret = agent_bus_produce(a->bus, topic, key, payload->data, payload->size, NULL, id, &err);
+    struct agent_bus_headers headers;
+    char sig[TRUST_SIGNATURE_HEX_LEN + 1];
+    if (peer_headers(a, topic, payload, &headers, sig) < 0)
+        return 1;
+    int ret =
+        agent_bus_produce(a->bus, topic, key, payload->data, payload->size, &headers, id, &err);
     if (ret == -ENOBUFS)
         return 1; /* local queue full: try again when the bus has drained some */
     if (ret == -EMSGSIZE) {

@@ -125,6 +125,12 @@ struct agent_config {
     /* [peers] */
     unsigned max_peers;
     unsigned max_peer_vnis;
+
+    /* [migration] (docs/operations.md, "Live migration") */
+    char *migration_libvirt_uri; /* how peers' libvirtd reach ours; NULL: from tunnel_endpoint */
+    char *migration_uri;         /* where incoming migration streams go; NULL: likewise */
+    char *migration_socket_dir;  /* set: incoming streams on UNIX sockets in it instead */
+    unsigned migration_prepare_timeout_s; /* how long a source waits for migration_prepared */
 };
 
 /* Loads and validates path, and reads the key files it names.  On error, err's message

@@ -11,6 +11,7 @@
 #include "agent/ops/secgroups.h"
 #include "agent/ops/jobs.h"
 #include "agent/ops/ops.h"
+#include "agent/ops/migrate.h"
 #include "agent/observed/observed.h"
 #include "agent/bus/events.h"
 #include "agent/outputs/network.h"
@@ -304,6 +305,8 @@ on_housekeeping(uv_timer_t *t)
         agent_evict_images(a);
     if (agent_uids_waiting(a->uids))
         agent_uids_scan(a);
+    if (!a->stopping)
+        agent_migrations_expire(a);
     cleanup_error struct na_error *err = NULL;
     int n = agent_store_intent_prune(a->store, na_now_ms() - INTENT_RETENTION_MS, &err);
     if (n < 0)

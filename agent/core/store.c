@@ -209,6 +209,7 @@ agent_intent_free(struct agent_intent *intent)
     free(intent->envelope.data);
     free(intent->accepted_event.data);
     free(intent->result_event.data);
+    free(intent->signature);
     free(intent);
 }
 
@@ -230,6 +231,7 @@ intent_from_row(sqlite3_stmt *s)
     store_column_blob(s, 10, &in->result_event);
     in->received_ms = sqlite3_column_int64(s, 11);
     in->updated_ms = sqlite3_column_int64(s, 12);
+    in->signature = store_column_text(s, 13);
     return in;
 }
 
@@ -267,6 +269,7 @@ agent_store_intent_insert(struct agent_store *store, const struct agent_intent *
     store_bind_blob(s, 8, &in->accepted_event);
     store_bind_blob(s, 9, &in->result_event);
     sqlite3_bind_int64(s, 10, in->received_ms);
+    sqlite3_bind_text(s, 11, in->signature ? in->signature : "", -1, SQLITE_TRANSIENT);
     return store_stmt_exec(store, s, err, "record intent");
 }
 

@@ -52,6 +52,7 @@ struct agent_intent {
     struct agent_blob result_event;   /* the terminal event's summary, may be empty */
     int64_t received_ms;
     int64_t updated_ms;
+    char *signature; /* the nodeagent-signature header as received (hex), "" or NULL: none */
 };
 
 void agent_intent_free(struct agent_intent *intent);

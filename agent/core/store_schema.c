@@ -99,11 +99,14 @@ static const char *const store_migrations[] = {
     "  size_bytes INTEGER NOT NULL DEFAULT 0,"
     "  created_ms INTEGER NOT NULL,"
     "  PRIMARY KEY (instance_uuid, name));",
+    /* 9 -> 10: the request's signature header as it came (hex; '' when unsigned), which a
+     * migrate hands on to the destination with the envelope's bytes. */
+    "ALTER TABLE intents ADD COLUMN signature TEXT NOT NULL DEFAULT '';",
 };
 
 #define INTENT_COLUMNS                                                                             \
     "seq, request_id, kind, instance_uuid, body_hash, envelope, bus_offset, phase, "               \
-    "attempts, accepted_event, result_event, received_ms, updated_ms"
+    "attempts, accepted_event, result_event, received_ms, updated_ms, signature"
 
 const char *const store_stmt_sql[ST__COUNT] = {
     [ST_BEGIN] = "BEGIN IMMEDIATE",
@@ -112,8 +115,8 @@ const char *const store_stmt_sql[ST__COUNT] = {
     [ST_INTENT_GET] = "SELECT " INTENT_COLUMNS " FROM intents WHERE request_id = ?1",
     [ST_INTENT_INSERT] = "INSERT INTO intents (request_id, kind, instance_uuid, body_hash, "
                          "envelope, bus_offset, phase, attempts, accepted_event, "
-                         "result_event, received_ms, updated_ms) "
-                         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, ?9, ?10, ?10)",
+                         "result_event, received_ms, updated_ms, signature) "
+                         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, ?9, ?10, ?10, ?11)",
     [ST_INTENT_START] = "UPDATE intents SET phase = 'running', attempts = attempts + 1, "
                         "updated_ms = ?2 WHERE request_id = ?1",
     [ST_INTENT_FINISH] = "UPDATE intents SET phase = ?2, result_event = ?3, updated_ms = ?4, "

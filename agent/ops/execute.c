@@ -46,6 +46,7 @@ agent_op_free(struct agent_op *op)
     if (op->result_free)
         op->result_free(op->result);
     hv_snapshots_free(op->snapshots, op->n_snapshots);
+    free(op->peer_domain_xml);
     agent_job_free(op->job);
     free(op);
 }
@@ -121,6 +122,7 @@ op_done(void *data)
      * mailbox's wake-up and this completion libuv runs first. */
     agent_mailbox_deliver(a->mailbox);
 
+    agent_job_after_step(a, op);
     /* A job with phases left goes on in its lane, ahead of what waits there. */
     switch (agent_job_advance(a, op)) {
     case AGENT_JOB_NEXT_STEP:
@@ -203,6 +205,25 @@ park_op(void *data)
     na_log(NA_LOG_INFO, &log, "request parked until the next start", "kind=%s",
            agent_request_kind_name(op->kind));
     agent_op_free(op);
+}
+
+/* In a worker: a woken job has no step to take, but a failed one is undone. */
+static void
+op_woken(void *data)
+{
+    struct agent_op *op = data;
+    struct na_log_ctx log = op_log_ctx(op);
+    na_failpoint_ctx_set(&log);
+    if (op->err && op->job && op->job->kind->rollback)
+        op->job->kind->rollback(op);
+    na_failpoint_ctx_set(NULL);
+}
+
+void
+agent_job_wake(struct agent *a, struct agent_op *op)
+{
+    agent_job_unpark(a, op);
+    agent_dispatch_submit_first(a->dispatch, op->key, op_woken, op_done, park_op, op);
 }
 
 void

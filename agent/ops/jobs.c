@@ -261,6 +261,56 @@ agent_job_end(struct agent *a, struct agent_op *op, struct na_error **err)
 }
 
 void
+agent_job_after_step(struct agent *a, struct agent_op *op)
+{
+    struct agent_job *job = op->job;
+    if (!job)
+        return;
+    if (job->woken) {
+        job->woken = false;
+        return;
+    }
+    if (op->err || job->rolling_back || job->finished || job->waiting ||
+        job->phase >= job->kind->n_phases)
+        return;
+    const struct agent_job_phase *phase = &job->kind->phases[job->phase];
+    if (phase->then)
+        phase->then(a, op);
+}
+
+void
+agent_job_park(struct agent_op *op)
+{
+    op->job->waiting = true;
+}
+
+struct agent_op *
+agent_job_find_waiting(struct agent *a, bool (*match)(const struct agent_op *op, const void *ctx),
+                       const void *ctx)
+{
+    for (size_t i = 0; i < a->jobs->n_waiting; i++)
+        if (match(a->jobs->waiting[i], ctx))
+            return a->jobs->waiting[i];
+    return NULL;
+}
+
+void
+agent_job_unpark(struct agent *a, struct agent_op *op)
+{
+    struct agent_jobs *jobs = a->jobs;
+    for (size_t i = 0; i < jobs->n_waiting; i++) {
+        if (jobs->waiting[i] != op)
+            continue;
+        memmove(&jobs->waiting[i], &jobs->waiting[i + 1],
+                (jobs->n_waiting - i - 1) * sizeof(*jobs->waiting));
+        jobs->n_waiting--;
+        break;
+    }
+    op->job->waiting = false;
+    op->job->woken = true;
+}
+
+void
 agent_jobs_release_waiting(struct agent_jobs *jobs)
 {
     for (size_t i = 0; i < jobs->n_waiting; i++) {

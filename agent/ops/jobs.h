@@ -48,6 +48,10 @@ struct agent_job_phase {
     /* In a worker.  Fails with err set; the kind's rollback then undoes the job. */
     int (*step)(struct agent_op *op, struct na_error **err);
     enum agent_job_restart restart;
+    /* On the loop, after the step succeeded (NULL: nothing): what a step cannot do from a
+     * worker, such as recording a peer message in the outbox; it may park the job
+     * (agent_job_park) until agent_job_wake(). */
+    void (*then)(struct agent *a, struct agent_op *op);
 };
 
 struct agent_job_kind {
@@ -65,6 +69,7 @@ struct agent_job {
     bool rolling_back;       /* the restart rule said roll back: the worker runs kind->rollback */
     bool finished;           /* nothing left to run (a skip past the last phase) */
     bool waiting;            /* parked on the loop: no step runs until something wakes it */
+    bool woken;              /* agent_job_wake(): the next completion goes on to the next phase */
     struct agent_blob state; /* "key=value\n" lines the steps leave for later phases */
 };
 
@@ -105,6 +110,19 @@ enum agent_job_next {
 enum agent_job_next agent_job_advance(struct agent *a, struct agent_op *op);
 /* Inside the transaction that records the terminal event: the job's end. */
 int agent_job_end(struct agent *a, struct agent_op *op, struct na_error **err);
+/* On the loop, after a step: the phase's then(), unless the job was just woken. */
+void agent_job_after_step(struct agent *a, struct agent_op *op);
+/* From a phase's then(): the job waits on the loop after this step. */
+void agent_job_park(struct agent_op *op);
+/* The waiting op for which match(op, ctx) holds, or NULL. */
+struct agent_op *agent_job_find_waiting(struct agent *a,
+                                        bool (*match)(const struct agent_op *op, const void *ctx),
+                                        const void *ctx);
+/* Takes a waiting op off the list (it runs again through agent_job_wake, execute.c). */
+void agent_job_unpark(struct agent *a, struct agent_op *op);
+/* execute.c: a waiting job goes on with its next phase; with op->err set, the kind's
+ * rollback runs (in a worker) and the job fails. */
+void agent_job_wake(struct agent *a, struct agent_op *op);
 /* On shutdown: waiting jobs stay recorded for the next start; their ops are freed. */
 void agent_jobs_release_waiting(struct agent_jobs *jobs);
 size_t agent_jobs_waiting(const struct agent_jobs *jobs);

@@ -56,6 +56,9 @@ struct agent_op {
     struct hv_snapshot *snapshots;
     size_t n_snapshots;
     bool snapshots_read;
+    /* migrate: the destination's domain XML from its migration_prepared (too large for the
+     * job's state; a restart before the perform phase rolls the migration back). */
+    char *peer_domain_xml;
 };
 
 /* execute.c */

@@ -31,6 +31,11 @@ int provision_make_disk(struct agent_op *op, int dirfd, const char *name, const 
 int provision_make_config_drive(struct agent_op *op, int dirfd, struct na_error **err);
 int provision_define_domain(struct agent_op *op, const struct instance_paths *p, const char *base,
                             const char *base_format, struct na_error **err);
+/* The domain XML of op's instance, as provision_define_domain() defines it. */
+int provision_domain_xml(struct agent_op *op, const struct instance_paths *p, const char *base,
+                         const char *base_format, char **xml, struct na_error **err);
+/* Until each NIC's tap is on the bridge with its port's flows. */
+int provision_wait_ports_bound(struct agent_op *op, struct na_error **err);
 const char *provision_format_name(Nodeagent__V1__ImageFormat f);
 /* The spec's image, in the cache (fetched once however many ask), and no larger than the
  * flavor's root disk; a refusal names field. */

@@ -210,6 +210,15 @@ int
 provision_define_domain(struct agent_op *op, const struct instance_paths *p, const char *base,
                         const char *base_format, struct na_error **err)
 {
+    cleanup_free char *xml = NULL;
+    int ret = provision_domain_xml(op, p, base, base_format, &xml, err);
+    return ret < 0 ? ret : hv_domain_define(op->host->hv, xml, err);
+}
+
+int
+provision_domain_xml(struct agent_op *op, const struct instance_paths *p, const char *base,
+                     const char *base_format, char **xml, struct na_error **err)
+{
     const Nodeagent__V1__InstanceSpec *spec = op->spec;
     const struct agent_config *cfg = op->host->cfg;
     struct hv_nic_spec nics[16];
@@ -263,9 +272,7 @@ provision_define_domain(struct agent_op *op, const struct instance_paths *p, con
         na_xmalloc(nodeagent__v1__instance_spec__get_packed_size(spec) + 1);
     d.instance_spec = packed;
     d.instance_spec_size = nodeagent__v1__instance_spec__pack(spec, packed);
-    cleanup_free char *xml = NULL;
-    int ret = hv_domain_xml_build(&d, &xml, err);
-    return ret < 0 ? ret : hv_domain_define(op->host->hv, xml, err);
+    return hv_domain_xml_build(&d, xml, err);
 }
 
 const char *
@@ -314,8 +321,8 @@ provision_start_and_read_state(struct agent_op *op, bool start, struct na_error 
 
 /* A create is RUNNING only once its NICs can talk: each tap is on the bridge with its
  * port's flows (until then the bridge drops everything it sends or should receive). */
-static int
-wait_ports_bound(struct agent_op *op, struct na_error **err)
+int
+provision_wait_ports_bound(struct agent_op *op, struct na_error **err)
 {
     const Nodeagent__V1__InstanceSpec *spec = op->spec;
     if (!op->host->net || spec->n_nics == 0)
@@ -466,7 +473,7 @@ provision_create_start(struct agent_op *op, struct na_error **err)
 int
 provision_create_bind(struct agent_op *op, struct na_error **err)
 {
-    int ret = wait_ports_bound(op, err);
+    int ret = provision_wait_ports_bound(op, err);
     if (ret < 0 || (ret = provision_start_and_read_state(op, false, err)) < 0)
         return ret;
     op->image_sha256 = na_xstrdup(op->spec->image->sha256);
@@ -529,6 +536,11 @@ prepare_delete(struct agent *a, struct agent_op *op, struct na_error **err)
         op->state = S(DELETED);
         return 0;
     }
+    if (inst->observed == S(MIGRATING))
+        return na_error_quiet(err, NA_CODE_CONFLICT, EBUSY,
+                              "instance %s is MIGRATING; cancel the migration "
+                              "(cancel_migration) or let it end before deleting it",
+                              inst->uuid);
     /* Before anything is undefined: whatever a crash leaves of the instance is then known
      * as this store's and deleted, and reconciliation may finish removing it. */
     int ret = agent_store_tombstone_put(a->store, inst->uuid, err);

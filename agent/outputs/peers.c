@@ -486,3 +486,9 @@ agent_peers_count(const struct agent *a)
 {
     return a->peers ? a->peers->n : 0;
 }
+
+bool
+agent_peers_is_live(const struct agent *a, const char *node_id)
+{
+    return a->peers && peer_find(a->peers, node_id) != NULL;
+}

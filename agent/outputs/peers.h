@@ -33,6 +33,8 @@ void agent_peers_close(struct agent *a);
 struct agent_bus_msg;
 void agent_peers_on_announcement(void *agent, const struct agent_bus_msg *msg);
 size_t agent_peers_count(const struct agent *a);
+/* Whether node_id is in the peer table now (announced, not left, not silent). */
+bool agent_peers_is_live(const struct agent *a, const char *node_id);
 /* The bus's on_nodes_caught_up callback: the table holds every node the topic knew of at
  * start; from now on it is handed to the tunnel layer (before, the tunnels stay as they
  * are in Open vSwitch, so that a restart of the agent does not cut them). */

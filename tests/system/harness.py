@@ -99,8 +99,10 @@ class Agent:
                 f"[bus]\nbootstrap_servers = {devbus.bootstrap}\ntopic_prefix = {devbus.prefix}\n"
                 + identity
                 + f"[admin]\nsocket = {self.socket}\n"
-                + (f"[hypervisor]\nuri = {virtenv.uri}\nvirt_type = qemu\ncpu_mode = none\n"
-                   f"bridge = {virtenv.bridge}\n"
+                + (f"[hypervisor]\nuri = {virtenv.uri}\nvirt_type = qemu\n"
+                   + ("" if re.search(r"^cpu_mode\s*=", extra_config, re.M) else
+                      "cpu_mode = none\n")
+                   + f"bridge = {virtenv.bridge}\n"
                    + "[network]\n" + "".join(
                        f"{k} = {v}\n" for k, v in (("ovsdb", virtenv.ovs_db),
                                                     ("datapath_type", "netdev"),

@@ -70,11 +70,11 @@ static void
 test_schema_version(void **state)
 {
     struct fixture *f = *state;
-    assert_int_equal(agent_store_schema_version(f->store), 9);
+    assert_int_equal(agent_store_schema_version(f->store), 10);
     agent_store_close(f->store);
     cleanup_error struct na_error *err = NULL;
     assert_int_equal(agent_store_open(f->path, &f->store, &err), 0);
-    assert_int_equal(agent_store_schema_version(f->store), 9);
+    assert_int_equal(agent_store_schema_version(f->store), 10);
 }
 
 /* The store's id is made once, kept across opens, and differs from a new store's. */

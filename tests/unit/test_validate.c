@@ -14,6 +14,9 @@
 
 #define UUID_A "3f0c2a6e-8d4b-4c1e-9a57-0b6e2d9f1c33"
 #define UUID_B "7b1d4e90-2c3a-4f5b-8e6d-1a2b3c4d5e6f"
+#define LONG_129                                                                                   \
+    "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"                             \
+    "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0"
 #define UUID_C "c0ffee00-1234-4abc-8def-0123456789ab"
 #define UUID_D "d00dfeed-5678-4cde-9f01-23456789abcd"
 #define SHA "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
@@ -206,12 +209,16 @@ fx_init_requests(struct fx *f)
     f->migration_prepare.cpu_model_xml = "<cpu mode='custom'><model>Haswell</model></cpu>";
     f->migration_prepare.n_disks = 2;
     f->migration_prepare.disks = f->disks;
+    f->migration_prepare.migrate_envelope.data = (uint8_t *)"\x0a\x01x";
+    f->migration_prepare.migrate_envelope.len = 3;
 
     f->migration_prepared =
         (Nodeagent__V1__MigrationPrepared)NODEAGENT__V1__MIGRATION_PREPARED__INIT;
     f->migration_prepared.migration_id = UUID_C;
     f->migration_prepared.dest_node = "compute-07";
     f->migration_prepared.migrate_uri = "tcp://10.1.0.7:49152";
+    f->migration_prepared.libvirt_uri = "qemu+tls://10.1.0.7/system";
+    f->migration_prepared.domain_xml = "<domain type='kvm'>\n</domain>";
 
     f->migration_finish = (Nodeagent__V1__MigrationFinish)NODEAGENT__V1__MIGRATION_FINISH__INIT;
     f->migration_finish.migration_id = UUID_C;
@@ -617,6 +624,21 @@ assert_invalid(struct fx *f, const char *field)
     X(prepare_disk_dup, "migration_prepare.disks[1].name",                                         \
       USE(MIGRATION_PREPARE, migration_prepare);                                                   \
       f->disk[1].name = "disk")                                                                    \
+    X(prepare_no_envelope, "migration_prepare.migrate_envelope",                                   \
+      USE(MIGRATION_PREPARE, migration_prepare);                                                   \
+      f->migration_prepare.migrate_envelope.len = 0)                                               \
+    X(prepare_signature_long, "migration_prepare.migrate_signature",                               \
+      USE(MIGRATION_PREPARE, migration_prepare);                                                   \
+      f->migration_prepare.migrate_signature = LONG_129)                                           \
+    X(prepared_no_libvirt_uri, "migration_prepared.libvirt_uri",                                   \
+      USE(MIGRATION_PREPARED, migration_prepared);                                                 \
+      f->migration_prepared.libvirt_uri = "")                                                      \
+    X(prepared_no_xml, "migration_prepared.domain_xml",                                            \
+      USE(MIGRATION_PREPARED, migration_prepared);                                                 \
+      f->migration_prepared.domain_xml = "")                                                       \
+    X(prepared_disks_uri_space, "migration_prepared.disks_uri",                                    \
+      USE(MIGRATION_PREPARED, migration_prepared);                                                 \
+      f->migration_prepared.disks_uri = "unix:///a b")                                             \
     X(prepared_id, "migration_prepared.migration_id", USE(MIGRATION_PREPARED, migration_prepared); \
       f->migration_prepared.migration_id = "")                                                     \
     X(prepared_dest, "migration_prepared.dest_node", USE(MIGRATION_PREPARED, migration_prepared);  \
