@@ -75,10 +75,11 @@ source_check(struct agent_op *op, struct na_error **err)
     if ((ret = hv_migrate_snapshot_count(op->host->hv, op->instance, &snapshots, err)) < 0)
         return ret;
     if (snapshots > 0)
-        return na_error_set(err, NA_CODE_CONFLICT, EBUSY,
-                            "instance %s has %d snapshot(s); libvirt cannot live-migrate a domain "
-                            "with snapshots: delete them first",
-                            op->instance, snapshots);
+        return na_error_quiet(
+            err, NA_CODE_HAS_SNAPSHOTS, EBUSY,
+            "instance %s has %d snapshot(s); libvirt cannot live-migrate a domain "
+            "with snapshots: delete them first",
+            op->instance, snapshots);
     cleanup_free char *cpu = NULL;
     if ((ret = hv_migrate_cpu_xml(op->host->hv, op->instance, &cpu, err)) < 0)
         return ret;
