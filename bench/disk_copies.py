@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """bench/disk_copies.py: a clone of a running guest through the agent against virt-clone of a
-stopped copy of it (issue 13), side by side in one run.
+stopped copy of it, and snapshot create and revert of the running guest through the agent
+against virsh on that copy, running (issue 13), side by side in one run.
 
     /usr/bin/python3 bench/disk_copies.py --build build/release [--count 5]
 
@@ -16,6 +17,12 @@ while the domain is off, then started again), which both tools then copy.
     being a stopped domain defined from the source's XML (without the agent's metadata) on
     a copy of its overlay and config drive; virt-clone copies the writable disk and defines
     the clone; it does not start it.  Undefined and removed untimed.
+
+  - snapshot create / revert: `nodectl snapshot create|revert SOURCE --snapshot S` (spawn to
+    DONE: the agent's job, with the guest's memory) against `virsh snapshot-create-as COPY S`
+    and `virsh snapshot-revert COPY S` (spawn to exit), COPY being the stopped copy started
+    (the same devices, memory and disk).  Each round takes one snapshot with each and reverts
+    to it; the snapshots are deleted untimed at the end of the round.
 
 Interleaved, the order alternating each round.  Output: a Markdown section on stdout for
 docs/benchmarks.md; progress on stderr; exit status 1 on any failure, after cleaning up.
@@ -36,6 +43,7 @@ from create_latency import (BENCH_NETWORK, DISK_GIB, MEMORY_MIB, BenchError, Sta
                             log, rand_mac, stats)
 
 DATA_MIB = 64
+COPY = "bench-copy"
 
 
 def clone_args(stack, source, name, ip):
@@ -88,7 +96,7 @@ def stopped_copy(stack, inst):
     d = os.path.join(stack.env.state_dir, "bench-vc")
     os.makedirs(d, exist_ok=True)
     os.chmod(d, 0o711)
-    root.find("name").text = "bench-vc-original"
+    root.find("name").text = COPY
     root.find("uuid").text = str(uuid.uuid4())
     for disk in root.find("devices").findall("disk"):
         src = disk.find("source")
@@ -114,7 +122,7 @@ def stopped_copy(stack, inst):
 def virt_clone(stack, d, i):
     name = f"bench-vc-{i}"
     disk = os.path.join(d, f"{name}.disk")
-    cmd = ["virt-clone", "--connect", stack.env.uri, "--original", "bench-vc-original", "--name",
+    cmd = ["virt-clone", "--connect", stack.env.uri, "--original", COPY, "--name",
            name, "--file", disk, "--mac", rand_mac()]
     t0 = time.monotonic()
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
@@ -128,12 +136,57 @@ def virt_clone(stack, d, i):
     return ms
 
 
+def agent_request(stack, *args):
+    """ms from the spawn of `nodectl ARGS` to its DONE event (the guest running)."""
+    from harness import NODECTL
+    rid = str(uuid.uuid4())
+    cmd = [NODECTL, "--bootstrap", stack.cluster.devbus.bootstrap, "--prefix",
+           stack.cluster.prefix, "--node", "n1"] + list(args) + ["--request-id", rid]
+    t0 = time.time()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    stack.sent(proc)
+    _, done = stack.events.terminal(rid)
+    return done["time_ms"] - t0 * 1000
+
+
+def virsh(stack, *args):
+    """ms from spawn to exit of `virsh -c URI ARGS`."""
+    t0 = time.monotonic()
+    r = subprocess.run(["virsh", "-q", "-c", stack.env.uri] + list(args), capture_output=True,
+                       text=True, timeout=600)
+    ms = (time.monotonic() - t0) * 1000
+    if r.returncode != 0:
+        raise BenchError(f"virsh {' '.join(args)} exited {r.returncode}: {r.stderr.strip()}")
+    return ms
+
+
+def snapshot_round(stack, source, i, samples, name=None):
+    """One snapshot taken and reverted to with each tool, the order alternating."""
+    name = name or f"bench-s{i}"
+    tools = ["agent", "virsh"][::1 if i % 2 == 0 else -1]
+    for tool in tools:
+        if tool == "agent":
+            samples["agent snapshot create"].append(
+                agent_request(stack, "snapshot", "create", source, "--snapshot", name))
+        else:
+            samples["virsh snapshot-create-as"].append(
+                virsh(stack, "snapshot-create-as", COPY, name))
+    for tool in tools:
+        if tool == "agent":
+            samples["agent snapshot revert"].append(
+                agent_request(stack, "snapshot", "revert", source, "--snapshot", name))
+        else:
+            samples["virsh snapshot-revert"].append(virsh(stack, "snapshot-revert", COPY, name))
+    agent_request(stack, "snapshot", "delete", source, "--snapshot", name)
+    virsh(stack, "snapshot-delete", COPY, name)
+
+
 def version(cmd):
     r = subprocess.run(cmd, capture_output=True, text=True)
     return (r.stdout or r.stderr).strip().splitlines()[0] if r.returncode == 0 else "unknown"
 
 
-def report(count, samples):
+def report(count, samples, snaps):
     st = {k: stats(v) for k, v in samples.items()}
     p = print
     p("## Clone of a running guest: the agent against virt-clone of a stopped copy")
@@ -158,6 +211,25 @@ def report(count, samples):
     p(f"Ratio of medians, agent clone / virt-clone: "
       f"**{st['agent clone']['median'] / st['virt-clone']['median']:.2f}x** (the agent's also "
       f"starts the clone and keeps the source running).")
+    p()
+    sn = {k: stats(v) for k, v in snaps.items()}
+    p("## Snapshot create and revert of a running guest: the agent against virsh")
+    p()
+    p(f"The same run, {count} rounds: each tool takes a snapshot of a running 256 MiB guest with its "
+      "memory and reverts to it, the agent on the source instance (`nodectl snapshot create|revert`, "
+      "spawn to DONE), virsh on the copy, started (`virsh snapshot-create-as`, "
+      "`virsh snapshot-revert`, spawn to exit).  Internal qcow2 snapshots both.")
+    p()
+    p("| operation | median ms | p90 | min | max |")
+    p("|-----------|-------:|----:|----:|----:|")
+    for k, s in sn.items():
+        p(f"| {k} | {s['median']:.0f} | {s['p90']:.0f} | {s['min']:.0f} | {s['max']:.0f} |")
+    p()
+    rc = sn["agent snapshot create"]["median"] / sn["virsh snapshot-create-as"]["median"]
+    rr = sn["agent snapshot revert"]["median"] / sn["virsh snapshot-revert"]["median"]
+    met = rc <= 1.1 and rr <= 1.1
+    p(f"Ratios of medians: create **{rc:.2f}x**, revert **{rr:.2f}x**.  **Target** (issue 13): "
+      f"at most 1.1x each.  **This run: {'met' if met else 'not met'}.**")
     p()
 
 
@@ -190,7 +262,15 @@ def main():
                 samples[tool].append(ms)
             log(f"round {i + 1}/{a.count}: " +
                 ", ".join(f"{k} {v[-1]:.0f} ms" for k, v in samples.items()))
-        report(a.count, samples)
+        stack.conn.lookupByName(COPY).create()
+        snaps = {"agent snapshot create": [], "virsh snapshot-create-as": [],
+                 "agent snapshot revert": [], "virsh snapshot-revert": []}
+        snapshot_round(stack, source, 0, {k: [] for k in snaps}, name="bench-warmup")
+        for i in range(a.count):
+            snapshot_round(stack, source, i, snaps)
+            log(f"snapshot round {i + 1}/{a.count}: " +
+                ", ".join(f"{k} {v[-1]:.0f} ms" for k, v in snaps.items()))
+        report(a.count, samples, snaps)
         failed = False
     except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - loud, then clean up
         traceback.print_exc()

@@ -10,6 +10,7 @@ import json
 import os
 import sqlite3
 import subprocess
+import uuid
 
 from harness import wait_for
 from nodes import S
@@ -123,6 +124,13 @@ class TimeMachine:
         assert self.disk_gb_used() == 1 + snapshot_gb  # its 1 GiB root disk, and the VM states
 
 
+def sector_is(path, mark):
+    """Whether the disk image at path holds mark at SECTOR (read through its backing chain)."""
+    r = subprocess.run(["qemu-io", "-r", "-U", "-c", f"read -q -P {ord(mark)} {SECTOR * 512} 1",
+                        path], capture_output=True, text=True)
+    return r.returncode == 0 and "Pattern verification failed" not in r.stdout
+
+
 def code(last):
     return last.get("error", {}).get("code")
 
@@ -213,7 +221,20 @@ def test_time_travel_kills_and_refusals_in_one_guest(node):
         assert code(last) == "HAS_SNAPSHOTS", last
         assert "snapshot" in last["error"]["message"]
     tm.agree({"s2", "s3", "s4"})
-    assert node.qemu_pid(inst) == qemu  # nothing refused touched the guest
+
+    # A clone at s2, and an export at s2 while the guest runs (a snapshot is consistent),
+    # both hold s2's disk: mark B on the sector.
+    clone = str(uuid.uuid4())
+    args = node.create_args("tt-clone", clone, ip="10.0.0.6", vni=7)
+    last = node.request("clone", inst, *args[1:], "--snapshot", "s2")
+    assert (last["kind"], last["state"]) == ("DONE", "RUNNING"), last
+    assert sector_is(os.path.join(node.dir(clone), "disk"), "B")
+    assert node.request("delete", clone)["kind"] == "DONE"
+    last = node.request("snapshot", "export", inst, "--snapshot", "s2", "--publish")
+    assert last["kind"] == "DONE", last
+    exported = os.path.join(node.env.state_dir, "images", last["image_export"]["sha256"])
+    assert sector_is(exported, "B")
+    assert node.qemu_pid(inst) == qemu  # nothing refused or copied touched the guest
     files, _, _ = tm.seen()
     assert files == "AB"
 
