@@ -7,7 +7,7 @@
 #   BENCH_CREATE_COUNT=10             create latency samples per tool (default 10)
 #   BENCH_CREATE_ROUNDS=3             rounds of 10 sequential / 10 concurrent creates (default 3)
 #   BENCH_OVS_ROUNDS=10               rounds of OVS convergence per tool (default 10)
-#   BENCH_CLONE_COUNT=5               clones of each, agent and virt-clone (default 5)
+#   BENCH_CLONE_COUNT=5               clones, and snapshot rounds, of each tool (default 5)
 #   BENCH_SCRAPES=50                  scrapes of each, agent and prometheus-libvirt-exporter,
 #                                     with 20 guests (default 50)
 #   PYTHON=/usr/bin/python3           the Python with python3-libvirt (default that one)
@@ -19,7 +19,7 @@
 # starts (and stops) its own private libvirt + OVS host, devbus, agent and image server;
 # bench/ovs_converge.py its own private OVS host (with and without security groups);
 # bench/guest_metrics_scrape.py the stack of bench/create_latency.py and
-# prometheus-libvirt-exporter; bench/disk_copies.py that stack and virt-clone;
+# prometheus-libvirt-exporter; bench/disk_copies.py that stack, virt-clone and virsh;
 # bench/idle_memory.py its own host and agent.
 set -eu
 
@@ -63,7 +63,7 @@ echo "bench: OVS convergence with security groups (50 rules, 200 members per gro
 "$python" bench/ovs_converge.py --build "$build" --ports 200 --networks 50 --rules 50 \
     --members 200 --rounds "${BENCH_OVS_ROUNDS:-10}" >"$work/ovs-sg.md"
 
-echo "bench: clone of a running guest (against virt-clone of a stopped copy)" >&2
+echo "bench: clone and snapshots of a running guest (against virt-clone and virsh)" >&2
 "$python" bench/disk_copies.py --build "$build" --count "${BENCH_CLONE_COUNT:-5}" >"$work/copies.md"
 
 echo "bench: scraping the metrics of 20 guests (against prometheus-libvirt-exporter)" >&2
