@@ -56,7 +56,7 @@ prepare_clone(struct agent *a, struct agent_op *op, struct na_error **err)
                               "clone.spec.flavor.root_disk_gib: %u GiB is smaller than the "
                               "source's disk (%u GiB)",
                               r->spec->flavor->root_disk_gib, src->spec->flavor->root_disk_gib);
-    return provision_prepare_new(a, op, r->spec, "clone.spec", err);
+    return provision_prepare_new(a, op, r->spec, "clone.spec", S(BUILDING), err);
 }
 
 /* The source's disk, opened read-only (never followed), and its virtual size. */

@@ -23,12 +23,10 @@
 #include "agent/ops/jobs.h"
 #include "agent/ops/provision-private.h"
 #include "agent/ops/instance_dir.h"
-#include "agent/ops/secgroups.h"
 #include "agent/core/store_jobs.h"
 #include "agent/bus/events.h"
 #include "agent/bus/identity.h"
 #include "agent/observed/uids.h"
-#include "agent/outputs/capacity.h"
 #include "proto/trust.h"
 
 #include <errno.h>
@@ -85,45 +83,7 @@ prepare_incoming(struct agent *a, struct agent_op *op, struct na_error **err)
     int ret = check_migrate_envelope(a, m, err);
     if (ret < 0)
         return ret;
-    struct agent_instance *inst = agent_instances_find(&a->instances, spec->uuid);
-    if (inst && strcmp(inst->create_request_id, op->request_id) != 0)
-        return na_error_quiet(err, NA_CODE_ALREADY_EXISTS, EEXIST,
-                              "instance %s already exists on node %s", spec->uuid, a->cfg->node_id);
-    op->spec = agent_spec_copy(spec);
-    if (inst) { /* this very prepare, before a restart */
-        op->uid = inst->uid;
-        op->owns_record = true;
-        return 0;
-    }
-    const Nodeagent__V1__Flavor *f = spec->flavor;
-    struct agent_claim need = {f->vcpus, f->memory_mib, f->root_disk_gib};
-    if ((ret = agent_disk_room_check(a, "migration_prepare", err)) < 0 ||
-        (ret = agent_net_check_nics(a, spec, "migration_prepare.spec", err)) < 0 ||
-        (ret = agent_secgroups_check_nics(a->secgroups, spec, "migration_prepare.spec", err)) < 0 ||
-        (ret = agent_capacity_admit(a, spec->uuid, &need, err)) < 0)
-        return ret;
-    int64_t uid = -1;
-    if ((ret = agent_uids_allocate(a, &uid, err)) < 0)
-        return ret;
-    inst = na_xcalloc(1, sizeof(*inst));
-    snprintf(inst->uuid, sizeof(inst->uuid), "%s", spec->uuid);
-    inst->spec = agent_spec_copy(spec);
-    inst->desired = S(RUNNING);
-    inst->observed = S(MIGRATING);
-    inst->task = agent_request_kind_name(op->kind);
-    inst->uid = uid;
-    inst->image_sha256 = na_xstrdup(spec->image->sha256);
-    inst->create_request_id = na_xstrdup(op->request_id);
-    inst->created_ms = na_now_ms();
-    if ((ret = agent_store_tombstone_delete(a->store, inst->uuid, err)) < 0 ||
-        (ret = agent_instance_save(a->store, inst, err)) < 0) {
-        agent_instance_free(inst);
-        return ret;
-    }
-    agent_instances_add(&a->instances, inst);
-    op->uid = uid;
-    op->owns_record = true;
-    return 0;
+    return provision_prepare_new(a, op, spec, "migration_prepare.spec", S(MIGRATING), err);
 }
 
 /* --- check ------------------------------------------------------------------------------ */

@@ -48,12 +48,13 @@ const char *provision_job_base(struct agent_op *op, char *buf, size_t size, stru
 /* Whether the guest ran when the job began (the job keeps what it was then). */
 bool provision_job_was_running(const struct agent_op *op);
 void provision_paths_clear(struct instance_paths *p);
-/* A new instance of spec (create, clone), on the loop: checked against the table (uuid,
- * name, NICs, groups; refusals name fields under `field`), capacity claimed, uid given,
- * recorded BUILDING.  The same request resumed finds its own record. */
+/* A new instance of spec (create, clone, an incoming migration), on the loop: checked
+ * against the table (uuid, name, NICs, groups; refusals name fields under `field`), capacity
+ * claimed, uid given, recorded as `observed` (BUILDING, MIGRATING).  The same request resumed
+ * finds its own record. */
 int provision_prepare_new(struct agent *a, struct agent_op *op,
                           const Nodeagent__V1__InstanceSpec *spec, const char *field,
-                          struct na_error **err);
+                          Nodeagent__V1__InstanceState observed, struct na_error **err);
 /* The create's phases after its disk, for the kinds that make a new instance: define (with
  * the disk and config drive checked again), start, bind; its rollback and its finish. */
 int provision_create_define(struct agent_op *op, struct na_error **err);
