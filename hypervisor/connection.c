@@ -299,3 +299,23 @@ hv_close(struct hv_conn *conn)
     free(conn->uri);
     free(conn);
 }
+
+int
+hv_call_begin(struct hv_conn *conn, const char *uuid, const char *what, struct hv_call *c,
+              struct na_error **err)
+{
+    c->virt = hv_borrow(conn, err);
+    if (!c->virt)
+        return -ENOTCONN;
+    c->dom = virDomainLookupByUUIDString(c->virt, uuid);
+    return c->dom ? 0 : hv_error(err, what, uuid);
+}
+
+void
+hv_call_end(struct hv_call *c)
+{
+    if (c->dom)
+        virDomainFree(c->dom);
+    if (c->virt)
+        virConnectClose(c->virt);
+}

@@ -87,27 +87,21 @@ hv_domain_disk_copy(struct hv_conn *conn, const char *uuid, const char *target_p
 {
     if (!path_ok_for_xml(target_path))
         return na_error_set(err, NA_CODE_INTERNAL, EINVAL, "disk copy target `%s`", target_path);
-    virConnectPtr virt = hv_borrow(conn, err);
-    if (!virt)
-        return -ENOTCONN;
-    virDomainPtr dom = virDomainLookupByUUIDString(virt, uuid);
-    int ret = dom ? 0 : hv_error(err, "find the domain of", uuid);
+    cleanup_hv_call struct hv_call c = {0};
+    int ret = hv_call_begin(conn, uuid, "find the domain of", &c, err);
     cleanup_free char *xml = target_xml(target_path);
     if (ret == 0)
-        ret = end_stale_copy(dom, uuid, target_path, err);
+        ret = end_stale_copy(c.dom, uuid, target_path, err);
     if (ret == 0 &&
-        virDomainBlockCopy(dom, ROOT_DISK, xml, NULL, 0,
+        virDomainBlockCopy(c.dom, ROOT_DISK, xml, NULL, 0,
                            VIR_DOMAIN_BLOCK_COPY_SHALLOW | VIR_DOMAIN_BLOCK_COPY_REUSE_EXT |
                                VIR_DOMAIN_BLOCK_COPY_TRANSIENT_JOB) < 0)
         ret = hv_error(err, "start the disk copy of", uuid);
     else if (ret == 0) {
-        ret = wait_ready(dom, uuid, timeout_s, err);
+        ret = wait_ready(c.dom, uuid, timeout_s, err);
         /* Ready or not, the job ends here; without pivot the guest keeps its own disk. */
-        if (virDomainBlockJobAbort(dom, ROOT_DISK, 0) < 0 && ret == 0)
+        if (virDomainBlockJobAbort(c.dom, ROOT_DISK, 0) < 0 && ret == 0)
             ret = hv_error(err, "end the disk copy of", uuid);
     }
-    if (dom)
-        virDomainFree(dom);
-    virConnectClose(virt);
     return ret;
 }

@@ -11,37 +11,6 @@
 #define START_POLL_MS 200
 #define START_WAIT_MS (120 * 1000) /* libvirt's own start of a TCG guest on a busy host */
 
-/* The domain and its connection for one call; release with call_end(). */
-struct call {
-    virConnectPtr virt;
-    virDomainPtr dom;
-};
-
-static void
-call_end(struct call *c)
-{
-    if (c->dom)
-        virDomainFree(c->dom);
-    if (c->virt)
-        virConnectClose(c->virt);
-}
-
-#define cleanup_call __attribute__((cleanup(call_end)))
-
-/* 0 with c->dom set; -ENOENT (NOT_FOUND) when there is no such domain. */
-static int
-call_begin(struct hv_conn *conn, const char *uuid, const char *what, struct call *c,
-           struct na_error **err)
-{
-    c->virt = hv_borrow(conn, err);
-    if (!c->virt)
-        return -ENOTCONN;
-    c->dom = virDomainLookupByUUIDString(c->virt, uuid);
-    if (!c->dom)
-        return hv_error(err, what, uuid);
-    return 0;
-}
-
 static enum hv_power
 power_of(virDomainPtr dom)
 {
@@ -88,7 +57,7 @@ sleep_ms(unsigned ms)
  * for) or for good (started paused, or libvirt's start failed halfway).  The caller wants
  * it running: it is resumed, or the call fails saying why it is not running. */
 static int
-ensure_running(struct call *c, const char *uuid, struct na_error **err)
+ensure_running(struct hv_call *c, const char *uuid, struct na_error **err)
 {
     int state = VIR_DOMAIN_NOSTATE, reason = 0;
     for (unsigned waited = 0;; waited += START_POLL_MS) {
@@ -116,8 +85,8 @@ ensure_running(struct call *c, const char *uuid, struct na_error **err)
 int
 hv_domain_start(struct hv_conn *conn, const char *uuid, struct na_error **err)
 {
-    cleanup_call struct call c = {0};
-    int ret = call_begin(conn, uuid, "start", &c, err);
+    cleanup_hv_call struct hv_call c = {0};
+    int ret = hv_call_begin(conn, uuid, "start", &c, err);
     if (ret < 0)
         return ret;
     /* Already active: an earlier attempt started it, or is still starting it in libvirt. */
@@ -130,9 +99,9 @@ hv_domain_start(struct hv_conn *conn, const char *uuid, struct na_error **err)
 int
 hv_domain_power(struct hv_conn *conn, const char *uuid, enum hv_power *out, struct na_error **err)
 {
-    cleanup_call struct call c = {0};
+    cleanup_hv_call struct hv_call c = {0};
     cleanup_error struct na_error *lookup = NULL;
-    int ret = call_begin(conn, uuid, "state of", &c, &lookup);
+    int ret = hv_call_begin(conn, uuid, "state of", &c, &lookup);
     if (ret == -ENOENT) {
         *out = HV_POWER_NONE;
         return 0;
@@ -150,8 +119,8 @@ int
 hv_domain_shutdown(struct hv_conn *conn, const char *uuid, unsigned timeout_s,
                    struct na_error **err)
 {
-    cleanup_call struct call c = {0};
-    int ret = call_begin(conn, uuid, "stop", &c, err);
+    cleanup_hv_call struct hv_call c = {0};
+    int ret = hv_call_begin(conn, uuid, "stop", &c, err);
     if (ret < 0)
         return ret;
     if (virDomainIsActive(c.dom) != 1)
@@ -176,8 +145,8 @@ hv_domain_shutdown(struct hv_conn *conn, const char *uuid, unsigned timeout_s,
 int
 hv_domain_destroy(struct hv_conn *conn, const char *uuid, struct na_error **err)
 {
-    cleanup_call struct call c = {0};
-    int ret = call_begin(conn, uuid, "force off", &c, err);
+    cleanup_hv_call struct hv_call c = {0};
+    int ret = hv_call_begin(conn, uuid, "force off", &c, err);
     if (ret < 0)
         return ret;
     if (virDomainIsActive(c.dom) != 1)
@@ -190,8 +159,8 @@ hv_domain_destroy(struct hv_conn *conn, const char *uuid, struct na_error **err)
 int
 hv_domain_reboot(struct hv_conn *conn, const char *uuid, bool hard, struct na_error **err)
 {
-    cleanup_call struct call c = {0};
-    int ret = call_begin(conn, uuid, "reboot", &c, err);
+    cleanup_hv_call struct hv_call c = {0};
+    int ret = hv_call_begin(conn, uuid, "reboot", &c, err);
     if (ret < 0)
         return ret;
     if (hard)
@@ -204,8 +173,8 @@ hv_domain_reboot(struct hv_conn *conn, const char *uuid, bool hard, struct na_er
 int
 hv_domain_pause(struct hv_conn *conn, const char *uuid, struct na_error **err)
 {
-    cleanup_call struct call c = {0};
-    int ret = call_begin(conn, uuid, "pause", &c, err);
+    cleanup_hv_call struct hv_call c = {0};
+    int ret = hv_call_begin(conn, uuid, "pause", &c, err);
     if (ret < 0)
         return ret;
     if (power_of(c.dom) == HV_POWER_PAUSED)
@@ -216,8 +185,8 @@ hv_domain_pause(struct hv_conn *conn, const char *uuid, struct na_error **err)
 int
 hv_domain_resume(struct hv_conn *conn, const char *uuid, struct na_error **err)
 {
-    cleanup_call struct call c = {0};
-    int ret = call_begin(conn, uuid, "resume", &c, err);
+    cleanup_hv_call struct hv_call c = {0};
+    int ret = hv_call_begin(conn, uuid, "resume", &c, err);
     if (ret < 0)
         return ret;
     if (power_of(c.dom) != HV_POWER_PAUSED)
@@ -228,8 +197,8 @@ hv_domain_resume(struct hv_conn *conn, const char *uuid, struct na_error **err)
 int
 hv_domain_managed_save(struct hv_conn *conn, const char *uuid, struct na_error **err)
 {
-    cleanup_call struct call c = {0};
-    int ret = call_begin(conn, uuid, "suspend", &c, err);
+    cleanup_hv_call struct hv_call c = {0};
+    int ret = hv_call_begin(conn, uuid, "suspend", &c, err);
     if (ret < 0)
         return ret;
     if (power_of(c.dom) == HV_POWER_SUSPENDED)
@@ -240,9 +209,9 @@ hv_domain_managed_save(struct hv_conn *conn, const char *uuid, struct na_error *
 int
 hv_domain_undefine(struct hv_conn *conn, const char *uuid, struct na_error **err)
 {
-    cleanup_call struct call c = {0};
+    cleanup_hv_call struct hv_call c = {0};
     cleanup_error struct na_error *lookup = NULL;
-    int ret = call_begin(conn, uuid, "delete", &c, &lookup);
+    int ret = hv_call_begin(conn, uuid, "delete", &c, &lookup);
     if (ret == -ENOENT)
         return 0;
     if (ret < 0) {
@@ -264,8 +233,8 @@ int
 hv_domain_set_owner(struct hv_conn *conn, const char *uuid, const char *node_id,
                     const char *store_id, struct na_error **err)
 {
-    cleanup_call struct call c = {0};
-    int ret = call_begin(conn, uuid, "set the owner of", &c, err);
+    cleanup_hv_call struct hv_call c = {0};
+    int ret = hv_call_begin(conn, uuid, "set the owner of", &c, err);
     if (ret < 0)
         return ret;
     cleanup_free char *xml = virDomainGetXMLDesc(c.dom, VIR_DOMAIN_XML_INACTIVE);
@@ -288,8 +257,8 @@ int
 hv_domain_get_xml(struct hv_conn *conn, const char *uuid, bool inactive, char **xml,
                   struct na_error **err)
 {
-    cleanup_call struct call c = {0};
-    int ret = call_begin(conn, uuid, "read definition of", &c, err);
+    cleanup_hv_call struct hv_call c = {0};
+    int ret = hv_call_begin(conn, uuid, "read definition of", &c, err);
     if (ret < 0)
         return ret;
     *xml = virDomainGetXMLDesc(c.dom, inactive ? VIR_DOMAIN_XML_INACTIVE : 0);

@@ -14,6 +14,18 @@ virConnectPtr hv_borrow(struct hv_conn *conn, struct na_error **err);
  * HYPERVISOR. */
 int hv_error(struct na_error **err, const char *what, const char *uuid);
 
+/* connection.c: the domain and its connection for one call.  hv_call_begin(): 0 with c->dom
+ * set; -ENOENT (NOT_FOUND) when there is no such domain, -ENOTCONN while libvirt is not
+ * connected.  Release with hv_call_end(), or declare the struct cleanup_hv_call. */
+struct hv_call {
+    virConnectPtr virt;
+    virDomainPtr dom;
+};
+int hv_call_begin(struct hv_conn *conn, const char *uuid, const char *what, struct hv_call *c,
+                  struct na_error **err);
+void hv_call_end(struct hv_call *c);
+#define cleanup_hv_call __attribute__((cleanup(hv_call_end)))
+
 /* stats.c: one domain's typed parameters from virConnectGetAllDomainStats() into *out (which
  * it first zeroes).  -EINVAL when domain_name is not "na-<uuid>"; unknown, mistyped or
  * out-of-range parameters are skipped. */

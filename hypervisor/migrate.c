@@ -10,39 +10,11 @@
 #define SETTLE_POLL_MS 200
 #define SETTLE_WAIT_MS (120 * 1000)
 
-/* The domain and its connection for one call. */
-struct mcall {
-    virConnectPtr virt;
-    virDomainPtr dom;
-};
-
-static void
-mcall_end(struct mcall *c)
-{
-    if (c->dom)
-        virDomainFree(c->dom);
-    if (c->virt)
-        virConnectClose(c->virt);
-}
-
-#define cleanup_mcall __attribute__((cleanup(mcall_end)))
-
-static int
-mcall_begin(struct hv_conn *conn, const char *uuid, const char *what, struct mcall *c,
-            struct na_error **err)
-{
-    c->virt = hv_borrow(conn, err);
-    if (!c->virt)
-        return -ENOTCONN;
-    c->dom = virDomainLookupByUUIDString(c->virt, uuid);
-    return c->dom ? 0 : hv_error(err, what, uuid);
-}
-
 int
 hv_migrate_snapshot_count(struct hv_conn *conn, const char *uuid, int *count, struct na_error **err)
 {
-    cleanup_mcall struct mcall c = {0};
-    int ret = mcall_begin(conn, uuid, "count snapshots", &c, err);
+    cleanup_hv_call struct hv_call c = {0};
+    int ret = hv_call_begin(conn, uuid, "count snapshots", &c, err);
     if (ret < 0)
         return ret;
     *count = virDomainSnapshotNum(c.dom, 0);
@@ -52,8 +24,8 @@ hv_migrate_snapshot_count(struct hv_conn *conn, const char *uuid, int *count, st
 int
 hv_migrate_cpu_xml(struct hv_conn *conn, const char *uuid, char **cpu_xml, struct na_error **err)
 {
-    cleanup_mcall struct mcall c = {0};
-    int ret = mcall_begin(conn, uuid, "read the guest CPU", &c, err);
+    cleanup_hv_call struct hv_call c = {0};
+    int ret = hv_call_begin(conn, uuid, "read the guest CPU", &c, err);
     if (ret < 0)
         return ret;
     cleanup_free char *xml = virDomainGetXMLDesc(c.dom, VIR_DOMAIN_XML_MIGRATABLE);
@@ -101,8 +73,8 @@ int
 hv_migrate_perform(struct hv_conn *conn, const char *uuid, const struct hv_migrate_params *mp,
                    struct na_error **err)
 {
-    cleanup_mcall struct mcall c = {0};
-    int ret = mcall_begin(conn, uuid, "migrate", &c, err);
+    cleanup_hv_call struct hv_call c = {0};
+    int ret = hv_call_begin(conn, uuid, "migrate", &c, err);
     if (ret < 0)
         return ret;
     virTypedParameterPtr params = NULL;
@@ -135,8 +107,8 @@ hv_migrate_progress(struct hv_conn *conn, const char *uuid, struct hv_migrate_pr
                     struct na_error **err)
 {
     memset(out, 0, sizeof(*out));
-    cleanup_mcall struct mcall c = {0};
-    int ret = mcall_begin(conn, uuid, "read migration progress", &c, err);
+    cleanup_hv_call struct hv_call c = {0};
+    int ret = hv_call_begin(conn, uuid, "read migration progress", &c, err);
     if (ret < 0)
         return ret;
     int type = 0, n = 0;
@@ -159,8 +131,8 @@ hv_migrate_progress(struct hv_conn *conn, const char *uuid, struct hv_migrate_pr
 int
 hv_migrate_abort(struct hv_conn *conn, const char *uuid, struct na_error **err)
 {
-    cleanup_mcall struct mcall c = {0};
-    int ret = mcall_begin(conn, uuid, "abort the migration", &c, err);
+    cleanup_hv_call struct hv_call c = {0};
+    int ret = hv_call_begin(conn, uuid, "abort the migration", &c, err);
     if (ret < 0)
         return ret;
     return virDomainAbortJob(c.dom) < 0 ? hv_error(err, "abort the migration", uuid) : 0;

@@ -8,34 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The domain and its connection for one call. */
-struct snap_call {
-    virConnectPtr virt;
-    virDomainPtr dom;
-};
-
-static void
-snap_call_end(struct snap_call *c)
-{
-    if (c->dom)
-        virDomainFree(c->dom);
-    if (c->virt)
-        virConnectClose(c->virt);
-}
-
-#define cleanup_snap_call __attribute__((cleanup(snap_call_end)))
-
-static int
-snap_call_begin(struct hv_conn *conn, const char *uuid, const char *what, struct snap_call *c,
-                struct na_error **err)
-{
-    c->virt = hv_borrow(conn, err);
-    if (!c->virt)
-        return -ENOTCONN;
-    c->dom = virDomainLookupByUUIDString(c->virt, uuid);
-    return c->dom ? 0 : hv_error(err, what, uuid);
-}
-
 static void
 snapshot_free(virDomainSnapshotPtr *s)
 {
@@ -67,8 +39,8 @@ hv_snapshots_free(struct hv_snapshot *snaps, size_t n)
 int
 hv_snapshot_supported(struct hv_conn *conn, const char *uuid, struct na_error **err)
 {
-    cleanup_snap_call struct snap_call c = {0};
-    int ret = snap_call_begin(conn, uuid, "snapshot", &c, err);
+    cleanup_hv_call struct hv_call c = {0};
+    int ret = hv_call_begin(conn, uuid, "snapshot", &c, err);
     if (ret < 0)
         return ret;
     cleanup_free char *xml = virDomainGetXMLDesc(c.dom, VIR_DOMAIN_XML_INACTIVE);
@@ -127,8 +99,8 @@ int
 hv_snapshot_create(struct hv_conn *conn, const char *uuid, const char *name,
                    const char *description, struct na_error **err)
 {
-    cleanup_snap_call struct snap_call c = {0};
-    int ret = snap_call_begin(conn, uuid, "snapshot", &c, err);
+    cleanup_hv_call struct hv_call c = {0};
+    int ret = hv_call_begin(conn, uuid, "snapshot", &c, err);
     if (ret < 0)
         return ret;
     int exists = snapshot_exists(c.dom, name);
@@ -155,8 +127,8 @@ hv_snapshot_create(struct hv_conn *conn, const char *uuid, const char *name,
 int
 hv_snapshot_revert(struct hv_conn *conn, const char *uuid, const char *name, struct na_error **err)
 {
-    cleanup_snap_call struct snap_call c = {0};
-    int ret = snap_call_begin(conn, uuid, "revert", &c, err);
+    cleanup_hv_call struct hv_call c = {0};
+    int ret = hv_call_begin(conn, uuid, "revert", &c, err);
     if (ret < 0)
         return ret;
     cleanup_snapshot virDomainSnapshotPtr s = virDomainSnapshotLookupByName(c.dom, name, 0);
@@ -175,8 +147,8 @@ int
 hv_snapshot_delete(struct hv_conn *conn, const char *uuid, const char *name, bool children,
                    struct na_error **err)
 {
-    cleanup_snap_call struct snap_call c = {0};
-    int ret = snap_call_begin(conn, uuid, "delete a snapshot of", &c, err);
+    cleanup_hv_call struct hv_call c = {0};
+    int ret = hv_call_begin(conn, uuid, "delete a snapshot of", &c, err);
     if (ret < 0)
         return ret;
     cleanup_snapshot virDomainSnapshotPtr s = virDomainSnapshotLookupByName(c.dom, name, 0);
@@ -257,8 +229,8 @@ hv_snapshot_list(struct hv_conn *conn, const char *uuid, struct hv_snapshot **ou
 {
     *out = NULL;
     *n = 0;
-    cleanup_snap_call struct snap_call c = {0};
-    int ret = snap_call_begin(conn, uuid, "list the snapshots of", &c, err);
+    cleanup_hv_call struct hv_call c = {0};
+    int ret = hv_call_begin(conn, uuid, "list the snapshots of", &c, err);
     if (ret < 0)
         return ret;
     virDomainSnapshotPtr *snaps = NULL;

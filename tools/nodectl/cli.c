@@ -32,31 +32,14 @@ flag_repeatable(enum nodectl_flag f)
     NODECTL_F_VCPUS, NODECTL_F_MEMORY_MIB, NODECTL_F_DISK_GIB, NODECTL_F_FLAVOR_NAME,              \
         NODECTL_F_LIMITS
 
-static const enum nodectl_flag f_create[] = {NODECTL_F_UUID,
-                                             NODECTL_F_NAME,
-                                             NODECTL_F_TENANT,
-                                             FLAVOR_FLAGS,
-                                             IMAGE_FLAGS,
-                                             NODECTL_F_NIC,
-                                             NODECTL_F_HOSTNAME,
-                                             NODECTL_F_SSH_KEY,
-                                             NODECTL_F_SSH_KEY_FILE,
-                                             NODECTL_F_USER_DATA_FILE,
-                                             NODECTL_F_META,
-                                             REQ_COMMON};
-static const enum nodectl_flag f_clone[] = {NODECTL_F_SNAPSHOT,
-                                            NODECTL_F_UUID,
-                                            NODECTL_F_NAME,
-                                            NODECTL_F_TENANT,
-                                            FLAVOR_FLAGS,
-                                            IMAGE_FLAGS,
-                                            NODECTL_F_NIC,
-                                            NODECTL_F_HOSTNAME,
-                                            NODECTL_F_SSH_KEY,
-                                            NODECTL_F_SSH_KEY_FILE,
-                                            NODECTL_F_USER_DATA_FILE,
-                                            NODECTL_F_META,
-                                            REQ_COMMON};
+/* A new instance's spec (create, clone). */
+#define SPEC_FLAGS                                                                                 \
+    NODECTL_F_UUID, NODECTL_F_NAME, NODECTL_F_TENANT, FLAVOR_FLAGS, IMAGE_FLAGS, NODECTL_F_NIC,    \
+        NODECTL_F_HOSTNAME, NODECTL_F_SSH_KEY, NODECTL_F_SSH_KEY_FILE, NODECTL_F_USER_DATA_FILE,   \
+        NODECTL_F_META
+
+static const enum nodectl_flag f_create[] = {SPEC_FLAGS, REQ_COMMON};
+static const enum nodectl_flag f_clone[] = {NODECTL_F_SNAPSHOT, SPEC_FLAGS, REQ_COMMON};
 static const enum nodectl_flag f_plain[] = {REQ_COMMON};
 static const enum nodectl_flag f_stop[] = {NODECTL_F_SHUTDOWN_TIMEOUT, NODECTL_F_FORCE, REQ_COMMON};
 static const enum nodectl_flag f_reboot[] = {NODECTL_F_HARD, REQ_COMMON};
