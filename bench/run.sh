@@ -7,6 +7,7 @@
 #   BENCH_CREATE_COUNT=10             create latency samples per tool (default 10)
 #   BENCH_CREATE_ROUNDS=3             rounds of 10 sequential / 10 concurrent creates (default 3)
 #   BENCH_OVS_ROUNDS=10               rounds of OVS convergence per tool (default 10)
+#   BENCH_TPUT_ROUNDS=3               TCP throughput samples with and without security groups
 #   BENCH_SCRAPES=50                  scrapes of each, agent and prometheus-libvirt-exporter,
 #                                     with 20 guests (default 50)
 #   PYTHON=/usr/bin/python3           the Python with python3-libvirt (default that one)
@@ -17,6 +18,7 @@
 # them succeed, so a failed run never leaves half a report behind.  bench/create_latency.py
 # starts (and stops) its own private libvirt + OVS host, devbus, agent and image server;
 # bench/ovs_converge.py its own private OVS host (with and without security groups);
+# bench/sg_throughput.py its own host, agent and two guests;
 # bench/guest_metrics_scrape.py the stack of bench/create_latency.py and
 # prometheus-libvirt-exporter; bench/idle_memory.py its own host and agent.
 set -eu
@@ -61,6 +63,10 @@ echo "bench: OVS convergence with security groups (50 rules, 200 members per gro
 "$python" bench/ovs_converge.py --build "$build" --ports 200 --networks 50 --rules 50 \
     --members 200 --rounds "${BENCH_OVS_ROUNDS:-10}" >"$work/ovs-sg.md"
 
+echo "bench: TCP between two guests with and without the security groups' conntrack stage" >&2
+"$python" bench/sg_throughput.py --build "$build" --rounds "${BENCH_TPUT_ROUNDS:-3}" \
+    >"$work/tput.md"
+
 echo "bench: scraping the metrics of 20 guests (against prometheus-libvirt-exporter)" >&2
 "$python" bench/guest_metrics_scrape.py --build "$build" --guests 20 \
     --scrapes "${BENCH_SCRAPES:-50}" >"$work/scrape.md"
@@ -91,6 +97,8 @@ fstype=$(df -P -T "$work" | awk 'NR == 2 { print $2 }')
     cat "$work/scrape.md"
     cat "$work/memory.md"
     cat "$work/ovs-sg.md"
+    echo
+    cat "$work/tput.md"
 } >"$work/benchmarks.md"
 mv "$work/benchmarks.md" "$out"
 echo "bench: wrote $out" >&2
