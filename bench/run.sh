@@ -8,6 +8,7 @@
 #   BENCH_CREATE_ROUNDS=3             rounds of 10 sequential / 10 concurrent creates (default 3)
 #   BENCH_OVS_ROUNDS=10               rounds of OVS convergence per tool (default 10)
 #   BENCH_CLONE_COUNT=5               clones, and snapshot rounds, of each tool (default 5)
+#   BENCH_TPUT_ROUNDS=3               TCP throughput samples with and without security groups
 #   BENCH_SCRAPES=50                  scrapes of each, agent and prometheus-libvirt-exporter,
 #                                     with 20 guests (default 50)
 #   PYTHON=/usr/bin/python3           the Python with python3-libvirt (default that one)
@@ -18,6 +19,7 @@
 # them succeed, so a failed run never leaves half a report behind.  bench/create_latency.py
 # starts (and stops) its own private libvirt + OVS host, devbus, agent and image server;
 # bench/ovs_converge.py its own private OVS host (with and without security groups);
+# bench/sg_throughput.py its own host, agent and two guests;
 # bench/guest_metrics_scrape.py the stack of bench/create_latency.py and
 # prometheus-libvirt-exporter; bench/disk_copies.py that stack, virt-clone and virsh;
 # bench/idle_memory.py its own host and agent.
@@ -66,6 +68,10 @@ echo "bench: OVS convergence with security groups (50 rules, 200 members per gro
 echo "bench: clone and snapshots of a running guest (against virt-clone and virsh)" >&2
 "$python" bench/disk_copies.py --build "$build" --count "${BENCH_CLONE_COUNT:-5}" >"$work/copies.md"
 
+echo "bench: TCP between two guests with and without the security groups' conntrack stage" >&2
+"$python" bench/sg_throughput.py --build "$build" --rounds "${BENCH_TPUT_ROUNDS:-3}" \
+    >"$work/tput.md"
+
 echo "bench: scraping the metrics of 20 guests (against prometheus-libvirt-exporter)" >&2
 "$python" bench/guest_metrics_scrape.py --build "$build" --guests 20 \
     --scrapes "${BENCH_SCRAPES:-50}" >"$work/scrape.md"
@@ -98,6 +104,8 @@ fstype=$(df -P -T "$work" | awk 'NR == 2 { print $2 }')
     cat "$work/ovs-sg.md"
     echo
     cat "$work/copies.md"
+    echo
+    cat "$work/tput.md"
 } >"$work/benchmarks.md"
 mv "$work/benchmarks.md" "$out"
 echo "bench: wrote $out" >&2
