@@ -34,6 +34,17 @@
 
 #define PROGRESS_INTERVAL_MS 1000
 
+static bool
+is_recorded_job(struct agent *a, const char *request_id)
+{
+    struct agent_job_rec *rec = NULL;
+    cleanup_error struct na_error *err = NULL;
+    if (agent_store_job_get(a->store, request_id, &rec, &err) < 0)
+        return false;
+    agent_job_rec_free(rec);
+    return true;
+}
+
 static int
 prepare_migrate(struct agent *a, struct agent_op *op, struct na_error **err)
 {
@@ -43,10 +54,20 @@ prepare_migrate(struct agent *a, struct agent_op *op, struct na_error **err)
                               "migrate.target_node: `%s` is this node; a migration goes to "
                               "another one",
                               m->target_node);
+    struct agent_instance *inst = agent_instances_find(&a->instances, op->instance);
+    if (inst && inst->observed == S(MIGRATING) && is_recorded_job(a, op->request_id)) {
+        /* This very migration, replayed after a restart: its recorded phase says how it
+         * goes on (agent_job_begin). */
+        op->spec = agent_spec_copy(inst->spec);
+        op->uid = inst->uid;
+        op->state_before = S(RUNNING);
+        inst->task = agent_request_kind_name(op->kind);
+        return 0;
+    }
     int ret = agent_prepare_existing(a, op, err);
     if (ret < 0)
         return ret;
-    struct agent_instance *inst = agent_instances_find(&a->instances, op->instance);
+    inst = agent_instances_find(&a->instances, op->instance);
     if (!agent_peers_is_live(a, m->target_node)) {
         inst->task = NULL;
         return na_error_quiet(err, NA_CODE_UNAVAILABLE, EHOSTUNREACH,
@@ -298,8 +319,11 @@ source_launch(struct agent *a, struct agent_op *op)
         .auto_converge = s && s->auto_converge,
     };
     if (!p->dest_xml || !*p->libvirt_uri || !*p->migrate_uri) {
-        na_error_set(&op->err, NA_CODE_INTERNAL, EINVAL,
-                     "migrate %s: the job's state lacks the destination's answer", op->instance);
+        na_error_set(&op->err, NA_CODE_CANCELLED, 0,
+                     "migrate %s was interrupted by a restart before libvirt's migration began "
+                     "(the destination's answer is not kept across restarts) and is given up; "
+                     "the guest runs on here",
+                     op->instance);
         perform_free(p);
         return;
     }

@@ -207,3 +207,40 @@ def test_a_guest_migrates_with_its_disk_and_a_cancel_or_refusal_changes_nothing(
     r = g.run([f"dd if=/dev/vda bs=512 skip={MARK_SECTOR} count=1 2>/dev/null | "
                f"grep -q {mark}; echo \"@@r2=$?@@\""], ["r2"])
     assert r["r2"] == 0
+
+    # The source's agent dies (SIGKILL) at the `perform` boundary: the destination prepared,
+    # libvirt has not started.  Restarted, the source cannot go on (the destination's answer
+    # is not recorded), fails the migration and tells the destination to undo: the guest
+    # runs on in node 1, node 2 is clean.
+    n1.agent.stop()
+    n1.start(env={"NODEAGENT_FAILPOINTS": "migrate.perform=kill"})
+    wait_for(lambda: "h2" in peers_of(n1), 60, "node 1 to know node 2 again")
+    cut = str(uuid.uuid4())
+    n1.send("migrate", inst, "--to", "h2", request_id=cut)
+    n1.wait_killed(timeout=300)
+    assert n1.state(inst) == 1 and n2.has_domain(inst) is False and os.path.exists(n2.dir(inst))
+    n1.start(env={"NODEAGENT_FAILPOINTS": ""})
+    ev = terminal(n1, cut)
+    assert ev["kind"] == "FAILED" and ev["error"]["code"] == "CANCELLED", ev
+    wait_for(lambda: not os.path.exists(n2.dir(inst)) and instance_view(n2, inst)[0] == 404,
+             120, "node 2 to undo what it prepared")
+    assert n1.state(inst) == 1
+    assert n1.agent.get_json(f"/v1/instances/{inst}")[1]["state"] == "RUNNING"
+
+    # The source's agent dies at the `handover` boundary: libvirt's migration completed (the
+    # domain is gone from node 1, paused on node 2), the finish not yet sent.  Restarted, the
+    # source sends it: node 2 resumes the guest, node 1 keeps nothing.
+    n1.agent.stop()
+    n1.start(env={"NODEAGENT_FAILPOINTS": "migrate.handover=kill"})
+    wait_for(lambda: "h2" in peers_of(n1), 60, "node 1 to know node 2 again")
+    late = str(uuid.uuid4())
+    n1.send("migrate", inst, "--to", "h2", request_id=late)
+    n1.wait_killed(timeout=300)
+    assert not n1.has_domain(inst) and n2.state(inst) == 3
+    n1.start(env={"NODEAGENT_FAILPOINTS": ""})
+    assert terminal(n1, late)["kind"] == "DONE"
+    wait_for(lambda: n2.state(inst) == 1
+             and n2.agent.get_json(f"/v1/instances/{inst}")[1]["state"] == "RUNNING", 120,
+             "node 2 to resume the guest")
+    assert_untouched_on(n1, inst)
+    assert used(n1) == {"VCPU": 0, "MEMORY_MB": 0, "DISK_GB": 0}, used(n1)
