@@ -390,7 +390,7 @@ def test_placement_down_then_back_empty_converges_without_an_agent_restart(clust
     assert "nodeagent_placement_in_sync 0\n" in agent.get("/metrics")[1]
     # Everything else goes on.
     assert agent.checks()["bus"] and agent.checks()["database"]
-    assert bus_reports(cluster)
+    wait_for(lambda: bus_reports(cluster, timeout=10), 60, "a capacity report on the bus")
     # A few more failed retries, seen by a server on Placement's port that hangs up on each.
     gone = HostileServer("close", port=port)
     try:
